@@ -1,0 +1,38 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export FLIGHTDECK_HOME ?= $(CURDIR)/.flightdeck
+PYTEST_ARGS ?=
+
+.PHONY: help bootstrap demo test lint bench lock clean
+
+help:
+	@echo "make demo   - run the lifecycle on the local profile (bootstraps .venv first)"
+	@echo "make test   - run the test suite (bootstraps .venv and Debian packages first)"
+	@echo "make bench  - benchmarks, written to bench-results/"
+	@echo "make lint   - ruff over the code"
+	@echo "make lock   - re-resolve requirements/*.lock from requirements/*.in"
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+demo: bootstrap
+	$(PY) -m components.demo
+
+test: bootstrap
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc = 5 ]; then echo 'make test: pytest collected no tests' >&2; exit 1; fi; exit $$rc
+
+lint: bootstrap
+	$(VENV)/bin/ruff check components dags pipelines feature_repo tests
+
+bench: bootstrap
+	$(PY) -m components.bench
+
+lock:
+	uv pip compile requirements/dev.in --python-version 3.11 $(foreach d,$(PIP_FIND_LINKS),--find-links $(d)) --no-emit-find-links -o requirements/dev.lock
+	uv pip compile requirements/tools.in --python-version 3.11 -o requirements/tools.lock
+
+clean:
+	rm -rf $(FLIGHTDECK_HOME) test-artifacts bench-results

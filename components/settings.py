@@ -1,0 +1,91 @@
+"""One settings object for every stage: environment variables, optionally a TOML file.
+
+Precedence: explicit environment variable > config file (FLIGHTDECK_CONFIG) > default.
+The profile picks where artifacts live and which Feast store configuration is used;
+no code path depends on anything else.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+PROFILES = ("local", "aws")
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    profile: str = "local"
+    # local profile: everything lives under this folder.
+    home: str = "./.flightdeck"
+    # aws profile: one bucket, with a prefix per kind of artifact.
+    s3_bucket: str = ""
+    s3_prefix: str = "flightdeck"
+    # Any S3-compatible server (MinIO, moto); empty means AWS itself.
+    s3_endpoint_url: str = ""
+    aws_region: str = "us-east-1"
+    # Feast online store in the aws profile.
+    redis_url: str = "localhost:6379"
+    # Predictions are made this long before scheduled departure; features must be known by then.
+    lead_time_hours: float = 2.0
+    # Stage runtime in the DAGs: in-process Python calls, or pods (KubernetesPodOperator).
+    runtime: str = "local"
+    model_name: str = "flight_delay"
+    triton_url: str = "localhost:8001"
+    triton_http_url: str = "localhost:8000"
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home).expanduser().resolve()
+
+    @property
+    def artifact_root(self) -> str:
+        """URI of the artifact store root: file:// locally, s3:// in the aws profile."""
+        if self.profile == "local":
+            return (self.home_path / "artifacts").as_uri()
+        return f"s3://{self.s3_bucket}/{self.s3_prefix.strip('/')}"
+
+    def validate(self) -> "Settings":
+        if self.profile not in PROFILES:
+            raise SettingsError(f"FLIGHTDECK_PROFILE={self.profile!r} is not one of {', '.join(PROFILES)}")
+        if self.profile == "aws" and not self.s3_bucket:
+            raise SettingsError("the aws profile needs FLIGHTDECK_S3_BUCKET (the artifact bucket)")
+        if self.runtime not in ("local", "kubernetes"):
+            raise SettingsError(f"FLIGHTDECK_RUNTIME={self.runtime!r} is not one of local, kubernetes")
+        if self.lead_time_hours < 0:
+            raise SettingsError("FLIGHTDECK_LEAD_TIME_HOURS must be >= 0")
+        return self
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    values: dict[str, object] = {}
+    config = env.get("FLIGHTDECK_CONFIG")
+    if config:
+        path = Path(config)
+        if not path.is_file():
+            raise SettingsError(f"FLIGHTDECK_CONFIG points to {path}, which is not a file")
+        with path.open("rb") as fh:
+            values.update(tomllib.load(fh).get("flightdeck", {}))
+    for f in fields(Settings):
+        key = f"FLIGHTDECK_{f.name.upper()}"
+        if key in env:
+            values[f.name] = env[key]
+    unknown = set(values) - {f.name for f in fields(Settings)}
+    if unknown:
+        raise SettingsError(f"unknown settings in {config}: {', '.join(sorted(unknown))}")
+    typed = {}
+    for f in fields(Settings):
+        if f.name in values:
+            raw = values[f.name]
+            try:
+                typed[f.name] = float(raw) if f.type == "float" else str(raw)
+            except ValueError as exc:
+                raise SettingsError(f"setting {f.name}={raw!r} is not a number") from exc
+    return Settings(**typed).validate()
