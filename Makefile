@@ -28,7 +28,7 @@ lint: bootstrap
 	$(VENV)/bin/ruff check components dags pipelines feature_repo tests
 
 bench: bootstrap
-	$(PY) -m components.bench
+	$(PY) -m benchmarks
 
 lock:
 	uv pip compile requirements/dev.in --python-version 3.11 $(foreach d,$(PIP_FIND_LINKS),--find-links $(d)) --no-emit-find-links -o requirements/dev.lock
