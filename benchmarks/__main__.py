@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import benchmarks
-from benchmarks.harness import Context, Result
+from benchmarks.harness import Context
 
 
 def areas() -> list[str]:

@@ -12,9 +12,8 @@ import json
 import logging
 import sys
 
-from components.stages import STAGES
-
 from components.errors import StageFailed
+from components.stages import STAGES
 
 EXIT_STAGE_FAILED = 1
 
@@ -84,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         spec = STAGES[args._stage]
         kwargs = {f.name: getattr(args, f.name) for f in dataclasses.fields(spec.params)}
         result = spec.run(**kwargs)
-    except (StageFailed, SettingsError) as exc:
+    except (StageFailed, SettingsError, ValueError) as exc:
+        # ValueError: a parameter a person typed (a date, a number) was refused with its reason.
+        logging.getLogger("flightdeck").debug("stage failed", exc_info=True)
         print(f"flightdeck {' '.join(sys.argv[1:3])}: FAILED\n{exc}", file=sys.stderr)
         return EXIT_STAGE_FAILED
     print(json.dumps(result, indent=2, sort_keys=True, default=str))

