@@ -117,3 +117,16 @@ def local_day_bounds_utc(day: date) -> tuple[datetime, datetime]:
 def flight_id(day: str, carrier: str, flight: int, origin: str) -> str:
     """The flight key: unique per scheduled departure date, carrier, flight number and origin."""
     return f"{day}_{carrier}{int(flight)}_{origin}"
+
+
+# -- downstream artifacts -------------------------------------------------------------------
+def predictions_prefix(day: date) -> str:
+    """Published by batch prediction: one file predictions.parquet with the signature KEYS, every
+    feature the model scored (so monitoring sees what the model saw), probability, model_version,
+    feature_service, scored_at (UTC)."""
+    return f"predictions/date={day.isoformat()}"
+
+
+def monitoring_prefix(day: date) -> str:
+    """Published by monitor: report.html, summary.json, metrics.prom."""
+    return f"monitoring/date={day.isoformat()}"
