@@ -36,3 +36,27 @@ lock:
 
 clean:
 	rm -rf $(FLIGHTDECK_HOME) test-artifacts bench-results
+
+# ---- containers and infrastructure (containers/, infra/; README "Containers and infrastructure") ----
+.PHONY: images pin-base-images container-locks lint-containers infra-validate
+TF_ENVS := dev prod
+
+images:  ## build + tag every image of containers/images.yaml; fails clearly without a Docker engine
+	$(PY) containers/build_images.py
+
+pin-base-images:  ## compare the base digests in containers/images.yaml with the registries (needs Docker)
+	$(PY) containers/build_images.py --check-bases
+
+container-locks:  ## re-resolve containers/locks/*.lock (CPU torch, CUDA torch, Triton's Python 3.12)
+	containers/lock.sh
+
+lint-containers:
+	$(VENV)/bin/hadolint --config .hadolint.yaml containers/*.Dockerfile
+
+# Needs provider downloads (registry.terraform.io), which this project's dev machines do not have.
+infra-validate:
+	@for env in $(TF_ENVS); do \
+	  echo "== infra/terraform/environments/$$env"; \
+	  terraform -chdir=infra/terraform/environments/$$env init -backend=false -input=false >/dev/null && \
+	  terraform -chdir=infra/terraform/environments/$$env validate || exit 1; \
+	done

@@ -1,0 +1,47 @@
+# syntax=docker/dockerfile:1.7
+# The Triton image: NVIDIA's Triton Inference Server 26.09 (server 2.73, the version of the
+# tritonclient in the lock) plus the python-backend dependencies of the online model (torch,
+# feast[redis]) and the flightdeck code it imports. Its entrypoint is `tritonserver`, not the
+# flightdeck CLI: this image serves models; infra/k8s/triton passes the server arguments.
+ARG BASE_DIGEST
+
+# ---- build: install the python-backend deps into one folder ----
+FROM nvcr.io/nvidia/tritonserver:26.09-py3@${BASE_DIGEST} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+# The python backend embeds the image's own Python; triton.lock is resolved for 3.12 (Ubuntu 24.04).
+# Fail here, clearly, if a new base moves it.
+RUN python3 -c "import sys; assert sys.version_info[:2] == (3, 12), f'triton.lock is for Python 3.12, base has {sys.version}'"
+COPY containers/locks/triton.lock /tmp/triton.lock
+# --target: a folder on PYTHONPATH, outside the distribution's externally-managed site-packages.
+# --no-deps: the lock is the complete, resolved set.
+RUN python3 -m pip install --no-deps --target /opt/pydeps -r /tmp/triton.lock
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY components ./components
+COPY feature_repo ./feature_repo
+
+# ---- runtime ----
+FROM nvcr.io/nvidia/tritonserver:26.09-py3@${BASE_DIGEST} AS runtime
+ARG BASE_DIGEST
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="flightdeck-triton" \
+      org.opencontainers.image.description="Triton Inference Server with the flightdeck online model's python-backend deps; entrypoint: tritonserver" \
+      org.opencontainers.image.source="https://github.com/flightdeck/flightdeck" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.base.name="nvcr.io/nvidia/tritonserver:26.09-py3" \
+      org.opencontainers.image.base.digest="${BASE_DIGEST}"
+COPY --from=build /opt/pydeps /opt/pydeps
+COPY --from=build /app /app
+ENV PYTHONPATH=/app:/opt/pydeps \
+    PYTHONDONTWRITEBYTECODE=1 \
+    FLIGHTDECK_HOME=/tmp/flightdeck
+# triton-server (uid 1000) is the non-root user NVIDIA's image ships.
+USER 1000:1000
+EXPOSE 8000 8001 8002
+ENTRYPOINT ["tritonserver"]
+CMD ["--model-repository=/models", "--model-control-mode=explicit"]
