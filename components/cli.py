@@ -10,12 +10,16 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 
-from components.errors import StageFailed
+from components.errors import BadInput, StageFailed
 from components.stages import STAGES
 
 EXIT_STAGE_FAILED = 1
+EXIT_BAD_INPUT = 3  # the input was refused (quarantined): retrying the same data cannot help
+# When set, the JSON result is also written to this file (KubernetesPodOperator's xcom sidecar reads it).
+RESULT_PATH_ENV = "FLIGHTDECK_RESULT_PATH"
 
 
 def _add_params(parser: argparse.ArgumentParser, params_cls) -> None:
@@ -87,8 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         # ValueError: a parameter a person typed (a date, a number) was refused with its reason.
         logging.getLogger("flightdeck").debug("stage failed", exc_info=True)
         print(f"flightdeck {' '.join(sys.argv[1:3])}: FAILED\n{exc}", file=sys.stderr)
-        return EXIT_STAGE_FAILED
-    print(json.dumps(result, indent=2, sort_keys=True, default=str))
+        return EXIT_BAD_INPUT if isinstance(exc, BadInput) else EXIT_STAGE_FAILED
+    text = json.dumps(result, indent=2, sort_keys=True, default=str)
+    if os.environ.get(RESULT_PATH_ENV):
+        from pathlib import Path
+
+        Path(os.environ[RESULT_PATH_ENV]).parent.mkdir(parents=True, exist_ok=True)
+        Path(os.environ[RESULT_PATH_ENV]).write_text(text)
+    print(text)
     return 0
 
 
