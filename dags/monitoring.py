@@ -1,0 +1,32 @@
+"""monitoring: drift and quality of one day's predictions; ask for retraining when needed.
+
+Scheduled on the predictions asset (one run per batch-prediction day). The monitor stage
+writes its report and metrics and says, through the retraining policy, whether to retrain;
+only then does `emit_drift` record the drift asset event that schedules continuous_training.
+Wiring only.
+"""
+
+from airflow.sdk import DAG, Param
+
+from components import airflow_steps as steps
+from components.airflow_runtime import DRIFT, PREDICTIONS, START_DATE, default_args, stage_task, step, xcom
+
+with DAG(
+    dag_id="monitoring",
+    description="data drift, prediction drift and model quality; triggers retraining on drift",
+    schedule=PREDICTIONS,
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,  # the retraining policy reads the previous days' results in order
+    default_args=default_args(),
+    params={"day": Param("", type="string", description="day to monitor (YYYY-MM-DD); empty: the asset event's")},
+    tags=["flightdeck", "monitoring"],
+    doc_md=__doc__,
+) as dag:
+    day = step(steps.plan_day)
+    monitor = stage_task("monitor", date=xcom("plan_day"))
+    decide = step(steps.retrain_branch, task_id="retrain", branch=True)
+    drift = step(steps.emit_drift, outlets=[DRIFT])
+    quiet = step(steps.no_drift)
+
+    day >> monitor >> decide >> [drift, quiet]
