@@ -102,3 +102,100 @@ STAGES: dict[str, StageSpec] = {
 def register_stage(spec: StageSpec) -> StageSpec:
     STAGES[spec.name] = spec
     return spec
+
+
+# -- the model half: train, evaluate, register ------------------------------------------------
+@dataclass(frozen=True)
+class TrainParams:
+    train_start: str = param(help=f"first date of the training window ({DATE}); the training set must exist")
+    train_end: str = param(help=f"last date of the window, inclusive ({DATE})")
+    seed: int = param(13, help="seed of every random choice (initialisation, shuffling, dropout)")
+    max_epochs: int = param(30, help="upper bound on epochs; early stopping usually ends sooner")
+    patience: int = param(3, help="epochs without a better validation loss before stopping")
+    batch_size: int = param(1024, help="rows per optimisation step")
+    learning_rate: float = param(2e-3, help="Adam learning rate")
+    weight_decay: float = param(1e-5, help="Adam weight decay")
+    hidden: str = param("128,64", help="widths of the hidden layers, comma-separated")
+    embedding_dim: int = param(8, help="embedding width per categorical column")
+    dropout: float = param(0.1, help="dropout after each hidden layer")
+    min_category_count: int = param(10, help="categories seen fewer times map to the column's 'unknown' slot")
+    val_fraction: float = param(0.15, help="share of the window (by scheduled departure time) for validation")
+    test_fraction: float = param(0.15, help="share of the window, at its end, held out for evaluation")
+    balance_classes: bool = param(True, help="weight positives by negatives/positives (calibrated afterwards)")
+    threads: int = param(2, help="torch CPU threads (fixed, for reproducible timings and results)")
+    device: str = param("auto", help="auto (CUDA when available), cpu or cuda")
+    reference_rows: int = param(5000, help="rows of the training features kept as the drift reference sample")
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    run_id: str = param("", help="training run to evaluate (runs/train/<run-id>); default: the latest")
+    model_name: str = param("", help="registry model whose champion is compared; default: the settings' model_name")
+    baseline_margin: float = param(0.0, help="ROC AUC the model must exceed every baseline by")
+    champion_tolerance: float = param(0.005, help="ROC AUC the model may lose against the champion, same holdout")
+    max_ece: float = param(0.05, help="largest expected calibration error a blessed model may have")
+    min_slice_rows: int = param(200, help="slices (carrier, origin, month) with fewer holdout rows are skipped")
+    threads: int = param(2, help="CPU threads for scoring and the baselines")
+
+
+@dataclass(frozen=True)
+class RegisterParams:
+    evaluation: str = param("", help="evaluation run to register (runs/evaluate/<id>); default: the latest")
+    model_name: str = param("", help="registry model name; default: the settings' model_name")
+    promote: bool = param(True, help="make the new version champion when the evaluation blessed it")
+
+
+TRAIN = register_stage(StageSpec(
+    name="train",
+    command=("train",),
+    help="train the delay MLP on a window of the training set; export TorchScript with its preprocessing",
+    params=TrainParams,
+    entry="components.train:train",
+    inputs={"training_set": "training_sets/<start>_<end>.parquet"},
+    outputs={"run": "runs/train/<run-id>/ (model.pt, signature.json, metrics.json, params.json, lineage.json, "
+                    "curves.png, reference.parquet)"},
+    image="train",
+    gpu=True,
+))
+EVALUATE = register_stage(StageSpec(
+    name="evaluate",
+    command=("evaluate",),
+    help="holdout metrics, slices, baselines, behavioural checks and champion vs challenger: bless or not",
+    params=EvaluateParams,
+    entry="components.evaluate:evaluate",
+    inputs={"run": "runs/train/<run-id>/", "champion": "models/<name>/ (registry)"},
+    outputs={"evaluation": "runs/evaluate/<eval-id>/ (evaluation.json, report.md)"},
+))
+REGISTER = register_stage(StageSpec(
+    name="register",
+    command=("register",),
+    help="add an evaluated model to the registry as a new version with its lineage; promote it if blessed",
+    params=RegisterParams,
+    entry="components.registry:register",
+    inputs={"run": "runs/train/<run-id>/", "evaluation": "runs/evaluate/<eval-id>/"},
+    outputs={"version": "models/<name>/versions/<N>/ (+ aliases.json when promoted)"},
+))
+
+
+# -- serving: deploy ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DeployParams:
+    version: str = param("champion", help="registry version number, or an alias (champion, previous)")
+    mode: str = param("full", help="full (serve it), shadow (score beside the serving version, never served) "
+                                   "or canary (serve a stable share of flights)")
+    canary_fraction: float = param(0.1, help="canary: share of flights (by flight_id hash) served by the version")
+    target: str = param("cpu", help="cpu (python backend, the local Triton) or gpu (pytorch_libtorch, production)")
+    timeout_s: float = param(120.0, help="seconds a load may take to become ready on each replica")
+
+
+DEPLOY = register_stage(StageSpec(
+    name="deploy",
+    command=("deploy",),
+    help="publish a registry version into the Triton model repository, load it on every replica, check "
+         "readiness and prediction parity, record it; roll back on any failure",
+    params=DeployParams,
+    entry="components.deploy:deploy",
+    inputs={"version": "models/<name>/versions/<N>/model.pt (sha256 in the registry)"},
+    outputs={"repository": "triton/model_repository/<model>/ (local) or s3://.../triton/model_repository/",
+             "state": "serving/<model>/state.json", "deployment": "the registry's deployment record"},
+))
