@@ -2,6 +2,7 @@
 
     python containers/build_images.py            # build + tag each image (needs a Docker engine)
     python containers/build_images.py --dry-run  # print the docker commands, build nothing
+    python containers/build_images.py --push     # build, push, record digests in image-digests.json
     python containers/build_images.py --check-bases  # resolve each base tag's digest in its registry
 
 Tags: <registry>/<repository>:<version> and :<git sha>; the registry is FLIGHTDECK_IMAGE_REGISTRY
@@ -11,6 +12,7 @@ Tags: <registry>/<repository>:<version> and :<git sha>; the registry is FLIGHTDE
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shlex
@@ -24,6 +26,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES_YAML = ROOT / "containers" / "images.yaml"
+DIGESTS_JSON = ROOT / "containers" / "image-digests.json"  # read by components.images
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -119,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--dry-run", action="store_true", help="print the docker commands only")
+    parser.add_argument("--push", action="store_true", help="push the tags and record the pushed digests")
     parser.add_argument("--check-bases", action="store_true", help="compare base digests with the registries")
     args = parser.parse_args(argv)
     docker = os.environ.get("DOCKER", "docker")
@@ -142,7 +146,25 @@ def main(argv: list[str] | None = None) -> int:
         print("+", shlex.join(command), flush=True)
         if not args.dry_run:
             subprocess.run(command, check=True)
+    if args.push and not args.dry_run:
+        record_pushed_digests(config, commands, docker)
     return 0
+
+
+def record_pushed_digests(config: dict, commands: list[list[str]], docker: str) -> None:
+    """Push each image and write {image key: sha256 digest} so DAGs and KFP pin images by digest."""
+    digests = {}
+    for key, command in zip(config["images"], commands, strict=True):
+        tags = [command[i + 1] for i, arg in enumerate(command) if arg == "--tag"]
+        for tag in tags:
+            subprocess.run([docker, "push", tag], check=True)
+        repo_digests = subprocess.run(
+            [docker, "image", "inspect", "--format", "{{json .RepoDigests}}", tags[0]],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        digests[key] = json.loads(repo_digests)[0].split("@", 1)[1]
+    DIGESTS_JSON.write_text(json.dumps(digests, indent=2, sort_keys=True) + "\n")
+    print(f"pushed; digests written to {DIGESTS_JSON.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -35,13 +35,15 @@ LABEL org.opencontainers.image.title="flightdeck-triton" \
       org.opencontainers.image.created="${CREATED}" \
       org.opencontainers.image.base.name="nvcr.io/nvidia/tritonserver:26.09-py3" \
       org.opencontainers.image.base.digest="${BASE_DIGEST}"
+# A high, dedicated uid (not the image's triton-server, uid 1000, which may collide with host users).
+RUN groupadd --system --gid 10001 flightdeck \
+ && useradd --system --uid 10001 --gid flightdeck --no-create-home flightdeck
 COPY --from=build /opt/pydeps /opt/pydeps
 COPY --from=build /app /app
 ENV PYTHONPATH=/app:/opt/pydeps \
     PYTHONDONTWRITEBYTECODE=1 \
     FLIGHTDECK_HOME=/tmp/flightdeck
-# triton-server (uid 1000) is the non-root user NVIDIA's image ships.
-USER 1000:1000
+USER 10001:10001
 EXPOSE 8000 8001 8002
 ENTRYPOINT ["tritonserver"]
 CMD ["--model-repository=/models", "--model-control-mode=explicit"]

@@ -1,0 +1,105 @@
+variable "name" {
+  description = "Cluster name (also the prefix of its IAM roles)."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{2,38}$", var.name))
+    error_message = "name must be 3-39 lowercase letters, digits or dashes, starting with a letter."
+  }
+}
+
+variable "kubernetes_version" {
+  description = "EKS Kubernetes version."
+  type        = string
+  default     = "1.33"
+  validation {
+    condition     = can(regex("^1\\.(3[0-9])$", var.kubernetes_version))
+    error_message = "kubernetes_version must be 1.30 or newer, as MAJOR.MINOR."
+  }
+}
+
+variable "vpc_id" {
+  description = "VPC of the cluster."
+  type        = string
+}
+
+variable "subnet_ids" {
+  description = "Private subnets for the control-plane ENIs and the nodes."
+  type        = list(string)
+  validation {
+    condition     = length(var.subnet_ids) >= 2
+    error_message = "EKS needs subnets in at least two availability zones."
+  }
+}
+
+variable "public_access_cidrs" {
+  description = "CIDRs allowed to reach the public API endpoint; empty keeps the endpoint private only."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for c in var.public_access_cidrs : can(cidrnetmask(c)) && c != "0.0.0.0/0"])
+    error_message = "public_access_cidrs must be valid CIDRs, and not 0.0.0.0/0."
+  }
+}
+
+variable "kms_key_arn" {
+  description = "KMS key for Kubernetes secrets envelope encryption and the control-plane log group."
+  type        = string
+}
+
+variable "system_node_group" {
+  description = "The CPU node group for Airflow, KFP, stage pods and monitoring."
+  type = object({
+    instance_types = list(string)
+    min_size       = number
+    max_size       = number
+    desired_size   = number
+  })
+  validation {
+    condition     = var.system_node_group.min_size >= 1 && var.system_node_group.min_size <= var.system_node_group.desired_size && var.system_node_group.desired_size <= var.system_node_group.max_size
+    error_message = "system_node_group needs 1 <= min_size <= desired_size <= max_size."
+  }
+}
+
+variable "gpu_node_group" {
+  description = "The GPU node group (Triton, training); tainted nvidia.com/gpu=true:NoSchedule so only pods that tolerate it land there."
+  type = object({
+    instance_types = list(string)
+    min_size       = number
+    max_size       = number
+    desired_size   = number
+  })
+  validation {
+    condition     = alltrue([for t in var.gpu_node_group.instance_types : can(regex("^(g4dn|g5|g6|g6e|p3|p4d|p5)\\.", t))])
+    error_message = "gpu_node_group.instance_types must be NVIDIA GPU instance types (g4dn, g5, g6, g6e, p3, p4d, p5)."
+  }
+  validation {
+    condition     = var.gpu_node_group.min_size >= 0 && var.gpu_node_group.min_size <= var.gpu_node_group.desired_size && var.gpu_node_group.desired_size <= var.gpu_node_group.max_size
+    error_message = "gpu_node_group needs 0 <= min_size <= desired_size <= max_size."
+  }
+}
+
+variable "nvidia_device_plugin_version" {
+  description = "Version of the nvidia-device-plugin Helm chart (advertises nvidia.com/gpu on the GPU nodes)."
+  type        = string
+  default     = "0.17.1"
+  validation {
+    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.nvidia_device_plugin_version))
+    error_message = "nvidia_device_plugin_version must be an exact chart version (X.Y.Z)."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Days to keep control-plane logs."
+  type        = number
+  default     = 365
+  validation {
+    condition     = var.log_retention_days >= 365
+    error_message = "Keep control-plane logs at least a year."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,113 @@
+# IAM roles for service accounts (IRSA), one per workload, each scoped to named buckets and
+# prefixes. Least privilege, as the platform needs it:
+#   data          ingest/validate/features/monitor: read+write the data and artifacts buckets
+#   trainer       train/evaluate/register: read data and artifacts, write artifacts and models
+#   batch_predict reads models and data, writes only data/predictions/
+#   triton        reads models, nothing else
+#   airflow       its remote task logs under artifacts/airflow-logs/
+locals {
+  b = var.bucket_arns
+  access = {
+    data = {
+      read  = [{ bucket = "data", prefix = "" }, { bucket = "artifacts", prefix = "" }]
+      write = [{ bucket = "data", prefix = "" }, { bucket = "artifacts", prefix = "" }]
+    }
+    trainer = {
+      read  = [{ bucket = "data", prefix = "" }, { bucket = "artifacts", prefix = "" }, { bucket = "models", prefix = "" }]
+      write = [{ bucket = "artifacts", prefix = "" }, { bucket = "models", prefix = "" }]
+    }
+    batch_predict = {
+      read  = [{ bucket = "data", prefix = "" }, { bucket = "models", prefix = "" }]
+      write = [{ bucket = "data", prefix = "predictions/" }]
+    }
+    triton = {
+      read  = [{ bucket = "models", prefix = "" }]
+      write = []
+    }
+    airflow = {
+      read  = [{ bucket = "artifacts", prefix = "airflow-logs/" }]
+      write = [{ bucket = "artifacts", prefix = "airflow-logs/" }]
+    }
+  }
+  workloads = { for k, v in local.access : k => v if contains(keys(var.service_accounts), k) }
+}
+
+data "aws_iam_policy_document" "assume" {
+  for_each = local.workloads
+  statement {
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+    principals {
+      type        = "Federated"
+      identifiers = [var.oidc_provider_arn]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${var.oidc_issuer}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${var.oidc_issuer}:sub"
+      values   = [for sa in var.service_accounts[each.key] : "system:serviceaccount:${sa}"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "access" {
+  for_each = local.workloads
+
+  statement {
+    sid       = "ReadObjects"
+    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
+    resources = [for r in each.value.read : "${local.b[r.bucket]}/${r.prefix}*"]
+  }
+
+  dynamic "statement" {
+    for_each = length(each.value.write) > 0 ? [1] : []
+    content {
+      sid = "WriteObjects"
+      # DeleteObject: stages publish atomically (write a temporary key, copy, delete it).
+      actions   = ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+      resources = [for r in each.value.write : "${local.b[r.bucket]}/${r.prefix}*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = { for r in concat(each.value.read, each.value.write) : r.bucket => r.prefix... }
+    content {
+      sid       = "List${title(statement.key)}"
+      actions   = ["s3:ListBucket"]
+      resources = [local.b[statement.key]]
+      dynamic "condition" {
+        for_each = contains(statement.value, "") ? [] : [1]
+        content {
+          test     = "StringLike"
+          variable = "s3:prefix"
+          values   = [for p in distinct(statement.value) : "${p}*"]
+        }
+      }
+    }
+  }
+
+  statement {
+    sid       = "BucketKey"
+    actions   = length(each.value.write) > 0 ? ["kms:Decrypt", "kms:GenerateDataKey"] : ["kms:Decrypt"]
+    resources = [var.kms_key_arn]
+  }
+}
+
+resource "aws_iam_role" "workload" {
+  for_each             = local.workloads
+  name                 = "${var.name}-${replace(each.key, "_", "-")}"
+  description          = "IRSA role of the flightdeck ${each.key} workload"
+  assume_role_policy   = data.aws_iam_policy_document.assume[each.key].json
+  max_session_duration = 3600
+  tags                 = merge(var.tags, { Workload = each.key })
+}
+
+resource "aws_iam_role_policy" "workload" {
+  for_each = local.workloads
+  name     = "s3-access"
+  role     = aws_iam_role.workload[each.key].id
+  policy   = data.aws_iam_policy_document.access[each.key].json
+}
