@@ -2,14 +2,6 @@
 # for IRSA, a CPU "system" node group and a tainted GPU node group with the NVIDIA device plugin.
 data "aws_partition" "current" {}
 
-locals {
-  gpu_taint = { key = "nvidia.com/gpu", value = "true", effect = "NO_SCHEDULE" }
-  node_groups = {
-    system = merge(var.system_node_group, { ami_type = "AL2023_x86_64_STANDARD", pool = "system", taints = [] })
-    gpu    = merge(var.gpu_node_group, { ami_type = "AL2023_x86_64_NVIDIA", pool = "gpu", taints = [local.gpu_taint] })
-  }
-}
-
 data "aws_iam_policy_document" "cluster_assume" {
   statement {
     actions = ["sts:AssumeRole", "sts:TagSession"]
@@ -105,7 +97,7 @@ resource "aws_iam_role_policy_attachment" "node" {
 
 # IMDSv2 only, hop limit 1: pods cannot borrow the node's role through the metadata service.
 resource "aws_launch_template" "node" {
-  for_each = local.node_groups
+  for_each = toset(["system", "gpu"])
   name     = "${var.name}-${each.key}"
   metadata_options {
     http_endpoint               = "enabled"
@@ -128,34 +120,61 @@ resource "aws_launch_template" "node" {
   tags = var.tags
 }
 
-resource "aws_eks_node_group" "this" {
-  for_each        = local.node_groups
+# CPU nodes: Airflow, KFP, stage pods, monitoring.
+resource "aws_eks_node_group" "system" {
   cluster_name    = aws_eks_cluster.this.name
-  node_group_name = each.key
+  node_group_name = "system"
   node_role_arn   = aws_iam_role.node.arn
   subnet_ids      = var.subnet_ids
-  ami_type        = each.value.ami_type
-  instance_types  = each.value.instance_types
-  labels          = { "flightdeck.io/node-pool" = each.value.pool }
+  ami_type        = "AL2023_x86_64_STANDARD"
+  instance_types  = var.system_node_group.instance_types
+  labels          = { "flightdeck.io/node-pool" = "system" }
 
   scaling_config {
-    min_size     = each.value.min_size
-    max_size     = each.value.max_size
-    desired_size = each.value.desired_size
+    min_size     = var.system_node_group.min_size
+    max_size     = var.system_node_group.max_size
+    desired_size = var.system_node_group.desired_size
   }
 
   launch_template {
-    id      = aws_launch_template.node[each.key].id
-    version = aws_launch_template.node[each.key].latest_version
+    id      = aws_launch_template.node["system"].id
+    version = aws_launch_template.node["system"].latest_version
   }
 
-  dynamic "taint" {
-    for_each = each.value.taints
-    content {
-      key    = taint.value.key
-      value  = taint.value.value
-      effect = taint.value.effect
-    }
+  update_config {
+    max_unavailable = 1
+  }
+
+  tags       = var.tags
+  depends_on = [aws_iam_role_policy_attachment.node]
+}
+
+# GPU nodes (EKS's NVIDIA AMI: driver and container toolkit). Tainted, so that only pods that
+# tolerate nvidia.com/gpu (Triton, training) are scheduled on these expensive machines.
+resource "aws_eks_node_group" "gpu" {
+  cluster_name    = aws_eks_cluster.this.name
+  node_group_name = "gpu"
+  node_role_arn   = aws_iam_role.node.arn
+  subnet_ids      = var.subnet_ids
+  ami_type        = "AL2023_x86_64_NVIDIA"
+  instance_types  = var.gpu_node_group.instance_types
+  labels          = { "flightdeck.io/node-pool" = "gpu" }
+
+  taint {
+    key    = "nvidia.com/gpu"
+    value  = "true"
+    effect = "NO_SCHEDULE"
+  }
+
+  scaling_config {
+    min_size     = var.gpu_node_group.min_size
+    max_size     = var.gpu_node_group.max_size
+    desired_size = var.gpu_node_group.desired_size
+  }
+
+  launch_template {
+    id      = aws_launch_template.node["gpu"].id
+    version = aws_launch_template.node["gpu"].latest_version
   }
 
   update_config {
@@ -178,8 +197,8 @@ resource "helm_release" "nvidia_device_plugin" {
 
   values = [yamlencode({
     nodeSelector = { "flightdeck.io/node-pool" = "gpu" }
-    tolerations  = [{ key = local.gpu_taint.key, operator = "Exists", effect = "NoSchedule" }]
+    tolerations  = [{ key = "nvidia.com/gpu", operator = "Exists", effect = "NoSchedule" }]
   })]
 
-  depends_on = [aws_eks_node_group.this]
+  depends_on = [aws_eks_node_group.gpu]
 }

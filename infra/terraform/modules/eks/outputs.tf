@@ -30,5 +30,5 @@ output "oidc_issuer" {
 
 output "gpu_taint" {
   description = "The taint on the GPU nodes; GPU pods must tolerate it."
-  value       = local.gpu_taint
+  value       = one(aws_eks_node_group.gpu.taint)
 }

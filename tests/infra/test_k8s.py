@@ -1,0 +1,193 @@
+"""The Triton manifests (infra/k8s/triton, a Helm chart): schema-valid for Kubernetes, Pod
+Security Standards "restricted", checkov clean, and the serving contract (GPU, probes, ports,
+network access only from the platform)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.infra.checkov_run import describe, run_checkov
+from tests.infra.helm_lite import TemplateError, render_chart, render_text
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "infra" / "k8s" / "triton"
+K8S_VERSION = "1.33.0"  # infra/terraform/modules/eks kubernetes_version
+RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("triton-rendered")
+    for name, text in render_chart(CHART, namespace="flightdeck").items():
+        (out / name).write_text(text)
+    return out
+
+
+@pytest.fixture(scope="module")
+def resources(rendered) -> dict[str, dict]:
+    docs = [d for p in sorted(rendered.glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
+    return {d["kind"]: d for d in docs}
+
+
+@pytest.fixture(scope="module")
+def checkov_k8s(rendered) -> dict:
+    return run_checkov(rendered, "kubernetes")
+
+
+def test_chart_has_the_serving_objects(resources):
+    assert set(resources) == {
+        "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "ServiceAccount",
+    }  # fmt: skip
+
+
+def test_every_manifest_matches_the_kubernetes_schema(resources):
+    for kind, resource in resources.items():
+        try:
+            kubernetes_validate.validate(resource, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{kind} {resource['metadata']['name']}: {exc.message} at {list(exc.path)}")
+
+
+def test_schema_validation_catches_a_broken_manifest(resources):
+    broken = yaml.safe_load(yaml.safe_dump(resources["Deployment"]))
+    broken["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "eight thousand"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def pss_restricted_violations(pod_spec: dict) -> list[str]:
+    """The Pod Security Standards "restricted" profile (v1.33), plus a read-only root filesystem."""
+    problems = []
+    pod_sc = pod_spec.get("securityContext", {})
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod_spec.get(flag):
+            problems.append(f"{flag} is set")
+    for volume in pod_spec.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= RESTRICTED_VOLUMES:
+            problems.append(f"volume {volume['name']} uses {kinds - RESTRICTED_VOLUMES}")
+    containers = pod_spec.get("initContainers", []) + pod_spec["containers"]
+    for c in containers:
+        sc = c.get("securityContext", {})
+        name = c["name"]
+        if sc.get("privileged"):
+            problems.append(f"{name}: privileged")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: allowPrivilegeEscalation is not false")
+        if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is not True:
+            problems.append(f"{name}: runAsNonRoot is not true")
+        if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
+            problems.append(f"{name}: runAsUser 0")
+        caps = sc.get("capabilities", {})
+        if "ALL" not in caps.get("drop", []):
+            problems.append(f"{name}: capabilities do not drop ALL")
+        if set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{name}: adds capabilities {caps['add']}")
+        seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{name}: seccompProfile is {seccomp}")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            problems.append(f"{name}: root filesystem is writable")
+        if any("hostPort" in p for p in c.get("ports", [])):
+            problems.append(f"{name}: hostPort")
+    return problems
+
+
+def test_pod_security_standards_restricted(resources):
+    assert pss_restricted_violations(resources["Deployment"]["spec"]["template"]["spec"]) == []
+
+
+def test_pss_check_catches_violations(resources):
+    pod = yaml.safe_load(yaml.safe_dump(resources["Deployment"]["spec"]["template"]["spec"]))
+    pod["hostNetwork"] = True
+    pod["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    pod["containers"][0]["securityContext"]["capabilities"] = {"add": ["SYS_ADMIN"]}
+    pod["volumes"].append({"name": "host", "hostPath": {"path": "/"}})
+    problems = pss_restricted_violations(pod)
+    assert len(problems) == 5, problems
+
+
+def test_gpu_probes_and_ports(resources):
+    pod = resources["Deployment"]["spec"]["template"]["spec"]
+    (triton,) = pod["containers"]
+    assert (
+        triton["resources"]["requests"]["nvidia.com/gpu"]
+        == triton["resources"]["limits"]["nvidia.com/gpu"]
+        == "1"
+    )
+    # Tolerates exactly the taint of the GPU node group (modules/eks) and asks for those nodes.
+    assert {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+    assert pod["nodeSelector"] == {"flightdeck.io/node-pool": "gpu"}
+    assert triton["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert triton["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert {p["name"]: p["containerPort"] for p in triton["ports"]} == {
+        "http": 8000,
+        "grpc": 8001,
+        "metrics": 8002,
+    }
+    assert sorted(p["port"] for p in resources["Service"]["spec"]["ports"]) == [8000, 8001, 8002]
+    assert "@sha256:" in triton["image"]
+    # The model-control API is restricted to holders of the admin key (components/triton/server.py).
+    from components.triton.server import ADMIN_HEADER, ADMIN_KEY_ENV, RESTRICTED_APIS
+
+    restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}=$({ADMIN_KEY_ENV})"
+    assert f"--http-restricted-api={restricted}" in triton["args"]
+    assert f"--grpc-restricted-protocol={restricted}" in triton["args"]
+    assert [e["name"] for e in triton["env"]] == [ADMIN_KEY_ENV]
+
+
+def test_only_platform_pods_reach_triton(resources):
+    policy = resources["NetworkPolicy"]["spec"]
+    selector = resources["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert policy["podSelector"]["matchLabels"] == selector
+    assert "Ingress" in policy["policyTypes"]
+    for rule in policy["ingress"]:
+        assert rule["from"], "an ingress rule without `from` admits everyone"
+        for peer in rule["from"]:
+            assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/part-of": "flightdeck"}
+            assert "ipBlock" not in peer
+    ports = {p["port"] for rule in policy["ingress"] for p in rule["ports"]}
+    assert ports == {8000, 8001, 8002}
+
+
+def test_hpa_and_pdb_target_the_deployment(resources):
+    hpa, pdb = resources["HorizontalPodAutoscaler"]["spec"], resources["PodDisruptionBudget"]["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "triton"}
+    assert 1 <= pdb["minAvailable"] < hpa["minReplicas"] <= hpa["maxReplicas"]
+    assert pdb["selector"]["matchLabels"] == resources["Deployment"]["spec"]["selector"]["matchLabels"]
+
+
+def test_service_account_uses_irsa_and_no_api_token(resources):
+    sa = resources["ServiceAccount"]
+    assert sa["automountServiceAccountToken"] is False
+    assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
+    assert resources["Deployment"]["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+
+
+def test_templates_use_only_values_lookups():
+    with pytest.raises(TemplateError, match="unsupported"):
+        render_text('x: "{{ include "foo" . }}"', {}, "ns")
+    with pytest.raises(TemplateError, match="not in values.yaml"):
+        render_text('x: "{{ .Values.nope }}"', {}, "ns")
+
+
+def test_checkov_kubernetes_checks_pass(checkov_k8s):
+    assert checkov_k8s["resource_count"] >= 6 and checkov_k8s["parsing_errors"] == 0
+    assert not checkov_k8s["failed"], "checkov failed checks:\n" + describe(checkov_k8s["failed"])
+    for check in checkov_k8s["skipped"]:
+        assert len(check.get("suppress_comment", "")) > 20, f"skip without a reason: {check['check_id']}"

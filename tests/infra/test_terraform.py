@@ -1,0 +1,347 @@
+"""Static checks of infra/terraform (no provider downloads here): fmt, checkov, and invariants
+read with python-hcl2 -- private encrypted TLS-only buckets, tainted GPU nodes, IAM scoped to
+named buckets, tags everywhere, documented variables, pinned versions."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+
+import hcl2
+import pytest
+
+from tests.infra.checkov_run import describe, run_checkov
+
+REPO = Path(__file__).resolve().parents[2]
+TF = REPO / "infra" / "terraform"
+MODULES = sorted(p for p in (TF / "modules").iterdir() if p.is_dir())
+ENVIRONMENTS = [TF / "environments" / "dev", TF / "environments" / "prod"]
+EXPECTED_MODULES = {
+    "network",
+    "eks",
+    "storage",
+    "ecr",
+    "online_store",
+    "airflow_db",
+    "iam",
+    "platform",
+    "kms",
+}
+
+# AWS resource types this code uses, by whether they take tags. A new type must be classified
+# here (the test fails otherwise), so "every taggable resource is tagged" cannot rot.
+TAGGABLE = {
+    "aws_vpc", "aws_default_security_group", "aws_internet_gateway", "aws_subnet", "aws_eip", "aws_nat_gateway",
+    "aws_route_table", "aws_vpc_endpoint", "aws_security_group", "aws_vpc_security_group_ingress_rule",
+    "aws_cloudwatch_log_group", "aws_iam_role", "aws_flow_log", "aws_kms_key", "aws_eks_cluster",
+    "aws_iam_openid_connect_provider", "aws_launch_template", "aws_eks_node_group", "aws_s3_bucket",
+    "aws_ecr_repository", "aws_elasticache_subnet_group", "aws_secretsmanager_secret",
+    "aws_elasticache_replication_group", "aws_db_subnet_group", "aws_db_parameter_group", "aws_db_instance",
+}  # fmt: skip
+NOT_TAGGABLE = {
+    "aws_route_table_association", "aws_iam_role_policy", "aws_iam_role_policy_attachment", "aws_kms_alias",
+    "aws_s3_bucket_public_access_block", "aws_s3_bucket_ownership_controls", "aws_s3_bucket_versioning",
+    "aws_s3_bucket_server_side_encryption_configuration", "aws_s3_bucket_lifecycle_configuration",
+    "aws_s3_bucket_logging", "aws_s3_bucket_policy", "aws_ecr_lifecycle_policy", "aws_secretsmanager_secret_version",
+}  # fmt: skip
+
+
+def unq(value):
+    """python-hcl2 keeps the quotes of string literals and wraps expressions in ${...}."""
+    if isinstance(value, str):
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            return value[1:-1]
+        if value.startswith("${") and value.endswith("}"):
+            return value[2:-1]
+    return value
+
+
+@cache
+def parse(path: Path) -> dict:
+    with path.open() as fh:
+        return hcl2.load(fh)
+
+
+def tf_files(directory: Path | None = None) -> list[Path]:
+    return sorted((directory or TF).rglob("*.tf"))
+
+
+def blocks(kind: str, directory: Path | None = None):
+    """(file, type, name, body) of every resource/data block; (file, name, body) for others."""
+    for path in tf_files(directory):
+        for entry in parse(path).get(kind, []):
+            for type_, named in entry.items():
+                if kind in ("resource", "data"):
+                    for name, body in named.items():
+                        yield path, unq(type_), unq(name), body
+                else:
+                    yield path, unq(type_), named
+
+
+def resources(type_: str):
+    return [(p, n, b) for p, t, n, b in blocks("resource") if t == type_]
+
+
+def first(body: dict, key: str) -> dict:
+    value = body.get(key)
+    assert isinstance(value, list) and value, f"no {key} block"
+    return value[0]
+
+
+# -- formatting and checkov -------------------------------------------------------------------
+
+
+def test_terraform_fmt():
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("terraform is not installed (scripts/bootstrap.sh does not install it)")
+    out = subprocess.run(
+        [terraform, "fmt", "-check", "-recursive", "-diff", str(TF)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, f"run `terraform fmt -recursive infra/terraform`:\n{out.stdout}{out.stderr}"
+
+
+@pytest.fixture(scope="module")
+def checkov_tf() -> dict:
+    return run_checkov(TF, "terraform")
+
+
+def test_checkov_terraform_has_no_failed_checks(checkov_tf):
+    assert checkov_tf["resource_count"] > 50 and checkov_tf["parsing_errors"] == 0
+    assert not checkov_tf["failed"], "checkov failed checks:\n" + describe(checkov_tf["failed"])
+
+
+def test_every_checkov_skip_sits_on_a_resource_with_a_reason(checkov_tf):
+    for path in tf_files():
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if "checkov:skip" in line:
+                assert re.fullmatch(r"\s*#checkov:skip=CKV2?_AWS_\d+:.{20,}", line), (
+                    f"{path}:{n}: {line.strip()}"
+                )
+    assert all(len(c.get("suppress_comment", "")) >= 20 for c in checkov_tf["skipped"])
+
+
+# -- layout, versions, documentation ----------------------------------------------------------
+
+
+def test_every_module_has_the_standard_files():
+    assert {m.name for m in MODULES} == EXPECTED_MODULES
+    for directory in [*MODULES, *ENVIRONMENTS]:
+        for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
+            assert (directory / name).is_file(), f"{directory.relative_to(REPO)} has no {name}"
+
+
+def test_terraform_and_providers_are_pinned():
+    for directory in [*MODULES, *ENVIRONMENTS]:
+        (terraform,) = parse(directory / "versions.tf")["terraform"]
+        assert unq(terraform["required_version"]).startswith(">= 1."), directory
+        (providers,) = terraform["required_providers"]
+        providers = {unq(k): v for k, v in providers.items() if not k.startswith("__")}
+        used = {t.split("_")[0] for kind in ("resource", "data") for _, t, _, _ in blocks(kind, directory)}
+        for name, spec in providers.items():
+            assert re.fullmatch(r"~> \d+\.\d+", unq(spec["version"])), (
+                f"{directory.name}: {name} {spec['version']}"
+            )
+        assert used <= set(providers), (
+            f"{directory.name}: providers used but not pinned: {used - set(providers)}"
+        )
+
+
+def test_every_variable_and_output_is_described():
+    for path, name, body in [*blocks("variable"), *blocks("output")]:
+        assert len(unq(body.get("description", ""))) > 10, (
+            f"{path.relative_to(REPO)}: {name} has no description"
+        )
+
+
+def test_module_variables_with_free_form_values_are_validated():
+    for module in MODULES:
+        validated = [n for p, n, b in blocks("variable", module) if "validation" in b]
+        assert validated, f"module {module.name} validates none of its variables"
+
+
+def test_environments_set_every_required_variable():
+    for env in ENVIRONMENTS:
+        tfvars = parse(env / "terraform.tfvars")
+        required = {n for _, n, b in blocks("variable", env) if "default" not in b}
+        assert required <= set(tfvars), f"{env.name}: terraform.tfvars misses {required - set(tfvars)}"
+        assert unq(tfvars["environment"]) == env.name
+
+
+def test_remote_state_backend_is_documented():
+    for env in ENVIRONMENTS:
+        text = (env / "versions.tf").read_text()
+        assert re.search(r'^\s*#\s*backend "s3" \{', text, re.M), f"{env.name}: no documented S3 backend"
+        assert f"flightdeck/{env.name}/terraform.tfstate" in text
+        assert re.search(r"#\s*use_lockfile\s*=\s*true", text) and re.search(r"#\s*encrypt\s*=\s*true", text)
+
+
+# -- security invariants ------------------------------------------------------------------------
+
+
+def _for_each_bucket_resources(type_: str) -> dict[str, dict]:
+    """{bucket resource name: body} of the per-bucket settings resources of a type."""
+    out = {}
+    for _, _, body in resources(type_):
+        target = unq(body.get("for_each", "")) or unq(body.get("bucket", ""))
+        match = re.match(r"aws_s3_bucket\.([a-z_]+)", target)
+        assert match, f"{type_} does not point at an aws_s3_bucket: {target}"
+        out[match.group(1)] = body
+    return out
+
+
+def test_every_bucket_is_private_encrypted_versioned_and_tls_only():
+    buckets = resources("aws_s3_bucket")
+    assert buckets
+    pab = _for_each_bucket_resources("aws_s3_bucket_public_access_block")
+    sse = _for_each_bucket_resources("aws_s3_bucket_server_side_encryption_configuration")
+    versioning = _for_each_bucket_resources("aws_s3_bucket_versioning")
+    ownership = _for_each_bucket_resources("aws_s3_bucket_ownership_controls")
+    lifecycle = _for_each_bucket_resources("aws_s3_bucket_lifecycle_configuration")
+    policies = _for_each_bucket_resources("aws_s3_bucket_policy")
+    documents = {n: b for _, t, n, b in blocks("data") if t == "aws_iam_policy_document"}
+    for _, name, _ in buckets:
+        assert all(
+            pab[name][k] is True
+            for k in (
+                "block_public_acls",
+                "block_public_policy",
+                "ignore_public_acls",
+                "restrict_public_buckets",
+            )
+        )
+        rule = first(first(sse[name], "rule"), "apply_server_side_encryption_by_default")
+        assert unq(rule["sse_algorithm"]) == "aws:kms" and unq(rule["kms_master_key_id"]).startswith("var.")
+        assert unq(first(versioning[name], "versioning_configuration")["status"]) == "Enabled"
+        assert unq(first(ownership[name], "rule")["object_ownership"]) == "BucketOwnerEnforced"
+        assert lifecycle[name].get("rule"), "no lifecycle rule"
+        doc_name = re.search(r"aws_iam_policy_document\.([a-z_]+)", unq(policies[name]["policy"])).group(1)
+        deny = [s for s in documents[doc_name]["statement"] if unq(s.get("effect", "")) == "Deny"]
+        assert any(
+            unq(c["variable"]) == "aws:SecureTransport" and [unq(v) for v in c["values"]] == ["false"]
+            for s in deny for c in s.get("condition", [])
+        ), f"bucket {name}: no deny of non-TLS requests"  # fmt: skip
+        denied = {unq(r) for s in deny for r in s["resources"]}
+        assert {"each.value.arn", "${each.value.arn}/*"} <= denied
+
+
+def test_gpu_nodes_are_tainted_and_system_nodes_are_not():
+    groups = {n: b for _, n, b in resources("aws_eks_node_group")}
+    gpu = [b for b in groups.values() if "NVIDIA" in unq(b["ami_type"])]
+    assert gpu, "no GPU node group"
+    for body in gpu:
+        assert {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"} in [
+            {k: unq(v) for k, v in t.items() if k != "__is_block__"} for t in body.get("taint", [])
+        ]
+    for body in groups.values():
+        if "NVIDIA" not in unq(body["ami_type"]):
+            assert not body.get("taint"), "CPU nodes carry the GPU taint"
+    (plugin,) = [b for _, n, b in resources("helm_release") if n == "nvidia_device_plugin"]
+    assert "nvidia.com/gpu" in plugin["values"][0] and re.fullmatch(r"var\.\w+", unq(plugin["version"]))
+
+
+def as_list(value) -> list:
+    """An attribute written as a list literal, or as one expression (a for-expression)."""
+    return value if isinstance(value, list) else [value]
+
+
+def _statements(document: dict):
+    yield from document.get("statement", [])
+    for dynamic in document.get("dynamic", []):
+        for label, body in dynamic.items():
+            if unq(label) == "statement":
+                yield from body.get("content", [])
+
+
+def test_no_iam_policy_grants_s3_on_wildcard_resources():
+    checked = 0
+    for path, type_, name, body in blocks("data"):
+        if type_ != "aws_iam_policy_document":
+            continue
+        for statement in _statements(body):
+            if unq(statement.get("effect", '"Allow"')) != "Allow":
+                continue
+            actions = [unq(a) for a in as_list(statement.get("actions", []))]
+            if not any(a.startswith("s3:") or a == "*" or '"s3:' in a or '"*"' in a for a in actions):
+                continue
+            checked += 1
+            for resource in as_list(statement.get("resources", [])):
+                text = unq(resource)
+                assert text != "*" and not text.startswith("arn:aws:s3:::*"), (
+                    f"{path.name} {name}: {actions} on {text}"
+                )
+                # Bucket ARNs come from the storage module (named buckets), never from a literal.
+                assert re.search(r"(local\.b\[|each\.value\.arn|var\.bucket_arns)", text), (
+                    f"{path.name} {name}: {text}"
+                )
+    assert checked >= 4  # read, write and list of the IRSA roles, the access-log delivery
+
+
+def test_irsa_roles_are_least_privilege():
+    """Read what modules/iam grants each workload, as the issue lists it."""
+    (iam_locals,) = parse(TF / "modules" / "iam" / "main.tf")["locals"]
+    access = iam_locals["access"]
+
+    def grants(workload: str, kind: str) -> set[tuple[str, str]]:
+        return {(unq(r["bucket"]), unq(r["prefix"])) for r in access[workload][kind]}
+
+    assert grants("triton", "read") == {("models", "")} and grants("triton", "write") == set()
+    assert grants("batch_predict", "write") == {("data", "predictions/")}
+    assert ("models", "") in grants("batch_predict", "read")
+    assert ("models", "") in grants("trainer", "write")
+    assert all(b != "models" for b, _ in grants("data", "write") | grants("airflow", "write"))
+    trust = [b for p, t, n, b in blocks("data", TF / "modules" / "iam") if n == "assume"][0]
+    conditions = {unq(c["variable"]): c for c in first(trust, "statement")["condition"]}
+    assert set(conditions) == {"${var.oidc_issuer}:aud", "${var.oidc_issuer}:sub"}
+
+
+def test_every_taggable_resource_is_tagged():
+    for path, type_, name, body in blocks("resource"):
+        if not type_.startswith("aws_"):
+            continue
+        assert type_ in TAGGABLE | NOT_TAGGABLE, f"classify {type_} in TAGGABLE or NOT_TAGGABLE"
+        if type_ in TAGGABLE:
+            assert "tags" in body, f"{path.relative_to(REPO)}: {type_}.{name} has no tags"
+    for env in ENVIRONMENTS:
+        (aws,) = [p['"aws"'] for p in parse(env / "main.tf")["provider"] if '"aws"' in p]
+        assert unq(first(aws, "default_tags")["tags"]) == "local.tags"
+        (env_locals,) = parse(env / "main.tf")["locals"]
+        assert {"Project", "Environment", "Owner", "ManagedBy"} <= set(env_locals["tags"])
+
+
+def test_data_stores_are_encrypted_and_private():
+    ((_, _, redis),) = resources("aws_elasticache_replication_group")
+    assert redis["at_rest_encryption_enabled"] is True and redis["transit_encryption_enabled"] is True
+    assert unq(redis["auth_token"]).startswith("random_password.")
+    ((_, _, db),) = resources("aws_db_instance")
+    assert db["storage_encrypted"] is True and db["publicly_accessible"] is False
+    assert db["manage_master_user_password"] is True and "password" not in db
+    assert unq(db["backup_retention_period"]).startswith("var.")
+    ((_, _, cluster),) = resources("aws_eks_cluster")
+    assert first(cluster, "vpc_config")["endpoint_private_access"] is True
+    assert unq(first(first(cluster, "encryption_config"), "provider")["key_arn"]).startswith("var.")
+    for _, _, repo in resources("aws_ecr_repository"):
+        assert unq(repo["image_tag_mutability"]) == "IMMUTABLE"
+        assert first(repo, "image_scanning_configuration")["scan_on_push"] is True
+
+
+def test_ecr_has_a_repository_per_image():
+    import yaml
+
+    images = yaml.safe_load((REPO / "containers" / "images.yaml").read_text())["images"]
+    for env in ENVIRONMENTS:
+        (env_locals,) = parse(env / "main.tf")["locals"]
+        assert sorted(unq(i) for i in env_locals["images"]) == sorted(
+            i["repository"] for i in images.values()
+        )
+
+
+def test_triton_release_uses_the_chart_in_infra_k8s():
+    (release,) = [b for _, n, b in resources("helm_release") if n == "triton"]
+    chart = unq(release["chart"]).replace("${path.module}", str(TF / "modules" / "platform"))
+    assert (Path(chart).resolve() / "Chart.yaml").is_file(), chart
+    names = {n for _, n, _ in resources("helm_release")}
+    assert {"airflow", "triton", "kube_prometheus_stack"} <= names
