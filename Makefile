@@ -54,9 +54,16 @@ lint-containers:
 	$(VENV)/bin/hadolint --config .hadolint.yaml containers/*.Dockerfile
 
 # Needs provider downloads (registry.terraform.io), which this project's dev machines do not have.
+# Providers go to a throw-away TF_DATA_DIR; a successful init writes .terraform.lock.hcl (commit it).
 infra-validate:
 	@for env in $(TF_ENVS); do \
-	  echo "== infra/terraform/environments/$$env"; \
-	  terraform -chdir=infra/terraform/environments/$$env init -backend=false -input=false >/dev/null && \
-	  terraform -chdir=infra/terraform/environments/$$env validate || exit 1; \
+	  dir=infra/terraform/environments/$$env; data=$$(mktemp -d); \
+	  echo "== $$dir"; \
+	  if ! TF_DATA_DIR=$$data terraform -chdir=$$dir init -backend=false -input=false -no-color > $$data/init.log 2>&1; then \
+	    tail -5 $$data/init.log >&2; \
+	    echo "make infra-validate: terraform init could not install the providers for $$dir (is registry.terraform.io reachable?)." \
+	      "It needs the network; offline, tests/infra runs terraform fmt, checkov and the python-hcl2 checks instead." >&2; \
+	    rm -rf $$data; exit 1; \
+	  fi; \
+	  TF_DATA_DIR=$$data terraform -chdir=$$dir validate -no-color; rc=$$?; rm -rf $$data; [ $$rc = 0 ] || exit $$rc; \
 	done
