@@ -1,0 +1,60 @@
+"""`flightdeck serve`: run the local Triton Inference Server until interrupted.
+
+Same code as the test fixtures (components.triton.server.TritonServer). Explicit model-control
+mode: the deployed model (if any) is loaded at startup from the repository's config.pbtxt,
+later versions arrive through `flightdeck deploy`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from components.cli import EXTRA_COMMANDS
+from components.triton.server import DEFAULT_PORTS
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    for name, port in DEFAULT_PORTS.items():
+        p.add_argument(f"--{name}-port", type=int, default=port, help=f"{name} port (default {port})")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
+    p.add_argument("--no-load", action="store_true", help="do not load the deployed model at startup")
+    p.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for readiness")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import signal
+    import threading
+
+    from components.settings import load_settings
+    from components.triton import repository
+    from components.triton.server import TritonServer, admin_key
+
+    settings = load_settings()
+    repo_store, repo_uri = repository.repository_location(settings)
+    model = settings.model_name
+    load = () if args.no_load or repository.read_config(repo_store, model) is None else (model,)
+    server = TritonServer(
+        repo_uri, http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
+        host=args.host, admin_key=admin_key(settings, create=True), load_models=load,
+        startup_timeout_s=args.startup_timeout,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with server:
+        print(json.dumps({"status": "ready", "model_repository": repo_uri, "loaded": list(load),
+                          "pid": server.pid, "log": str(server.log_path), **server.endpoints}, indent=2), flush=True)
+        while not stop.wait(1.0):
+            if server.proc is None or server.proc.poll() is not None:
+                print(f"tritonserver exited unexpectedly; see {server.log_path}")
+                return 1
+    print("stopped", flush=True)
+    return 0
+
+
+EXTRA_COMMANDS["serve"] = (
+    "start the local Triton Inference Server on the model repository (explicit model control), until Ctrl-C",
+    add_arguments,
+    run,
+)

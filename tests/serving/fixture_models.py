@@ -1,0 +1,43 @@
+"""Small TorchScript models with the serving signature, made in the test (the real ones come from train)."""
+
+from __future__ import annotations
+
+import io
+
+import torch
+
+from components import signature
+
+
+class TinyDelayModel(torch.nn.Module):
+    """numeric FP32 [N, F] (NaN = missing, imputed to 0) + categorical INT64 [N, C] -> P(late) FP32 [N, 1]."""
+
+    def __init__(self, n_numeric: int = len(signature.NUMERIC), n_categorical: int = len(signature.CATEGORICAL)):
+        super().__init__()
+        self.hidden = torch.nn.Linear(n_numeric * 2 + n_categorical, 16)
+        self.out = torch.nn.Linear(16, 1)
+
+    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        missing = torch.isnan(numeric)
+        x = torch.where(missing, torch.zeros_like(numeric), numeric).clamp(-1e4, 1e4) / 1000.0
+        c = torch.remainder(categorical, 1009).to(torch.float32) / 1009.0
+        h = torch.relu(self.hidden(torch.cat([x, missing.to(torch.float32), c], dim=1)))
+        return torch.sigmoid(self.out(h))
+
+
+def scripted_bytes(seed: int, n_numeric: int = len(signature.NUMERIC)) -> bytes:
+    torch.manual_seed(seed)
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(TinyDelayModel(n_numeric=n_numeric).eval()), buf)
+    return buf.getvalue()
+
+
+def wrong_signature_bytes(seed: int = 99) -> bytes:
+    """A valid TorchScript model that expects 7 numeric features instead of the signature's."""
+    return scripted_bytes(seed, n_numeric=7)
+
+
+def in_process(data: bytes, numeric, categorical):
+    module = torch.jit.load(io.BytesIO(data)).eval()
+    with torch.inference_mode():
+        return module(torch.from_numpy(numeric), torch.from_numpy(categorical))[:, 0].numpy()

@@ -1,0 +1,173 @@
+"""deploy against a real Triton: success with parity, rollbacks, shadow and canary, scoring through the client."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from components import signature
+from components.cli import main as cli_main
+from components.errors import StageFailed
+from components.stages import DeployParams
+from components.store import open_store
+from components.triton import registry_link, repository
+from components.triton.client import RetryPolicy, TritonClient, TritonUnavailable
+from components.triton.routing import canary_mask, canary_salt, comparison_report, read_state
+from components.triton.scoring import score_frame, score_frame_detailed
+from tests.conftest import free_port
+from tests.serving.conftest import flights_frame
+from tests.serving.fixture_models import in_process, scripted_bytes, wrong_signature_bytes
+
+MODEL = "flight_delay"
+
+
+@pytest.fixture(scope="module")
+def store(serving_env):
+    return open_store()
+
+
+@pytest.fixture(scope="module")
+def client(triton, serving_env):
+    with TritonClient(triton.endpoints["grpc"], admin_key=serving_env["key"]) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def champion(store, triton):
+    """Versions 1, 2 and 6 registered; 2 is the champion and is deployed (the first deploy of the model)."""
+    from components.deploy import deploy
+
+    registry_link.put_version(store, MODEL, 1, scripted_bytes(1))
+    registry_link.put_version(store, MODEL, 2, scripted_bytes(2), aliases={"champion": 2})
+    registry_link.put_version(store, MODEL, 6, scripted_bytes(6))
+    return deploy(DeployParams())  # the champion
+
+
+def serving_snapshot(store, client):
+    state, _ = read_state(store, MODEL)
+    df = flights_frame(64, seed=3)
+    probs = score_frame(df, record=False)
+    return state, client.loaded_versions(MODEL), probs
+
+
+def assert_unchanged(before, store, client):
+    state, loaded, probs = serving_snapshot(store, client)
+    assert state.serving == before[0].serving and state.challenger == before[0].challenger
+    assert loaded == before[1]
+    np.testing.assert_array_equal(probs, before[2])
+
+
+def test_first_deploy_loads_checks_parity_and_records(champion, store, client):
+    assert champion["version"] == 2 and champion["previous"] is None and champion["loaded_versions"] == [2]
+    assert champion["parity_max_abs_diff"] <= 1e-5
+    assert client.loaded_versions(MODEL) == [2]
+    state, _ = read_state(store, MODEL)
+    assert (state.serving, state.previous, state.challenger) == (2, None, None)
+    history = store.read_json(f"models/{MODEL}/versions/2/deployments.json")
+    assert history[-1]["mode"] == "full" and history[-1]["sha256"] == champion["sha256"]
+    repo_store, _ = repository.repository_location()
+    assert repository.versions_on_disk(repo_store, MODEL) == [2]
+    assert sorted(repo_store.list(f"{MODEL}/2/")) == [f"{MODEL}/2/{n}" for n in ("__pycache__", "model.pt", "model.py")]
+    # Served probabilities are the champion's, row for row, equal to the in-process TorchScript.
+    df = flights_frame(20_000)
+    numeric, categorical = signature.to_tensors(df)
+    served = score_frame(df, rows_per_request=4096, in_flight=3)
+    np.testing.assert_allclose(served, in_process(scripted_bytes(2), numeric, categorical), atol=1e-6)
+
+
+def test_sha256_mismatch_is_refused_and_nothing_changes(champion, store, client):
+    before = serving_snapshot(store, client)
+    registry_link.put_version(store, MODEL, 3, scripted_bytes(3))
+    store.write_bytes(f"models/{MODEL}/versions/3/model.pt", scripted_bytes(4))  # changed after registration
+    with pytest.raises(registry_link.IntegrityError, match="sha256"):
+        from components.deploy import deploy
+
+        deploy(DeployParams(version="3"))
+    repo_store, _ = repository.repository_location()
+    assert 3 not in repository.versions_on_disk(repo_store, MODEL)
+    assert_unchanged(before, store, client)
+
+
+def test_file_that_is_not_torchscript_fails_to_load_and_rolls_back(champion, store, client):
+    before = serving_snapshot(store, client)
+    registry_link.put_version(store, MODEL, 4, b"PK\x03\x04 this is not a TorchScript archive")  # sha256 matches
+    # Through the CLI: non-zero exit, the reason printed.
+    assert cli_main(["deploy", "--version", "4", "--timeout-s", "60"]) == 1
+    repo_store, _ = repository.repository_location()
+    assert 4 not in repository.versions_on_disk(repo_store, MODEL)
+    assert repository.policy_versions(repository.read_config(repo_store, MODEL)) == [2]
+    assert_unchanged(before, store, client)
+
+
+def test_wrong_signature_fails_parity_and_rolls_back(champion, store, client):
+    from components.deploy import deploy
+
+    before = serving_snapshot(store, client)
+    registry_link.put_version(store, MODEL, 5, wrong_signature_bytes())
+    with pytest.raises(StageFailed) as err:
+        deploy(DeployParams(version="5", timeout_s=60))
+    message = str(err.value)
+    assert "parity" in message and "version 2 keeps serving" in message
+    assert not client.model_ready(MODEL, 5)
+    assert_unchanged(before, store, client)
+
+
+def test_shadow_scores_with_both_and_records_the_challenger(champion, store, client):
+    from components.deploy import deploy
+
+    result = deploy(DeployParams(version="6", mode="shadow"))
+    assert result["serving"] == 2 and result["challenger"]["version"] == 6
+    assert client.loaded_versions(MODEL) == [2, 6]
+    df = flights_frame(3000, seed=11)
+    numeric, categorical = signature.to_tensors(df)
+    scored = score_frame_detailed(df)
+    np.testing.assert_allclose(scored.probability, in_process(scripted_bytes(2), numeric, categorical), atol=1e-6)
+    assert (scored.version == 2).all()  # shadow never serves the challenger
+    rec = store.read_parquet(scored.record_key)
+    assert len(rec) == len(df) and list(rec["flight_id"]) == list(df["flight_id"])
+    np.testing.assert_allclose(rec["challenger_probability"], in_process(scripted_bytes(6), numeric, categorical),
+                               atol=1e-6)
+    np.testing.assert_array_equal(rec["champion_probability"], scored.probability)
+    report = comparison_report(store, MODEL, 2, 6)
+    assert report["rows"] == len(df) and report["served_by_challenger"] == 0
+    assert report["abs_diff"]["max"] > 0  # two different models
+    assert store.exists(report["report_key"].replace(".json", ".md"))
+
+
+def test_canary_serves_a_stable_share_of_flights(champion, store, client):
+    from components.deploy import deploy
+
+    result = deploy(DeployParams(version="6", mode="canary", canary_fraction=0.25))
+    assert result["challenger"] == {"version": 6, "mode": "canary", "fraction": 0.25}
+    df = flights_frame(4000, seed=12)
+    first = score_frame_detailed(df)
+    again = score_frame_detailed(df.sample(frac=1.0, random_state=1))  # same flights, another order
+    by_flight = dict(zip(df["flight_id"], first.version, strict=True))
+    assert all(by_flight[f] == v for f, v in zip(df.sample(frac=1.0, random_state=1)["flight_id"], again.version, strict=True))
+    share = (first.version == 6).mean()
+    assert 0.2 < share < 0.3
+    # Canary rows carry the challenger's output, the rest the champion's.
+    challenger_rows = first.version == 6
+    np.testing.assert_array_equal(first.probability[challenger_rows], first.challenger_probability[challenger_rows])
+    state, _ = read_state(store, MODEL)
+    mask = canary_mask(df["flight_id"].to_numpy(), 0.25, canary_salt(state))
+    np.testing.assert_array_equal(mask, challenger_rows)
+
+
+def test_unreachable_triton_retries_then_fails_clearly(champion, serving_env):
+    dead = TritonClient(f"127.0.0.1:{free_port()}", retry=RetryPolicy(attempts=3, first_delay_s=0.05))
+    with pytest.raises(TritonUnavailable, match="could not be reached .* after 3 attempts"):
+        score_frame(flights_frame(10), client=dead, record=False)
+
+
+def test_promoting_the_challenger_keeps_the_old_champion_as_previous(champion, store, client):
+    from components.deploy import deploy
+
+    result = deploy(DeployParams(version="6", mode="full"))
+    assert (result["serving"], result["previous"], result["challenger"]) == (6, 2, None)
+    assert client.loaded_versions(MODEL) == [2, 6]
+    df = flights_frame(500, seed=5)
+    numeric, categorical = signature.to_tensors(df)
+    scored = score_frame_detailed(df)
+    assert (scored.version == 6).all() and scored.challenger_probability is None
+    np.testing.assert_allclose(scored.probability, in_process(scripted_bytes(6), numeric, categorical), atol=1e-6)
