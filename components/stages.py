@@ -203,3 +203,30 @@ DEPLOY = register_stage(StageSpec(
     outputs={"repository": "triton/model_repository/<model>/ (local) or s3://.../triton/model_repository/",
              "state": "serving/<model>/state.json", "deployment": "the registry's deployment record"},
 ))
+
+
+# -- monitoring --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MonitorParams:
+    date: str = param(help=f"the scored day to monitor ({DATE}); its predictions must be published")
+    window_days: int = param(0, help="days of predictions compared with the reference, ending at --date "
+                                     "(0: the retraining policy's window, 7)")
+    min_rows: int = param(0, help="fewest scored rows in the window for a drift verdict (0: the policy's, 500)")
+    reference: str = param("", help="store key or URI of a reference parquet; default: the reference sample "
+                                    "of the model version that scored the day, from the registry")
+    push: bool = param(True, help="push the metrics to the Pushgateway (aws profile with pushgateway_url set)")
+
+
+MONITOR = register_stage(StageSpec(
+    name="monitor",
+    command=("monitor",),
+    help="drift (Evidently), prediction drift and, once labels land, performance of a scored day; "
+         "metrics, report and the retraining decision",
+    params=MonitorParams,
+    entry="components.monitor:monitor",
+    inputs={"predictions": "predictions/date=<date>/predictions.parquet (the window's days)",
+            "reference": "models/<name>/versions/<N>/reference.parquet",
+            "labels": "validated/flights/date=<date>/"},
+    outputs={"monitoring": "monitoring/date=<date>/ (report.html, summary.json, metrics.prom)",
+             "decision": "monitoring/decisions/date=<date>.json (+ log/)"},
+))

@@ -1,0 +1,79 @@
+"""The Prometheus metrics flightdeck exports, named in one place.
+
+The monitor stage renders them in the text exposition format (metrics.prom next to each day's
+report) and, on the aws profile, pushes them to a Pushgateway. The alert rules and the Grafana
+dashboard in infra/monitoring/ use these names; a test checks that every name they use is
+defined here (or is one of Triton's own nv_* metrics).
+
+Each run builds its own CollectorRegistry, so nothing leaks between runs or into the
+process-wide default registry.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+PREFIX = "flightdeck_"
+
+# name -> (help, label names). Gauges only: every value is a level measured by one run.
+METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "flightdeck_drift_share": ("Share of monitored features whose drift test fired (0..1)", ("model",)),
+    "flightdeck_feature_drift_score": ("Drift score of one feature against the model's reference sample",
+                                       ("model", "feature", "method")),
+    "flightdeck_feature_drift_detected": ("1 when the feature's drift score is at or above its threshold",
+                                          ("model", "feature")),
+    "flightdeck_prediction_drift_score": ("PSI of the scored probabilities against the reference predictions",
+                                          ("model",)),
+    "flightdeck_model_auc": ("ROC AUC on the labelled days of the monitoring window", ("model", "version")),
+    "flightdeck_model_holdout_auc": ("ROC AUC of the serving version on its evaluation holdout", ("model", "version")),
+    "flightdeck_model_log_loss": ("Log loss on the labelled days of the monitoring window", ("model", "version")),
+    "flightdeck_model_calibration_error": ("Expected calibration error (10 bins) on the labelled days",
+                                           ("model", "version")),
+    "flightdeck_predicted_late_rate": ("Mean predicted probability of a late flight on the monitored day", ("model",)),
+    "flightdeck_observed_late_rate": ("Observed share of late flights on the labelled days", ("model",)),
+    "flightdeck_prediction_count": ("Flights scored on the monitored day", ("model",)),
+    "flightdeck_labelled_count": ("Scored flights with a label, over the monitoring window", ("model",)),
+    "flightdeck_feature_freshness_seconds": ("Seconds since the online store was last materialized", ("model",)),
+    "flightdeck_serving_model_version": ("Model version that scored the monitored day (0: unknown)",
+                                         ("model", "target")),
+    "flightdeck_retrain_recommended": ("1 when the retraining policy decided to retrain", ("model",)),
+    "flightdeck_monitored_day_timestamp_seconds": ("Start (UTC) of the day this run monitored", ("model",)),
+    "flightdeck_predictions_last_published_timestamp_seconds": ("When the monitored day's predictions were published",
+                                                                 ("model",)),
+    "flightdeck_pipeline_last_success_timestamp_seconds": ("Last successful run of a pipeline", ("pipeline",)),
+    "flightdeck_pipeline_last_run_timestamp_seconds": ("Last run of a pipeline, whatever its outcome", ("pipeline",)),
+    "flightdeck_pipeline_last_run_failed": ("1 when the last run of a pipeline failed", ("pipeline",)),
+    "flightdeck_monitor_last_success_timestamp_seconds": ("When the monitor stage last finished", ("model",)),
+}
+
+
+class MetricsWriter:
+    """Gauges on a private CollectorRegistry; `render()` gives the text format."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self._gauges: dict[str, Gauge] = {}
+
+    def set(self, name: str, value: float | int | None, **labels: str) -> None:
+        if value is None:
+            return  # an unknown value is left out, not exported as 0 (which would fire alerts)
+        if name not in METRICS:
+            raise KeyError(f"{name} is not declared in components.metrics.METRICS")
+        help_text, label_names = METRICS[name]
+        if set(labels) != set(label_names):
+            raise ValueError(f"{name} takes labels {label_names}, got {sorted(labels)}")
+        gauge = self._gauges.get(name)
+        if gauge is None:
+            gauge = self._gauges[name] = Gauge(name, help_text, label_names, registry=self.registry)
+        gauge.labels(**{k: str(v) for k, v in labels.items()}).set(float(value))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def push(writer: MetricsWriter, gateway: str, job: str = "flightdeck_monitor", grouping_key: dict | None = None,
+         timeout: float = 10.0) -> None:
+    """Replace this job's group on a Pushgateway with the writer's metrics (PUT semantics)."""
+    from prometheus_client import push_to_gateway
+
+    push_to_gateway(gateway, job=job, registry=writer.registry, grouping_key=grouping_key or {}, timeout=timeout)

@@ -1,0 +1,169 @@
+"""When to retrain: the one place where the monitoring thresholds and the retraining rule live.
+
+Rule (evaluated by the monitor stage once per monitored day, recorded with its inputs):
+  retrain when
+    - the share of drifted features is >= drift_share_threshold on `consecutive_days` consecutive
+      calendar days (a day that was not monitored, or had too small a sample, breaks the streak), or
+    - the ROC AUC on the labelled days of the monitoring window is lower than the serving model's
+      holdout AUC by >= auc_drop (with at least min_labelled_rows labels);
+  but never within cooldown_days of the last retrain (or of the serving model's registration),
+  and at most max_retrains within any cap_window_days (no retrain storms).
+
+Only days monitored against the serving model's own reference sample count: a new model brings
+a new reference, so the drift that caused a retrain cannot make the new model retrain itself.
+
+The defaults are calibrated on the real 2013 data (docs/MONITORING.md has the measurements).
+Every field can be overridden with an environment variable FLIGHTDECK_RETRAIN_<FIELD> (upper case).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from datetime import date, timedelta
+
+
+@dataclass(frozen=True)
+class RetrainPolicy:
+    # -- what one monitoring run compares -------------------------------------------------------
+    # The current sample is the scored flights of the last `window_days` days: one day of weather
+    # is one draw of a strongly autocorrelated process (a single day vs. a 3-month reference shows
+    # a normed Wasserstein distance of ~0.8 on temperature even within a season), a week is not.
+    window_days: int = 7
+    min_rows: int = 500  # fewer scored rows in the window: no drift verdict ("insufficient sample")
+    min_reference_rows: int = 1000
+    min_column_values: int = 100  # a feature with fewer non-missing values on either side is skipped
+    # Distances, not p-values: at 5k+ rows every test's p-value is ~0 for shifts nobody cares about.
+    # Normed Wasserstein = distance in units of the reference standard deviation (scale-free).
+    numeric_method: str = "wasserstein"
+    numeric_threshold: float = 1.0
+    # Jensen-Shannon distance (0..1), bounded and stable with many small categories (dest has 100+),
+    # where PSI blows up on near-empty bins.
+    categorical_method: str = "jensenshannon"
+    categorical_threshold: float = 0.1
+    # Prediction drift: PSI of the score distribution, the usual scorecard statistic (0.2 = "major shift").
+    prediction_method: str = "psi"
+    prediction_threshold: float = 0.2
+    # -- the retraining rule -------------------------------------------------------------------
+    drift_share_threshold: float = 0.2
+    consecutive_days: int = 3
+    auc_drop: float = 0.05
+    min_labelled_rows: int = 1000
+    cooldown_days: int = 7
+    max_retrains: int = 2
+    cap_window_days: int = 30
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_policy(env: dict[str, str] | None = None, **overrides) -> RetrainPolicy:
+    """The default policy, with FLIGHTDECK_RETRAIN_* environment overrides, then explicit ones."""
+    env = dict(os.environ if env is None else env)
+    values: dict = {}
+    for f in fields(RetrainPolicy):
+        key = f"FLIGHTDECK_RETRAIN_{f.name.upper()}"
+        raw = overrides.get(f.name, env.get(key))
+        if raw is None or raw == "":
+            continue
+        kind = {"int": int, "float": float}.get(f.type, str)
+        try:
+            values[f.name] = kind(raw)
+        except ValueError:
+            raise ValueError(f"retraining policy setting {f.name}={raw!r} ({key}) is not a {kind.__name__}") from None
+    policy = RetrainPolicy(**values)
+    if not 0 < policy.drift_share_threshold <= 1:
+        raise ValueError("drift_share_threshold must be in (0, 1]")
+    if policy.window_days < 1 or policy.consecutive_days < 1 or policy.max_retrains < 0:
+        raise ValueError("window_days and consecutive_days must be >= 1, max_retrains >= 0")
+    return policy
+
+
+@dataclass(frozen=True)
+class DayEvidence:
+    """What one monitored day contributes: its drift share and (pooled) AUC, for one model version."""
+
+    day: date
+    model_version: int | None
+    drift_share: float | None  # None: no verdict (sample too small)
+    auc: float | None = None
+    labelled_rows: int = 0
+
+
+@dataclass
+class Decision:
+    retrain: bool
+    trigger: str | None  # "drift" | "performance" | None
+    reasons: list[str] = field(default_factory=list)
+    blocked_by: str | None = None  # "cooldown" | "cap" when a trigger fired but was held back
+    inputs: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def drift_streak(policy: RetrainPolicy, today: date, history: list[DayEvidence], model_version: int | None) -> int:
+    """Consecutive calendar days up to `today` whose drift share for this model reached the threshold."""
+    by_day = {e.day: e for e in history if e.model_version == model_version}
+    streak, day = 0, today
+    while True:
+        e = by_day.get(day)
+        if e is None or e.drift_share is None or e.drift_share < policy.drift_share_threshold:
+            return streak
+        streak += 1
+        day -= timedelta(days=1)
+
+
+def decide(policy: RetrainPolicy, today: date, history: list[DayEvidence], model_version: int | None,
+           holdout_auc: float | None, retrains: list[date], model_since: date | None = None) -> Decision:
+    """Apply the rule to the evidence. `retrains`: days on which a retrain was triggered before."""
+    today_ev = next((e for e in history if e.day == today and e.model_version == model_version), None)
+    streak = drift_streak(policy, today, history, model_version)
+    inputs = {
+        "today": today.isoformat(), "model_version": model_version, "holdout_auc": holdout_auc,
+        "drift_share": today_ev.drift_share if today_ev else None, "drift_streak_days": streak,
+        "auc": today_ev.auc if today_ev else None, "labelled_rows": today_ev.labelled_rows if today_ev else 0,
+        "previous_retrains": sorted(d.isoformat() for d in retrains),
+        "model_since": model_since.isoformat() if model_since else None, "policy": policy.as_dict(),
+    }
+    reasons: list[str] = []
+    trigger = None
+    if streak >= policy.consecutive_days:
+        trigger = "drift"
+        reasons.append(f"drift share >= {policy.drift_share_threshold:.2f} on {streak} consecutive days "
+                       f"(needs {policy.consecutive_days})")
+    elif today_ev and today_ev.drift_share is not None:
+        reasons.append(f"drift share {today_ev.drift_share:.2f} (threshold {policy.drift_share_threshold:.2f}), "
+                       f"streak {streak}/{policy.consecutive_days} days")
+    else:
+        reasons.append("no drift verdict today (no monitored sample for the serving model)")
+    if today_ev and today_ev.auc is not None and holdout_auc is not None:
+        drop = holdout_auc - today_ev.auc
+        if today_ev.labelled_rows < policy.min_labelled_rows:
+            reasons.append(f"AUC {today_ev.auc:.3f} on only {today_ev.labelled_rows} labelled rows "
+                           f"(< {policy.min_labelled_rows}): not used")
+        elif drop >= policy.auc_drop:
+            trigger = trigger or "performance"
+            reasons.append(f"AUC {today_ev.auc:.3f} is {drop:.3f} below the holdout AUC {holdout_auc:.3f} "
+                           f"(limit {policy.auc_drop:.3f})")
+        else:
+            reasons.append(f"AUC {today_ev.auc:.3f} vs holdout {holdout_auc:.3f} (drop {drop:.3f} < {policy.auc_drop:.3f})")
+    else:
+        reasons.append("no AUC yet (labels not landed) or no holdout AUC for the serving model")
+
+    decision = Decision(retrain=False, trigger=trigger, reasons=reasons, inputs=inputs)
+    if trigger is None:
+        return decision
+    last = max([d for d in retrains if d <= today] + ([model_since] if model_since else []), default=None)
+    if last is not None and (today - last).days < policy.cooldown_days:
+        decision.blocked_by = "cooldown"
+        decision.reasons.append(f"held back: last retrain/new model on {last}, cooldown {policy.cooldown_days} days")
+        return decision
+    recent = [d for d in retrains if 0 <= (today - d).days < policy.cap_window_days]
+    if len(recent) >= policy.max_retrains:
+        decision.blocked_by = "cap"
+        decision.reasons.append(f"held back: {len(recent)} retrains in the last {policy.cap_window_days} days "
+                                f"(cap {policy.max_retrains})")
+        return decision
+    decision.retrain = True
+    return decision
