@@ -292,21 +292,26 @@ def curves_png(history: list[dict], title: str) -> bytes:
     return buf.getvalue()
 
 
-def validated_partitions(store: ArtifactStore, start: str, end: str) -> list[dict] | None:
-    """The validated input partitions of the window with their content hashes (from the validate stage)."""
-    try:
-        from components.validate import validated_partitions as listing
-    except ImportError:
-        return None
-    return listing(store, start, end)
+def validated_partitions(store: ArtifactStore, start: str, end: str) -> list[dict]:
+    """The validated partitions the window's training set was built from, with their content hashes."""
+    from components.validate import validated_partitions as listing
+
+    return listing(store, start, end, tables=tuple(schema.TABLE_COLUMNS))
 
 
 def feature_service() -> dict:
+    """The Feast feature service the training set came from: its name, views and their features."""
+    inputs = {"numeric": NUMERIC, "categorical": CATEGORICAL}
     try:
-        from feature_repo.definitions import FEATURE_SERVICE
-    except ImportError:
-        FEATURE_SERVICE = "unknown"
-    return {"name": FEATURE_SERVICE, "features": {"numeric": NUMERIC, "categorical": CATEGORICAL}}
+        from components.features import SCHEDULE_FIELDS, _definitions_module
+
+        repo = _definitions_module()
+    except ImportError as exc:  # an image without Feast: the model inputs are still recorded
+        return {"name": None, "error": f"feature repo not importable: {exc}", "model_inputs": inputs}
+    views = {name: {"join_key": key, "features": list(features), "ttl": str(ttl)}
+             for name, (key, features, ttl) in repo.VIEWS.items()}
+    return {"name": repo.FEATURE_SERVICE, "views": views, "flight_row_fields": list(SCHEDULE_FIELDS),
+            "model_inputs": inputs}
 
 
 def train(params: TrainParams, store: ArtifactStore | None = None) -> dict:

@@ -1,0 +1,199 @@
+"""The registry: numbered versions, lineage, compare-and-swap aliases under real races, sha256 refusal.
+
+Races run against both backends: the local folder (flock'd compare-and-swap) and a real S3 HTTP
+endpoint (moto server, If-Match / If-None-Match on PutObject).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from components.errors import StageFailed
+from components.model import ModelIntegrityError
+from components.registry import PromotionConflict, Registry, register
+from components.stages import RegisterParams
+from components.store import sha256_bytes
+
+WRITERS = 6
+
+
+def add_version(registry: Registry, model: bytes, blessed: bool = True, tag: str = "") -> int:
+    record = {"model_sha256": sha256_bytes(model), "blessed": blessed, "tag": tag, "metrics": {"roc_auc": 0.7}}
+    return registry.create_version({"model.pt": model, "lineage.json": b"{}"}, record)
+
+
+def _run_together(fn, n: int) -> list:
+    """Start n threads at once on fn(i); return what each returned or raised."""
+    results: list = [None] * n
+    start = threading.Barrier(n)
+
+    def worker(i):
+        start.wait()
+        try:
+            results[i] = fn(i)
+        except Exception as exc:  # noqa: BLE001 - the test inspects what each writer got
+            results[i] = exc
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return results
+
+
+@pytest.fixture(params=["local", "s3"])
+def backend(request):
+    """A fresh store of either backend, and a factory of independent clients to it (one per writer)."""
+    store = request.getfixturevalue("local_store" if request.param == "local" else "s3_store")
+
+    def new_client():
+        from components.store import open_store
+
+        return open_store()  # the same settings: a separate client / file handle per writer
+
+    return store, new_client
+
+
+def test_concurrent_registrations_get_distinct_numbers(backend, tiny_model_bytes):
+    store, new_client = backend
+    results = _run_together(lambda i: add_version(Registry(new_client(), "race"), tiny_model_bytes, tag=f"w{i}"),
+                            WRITERS)
+    assert all(isinstance(r, int) for r in results), results
+    assert sorted(results) == list(range(1, WRITERS + 1))  # monotonic, no gaps, no duplicates
+    registry = Registry(store, "race")
+    assert registry.versions() == list(range(1, WRITERS + 1))
+    for i, version in enumerate(results):
+        assert registry.get(version)["tag"] == f"w{i}"  # nobody's version was overwritten
+
+
+def test_concurrent_promotions_exactly_one_wins(backend, tiny_model_bytes):
+    store, new_client = backend
+    registry = Registry(store, "race")
+    versions = [add_version(registry, tiny_model_bytes) for _ in range(WRITERS)]
+    registry.promote(versions[0])
+    read_all = threading.Barrier(WRITERS)
+
+    def promote(i):
+        writer = Registry(new_client(), "race")
+        real_read = writer.aliases
+
+        def read_then_wait():  # every writer reads the alias document before any of them writes
+            got = real_read()
+            read_all.wait()
+            return got
+
+        writer.aliases = read_then_wait
+        return writer.promote(versions[i] if i else versions[1])
+
+    results = _run_together(promote, WRITERS)
+    winners = [r for r in results if isinstance(r, dict)]
+    losers = [r for r in results if isinstance(r, PromotionConflict)]
+    assert len(winners) == 1 and len(losers) == WRITERS - 1, results
+    assert "lost a race" in str(losers[0]) and "nothing was written" in str(losers[0])
+    doc, _ = registry.aliases()
+    assert doc["champion"] == winners[0]["champion"] and doc["previous"] == versions[0]
+    assert doc["champion_history"] == [versions[0], winners[0]["champion"]]  # the winner's write is intact
+
+
+def test_promote_and_rollback(backend, tiny_model_bytes):
+    store, _ = backend
+    registry = Registry(store, "flight_delay")
+    v1, v2, v3 = (add_version(registry, tiny_model_bytes) for _ in range(3))
+    unblessed = add_version(registry, tiny_model_bytes, blessed=False)
+    with pytest.raises(StageFailed, match="not blessed"):
+        registry.promote(unblessed)
+    for v in (v1, v2, v3):
+        registry.promote(v)
+    assert registry.resolve("champion") == v3 and registry.resolve("previous") == v2
+    doc = registry.rollback()
+    assert (doc["champion"], doc["previous"]) == (v2, v1)
+    doc = registry.rollback()
+    assert (doc["champion"], doc["previous"]) == (v1, None)
+    with pytest.raises(StageFailed, match="no previous champion"):
+        registry.rollback()
+    assert registry.load_model("champion") is not None
+
+
+def test_tampered_model_is_refused_everywhere(backend, tiny_model_bytes):
+    store, _ = backend
+    registry = Registry(store, "flight_delay")
+    good, bad = add_version(registry, tiny_model_bytes), add_version(registry, tiny_model_bytes)
+    registry.promote(good)
+    registry.promote(bad)
+    key = f"{registry.version_prefix(bad)}/{registry.get(bad)['version_dir']}/model.pt"
+    store.write_bytes(key, tiny_model_bytes[:-10] + b"0123456789")  # same size, different bytes
+    for load in (lambda: registry.load_model(bad), lambda: registry.load_model("champion"),
+                 lambda: registry.model_bytes(bad), lambda: registry.promote(bad, force=True)):
+        with pytest.raises(ModelIntegrityError, match="sha256"):
+            load()
+    assert registry.load_model(good) is not None
+    registry.rollback()  # the untouched previous champion is restored
+    assert registry.resolve("champion") == good
+
+
+def test_record_deployment(local_store, tiny_model_bytes):
+    registry = Registry(local_store, "flight_delay")
+    v = add_version(registry, tiny_model_bytes)
+    registry.promote(v)
+    results = _run_together(lambda i: Registry(local_store, "flight_delay").record_deployment(
+        v, f"target-{i}", {"n": i}), 4)
+    assert all(isinstance(r, dict) for r in results), results  # recording retries: every target lands
+    doc, _ = registry.aliases()
+    assert set(doc["deployed"]) == {f"target-{i}" for i in range(4)}
+    assert registry.deployed("target-2")["info"] == {"n": 2} and doc["champion"] == v
+
+
+def test_register_a_real_evaluation_with_complete_lineage(evaluated):
+    from components.train import run_prefix
+
+    store = evaluated["store"]
+    params = RegisterParams(evaluation=evaluated["evaluation"]["eval_id"], model_name="delay_test", promote=True)
+    first = register(params, store)
+    again = register(params, store)
+    assert again["version"] == first["version"] and not again["created"]  # idempotent: no duplicate version
+    registry = Registry(store, "delay_test")
+    assert registry.versions() == [first["version"]]
+    record = registry.get(first["version"])
+    run = store.published(run_prefix(record["run_id"]))
+    assert record["model_sha256"] == run["files"]["model.pt"]["sha256"]
+    assert set(record["files"]) >= {"model.pt", "model.pt.sha256", "signature.json", "metrics.json",
+                                    "evaluation.json", "evaluation.md", "lineage.json", "reference.parquet"}
+    assert registry.read_file(first["version"], "model.pt.sha256").decode().startswith(record["model_sha256"])
+    lineage = json.loads(registry.read_file(first["version"], "lineage.json"))
+    window = lineage["window"]
+    assert (window["start"], window["end"]) == ("2013-01-01", "2013-01-14") and window["test_start"] > window["val_start"]
+    training_set = store.read_bytes(lineage["training_set"]["key"])
+    assert lineage["training_set"]["sha256"] == sha256_bytes(training_set)
+    assert lineage["feature_service"]["model_inputs"]["numeric"]
+    assert lineage["code_version"] and lineage["code_version"] != "unknown"
+    assert lineage["params"]["seed"] == lineage["seed"] and lineage["params"]["hidden"] == "32,16"
+    assert lineage["evaluation_id"] == params.evaluation
+    partitions = lineage["validated_partitions"]
+    if evaluated["built_by"] == "features stage":
+        days = {p["date"] for p in partitions if p["table"] == "flights"}
+        assert len(days) == 14 and all(len(p["sha256"]) == 64 for p in partitions)
+    if first["blessed"]:
+        assert registry.resolve("champion") == first["version"]
+    else:
+        assert registry.aliases()[0]["champion"] is None
+
+
+def test_registry_cli(local_store, tiny_model_bytes, capsys):
+    from components.cli import main
+
+    registry = Registry(local_store, "flight_delay")
+    v1, v2 = add_version(registry, tiny_model_bytes), add_version(registry, tiny_model_bytes)
+    assert main(["registry", "promote", str(v1)]) == 0
+    assert main(["registry", "promote", str(v2)]) == 0
+    capsys.readouterr()
+    assert main(["registry", "list"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert listing["champion"] == v2 and [v["version"] for v in listing["versions"]] == [v1, v2]
+    assert main(["registry", "rollback"]) == 0
+    assert json.loads(capsys.readouterr().out)["champion"] == v1
+    assert main(["registry", "promote", "99"]) == 1
+    assert "has no version 99" in capsys.readouterr().err

@@ -1,0 +1,124 @@
+"""train: determinism, the exported module against the eager one, preprocessing inside the module."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from components.model import load_scripted, predict
+from components.signature import CATEGORICAL, LABEL, NUMERIC, to_tensors
+from components.train import assign_split, deterministic, fit, load_training_set, run_prefix, time_split
+
+
+@pytest.fixture(scope="module")
+def frame_and_split(model_home, train_params):
+    frame, _, _ = load_training_set(model_home["store"], train_params.train_start, train_params.train_end)
+    bounds = time_split(frame["sched_dep_utc"], train_params.val_fraction, train_params.test_fraction)
+    return frame, assign_split(frame, bounds)
+
+
+def _fit(params, frame, split):
+    with deterministic(params.seed, params.threads):
+        return fit(params, frame, split, torch.device("cpu"))
+
+
+def test_same_data_and_seed_give_identical_weights(frame_and_split, train_params):
+    frame, split = frame_and_split
+    params = replace(train_params, max_epochs=2, patience=5)
+    first, m1 = _fit(params, frame, split)
+    second, m2 = _fit(params, frame, split)
+    other, _ = _fit(replace(params, seed=params.seed + 1), frame, split)
+    a, b, c = first.state_dict(), second.state_dict(), other.state_dict()
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"{name} differs between two runs with the same seed"
+    assert m1["history"] == [{**h, "seconds": m1["history"][i]["seconds"]} for i, h in enumerate(m2["history"])]
+    # the check has teeth: another seed does change the weights
+    assert not torch.equal(a["embedding.weight"], c["embedding.weight"])
+
+
+def test_time_split_is_ordered_and_disjoint(frame_and_split):
+    frame, split = frame_and_split
+    t = frame["sched_dep_utc"]
+    assert t[split == "train"].max() < t[split == "val"].min()
+    assert t[split == "val"].max() < t[split == "test"].min()
+    shares = pd.Series(split).value_counts(normalize=True)
+    assert 0.6 < shares["train"] < 0.8 and 0.1 < shares["test"] < 0.2
+
+
+def test_published_run_has_every_output(trained):
+    store, result = trained["store"], trained["result"]
+    prefix = run_prefix(result["run_id"])
+    files = store.published(prefix)["files"]
+    assert set(files) >= {"model.pt", "signature.json", "metrics.json", "params.json", "lineage.json",
+                          "curves.png", "reference.parquet"}
+    assert files["model.pt"]["sha256"] == result["model_sha256"]
+    signature = json.loads(store.read_published(prefix, "signature.json"))
+    assert [i["name"] for i in signature["inputs"]] == ["numeric", "categorical"]
+    assert signature["inputs"][0]["features"] == NUMERIC and signature["inputs"][1]["features"] == CATEGORICAL
+    assert set(signature["vocab_sizes"]) == set(CATEGORICAL) and min(signature["vocab_sizes"].values()) >= 3
+    assert store.read_published(prefix, "curves.png")[:8] == b"\x89PNG\r\n\x1a\n"
+    reference = pd.read_parquet(io.BytesIO(store.read_published(prefix, "reference.parquet")))
+    assert len(reference) == 500 and set(NUMERIC + CATEGORICAL + [LABEL, "prediction"]) <= set(reference.columns)
+    metrics = json.loads(store.read_published(prefix, "metrics.json"))
+    assert 1 <= metrics["epochs_run"] <= 3 and len(metrics["history"]) == metrics["epochs_run"]
+    assert metrics["val_auc"] > 0.55  # real signal, even after a few epochs on two weeks
+
+
+def _module(trained):
+    store, result = trained["store"], trained["result"]
+    data = store.read_bytes(store.published_key(run_prefix(result["run_id"]), "model.pt"))
+    return load_scripted(data, result["model_sha256"], "test")
+
+
+def test_torchscript_matches_eager_model(frame_and_split, train_params):
+    from components.model import export_bytes
+
+    frame, split = frame_and_split
+    model, _ = _fit(replace(train_params, max_epochs=1), frame, split)
+    scripted = load_scripted(data := export_bytes(model), __import__("hashlib").sha256(data).hexdigest(), "test")
+    sample = frame.sample(2000, random_state=0)
+    numeric, categorical = (torch.from_numpy(a) for a in to_tensors(sample))
+    numeric[::5, 1] = float("nan")  # missing weather in some rows
+    categorical[::7, 2] = 12345  # unknown destinations
+    with torch.no_grad():
+        eager = model.eval()(numeric, categorical)
+        script = scripted(numeric, categorical)
+    assert script.shape == (2000, 1) and script.dtype == torch.float32
+    torch.testing.assert_close(script, eager, rtol=0, atol=1e-6)
+
+
+def test_normalisation_and_vocabularies_live_in_the_module(trained, frame_and_split):
+    module = _module(trained)
+    frame, split = frame_and_split
+    train_rows = frame[split == "train"]
+    # the statistics inside the module are the training period's, computed here independently
+    np.testing.assert_allclose(module.mean.numpy(), train_rows[NUMERIC].mean().to_numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(module.std.numpy(), train_rows[NUMERIC].std(ddof=0).replace(0, 1).to_numpy(),
+                               rtol=1e-3, atol=1e-4)
+    # a row at the training means standardises to 0, with no missing flags
+    numeric = module.mean.unsqueeze(0).clone()
+    _, categorical = to_tensors(train_rows.head(1))
+    x, rows = module.preprocess(numeric, torch.from_numpy(categorical))
+    assert torch.allclose(x, torch.zeros_like(x), atol=1e-5)
+    assert (rows[0] != module.offsets).all(), "known categories must not map to the unknown slot"
+    # raw values with NaN and categories never seen: the unknown slots, finite probabilities
+    raw = train_rows.head(300).copy()
+    raw[NUMERIC] = np.nan
+    raw["carrier"], raw["dest"], raw["sched_hour"] = "ZZ", "NOWHERE", 99
+    num, cat = (torch.from_numpy(a) for a in to_tensors(raw))
+    x, rows = module.preprocess(num, cat)
+    assert torch.equal(x[:, len(NUMERIC):], torch.ones(300, len(NUMERIC)))  # every missing indicator set
+    for j in (CATEGORICAL.index("carrier"), CATEGORICAL.index("dest"), CATEGORICAL.index("sched_hour")):
+        assert (rows[:, j] == module.offsets[j]).all()
+    p = predict(module, raw)
+    assert np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
+    # and on untouched raw rows the module gives sane, varied probabilities
+    p = predict(module, frame[split == "test"])
+    assert 0.05 < p.mean() < 0.6 and p.std() > 0.02
