@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export FLIGHTDECK_HOME ?= $(CURDIR)/.flightdeck
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap demo test lint bench lock clean
+.PHONY: help bootstrap demo test lint bench lock clean airflow
 
 help:
 	@echo "make demo   - run the lifecycle on the local profile (bootstraps .venv first)"
@@ -13,6 +13,7 @@ help:
 	@echo "make bench  - benchmarks, written to bench-results/"
 	@echo "make lint   - ruff over the code"
 	@echo "make lock   - re-resolve requirements/*.lock from requirements/*.in"
+	@echo "make airflow - the Airflow UI (airflow standalone) with the flightdeck DAGs; prints URL and login"
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -29,6 +30,9 @@ lint: bootstrap
 
 bench: bootstrap
 	$(PY) -m benchmarks
+
+airflow: bootstrap
+	@scripts/airflow_standalone.sh
 
 lock:
 	uv pip compile requirements/dev.in --python-version 3.11 $(foreach d,$(PIP_FIND_LINKS),--find-links $(d)) --no-emit-find-links -o requirements/dev.lock
