@@ -309,7 +309,9 @@ def _publish_validated(store: ArtifactStore, outcome: Outcome, data: bytes, gx_v
 
 
 def _quarantine(store: ArtifactStore, outcome: Outcome, data: bytes) -> Outcome:
-    batch = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{outcome.sha256[:12]}"
+    # The batch id is the content hash: validating the same bad bytes again refreshes that batch's
+    # report instead of piling up copies; different bad data for the same date gets its own batch.
+    batch = f"sha256-{outcome.sha256[:16]}"
     prefix = schema.quarantine_prefix(outcome.table, outcome.day, batch)
     outcome.where = prefix
     report = {
