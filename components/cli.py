@@ -115,4 +115,8 @@ def _load_extra_commands() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m components.cli` runs this file as __main__, a second copy of the module: the
+    # extra-command modules fill components.cli.EXTRA_COMMANDS, so call that module's main.
+    from components.cli import main as _main
+
+    sys.exit(_main())

@@ -230,3 +230,24 @@ MONITOR = register_stage(StageSpec(
     outputs={"monitoring": "monitoring/date=<date>/ (report.html, summary.json, metrics.prom)",
              "decision": "monitoring/decisions/date=<date>.json (+ log/)"},
 ))
+
+
+@dataclass(frozen=True)
+class PredictBatchParams:
+    date: str = param(help=f"score every scheduled flight of this day ({DATE})")
+    in_process: bool = param(False, help="score with the registry's TorchScript in this process instead of "
+                                         "Triton (for recovery when Triton is down; recorded in the output)")
+    rows_per_request: int = param(8192, help="rows per Triton request")
+    in_flight: int = param(4, help="Triton requests in flight at once")
+
+
+PREDICT_BATCH = register_stage(StageSpec(
+    name="predict-batch",
+    command=("predict", "batch"),
+    help="score a day's flights through Triton (features as of the lead time) and publish the predictions",
+    params=PredictBatchParams,
+    entry="components.batch_predict:predict_batch",
+    inputs={"feature_tables": "features/<view>.parquet", "validated": "validated/flights/date=<date>/",
+            "triton": "the deployed model (serving state)"},
+    outputs={"predictions": "predictions/date=<date>/predictions.parquet (published)"},
+))
