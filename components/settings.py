@@ -24,8 +24,12 @@ class Settings:
     profile: str = "local"
     # local profile: everything lives under this folder.
     home: str = "./.flightdeck"
-    # aws profile: one bucket, with a prefix per kind of artifact.
+    # aws profile: the artifacts bucket (runs, reports, monitoring, Feast registry), and optionally
+    # separate data and models buckets so each workload's IAM role can be scoped to what it
+    # touches (infra/terraform/modules/iam). Empty data/models buckets mean "the artifacts bucket".
     s3_bucket: str = ""
+    s3_data_bucket: str = ""
+    s3_models_bucket: str = ""
     s3_prefix: str = "flightdeck"
     # Any S3-compatible server (MinIO, moto); empty means AWS itself.
     s3_endpoint_url: str = ""

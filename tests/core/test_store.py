@@ -99,3 +99,31 @@ def test_missing_bucket_is_a_clear_error(aws_env, monkeypatch):
 def test_local_store_refuses_keys_outside_its_root(local_store):
     with pytest.raises(StoreError, match="escapes the store root"):
         local_store.write_bytes("../../etc/passwd", b"")
+
+
+def test_three_buckets_route_by_area(aws_env, monkeypatch):
+    """data/, models/ and everything else land in the buckets their IAM roles are scoped to."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=aws_env, region_name="us-east-1")
+    for b in ("fd-art", "fd-data", "fd-models"):
+        s3.create_bucket(Bucket=b)
+    monkeypatch.setenv("FLIGHTDECK_PROFILE", "aws")
+    monkeypatch.setenv("FLIGHTDECK_S3_ENDPOINT_URL", aws_env)
+    monkeypatch.setenv("FLIGHTDECK_S3_BUCKET", "fd-art")
+    monkeypatch.setenv("FLIGHTDECK_S3_DATA_BUCKET", "fd-data")
+    monkeypatch.setenv("FLIGHTDECK_S3_MODELS_BUCKET", "fd-models")
+    store = open_store()
+    store.publish("validated/flights/date=2013-01-01", {"part.parquet": b"p"})
+    store.write_bytes("models/flight_delay/versions/1/model.pt", b"m")
+    store.write_json("runs/train/r1/metrics.json", {"auc": 0.7})
+    assert store.uri("models/x") == "s3://fd-models/flightdeck/models/x"
+
+    def keys(bucket):
+        return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+    assert all(k.startswith("flightdeck/validated/") for k in keys("fd-data")) and keys("fd-data")
+    assert keys("fd-models") == ["flightdeck/models/flight_delay/versions/1/model.pt"]
+    assert keys("fd-art") == ["flightdeck/runs/train/r1/metrics.json"]
+    assert store.read_published("validated/flights/date=2013-01-01", "part.parquet") == b"p"
+    assert len(store.list("")) == 4  # the pointer, the partition, the model, the metrics
