@@ -33,7 +33,7 @@ from components import signature
 from components.errors import StageFailed
 from components.stages import DeployParams
 from components.store import ArtifactStore, ConflictError, open_store
-from components.triton import registry_link, repository
+from components.triton import repository
 from components.triton.client import TritonClient
 from components.triton.replicas import Replica, replicas
 from components.triton.routing import MODES, Challenger, ServingState, read_state, write_state
@@ -160,8 +160,18 @@ def deploy(params: DeployParams, store: ArtifactStore | None = None, settings=No
         raise DeployFailed(f"--canary-fraction must be between 0 and 1 (exclusive), got {params.canary_fraction}")
     t0 = time.perf_counter()
 
-    version = registry_link.resolve(store, model, params.version)
-    mv = registry_link.load_version(store, model, version)  # sha256 mismatch stops here; nothing touched
+    from components.registry import Registry, VersionNotFound
+
+    registry = Registry(store, model)
+    try:
+        version = registry.resolve(params.version)
+        # sha256 mismatch (ModelIntegrityError) stops here: nothing was touched.
+        model_bytes, version = registry.model_bytes(version)
+        sha256 = registry.get(version)["model_sha256"]
+    except VersionNotFound as exc:
+        raise DeployFailed(f"cannot deploy {params.version!r}: {exc}. Register and promote a model first "
+                           "(flightdeck register), or pass --version N.") from exc
+    check_declared_signature(registry, version)
 
     repo_store, repo_uri = repository.repository_location(settings)
     targets = replica_list if replica_list is not None else replicas(settings)
@@ -174,10 +184,10 @@ def deploy(params: DeployParams, store: ArtifactStore | None = None, settings=No
         clients = [TritonClient(r.grpc_url, admin_key=key, timeout_s=params.timeout_s) for r in targets]
         step = f"writing version {version} into the model repository {repo_uri}"
         try:
-            repository.write_version(repo_store, model, version, mv.data, params.target)
+            repository.write_version(repo_store, model, version, model_bytes, params.target)
             for v in new_state.loaded_versions:  # a target switch needs every kept version's files
                 if v != version:
-                    _ensure_target_files(repo_store, model, v, params.target, store)
+                    _ensure_target_files(repo_store, model, v, params.target, registry)
             repository.write_config(repo_store, model, repository.config_pbtxt(
                 model, params.target, new_state.loaded_versions))
             diffs = {}
@@ -191,7 +201,7 @@ def deploy(params: DeployParams, store: ArtifactStore | None = None, settings=No
                     if not c.model_ready(model, v):
                         raise DeployFailed(f"version {v} (kept in the policy) is not ready on {r.name} after the load")
                 step = f"checking prediction parity of version {version} on {r.name}"
-                diffs[r.name] = check_parity(c, model, version, mv.data)
+                diffs[r.name] = check_parity(c, model, version, model_bytes)
         except Exception as exc:
             reason = exc if isinstance(exc, StageFailed) else f"{type(exc).__name__}: {exc}"
             restored = _rollback(repo_store, model, old_config, version, existed, state, clients, targets)
@@ -207,7 +217,7 @@ def deploy(params: DeployParams, store: ArtifactStore | None = None, settings=No
         for c in clients:
             c.close()
     result = {
-        "model": model, "version": version, "sha256": mv.sha256, "mode": params.mode, "target": params.target,
+        "model": model, "version": version, "sha256": sha256, "mode": params.mode, "target": params.target,
         "serving": new_state.serving, "previous": new_state.previous,
         "challenger": new_state.challenger.__dict__ if new_state.challenger else None,
         "loaded_versions": new_state.loaded_versions, "removed_versions": removed,
@@ -215,7 +225,7 @@ def deploy(params: DeployParams, store: ArtifactStore | None = None, settings=No
         "repository": repo_uri, "deployed_at": datetime.now(UTC).isoformat(),
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    registry_link.record_deployment(store, model, version, result)
+    registry.record_deployment(version, deployment_target(settings, params.mode), result)
     log.info("deployed %s v%s (%s): %s", model, version, params.mode, result)
     return result
 
@@ -234,10 +244,35 @@ def _next_state(state: ServingState | None, model: str, version: int, params: De
                                               params.canary_fraction if params.mode == "canary" else 0.0))
 
 
-def _ensure_target_files(repo_store, model, version, target, store) -> None:
+def deployment_target(settings, mode: str) -> str:
+    """The registry's name for where a version serves: one entry per environment and mode."""
+    where = "kubernetes" if settings.runtime == "kubernetes" else settings.profile
+    return f"triton-{where}" if mode == "full" else f"triton-{where}-{mode}"
+
+
+def check_declared_signature(registry, version: int) -> None:
+    """Refuse a version whose registered signature.json is not the serving contract (before touching Triton)."""
+    from components.store import ArtifactNotFound
+
+    try:
+        declared = json.loads(registry.read_file(version, "signature.json"))
+    except (ArtifactNotFound, StageFailed) as exc:
+        if "no file" in str(exc) or isinstance(exc, ArtifactNotFound):
+            return  # nothing declared: the parity check on Triton is the test
+        raise
+    expected = signature.signature_json()
+    for part in ("inputs", "outputs"):
+        if declared.get(part) != expected[part]:
+            raise DeployFailed(
+                f"version {version} of {registry.name} declares {part} {json.dumps(declared.get(part))}, but the "
+                f"serving contract (components/signature.py) is {json.dumps(expected[part])}; it is not deployed."
+            )
+
+
+def _ensure_target_files(repo_store, model, version, target, registry) -> None:
     if not repo_store.exists(f"{model}/{version}/model.pt"):
-        mv = registry_link.load_version(store, model, version)
-        repository.write_version(repo_store, model, version, mv.data, target)
+        data, _ = registry.model_bytes(version)
+        repository.write_version(repo_store, model, version, data, target)
     elif target == "cpu":
         for name, data in repository.version_files("cpu", b"").items():
             if name != "model.pt":

@@ -48,6 +48,8 @@ class RetryPolicy:
 
 def _unreachable(exc: Exception) -> bool:
     text = f"{getattr(exc, 'status', lambda: '')()} {exc}"
+    if "is restricted" in text:  # Triton refuses a restricted protocol with UNAVAILABLE: not a network problem
+        return False
     return any(marker in text for marker in UNREACHABLE)
 
 

@@ -8,9 +8,11 @@ import pytest
 from components import signature
 from components.cli import main as cli_main
 from components.errors import StageFailed
+from components.model import ModelIntegrityError
+from components.registry import Registry
 from components.stages import DeployParams
 from components.store import open_store
-from components.triton import registry_link, repository
+from components.triton import repository
 from components.triton.client import RetryPolicy, TritonClient, TritonUnavailable
 from components.triton.routing import canary_mask, canary_salt, comparison_report, read_state
 from components.triton.scoring import score_frame, score_frame_detailed
@@ -33,14 +35,26 @@ def client(triton, serving_env):
 
 
 @pytest.fixture(scope="module")
-def champion(store, triton):
-    """Versions 1, 2 and 6 registered; 2 is the champion and is deployed (the first deploy of the model)."""
+def registry(store):
+    return Registry(store, MODEL)
+
+
+def add_version(registry, data: bytes, **record) -> int:
+    return registry.create_version({"model.pt": data}, {"blessed": True, **record})
+
+
+@pytest.fixture(scope="module")
+def champion(registry, triton):
+    """Three versions registered through the real registry; the second is promoted and deployed
+    (the first deploy of the model), the third is the challenger of the shadow and canary tests."""
     from components.deploy import deploy
 
-    registry_link.put_version(store, MODEL, 1, scripted_bytes(1))
-    registry_link.put_version(store, MODEL, 2, scripted_bytes(2), aliases={"champion": 2})
-    registry_link.put_version(store, MODEL, 6, scripted_bytes(6))
-    return deploy(DeployParams())  # the champion
+    add_version(registry, scripted_bytes(1))
+    champ = add_version(registry, scripted_bytes(2))
+    registry.promote(champ)
+    challenger = add_version(registry, scripted_bytes(6))
+    result = deploy(DeployParams())  # the champion
+    return {**result, "challenger_version": challenger}
 
 
 def serving_snapshot(store, client):
@@ -63,8 +77,8 @@ def test_first_deploy_loads_checks_parity_and_records(champion, store, client):
     assert client.loaded_versions(MODEL) == [2]
     state, _ = read_state(store, MODEL)
     assert (state.serving, state.previous, state.challenger) == (2, None, None)
-    history = store.read_json(f"models/{MODEL}/versions/2/deployments.json")
-    assert history[-1]["mode"] == "full" and history[-1]["sha256"] == champion["sha256"]
+    deployed = Registry(store, MODEL).deployed("triton-local")
+    assert deployed["version"] == 2 and deployed["info"]["sha256"] == champion["sha256"]
     repo_store, _ = repository.repository_location()
     assert repository.versions_on_disk(repo_store, MODEL) == [2]
     assert sorted(repo_store.list(f"{MODEL}/2/")) == [f"{MODEL}/2/{n}" for n in ("__pycache__", "model.pt", "model.py")]
@@ -75,49 +89,57 @@ def test_first_deploy_loads_checks_parity_and_records(champion, store, client):
     np.testing.assert_allclose(served, in_process(scripted_bytes(2), numeric, categorical), atol=1e-6)
 
 
-def test_sha256_mismatch_is_refused_and_nothing_changes(champion, store, client):
-    before = serving_snapshot(store, client)
-    registry_link.put_version(store, MODEL, 3, scripted_bytes(3))
-    store.write_bytes(f"models/{MODEL}/versions/3/model.pt", scripted_bytes(4))  # changed after registration
-    with pytest.raises(registry_link.IntegrityError, match="sha256"):
-        from components.deploy import deploy
+def test_sha256_mismatch_is_refused_and_nothing_changes(champion, registry, store, client):
+    from components.deploy import deploy
 
-        deploy(DeployParams(version="3"))
+    before = serving_snapshot(store, client)
+    v = add_version(registry, scripted_bytes(3))
+    store.write_bytes(f"models/{MODEL}/versions/{v}/model.pt", scripted_bytes(4))  # changed after registration
+    with pytest.raises(ModelIntegrityError, match="sha256"):
+        deploy(DeployParams(version=str(v)))
+    # A declared signature that is not the serving contract is refused before Triton is touched, too.
+    bad = registry.create_version({"model.pt": scripted_bytes(5), "signature.json": b'{"inputs": [], "outputs": []}'},
+                                  {"blessed": True})
+    with pytest.raises(StageFailed, match="serving contract"):
+        deploy(DeployParams(version=str(bad)))
     repo_store, _ = repository.repository_location()
-    assert 3 not in repository.versions_on_disk(repo_store, MODEL)
+    assert repository.versions_on_disk(repo_store, MODEL) == [2]
     assert_unchanged(before, store, client)
 
 
-def test_file_that_is_not_torchscript_fails_to_load_and_rolls_back(champion, store, client):
+def test_file_that_is_not_torchscript_fails_to_load_and_rolls_back(champion, registry, store, client, capsys):
     before = serving_snapshot(store, client)
-    registry_link.put_version(store, MODEL, 4, b"PK\x03\x04 this is not a TorchScript archive")  # sha256 matches
+    v = add_version(registry, b"PK\x03\x04 this is not a TorchScript archive")  # its sha256 is recorded: it passes
     # Through the CLI: non-zero exit, the reason printed.
-    assert cli_main(["deploy", "--version", "4", "--timeout-s", "60"]) == 1
+    assert cli_main(["deploy", "--version", str(v), "--timeout-s", "60"]) == 1
+    err = capsys.readouterr().err
+    assert f"while loading version {v}" in err and "version 2 keeps serving" in err
     repo_store, _ = repository.repository_location()
-    assert 4 not in repository.versions_on_disk(repo_store, MODEL)
+    assert v not in repository.versions_on_disk(repo_store, MODEL)
     assert repository.policy_versions(repository.read_config(repo_store, MODEL)) == [2]
     assert_unchanged(before, store, client)
 
 
-def test_wrong_signature_fails_parity_and_rolls_back(champion, store, client):
+def test_wrong_signature_fails_parity_and_rolls_back(champion, registry, store, client):
     from components.deploy import deploy
 
     before = serving_snapshot(store, client)
-    registry_link.put_version(store, MODEL, 5, wrong_signature_bytes())
+    v = add_version(registry, wrong_signature_bytes())
     with pytest.raises(StageFailed) as err:
-        deploy(DeployParams(version="5", timeout_s=60))
+        deploy(DeployParams(version=str(v), timeout_s=60))
     message = str(err.value)
     assert "parity" in message and "version 2 keeps serving" in message
-    assert not client.model_ready(MODEL, 5)
+    assert not client.model_ready(MODEL, v)
     assert_unchanged(before, store, client)
 
 
 def test_shadow_scores_with_both_and_records_the_challenger(champion, store, client):
     from components.deploy import deploy
 
-    result = deploy(DeployParams(version="6", mode="shadow"))
-    assert result["serving"] == 2 and result["challenger"]["version"] == 6
-    assert client.loaded_versions(MODEL) == [2, 6]
+    ch = champion["challenger_version"]
+    result = deploy(DeployParams(version=str(ch), mode="shadow"))
+    assert result["serving"] == 2 and result["challenger"]["version"] == ch
+    assert client.loaded_versions(MODEL) == [2, ch]
     df = flights_frame(3000, seed=11)
     numeric, categorical = signature.to_tensors(df)
     scored = score_frame_detailed(df)
@@ -128,7 +150,7 @@ def test_shadow_scores_with_both_and_records_the_challenger(champion, store, cli
     np.testing.assert_allclose(rec["challenger_probability"], in_process(scripted_bytes(6), numeric, categorical),
                                atol=1e-6)
     np.testing.assert_array_equal(rec["champion_probability"], scored.probability)
-    report = comparison_report(store, MODEL, 2, 6)
+    report = comparison_report(store, MODEL, 2, ch)
     assert report["rows"] == len(df) and report["served_by_challenger"] == 0
     assert report["abs_diff"]["max"] > 0  # two different models
     assert store.exists(report["report_key"].replace(".json", ".md"))
@@ -137,17 +159,18 @@ def test_shadow_scores_with_both_and_records_the_challenger(champion, store, cli
 def test_canary_serves_a_stable_share_of_flights(champion, store, client):
     from components.deploy import deploy
 
-    result = deploy(DeployParams(version="6", mode="canary", canary_fraction=0.25))
-    assert result["challenger"] == {"version": 6, "mode": "canary", "fraction": 0.25}
+    ch = champion["challenger_version"]
+    result = deploy(DeployParams(version=str(ch), mode="canary", canary_fraction=0.25))
+    assert result["challenger"] == {"version": ch, "mode": "canary", "fraction": 0.25}
     df = flights_frame(4000, seed=12)
     first = score_frame_detailed(df)
     again = score_frame_detailed(df.sample(frac=1.0, random_state=1))  # same flights, another order
     by_flight = dict(zip(df["flight_id"], first.version, strict=True))
     assert all(by_flight[f] == v for f, v in zip(df.sample(frac=1.0, random_state=1)["flight_id"], again.version, strict=True))
-    share = (first.version == 6).mean()
+    share = (first.version == ch).mean()
     assert 0.2 < share < 0.3
     # Canary rows carry the challenger's output, the rest the champion's.
-    challenger_rows = first.version == 6
+    challenger_rows = first.version == ch
     np.testing.assert_array_equal(first.probability[challenger_rows], first.challenger_probability[challenger_rows])
     state, _ = read_state(store, MODEL)
     mask = canary_mask(df["flight_id"].to_numpy(), 0.25, canary_salt(state))
@@ -163,11 +186,12 @@ def test_unreachable_triton_retries_then_fails_clearly(champion, serving_env):
 def test_promoting_the_challenger_keeps_the_old_champion_as_previous(champion, store, client):
     from components.deploy import deploy
 
-    result = deploy(DeployParams(version="6", mode="full"))
-    assert (result["serving"], result["previous"], result["challenger"]) == (6, 2, None)
-    assert client.loaded_versions(MODEL) == [2, 6]
+    ch = champion["challenger_version"]
+    result = deploy(DeployParams(version=str(ch), mode="full"))
+    assert (result["serving"], result["previous"], result["challenger"]) == (ch, 2, None)
+    assert client.loaded_versions(MODEL) == [2, ch]
     df = flights_frame(500, seed=5)
     numeric, categorical = signature.to_tensors(df)
     scored = score_frame_detailed(df)
-    assert (scored.version == 6).all() and scored.challenger_probability is None
+    assert (scored.version == ch).all() and scored.challenger_probability is None
     np.testing.assert_allclose(scored.probability, in_process(scripted_bytes(6), numeric, categorical), atol=1e-6)

@@ -1,0 +1,199 @@
+"""The Triton server process, the restricted model-control API, the repository configs, replica discovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from components import signature
+from components.triton import repository
+from components.triton.client import TritonClient, TritonRequestFailed
+from components.triton.routing import canary_mask
+from components.triton.server import ADMIN_HEADER, TritonServer
+from tests.conftest import REPO, free_port
+from tests.serving.conftest import flights_frame
+from tests.serving.fixture_models import in_process, scripted_bytes
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_server_starts_serves_health_and_metrics_then_stops_cleanly(tmp_path):
+    ports = [free_port() for _ in range(3)]
+    server = TritonServer(str(tmp_path / "repo"), http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2],
+                          work_dir=tmp_path / "work")
+    with server:
+        pid = server.pid
+        assert server.endpoints["grpc"] == f"127.0.0.1:{ports[1]}"
+        with urllib.request.urlopen(f"http://{server.endpoints['http']}/v2/health/live", timeout=5) as r:
+            assert r.status == 200
+        with urllib.request.urlopen(f"http://{server.endpoints['http']}/v2", timeout=5) as r:
+            assert "model_repository" in json.load(r)["extensions"]
+        with urllib.request.urlopen(server.endpoints["metrics"], timeout=5) as r:
+            assert "nv_" in r.read().decode()
+        assert server.rss_bytes() > 10 * 2**20
+    assert server.proc is None and not _alive(pid)
+    # A port that is taken is refused with a clear message instead of a half-started server.
+    with TritonServer(str(tmp_path / "repo"), http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2],
+                      work_dir=tmp_path / "work"):
+        with pytest.raises(Exception, match="already in use"):
+            TritonServer(str(tmp_path / "repo"), http_port=ports[0], grpc_port=free_port(),
+                         metrics_port=free_port(), work_dir=tmp_path / "work2").start()
+
+
+def test_flightdeck_serve_command_prints_endpoints_and_stops_on_sigterm(tmp_path):
+    ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
+    env = {**os.environ, "FLIGHTDECK_HOME": str(tmp_path / "home"), "FLIGHTDECK_PROFILE": "local"}
+    env.pop("FLIGHTDECK_TRITON_ADMIN_KEY", None)
+    cmd = [sys.executable, "-m", "components.cli", "serve"] + [f"--{k}-port={v}" for k, v in ports.items()]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("}"):
+                break
+        ready = json.loads("".join(lines))
+        assert ready["status"] == "ready" and ready["grpc"] == f"127.0.0.1:{ports['grpc']}"
+        assert ready["metrics"].endswith(f":{ports['metrics']}/metrics")
+        # No key in the environment: a local key file was made, private to the user.
+        key_file = tmp_path / "home" / "triton" / "admin.key"
+        assert key_file.stat().st_mode & 0o077 == 0
+        req = urllib.request.Request(f"http://{ready['http']}/v2/repository/index", data=b"{}", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=5)
+        assert refused.value.code == 403
+        req.add_header(ADMIN_HEADER, key_file.read_text())
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert json.load(r) == []
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "stopped" in out
+
+
+def test_model_control_is_refused_without_the_key_and_inference_is_open(triton, serving_env):
+    repo_store, _ = repository.repository_location()
+    data = scripted_bytes(1)
+    repository.write_version(repo_store, "keyed", 1, data, "cpu")
+    repository.write_config(repo_store, "keyed", repository.config_pbtxt("keyed", "cpu", [1]))
+    with TritonClient(triton.endpoints["grpc"]) as anonymous, pytest.raises(TritonRequestFailed, match="restricted"):
+        anonymous.load("keyed")
+    with TritonClient(triton.endpoints["grpc"], admin_key="wrong-key") as wrong, pytest.raises(TritonRequestFailed):
+        wrong.load("keyed")
+    with TritonClient(triton.endpoints["grpc"], admin_key=serving_env["key"]) as admin:
+        admin.load("keyed")
+        assert admin.loaded_versions("keyed") == [1]
+    # Inference needs no key; the cpu target, loaded for real, matches in-process TorchScript.
+    numeric, categorical = signature.to_tensors(flights_frame(300))
+    with TritonClient(triton.endpoints["grpc"]) as anonymous:
+        out = anonymous.score("keyed", 1, numeric, categorical, rows_per_request=64, in_flight=3)
+        np.testing.assert_allclose(out, in_process(data, numeric, categorical), atol=1e-6)
+        with pytest.raises(TritonRequestFailed, match="restricted"):
+            anonymous.unload("keyed")
+
+
+def test_gpu_and_cpu_configs_from_the_same_file(tmp_path):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    store = repository.LocalStore(tmp_path / "repo")
+    data = scripted_bytes(3)
+    repository.write_version(store, "m", 3, data, "gpu")
+    repository.write_version(store, "m", 4, data, "cpu")
+    assert store.read_bytes("m/3/model.pt") == store.read_bytes("m/4/model.pt") == data
+    assert not store.exists("m/3/model.py") and store.exists("m/4/model.py")
+
+    gpu = text_format.Parse(repository.config_pbtxt("m", "gpu", [4, 3]), mc.ModelConfig())
+    assert gpu.platform == "pytorch_libtorch" and not gpu.backend
+    assert [g.kind for g in gpu.instance_group] == [mc.ModelInstanceGroup.KIND_GPU]
+    assert list(gpu.dynamic_batching.preferred_batch_size) == [1024, 8192, 32768]
+    assert 0 < gpu.dynamic_batching.max_queue_delay_microseconds <= 1000
+    assert all(b <= gpu.max_batch_size for b in gpu.dynamic_batching.preferred_batch_size)
+    assert [w.batch_size for w in gpu.model_warmup] == [1, 1024]
+    assert set(gpu.model_warmup[0].inputs) == {signature.INPUT_NUMERIC, signature.INPUT_CATEGORICAL}
+    assert list(gpu.version_policy.specific.versions) == [3, 4]
+    assert [(i.name, i.data_type, list(i.dims)) for i in gpu.input] == [
+        (signature.INPUT_NUMERIC, mc.TYPE_FP32, [len(signature.NUMERIC)]),
+        (signature.INPUT_CATEGORICAL, mc.TYPE_INT64, [len(signature.CATEGORICAL)]),
+    ]
+    assert [(o.name, o.data_type, list(o.dims)) for o in gpu.output] == [(signature.OUTPUT, mc.TYPE_FP32, [1])]
+
+    cpu = text_format.Parse(repository.config_pbtxt("m", "cpu", [4]), mc.ModelConfig())
+    assert cpu.backend == "python" and [g.kind for g in cpu.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
+    assert list(cpu.version_policy.specific.versions) == [4] and cpu.input == gpu.input
+    # Identical bytes are not rewritten: Triton would take the model as modified and reload every version.
+    assert repository.write_version(store, "m", 4, data, "cpu") == []
+    assert repository.remove_versions(store, "m", keep={4}) == [3]
+
+
+def test_triton_s3_uri_syntax():
+    assert repository.triton_s3_uri("b", "fd/triton/model_repository") == "s3://b/fd/triton/model_repository"
+    assert (repository.triton_s3_uri("b", "p", "http://127.0.0.1:9000")
+            == "s3://http://127.0.0.1:9000/b/p")
+
+
+def test_canary_assignment_is_stable_and_close_to_the_fraction():
+    keys = np.array([f"2013-06-{d:02d}_B6_{n}_JFK" for d in range(1, 29) for n in range(400)])
+    first = canary_mask(keys, 0.1, "flight_delay:7")
+    again = canary_mask(keys[::-1], 0.1, "flight_delay:7")[::-1]
+    np.testing.assert_array_equal(first, again)
+    assert 0.09 < first.mean() < 0.11
+    wider = canary_mask(keys, 0.3, "flight_delay:7")
+    assert (wider | ~first).all()  # raising the fraction only adds flights
+    other = canary_mask(keys, 0.1, "flight_delay:8")
+    assert (first != other).any()  # another challenger gets another sample
+    assert not canary_mask(keys, 0.0, "s").any() and canary_mask(keys, 1.0, "s").all()
+
+
+def test_replicas_from_kubernetes_endpoint_objects():
+    from kubernetes import client as k
+
+    from components.triton.replicas import from_endpoint_slices, from_endpoints
+
+    ref = lambda name: k.V1ObjectReference(kind="Pod", name=name)  # noqa: E731
+    endpoints = k.V1Endpoints(subsets=[k.V1EndpointSubset(
+        addresses=[k.V1EndpointAddress(ip="10.0.1.7", target_ref=ref("triton-b")),
+                   k.V1EndpointAddress(ip="10.0.0.5", target_ref=ref("triton-a"))],
+        not_ready_addresses=[k.V1EndpointAddress(ip="10.0.2.9", target_ref=ref("triton-c"))],
+        ports=[k.CoreV1EndpointPort(name="http", port=8000), k.CoreV1EndpointPort(name="grpc", port=8001),
+               k.CoreV1EndpointPort(name="metrics", port=8002)],
+    )])
+    ready, not_ready = from_endpoints(endpoints)
+    assert [(r.name, r.grpc_url) for r in ready] == [("triton-a", "10.0.0.5:8001"), ("triton-b", "10.0.1.7:8001")]
+    assert not_ready == ["triton-c"]
+
+    ports = [k.DiscoveryV1EndpointPort(name="grpc", port=8001), k.DiscoveryV1EndpointPort(name="http", port=8000)]
+    slices = [
+        k.V1EndpointSlice(address_type="IPv4", metadata=k.V1ObjectMeta(name="triton-x1"), ports=ports, endpoints=[
+            k.V1Endpoint(addresses=["10.0.0.5"], conditions=k.V1EndpointConditions(ready=True), target_ref=ref("triton-a")),
+            k.V1Endpoint(addresses=["10.0.3.3"], conditions=k.V1EndpointConditions(ready=True, terminating=True),
+                         target_ref=ref("triton-old")),
+        ]),
+        k.V1EndpointSlice(address_type="IPv6", metadata=k.V1ObjectMeta(name="triton-x2"), ports=ports, endpoints=[
+            k.V1Endpoint(addresses=["fd00::4"], conditions=k.V1EndpointConditions(ready=None), target_ref=ref("triton-d")),
+            k.V1Endpoint(addresses=["10.0.2.9"], conditions=k.V1EndpointConditions(ready=False), target_ref=ref("triton-c")),
+        ]),
+    ]
+    ready, not_ready = from_endpoint_slices(slices)
+    assert [(r.name, r.grpc_url) for r in ready] == [("triton-a", "10.0.0.5:8001"), ("triton-d", "[fd00::4]:8001")]
+    assert not_ready == ["triton-c", "triton-old"]
+
+    no_grpc = k.V1Endpoints(subsets=[k.V1EndpointSubset(
+        addresses=[k.V1EndpointAddress(ip="10.0.0.5")],
+        ports=[k.CoreV1EndpointPort(name="http", port=8000), k.CoreV1EndpointPort(name="metrics", port=8002)])])
+    with pytest.raises(Exception, match="no port named 'grpc'"):
+        from_endpoints(no_grpc)
