@@ -47,3 +47,10 @@ def image_ref(key: str, settings=None) -> str:
 
 def image_for_stage(stage: str, settings=None) -> str:
     return image_ref(image_key(stage), settings)
+
+
+def service_account_for_stage(stage: str) -> str:
+    accounts = load_mapping().get("service_accounts", {})
+    if stage not in accounts:
+        raise KeyError(f"stage {stage!r} has no service account in containers/images.yaml")
+    return accounts[stage]

@@ -30,7 +30,7 @@ class Settings:
     s3_bucket: str = ""
     s3_data_bucket: str = ""
     s3_models_bucket: str = ""
-    s3_prefix: str = "flightdeck"
+    s3_prefix: str = ""  # the buckets are flightdeck's own; IAM prefixes assume keys at the root
     # Any S3-compatible server (MinIO, moto); empty means AWS itself.
     s3_endpoint_url: str = ""
     aws_region: str = "us-east-1"
@@ -59,7 +59,8 @@ class Settings:
         """URI of the artifact store root: file:// locally, s3:// in the aws profile."""
         if self.profile == "local":
             return (self.home_path / "artifacts").as_uri()
-        return f"s3://{self.s3_bucket}/{self.s3_prefix.strip('/')}"
+        prefix = self.s3_prefix.strip("/")
+        return f"s3://{self.s3_bucket}/{prefix}" if prefix else f"s3://{self.s3_bucket}"
 
     def validate(self) -> Settings:
         if self.profile not in PROFILES:

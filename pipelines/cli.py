@@ -105,7 +105,7 @@ def _add(parser: argparse.ArgumentParser) -> None:
         if action == "submit":
             p.add_argument("--host", required=True, help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline")
             p.add_argument("--experiment", default="flightdeck", help="experiment name (default: flightdeck)")
-            p.add_argument("--service-account", default="flightdeck-stages", help="pods' service account (IRSA)")
+            p.add_argument("--service-account", default="flightdeck-pipelines", help="pods' service account (IRSA)")
             p.add_argument("--namespace", default="kubeflow", help="KFP namespace (default: kubeflow)")
 
 

@@ -19,7 +19,7 @@ def test_config_file_then_environment_override(tmp_path):
     cfg.write_text('[flightdeck]\nprofile = "aws"\ns3_bucket = "from-file"\nlead_time_hours = 3\n')
     s = load_settings({"FLIGHTDECK_CONFIG": str(cfg), "FLIGHTDECK_S3_BUCKET": "from-env"})
     assert (s.profile, s.s3_bucket, s.lead_time_hours) == ("aws", "from-env", 3.0)
-    assert s.artifact_root == "s3://from-env/flightdeck"
+    assert s.artifact_root == "s3://from-env"
 
 
 @pytest.mark.parametrize(

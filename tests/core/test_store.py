@@ -117,13 +117,13 @@ def test_three_buckets_route_by_area(aws_env, monkeypatch):
     store.publish("validated/flights/date=2013-01-01", {"part.parquet": b"p"})
     store.write_bytes("models/flight_delay/versions/1/model.pt", b"m")
     store.write_json("runs/train/r1/metrics.json", {"auc": 0.7})
-    assert store.uri("models/x") == "s3://fd-models/flightdeck/models/x"
+    assert store.uri("models/x") == "s3://fd-models/models/x"
 
     def keys(bucket):
         return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
 
-    assert all(k.startswith("flightdeck/validated/") for k in keys("fd-data")) and keys("fd-data")
-    assert keys("fd-models") == ["flightdeck/models/flight_delay/versions/1/model.pt"]
-    assert keys("fd-art") == ["flightdeck/runs/train/r1/metrics.json"]
+    assert all(k.startswith("validated/") for k in keys("fd-data")) and keys("fd-data")
+    assert keys("fd-models") == ["models/flight_delay/versions/1/model.pt"]
+    assert keys("fd-art") == ["runs/train/r1/metrics.json"]
     assert store.read_published("validated/flights/date=2013-01-01", "part.parquet") == b"p"
     assert len(store.list("")) == 4  # the pointer, the partition, the model, the metrics

@@ -1,15 +1,17 @@
 # IAM roles for service accounts (IRSA), one per workload, each scoped to named buckets and
 # prefixes. Least privilege, as the platform needs it:
-#   data          ingest/validate/features/monitor: read+write the data and artifacts buckets
+#   data          ingest/validate/features/monitor: read+write the data and artifacts buckets,
+#                 read models (monitor compares with the serving version's reference sample)
 #   trainer       train/evaluate/register: read data and artifacts, write artifacts and models
 #   batch_predict reads models and data, writes only data/predictions/
 #   triton        reads models, nothing else
+#   pipelines     KFP runs: the union of data, trainer and batch_predict (one SA per run)
 #   airflow       its remote task logs under artifacts/airflow-logs/
 locals {
   b = var.bucket_arns
   access = {
     data = {
-      read  = [{ bucket = "data", prefix = "" }, { bucket = "artifacts", prefix = "" }]
+      read  = [{ bucket = "data", prefix = "" }, { bucket = "artifacts", prefix = "" }, { bucket = "models", prefix = "" }]
       write = [{ bucket = "data", prefix = "" }, { bucket = "artifacts", prefix = "" }]
     }
     trainer = {
@@ -23,6 +25,12 @@ locals {
     triton = {
       read  = [{ bucket = "models", prefix = "" }]
       write = []
+    }
+    # Kubeflow Pipelines v2 sets one service account per run, not per step, so a pipeline run
+    # needs the union of the stage roles it runs (data + trainer + batch_predict).
+    pipelines = {
+      read  = [{ bucket = "data", prefix = "" }, { bucket = "artifacts", prefix = "" }, { bucket = "models", prefix = "" }]
+      write = [{ bucket = "data", prefix = "" }, { bucket = "artifacts", prefix = "" }, { bucket = "models", prefix = "" }]
     }
     airflow = {
       read  = [{ bucket = "artifacts", prefix = "airflow-logs/" }]

@@ -47,6 +47,7 @@ variable "service_accounts" {
     trainer       = ["flightdeck:flightdeck-train"]
     batch_predict = ["flightdeck:flightdeck-predict"]
     triton        = ["flightdeck:triton"]
+    pipelines     = ["kubeflow:flightdeck-pipelines"]
     airflow       = ["airflow:airflow-worker", "airflow:airflow-scheduler", "airflow:airflow-api-server"]
   }
   validation {
