@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from components.triton.server import TritonServer, admin_key
 
     settings = load_settings()
-    repo_store, repo_uri = repository.repository_location(settings)
+    repo_store, repo_uri = repository.prepare_repository(settings)
     model = settings.model_name
     load = () if args.no_load or repository.read_config(repo_store, model) is None else (model,)
     server = TritonServer(

@@ -9,7 +9,7 @@ The version policy names the versions to keep loaded (serving + previous, or ser
 challenger); Triton unloads the rest when the model is (re)loaded.
 
 Where it lives: FLIGHTDECK_HOME/triton/model_repository locally; on the aws profile
-s3://<bucket>/<prefix>/triton/model_repository, which Triton reads natively (its S3
+s3://<models bucket>/triton/model_repository, which Triton reads natively (its S3
 credentials come from the pod's IAM role; a non-AWS endpoint is written s3://http://host:port/...).
 Objects are written through the artifact store, one atomic write each; the config is written
 last, so a load never sees a config naming a version whose files are not complete.
@@ -46,10 +46,27 @@ def repository_location(settings=None) -> tuple[ArtifactStore, str]:
     if settings.profile == "local":
         path = settings.home_path / "triton" / "model_repository"
         return LocalStore(path), str(path)
+    # "triton" is a model area: the models bucket when there is one (components.store.MODEL_AREAS).
+    bucket = settings.s3_models_bucket or settings.s3_bucket
     prefix = f"{settings.s3_prefix.strip('/')}/triton/model_repository".strip("/")
-    store = S3Store(settings.s3_bucket, prefix=prefix, endpoint_url=settings.s3_endpoint_url or None,
-                    region=settings.aws_region)
-    return store, triton_s3_uri(settings.s3_bucket, prefix, settings.s3_endpoint_url)
+    store = S3Store(bucket, prefix=prefix, endpoint_url=settings.s3_endpoint_url or None, region=settings.aws_region)
+    return store, triton_s3_uri(bucket, prefix, settings.s3_endpoint_url)
+
+
+MARKER = "README.txt"
+
+
+def prepare_repository(settings=None) -> tuple[ArtifactStore, str]:
+    """repository_location, plus a marker object so the repository exists before the first model.
+
+    Triton refuses to start on an S3 prefix that holds no object ("not a valid directory");
+    files at the repository root are not models, so the marker is harmless.
+    """
+    store, uri = repository_location(settings)
+    if not store.exists(MARKER):
+        store.write_bytes(MARKER, b"Triton model repository written by flightdeck deploy "
+                                  b"(components/triton/repository.py): <model>/config.pbtxt, <model>/<version>/\n")
+    return store, uri
 
 
 def triton_s3_uri(bucket: str, prefix: str, endpoint_url: str = "") -> str:

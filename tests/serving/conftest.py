@@ -32,7 +32,7 @@ def triton(serving_env):
     from components.triton import repository
     from components.triton.server import TritonServer
 
-    _, repo_uri = repository.repository_location()
+    _, repo_uri = repository.prepare_repository()
     p = serving_env["ports"]
     with TritonServer(repo_uri, http_port=p["http"], grpc_port=p["grpc"], metrics_port=p["metrics"],
                       admin_key=serving_env["key"]) as server:
