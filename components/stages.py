@@ -47,6 +47,7 @@ class TrainingSetParams:
 class MaterializeParams:
     end: str = param(help=f"materialize feature values up to the end of this date ({DATE})")
     start: str = param("", help="start of the interval; default: where the last materialization stopped")
+    chunk_days: int = param(1, help="local days per materialization chunk (memory is bounded by one chunk)")
 
 
 INGEST = StageSpec(

@@ -1,0 +1,518 @@
+"""features: feature tables from validated data, `feast apply`, training sets, online materialization.
+
+  build         validated partitions -> features/<view>.parquet (upserted by date range) + feast apply
+  training_set  entity rows = validated flights, event_timestamp = sched_dep_utc - lead time,
+                point-in-time join through get_historical_features with the feature service
+  materialize   online store, incrementally over explicit intervals, one day per chunk
+
+Batch prediction calls `scoring_frame` (offline store, as of the lead time) and online prediction
+calls `online_features` (online store): both read the same feature service as the training set,
+and `model_frame` adds the same schedule fields, so training and serving cannot skew.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import io
+import logging
+import math
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from components import feature_tables as ft
+from components import schema, signature
+from components.errors import StageFailed
+from components.settings import Settings, load_settings
+from components.stages import FeaturesBuildParams, MaterializeParams, TrainingSetParams
+from components.store import ArtifactNotFound, ArtifactStore, open_store, parquet_bytes
+
+log = logging.getLogger(__name__)
+
+REPO_DIR = Path(__file__).resolve().parents[1] / "feature_repo"
+PROGRESS_KEY = "features/materialization.json"
+ENTITY_COLUMNS = ["origin", "carrier", "route", "tailnum", "as_of_date"]
+SCHEDULE_FIELDS = ["carrier", "origin", "dest", "sched_hour", "day_of_week", "distance"]
+
+
+# -- the Feast repository ---------------------------------------------------------------------
+def _definitions_module():
+    try:
+        return importlib.import_module("feature_repo.definitions")
+    except ModuleNotFoundError:  # installed without the repo folder on sys.path
+        spec = importlib.util.spec_from_file_location("feature_repo.definitions", REPO_DIR / "definitions.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        return module
+
+
+def feature_service_name() -> str:
+    """The feature service every training set and every prediction is read through."""
+    return _definitions_module().FEATURE_SERVICE
+
+
+def table_key(view: str) -> str:
+    return f"features/{view}.parquet"
+
+
+def _table_uri(store: ArtifactStore, view: str) -> str:
+    path = store.local_path(table_key(view))
+    return str(path) if path is not None else store.uri(table_key(view))
+
+
+def repo_definitions(settings: Settings | None = None, store: ArtifactStore | None = None):
+    """The repo's Feast objects, with sources at this profile's feature tables."""
+    settings = settings or load_settings()
+    store = store or open_store(settings)
+    defs = _definitions_module()
+    uris = {view: _table_uri(store, view) for view in defs.VIEWS}
+    return defs.build_definitions(uris, s3_endpoint_override=settings.s3_endpoint_url or None)
+
+
+def _export_feast_env(settings: Settings) -> None:
+    """The values the profile's feature_store.yaml names as ${...}, taken from the settings."""
+    feast_dir = settings.home_path / "feast"
+    if settings.profile == "local":
+        feast_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["FLIGHTDECK_FEAST_DIR"] = str(feast_dir)
+    if settings.profile == "aws":
+        os.environ["FLIGHTDECK_FEAST_REGISTRY"] = open_store(settings).uri("feast/registry.db")
+    os.environ["FLIGHTDECK_REDIS_URL"] = settings.redis_url
+    if settings.s3_endpoint_url:
+        os.environ["FEAST_S3_ENDPOINT_URL"] = settings.s3_endpoint_url  # Feast's S3 registry reads this
+
+
+_STORES: dict[tuple, object] = {}
+
+
+def feature_store_yaml(settings: Settings) -> Path:
+    """The profile's feature_store.yaml; FLIGHTDECK_FEAST_YAML may name another one (e.g. local files + Redis)."""
+    override = os.environ.get("FLIGHTDECK_FEAST_YAML")
+    return Path(override) if override else REPO_DIR / "profiles" / settings.profile / "feature_store.yaml"
+
+
+def feature_store(settings: Settings | None = None):
+    """Feast's FeatureStore for the profile, loaded by Feast from feature_repo/profiles/<profile>/feature_store.yaml."""
+    from feast import FeatureStore
+
+    settings = settings or load_settings()
+    yaml = feature_store_yaml(settings)
+    key = (settings, str(yaml))
+    if key not in _STORES:
+        _export_feast_env(settings)
+        _STORES[key] = FeatureStore(repo_path=str(REPO_DIR), fs_yaml_file=yaml)
+    return _STORES[key]
+
+
+@contextlib.contextmanager
+def _feast_quiet():
+    """Feast prints progress to stdout; the CLI's stdout is the stage's JSON result."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def apply(settings: Settings | None = None, store: ArtifactStore | None = None) -> list[str]:
+    """`feast apply` of the repo's objects. Feast keeps each view's materialization intervals on re-apply."""
+    settings = settings or load_settings()
+    fs = feature_store(settings)
+    defs = repo_definitions(settings, store)
+    with _feast_quiet():
+        fs.apply(defs.objects())
+    return [v.name for v in defs.views]
+
+
+# -- reading validated data ---------------------------------------------------------------------
+def _read_days(store: ArtifactStore, table: str, days: list[date], required: bool) -> pd.DataFrame:
+    """The validated partitions of `table` for these days, as one frame (missing days are skipped or refused)."""
+    def one(day: date) -> pa.Table | None:
+        try:
+            data = store.read_published(schema.validated_prefix(table, day), "part.parquet")
+        except ArtifactNotFound:
+            return None
+        return pq.read_table(pa.BufferReader(data))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        parts = list(pool.map(one, days))
+    missing = [d for d, p in zip(days, parts, strict=True) if p is None]
+    if required and missing:
+        shown = ", ".join(d.isoformat() for d in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise StageFailed(
+            f"features need validated {table} partitions for every date in the range, but {len(missing)} "
+            f"are not validated ({shown}). Run `flightdeck ingest` and `flightdeck validate` for those dates "
+            "first; a date whose batch failed validation stays unpublished until a good batch passes."
+        )
+    tables = [p for p in parts if p is not None and p.num_rows]
+    if not tables:
+        return pd.DataFrame()
+    # One conversion of the concatenated table: far cheaper than concatenating hundreds of frames.
+    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+
+
+def _read_reference(store: ArtifactStore, table: str) -> pd.DataFrame:
+    try:
+        data = store.read_published(schema.validated_prefix(table), "part.parquet")
+    except ArtifactNotFound:
+        raise StageFailed(
+            f"features need the validated {table} reference table, which is not published. "
+            "Run `flightdeck ingest` and `flightdeck validate` first."
+        ) from None
+    return pd.read_parquet(io.BytesIO(data))
+
+
+# -- build --------------------------------------------------------------------------------------
+def _upsert(store: ArtifactStore, view: str, new: pd.DataFrame, lo: pd.Timestamp, hi: pd.Timestamp) -> int:
+    """Replace the table's rows stamped in [lo, hi] with `new`: rebuilding a range never duplicates."""
+    key = table_key(view)
+    try:
+        old = store.read_parquet(key)
+        old = old[(old[ft.TS] < lo) | (old[ft.TS] > hi)]
+        table = pd.concat([old, new], ignore_index=True) if len(old) else new
+    except ArtifactNotFound:
+        table = new
+    keycol = table.columns[0]
+    order = [c for c in (keycol, "as_of_date", ft.TS) if c in table.columns]
+    table = table.sort_values(order, kind="stable").reset_index(drop=True)
+    table[ft.TS] = ft.utc_us(table[ft.TS])
+    store.write_bytes(key, parquet_bytes(table))
+    return len(table)
+
+
+def build(params: FeaturesBuildParams, store: ArtifactStore | None = None) -> dict:
+    settings = load_settings()
+    store = store or open_store(settings)
+    days = schema.day_range(params.start, params.end)
+    first, last = days[0], days[-1]
+    t0 = time.perf_counter()
+    # A flight on `first` is predicted up to the lead time before it, so the weather hours start
+    # lead_days earlier and the daily stats (stamped at the end of a day) one day more; the stats
+    # reach HISTORY_DAYS further back.
+    lead_days = max(1, math.ceil(settings.lead_time_hours / 24))
+    hour_first = first - timedelta(days=lead_days)
+    stat_first = hour_first - timedelta(days=1)
+    history = schema.day_range(stat_first - timedelta(days=ft.HISTORY_DAYS), first - timedelta(days=1))
+    flights = pd.concat(
+        [_read_days(store, "flights", history, required=False), _read_days(store, "flights", days, required=True)],
+        ignore_index=True,
+    )
+    # One day more than the hours built, so the first hours carry observations from before them.
+    weather = _read_days(store, "weather", schema.day_range(stat_first, last), required=False)
+    planes = _read_reference(store, "planes")
+    t_read = time.perf_counter() - t0
+
+    outcomes = ft.flight_outcomes(flights)
+    lo, hi = ft.day_stamps(stat_first, last)
+    w_lo, _ = schema.local_day_bounds_utc(hour_first)
+    _, w_hi = schema.local_day_bounds_utc(last)
+    tables = {
+        "weather_hourly": (ft.weather_hourly(weather, pd.Timestamp(w_lo), pd.Timestamp(w_hi) - pd.Timedelta(hours=1)),
+                           pd.Timestamp(w_lo), pd.Timestamp(w_hi) - pd.Timedelta(microseconds=1)),
+        "carrier_daily_stats": (ft.carrier_daily_stats(outcomes, stat_first, last), lo, hi),
+        "route_daily_stats": (ft.route_daily_stats(outcomes, stat_first, last), lo, hi),
+        "plane_attributes": (ft.plane_attributes(planes), pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")),
+    }
+    defs = _definitions_module()
+    for view, (df, a, b) in list(tables.items()):
+        ttl = defs.VIEWS[view][2]
+        if view not in defs.STATIC_VIEWS:
+            tables[view] = (ft.bucket_by_date(df, pd.Timedelta(ttl), defs.AS_OF_DATE), a, b)
+    rows = {view: _upsert(store, view, df, a, b) for view, (df, a, b) in tables.items()}
+    built = {view: len(df) for view, (df, _, _) in tables.items()}
+    t_apply = time.perf_counter()
+    views = apply(settings, store)
+    seconds = time.perf_counter() - t0
+    result = {
+        "start": first.isoformat(), "end": last.isoformat(),
+        "flights_read": len(flights),
+        "rows_built": built, "table_rows": rows, "applied_views": views,
+        "seconds": round(seconds, 3), "read_seconds": round(t_read, 3),
+        "apply_seconds": round(time.perf_counter() - t_apply, 3),
+    }
+    log.info("features build %s..%s: %s", first, last, built)
+    return result
+
+
+# -- training sets and scoring frames -----------------------------------------------------------
+def _default_index(df: pd.DataFrame) -> pd.DataFrame:
+    """0..n-1 row labels, without copying a frame that has them already (a copy costs ~1 s a year)."""
+    if isinstance(df.index, pd.RangeIndex) and df.index.start == 0 and df.index.step == 1:
+        return df
+    return df.reset_index(drop=True)
+
+
+def _tailnum(flights: pd.DataFrame) -> pd.Series:
+    return flights["tailnum"].astype(object).where(flights["tailnum"].notna(), None)
+
+
+def _utc_dates(ts: pd.Series) -> pd.Series:
+    """YYYY-MM-DD of each UTC timestamp (formatting only the distinct days: strftime per row is slow)."""
+    days = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[D]")
+    uniq, inverse = np.unique(days, return_inverse=True)
+    return pd.Series(uniq.astype(str).astype(object)[inverse], index=ts.index)
+
+
+def entity_rows(flights: pd.DataFrame, lead_time_hours: float) -> pd.DataFrame:
+    """Feast entity rows for flights: the join keys and the prediction time (sched dep - lead time).
+
+    `row` numbers the flights so the joined features can be put back in order without a merge.
+    """
+    flights = _default_index(flights)
+    at = ft.utc_us(flights["sched_dep_utc"] - pd.Timedelta(hours=lead_time_hours))
+    return pd.DataFrame({
+        "row": np.arange(len(flights), dtype="int64"),
+        "event_timestamp": at,
+        "as_of_date": _utc_dates(at),
+        "origin": flights["origin"].astype(str),
+        "carrier": flights["carrier"].astype(str),
+        "route": flights["origin"].astype(str) + "-" + flights["dest"].astype(str),
+        "tailnum": _tailnum(flights),
+    })
+
+
+def schedule_fields(flights: pd.DataFrame) -> pd.DataFrame:
+    """What the model reads from the flight row itself (known when the flight is scheduled)."""
+    flights = _default_index(flights)
+    sched = ft.utc_us(flights["sched_dep_utc"])
+    local = sched.dt.tz_convert(schema.LOCAL_TZ)
+    return pd.DataFrame({
+        "flight_id": flights["flight_id"].astype(str),
+        "sched_dep_utc": sched,
+        "tailnum": _tailnum(flights),
+        "month": local.dt.month.astype("int64"),
+        "carrier": flights["carrier"].astype(str),
+        "origin": flights["origin"].astype(str),
+        "dest": flights["dest"].astype(str),
+        "sched_hour": local.dt.hour.astype("int64"),
+        "day_of_week": local.dt.dayofweek.astype("int64"),
+        "distance": flights["distance"].astype("float64"),
+    })
+
+
+def historical_features(entities: pd.DataFrame, settings: Settings | None = None) -> pd.DataFrame:
+    """Point-in-time features for entity rows through the feature service (offline store)."""
+    fs = feature_store(settings)
+    service = fs.get_feature_service(_definitions_module().FEATURE_SERVICE)
+    job = fs.get_historical_features(entity_df=entities, features=service)
+    return job.to_arrow().to_pandas()
+
+
+def model_frame(flights: pd.DataFrame, settings: Settings | None = None, with_label: bool = True) -> pd.DataFrame:
+    """KEYS + every model feature (+ label) for flights, as of the lead time before each departure."""
+    settings = settings or load_settings()
+    flights = _default_index(flights)
+    entities = entity_rows(flights, settings.lead_time_hours)
+    feats = historical_features(entities, settings)
+    # Feast returns the rows in its own order: put them back in flight order by the row number.
+    order = np.empty(len(feats), dtype="int64")
+    order[feats["row"].to_numpy()] = np.arange(len(feats))
+    feats = feats.take(order)
+    out = schedule_fields(flights)
+    out["event_timestamp"] = entities["event_timestamp"]
+    for col in signature.NUMERIC:
+        if col not in out.columns:
+            out[col] = feats[col].to_numpy(dtype="float64", na_value=np.nan)
+    if with_label:
+        out[signature.LABEL] = ft.label(flights)
+    columns = signature.KEYS + signature.CATEGORICAL + signature.NUMERIC + ([signature.LABEL] if with_label else [])
+    return out[columns].sort_values(["sched_dep_utc", "flight_id"], kind="stable").reset_index(drop=True)
+
+
+def _output_target(store: ArtifactStore, out: str, default_key: str) -> tuple[str, Path | None]:
+    """(store key, None) for keys and URIs inside the store; (uri, local path) for other local files."""
+    if not out:
+        return default_key, None
+    parsed = urlparse(out)
+    if not parsed.scheme:
+        return out.lstrip("/"), None
+    root = store.uri().rstrip("/") + "/"
+    if out.startswith(root):
+        return out[len(root):], None
+    if parsed.scheme == "file":
+        return out, Path(parsed.path)
+    raise StageFailed(f"--out {out!r} is neither a key of the artifact store ({store.uri()}) nor a file:// URI")
+
+
+def training_set(params: TrainingSetParams, store: ArtifactStore | None = None) -> dict:
+    settings = load_settings()
+    store = store or open_store(settings)
+    days = schema.day_range(params.start, params.end)
+    t0 = time.perf_counter()
+    flights = _read_days(store, "flights", days, required=True)
+    if flights.empty:
+        raise StageFailed(f"no validated flights between {params.start} and {params.end}: nothing to train on")
+    frame = model_frame(flights, settings)
+    target, local = _output_target(store, params.out, f"training_sets/{params.start}_{params.end}.parquet")
+    data = parquet_bytes(frame)
+    if local is None:
+        store.write_bytes(target, data)
+        uri = store.uri(target)
+    else:
+        from components.store import LocalStore
+
+        LocalStore(local.parent).write_bytes(local.name, data)
+        uri = target
+    seconds = time.perf_counter() - t0
+    return {
+        "out": uri, "rows": len(frame), "columns": len(frame.columns), "shape": list(frame.shape),
+        "label_rate": round(float(frame[signature.LABEL].mean()), 4),
+        "missing_rate": {c: round(float(frame[c].isna().mean()), 4) for c in signature.NUMERIC if frame[c].isna().any()},
+        "seconds": round(seconds, 3),
+    }
+
+
+def scoring_frame(day: str | date, settings: Settings | None = None, store: ArtifactStore | None = None) -> pd.DataFrame:
+    """A day's validated flights with KEYS + every model feature as of the lead time (batch prediction)."""
+    settings = settings or load_settings()
+    store = store or open_store(settings)
+    days = schema.day_range(day, day)
+    flights = _read_days(store, "flights", days, required=True)
+    if flights.empty:
+        return pd.DataFrame(columns=signature.KEYS + signature.CATEGORICAL + signature.NUMERIC)
+    return model_frame(flights, settings, with_label=False)
+
+
+def online_features(flight: dict, settings: Settings | None = None) -> dict:
+    """Model features for one scheduled flight from the online store (online prediction).
+
+    `flight` needs carrier, origin, dest, tailnum (may be None), distance and sched_dep_utc.
+    """
+    fs = feature_store(settings)
+    service = fs.get_feature_service(_definitions_module().FEATURE_SERVICE)
+    row = {
+        "origin": str(flight["origin"]), "carrier": str(flight["carrier"]),
+        "route": f"{flight['origin']}-{flight['dest']}", "tailnum": flight.get("tailnum") or "",
+    }
+    values = fs.get_online_features(features=service, entity_rows=[row]).to_dict()
+    sched = pd.Timestamp(flight["sched_dep_utc"])
+    sched = sched.tz_localize("UTC") if sched.tzinfo is None else sched.tz_convert("UTC")
+    fields = schedule_fields(pd.DataFrame([{**flight, "flight_id": flight.get("flight_id", ""), "sched_dep_utc": sched}])
+                             .assign(sched_dep_utc=lambda d: ft.utc_us(d["sched_dep_utc"])))
+    out = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in fields.iloc[0].to_dict().items()}
+    for name in signature.NUMERIC:
+        if name in values:
+            v = values[name][0]
+            out[name] = float("nan") if v is None else float(v)
+    return out
+
+
+# -- materialization ----------------------------------------------------------------------------
+def _read_progress(store: ArtifactStore) -> dict:
+    try:
+        return store.read_json(PROGRESS_KEY)
+    except ArtifactNotFound:
+        return {"views": {}}
+
+
+def _merge_intervals(intervals: list[list[str]]) -> list[list[str]]:
+    spans = sorted((pd.Timestamp(a), pd.Timestamp(b)) for a, b in intervals)
+    merged: list[list[pd.Timestamp]] = []
+    for a, b in spans:
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return [[a.isoformat(), b.isoformat()] for a, b in merged]
+
+
+def _table_min_ts(store: ArtifactStore, view: str) -> pd.Timestamp | None:
+    try:
+        ts = store.read_parquet(table_key(view))[ft.TS]
+    except ArtifactNotFound:
+        return None
+    return ts.min() if len(ts) else None
+
+
+def _chunks(start: pd.Timestamp, end: pd.Timestamp, days: int) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """[start, end] cut at local midnights, `days` days per chunk."""
+    out, a = [], start
+    while a < end:
+        local = a.tz_convert(schema.LOCAL_TZ).normalize().tz_localize(None) + pd.Timedelta(days=days)
+        b = min(end, local.tz_localize(schema.LOCAL_TZ).tz_convert("UTC"))
+        out.append((a, b))
+        a = b
+    return out
+
+
+def materialize(params: MaterializeParams, store: ArtifactStore | None = None) -> dict:
+    """Load feature values into the online store for the interval up to the end of `params.end`.
+
+    Each view continues from where its last materialization stopped (recorded in the store), so a run
+    never leaves a gap and an older interval never overwrites newer online values; `start` only sets
+    where a view's first materialization begins (default: its oldest feature row). Work goes in chunks
+    of `chunk_days` local days: Feast keeps only the latest row per entity of a chunk in memory.
+    """
+    settings = load_settings()
+    store = store or open_store(settings)
+    defs = _definitions_module()
+    end_day = schema.parse_day(params.end, "end")
+    end = ft.day_stamps(end_day, end_day)[0]
+    requested_start = None
+    if params.start:
+        requested_start = pd.Timestamp(schema.local_day_bounds_utc(schema.parse_day(params.start, "start"))[0])
+    chunk_days = max(1, int(params.chunk_days))
+    t0 = time.perf_counter()
+    # Idempotent, and makes sure the online tables exist (a fresh SQLite file or Redis has none).
+    apply(settings, store)
+    fs = feature_store(settings)
+    progress = _read_progress(store)
+    done: dict[str, dict] = {}
+    # Static views: always whole (a few thousand rows), so a plane added later is never missed.
+    with _feast_quiet():
+        fs.materialize(ft.STATIC_SINCE.to_pydatetime(), end.to_pydatetime(), feature_views=list(defs.STATIC_VIEWS))
+    for view in defs.STATIC_VIEWS:
+        done[view] = {"from": ft.STATIC_SINCE.isoformat(), "to": end.isoformat(), "chunks": 1}
+        _record(store, progress, view, ft.STATIC_SINCE, end)
+    # Time-varying views: group them by where they start, then walk day by day.
+    starts: dict[str, pd.Timestamp] = {}
+    for view in defs.VIEWS:
+        if view in defs.STATIC_VIEWS:
+            continue
+        until = progress["views"].get(view, {}).get("materialized_until")
+        start = pd.Timestamp(until) if until else (requested_start or _table_min_ts(store, view))
+        if start is None or start >= end:
+            done[view] = {"from": None, "to": until, "chunks": 0}
+            continue
+        starts[view] = start
+    chunk_count = 0
+    if starts:
+        for a, b in _chunks(min(starts.values()), end, chunk_days):
+            views = [v for v, s in starts.items() if s < b]
+            with _feast_quiet():
+                fs.materialize(max(a, min(starts[v] for v in views)).to_pydatetime(), b.to_pydatetime(), feature_views=views)
+            for v in views:
+                _record(store, progress, v, max(a, starts[v]), b, save=False)
+            store.write_json(PROGRESS_KEY, progress)  # after every chunk: a killed run resumes here
+            chunk_count += 1
+        for v, s in starts.items():
+            done[v] = {"from": s.isoformat(), "to": end.isoformat(), "chunks": len(_chunks(s, end, chunk_days))}
+    return {
+        "end": end.isoformat(), "views": done, "chunks": chunk_count,
+        "seconds": round(time.perf_counter() - t0, 3), "progress": store.uri(PROGRESS_KEY),
+    }
+
+
+def _record(store: ArtifactStore, progress: dict, view: str, a: pd.Timestamp, b: pd.Timestamp, save: bool = True) -> None:
+    entry = progress["views"].setdefault(view, {"intervals": []})
+    entry["intervals"] = _merge_intervals(entry["intervals"] + [[a.isoformat(), b.isoformat()]])
+    prev = entry.get("materialized_until")
+    entry["materialized_until"] = max(pd.Timestamp(prev), b).isoformat() if prev else b.isoformat()
+    entry["updated_at"] = datetime.now(UTC).isoformat()
+    if save:
+        store.write_json(PROGRESS_KEY, progress)
+
+
+def online_freshness(store: ArtifactStore | None = None) -> dict[str, str | None]:
+    """Per view, up to when the online store holds values (for the demo summary and monitoring)."""
+    progress = _read_progress(store or open_store())
+    return {view: progress["views"].get(view, {}).get("materialized_until") for view in _definitions_module().VIEWS}
