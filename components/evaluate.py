@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -250,12 +251,16 @@ def evaluate(params: EvaluateParams, store: ArtifactStore | None = None) -> dict
     torch.set_num_threads(max(1, params.threads))
     p = predict(module, holdout)
     seed = int(run_params["seed"])
-    baselines_p = {
-        "carrier_rate": carrier_rate(train, holdout),
-        "logistic_regression": logistic_regression(train, holdout, seed, int(run_params["min_category_count"])),
-        "lightgbm": lightgbm(train, val, holdout, seed, params.threads),
+    fitters = {
+        "carrier_rate": lambda: carrier_rate(train, holdout),
+        "logistic_regression": lambda: logistic_regression(train, holdout, seed, int(run_params["min_category_count"])),
+        "lightgbm": lambda: lightgbm(train, val, holdout, seed, params.threads),
     }
-    baselines = {name: scores(y, bp) for name, bp in baselines_p.items()}
+    baselines = {}
+    for name, fit_and_predict in fitters.items():
+        t0 = time.perf_counter()
+        predicted = fit_and_predict()
+        baselines[name] = {**scores(y, predicted), "fit_seconds": round(time.perf_counter() - t0, 3)}
     registry = open_registry(params.model_name, store)
     champion = None
     try:

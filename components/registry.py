@@ -3,9 +3,11 @@
 Layout under models/<name>/:
   claims/<N>.json           created with If-None-Match (create-only): whoever creates it owns number N,
                             so two writers never get the same version; numbers are never reused
-  versions/<N>/             published atomically (store.publish): model.pt, model.pt.sha256,
-                            signature.json, metrics.json, evaluation.json, evaluation.md, lineage.json,
-                            reference.parquet, curves.png; the pointer's meta is the version record
+  versions/<N>/             model.pt, model.pt.sha256, signature.json, metrics.json, evaluation.json,
+                            evaluation.md, lineage.json, reference.parquet, curves.png, and LAST
+                            version.json: the record (sha256 of every file). Only the owner of claim N
+                            writes there, and a version exists only once its version.json does, so
+                            a writer killed half-way leaves nothing a reader could take for a version
   aliases.json              ONE document with champion, previous, the champion history, deployments
                             and an event log, replaced only by compare-and-swap (If-Match on S3, an
                             flock'd compare-and-swap locally): of two concurrent promotions exactly one
@@ -25,7 +27,7 @@ from datetime import UTC, datetime
 
 from components.errors import StageFailed
 from components.stages import RegisterParams
-from components.store import ArtifactStore, ConflictError, open_store, sha256_bytes
+from components.store import ArtifactNotFound, ArtifactStore, ConflictError, open_store, sha256_bytes
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +73,11 @@ class Registry:
 
     # -- versions -----------------------------------------------------------------------------
     def versions(self) -> list[int]:
-        """Complete (published) versions, oldest first. A claimed number whose writer died is skipped."""
-        return self._numbers("versions", r"(\d+)/_PUBLISHED\.json$")
+        """Complete versions, oldest first. A claimed number whose writer died is skipped, never reused."""
+        return self._numbers("versions", r"(\d+)/version\.json$")
 
     def create_version(self, files: dict[str, bytes], record: dict) -> int:
-        """Claim the next number with a create-only write, then publish the files under it."""
+        """Claim the next number with a create-only write, write the files under it, then the record."""
         for _ in range(1000):
             claimed = self._numbers("claims", r"(\d+)\.json$")
             number = (claimed[-1] if claimed else 0) + 1
@@ -84,19 +86,25 @@ class Registry:
                 self.store.write_if(f"{self.prefix}/claims/{number}.json", claim.encode(), None)
             except ConflictError:
                 continue  # another writer took this number first: take the next one
-            self.store.publish(self.version_prefix(number), files, meta={**record, "version": number})
+            base = self.version_prefix(number)
+            for name, data in sorted(files.items()):
+                self.store.write_bytes(f"{base}/{name}", data)
+            entries = {name: {"sha256": sha256_bytes(data), "bytes": len(data)} for name, data in files.items()}
+            full = {**record, "version": number, "model_name": self.name, "files": entries, "published_at": _now()}
+            if "model.pt" in files:
+                full["sha256"] = full["model_sha256"] = entries["model.pt"]["sha256"]
+            self.store.write_if(f"{base}/version.json", json.dumps(full, indent=2, sort_keys=True).encode(), None)
             return number
         raise StageFailed(f"could not claim a version number for model {self.name} after 1000 tries")
 
     def get(self, version: int) -> dict:
-        """The version record: the publication's meta plus its files and their sha256."""
-        pointer = self.store.published(self.version_prefix(version))
-        if pointer is None:
+        """The version record (version.json): what was registered, with every file's sha256."""
+        try:
+            return self.store.read_json(f"{self.version_prefix(version)}/version.json")
+        except ArtifactNotFound:
             have = self.versions()
             raise VersionNotFound(f"model {self.name} has no version {version} in {self.store.uri(self.prefix)} "
-                                  f"(versions: {', '.join(map(str, have)) or 'none'})")
-        return {**pointer["meta"], "files": pointer["files"], "version_dir": pointer["version"],
-                "published_at": pointer["published_at"]}
+                                  f"(versions: {', '.join(map(str, have)) or 'none'})") from None
 
     def resolve(self, ref: str | int) -> int:
         """A version number from a number or an alias (champion, previous)."""
@@ -115,7 +123,7 @@ class Registry:
         record = self.get(version)
         if name not in record["files"]:
             raise VersionNotFound(f"version {version} of {self.name} has no file {name!r}")
-        data = self.store.read_bytes(f"{self.version_prefix(version)}/{record['version_dir']}/{name}")
+        data = self.store.read_bytes(f"{self.version_prefix(version)}/{name}")
         if sha256_bytes(data) != record["files"][name]["sha256"]:
             from components.model import ModelIntegrityError
 
@@ -131,7 +139,7 @@ class Registry:
 
         version = self.resolve(ref)
         record = self.get(version)
-        data = self.store.read_bytes(f"{self.version_prefix(version)}/{record['version_dir']}/model.pt")
+        data = self.store.read_bytes(f"{self.version_prefix(version)}/model.pt")
         expected = record.get("model_sha256")
         if not expected or sha256_bytes(data) != expected or record["files"]["model.pt"]["sha256"] != expected:
             raise ModelIntegrityError(

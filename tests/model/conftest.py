@@ -15,7 +15,7 @@ from components.stages import TrainParams
 
 WINDOW = ("2013-01-01", "2013-01-14")
 # Short but real training: small network, few epochs (early stopping still active).
-TEST_TRAIN = dict(max_epochs=3, patience=2, hidden="32,16", batch_size=512, reference_rows=500)
+TEST_TRAIN = dict(max_epochs=3, patience=2, hidden="32,16", batch_size=512, reference_rows=500, threads=1)
 
 
 # The Feast features stage is being written in parallel; until it lands the stand-in is used.
@@ -85,7 +85,8 @@ def evaluated(trained):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FLIGHTDECK_HOME", str(trained["home"]))
-        result = evaluate(EvaluateParams(run_id=trained["result"]["run_id"], model_name="delay_test"), trained["store"])
+        result = evaluate(EvaluateParams(run_id=trained["result"]["run_id"], model_name="delay_test", threads=1),
+                          trained["store"])
     return {**trained, "evaluation": result}
 
 

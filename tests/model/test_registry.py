@@ -70,6 +70,18 @@ def test_concurrent_registrations_get_distinct_numbers(backend, tiny_model_bytes
         assert registry.get(version)["tag"] == f"w{i}"  # nobody's version was overwritten
 
 
+def test_a_half_written_version_is_invisible_and_its_number_never_reused(local_store, tiny_model_bytes):
+    registry = Registry(local_store, "flight_delay")
+    v1 = add_version(registry, tiny_model_bytes)
+    # a writer that claimed number 2, wrote model.pt and died before its record
+    local_store.write_if("models/flight_delay/claims/2.json", b"{}", None)
+    local_store.write_bytes(f"{registry.version_prefix(2)}/model.pt", tiny_model_bytes)
+    assert registry.versions() == [v1]
+    with pytest.raises(StageFailed, match="has no version 2"):
+        registry.load_model(2)
+    assert add_version(registry, tiny_model_bytes) == 3
+
+
 def test_concurrent_promotions_exactly_one_wins(backend, tiny_model_bytes):
     store, new_client = backend
     registry = Registry(store, "race")
@@ -124,7 +136,7 @@ def test_tampered_model_is_refused_everywhere(backend, tiny_model_bytes):
     good, bad = add_version(registry, tiny_model_bytes), add_version(registry, tiny_model_bytes)
     registry.promote(good)
     registry.promote(bad)
-    key = f"{registry.version_prefix(bad)}/{registry.get(bad)['version_dir']}/model.pt"
+    key = f"{registry.version_prefix(bad)}/model.pt"
     store.write_bytes(key, tiny_model_bytes[:-10] + b"0123456789")  # same size, different bytes
     for load in (lambda: registry.load_model(bad), lambda: registry.load_model("champion"),
                  lambda: registry.model_bytes(bad), lambda: registry.promote(bad, force=True)):

@@ -1,0 +1,73 @@
+"""Model benchmarks: training speed on the full-year window with 2 CPU threads, and holdout ROC AUC
+of the MLP against logistic regression, LightGBM and the carrier-rate heuristic on the same split.
+
+The training set comes from the real data stages (ingest -> validate -> features build ->
+features training-set) when the features stage is available, else from the pandas stand-in in
+tests/model/standin_trainset.py; which one was used is written into every result's notes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from benchmarks.harness import Context, Result, peak_rss_mb, timed
+
+FULL_YEAR = ("2013-01-01", "2013-12-31")
+QUICK = ("2013-01-01", "2013-02-28")
+THREADS = 2
+
+
+def run(ctx: Context) -> list[Result]:
+    from components.evaluate import evaluate, run_prefix
+    from components.stages import EvaluateParams, TrainParams
+    from components.store import open_store
+    from components.train import train
+    from tests.model.conftest import build_training_set
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    start, end = QUICK if ctx.quick else FULL_YEAR
+    store = open_store()
+    with timed() as t_data:
+        built_by = build_training_set(store, start, end)
+    with timed() as t_train:
+        result = train(TrainParams(train_start=start, train_end=end, threads=THREADS, device="cpu"), store)
+    metrics = json.loads(store.read_published(f"runs/train/{result['run_id']}", "metrics.json"))
+    evaluation = evaluate(EvaluateParams(run_id=result["run_id"], model_name="bench", threads=THREADS), store)
+    report = json.loads(store.read_published(run_prefix(evaluation["eval_id"]), "evaluation.json"))
+    mlp, base = report["model"]["overall"], report["baselines"]
+    lgb = base["lightgbm"]
+    rows = metrics["rows"]
+    window = f"{start}..{end}: {rows['train']:,} train / {rows['val']:,} val / {rows['test']:,} holdout rows"
+    notes = f"training set by the {built_by}; {window}"
+    rss = peak_rss_mb()
+    fit_seconds = sum(h["seconds"] for h in metrics["history"])
+    out = [
+        Result("model", "MLP training, seconds per epoch (2 threads)", metrics["seconds_per_epoch"], "s",
+               baseline_name="LightGBM fit, whole early-stopped fit (2 threads)", baseline_value=lgb["fit_seconds"],
+               higher_is_better=False, notes=f"{metrics['epochs_run']} epochs, best {metrics['best_epoch']}; {notes}",
+               peak_rss_mb=rss, extra={"epochs": metrics["history"], "training_set_seconds": t_data.seconds,
+                                        "train_stage_seconds": t_train.seconds}),
+        Result("model", "MLP training throughput (rows x epochs / s, 2 threads)", metrics["train_rows_per_second"],
+               "rows/s", baseline_name="LightGBM fit throughput (train rows / fit s)",
+               baseline_value=rows["train"] / lgb["fit_seconds"], notes=notes, peak_rss_mb=rss),
+        Result("model", "MLP whole fit (all epochs, early stopping)", fit_seconds, "s",
+               baseline_name="LightGBM whole fit", baseline_value=lgb["fit_seconds"], higher_is_better=False,
+               notes=notes, peak_rss_mb=rss),
+        Result("model", "holdout ROC AUC: MLP", mlp["roc_auc"], "AUC", baseline_name="LightGBM",
+               baseline_value=lgb["roc_auc"], target="MLP within 0.01 ROC AUC of LightGBM",
+               notes=f"gap {mlp['roc_auc'] - lgb['roc_auc']:+.4f} "
+                     f"({'met' if mlp['roc_auc'] >= lgb['roc_auc'] - 0.01 else 'NOT met'}); "
+                     f"ECE {mlp['ece']:.4f}, log loss {mlp['log_loss']:.4f}; {notes}",
+               peak_rss_mb=rss, extra={"model": mlp, "baselines": base, "decision": report["decision"]}),
+    ]
+    for name, label in (("logistic_regression", "logistic regression"), ("carrier_rate", "carrier-rate heuristic")):
+        out.append(Result("model", f"holdout ROC AUC: {label}", base[name]["roc_auc"], "AUC", baseline_name="LightGBM",
+                          baseline_value=lgb["roc_auc"], notes=f"same split; ECE {base[name]['ece']:.4f}",
+                          peak_rss_mb=rss))
+    table = ["| model | ROC AUC | PR AUC | log loss | Brier | ECE | fit s |", "|---|---|---|---|---|---|---|"]
+    for name, m in [("MLP (this model)", {**mlp, "fit_seconds": fit_seconds})] + list(base.items()):
+        table.append(f"| {name} | {m['roc_auc']:.4f} | {m['pr_auc']:.4f} | {m['log_loss']:.4f} | {m['brier']:.4f} | "
+                     f"{m['ece']:.4f} | {m['fit_seconds']:.1f} |")
+    (ctx.out_dir / "model_holdout.md").write_text(f"Holdout comparison, {notes}\n\n" + "\n".join(table) + "\n")
+    return out
