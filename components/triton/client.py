@@ -156,7 +156,7 @@ class TritonClient:
         return out.as_numpy(signature.OUTPUT).reshape(-1)
 
     def score(self, model: str, version: int | str, numeric: np.ndarray, categorical: np.ndarray,
-              rows_per_request: int = 8192, in_flight: int = 4) -> np.ndarray:
+              rows_per_request: int = 4096, in_flight: int = 4) -> np.ndarray:
         """Many rows: large requests, several in flight, results in input order."""
         n = len(numeric)
         if n == 0:

@@ -115,7 +115,7 @@ class Scored:
 
 
 def score_routed(df: pd.DataFrame, state: ServingState, client, store: ArtifactStore | None = None,
-                 record: bool = True, rows_per_request: int = 8192, in_flight: int = 4) -> Scored:
+                 record: bool = True, rows_per_request: int = 4096, in_flight: int = 4) -> Scored:
     numeric, categorical = signature.to_tensors(df)
     champion = client.score(state.model, state.serving, numeric, categorical, rows_per_request, in_flight)
     served_version = np.full(len(df), state.serving, dtype=np.int64)

@@ -19,7 +19,7 @@ def serving_state(store: ArtifactStore, model: str):
 
 
 def score_frame_detailed(df: pd.DataFrame, *, settings=None, store: ArtifactStore | None = None,
-                         client: TritonClient | None = None, record: bool = True, rows_per_request: int = 8192,
+                         client: TritonClient | None = None, record: bool = True, rows_per_request: int = 4096,
                          in_flight: int = 4, retry: RetryPolicy | None = None) -> Scored:
     """Probabilities, the version that served each row, and (shadow/canary) the challenger's outputs."""
     from components.settings import load_settings
