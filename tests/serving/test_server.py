@@ -86,8 +86,16 @@ def test_flightdeck_serve_command_prints_endpoints_and_stops_on_sigterm(tmp_path
 
 
 def test_model_control_is_refused_without_the_key_and_inference_is_open(triton, serving_env):
+    import torch
+
+    from components.deploy import parity_sample
+    from components.model import DelayModel, build_vocabularies, export_bytes, numeric_statistics
+
+    # The real architecture (embeddings, searchsorted vocabularies, NaN handling inside the module).
+    num, cat = parity_sample(2000, seed=3)
+    torch.manual_seed(0)
+    data = export_bytes(DelayModel(build_vocabularies(torch.from_numpy(cat), 1), *numeric_statistics(torch.from_numpy(num))))
     repo_store, _ = repository.repository_location()
-    data = scripted_bytes(1)
     repository.write_version(repo_store, "keyed", 1, data, "cpu")
     repository.write_config(repo_store, "keyed", repository.config_pbtxt("keyed", "cpu", [1]))
     with TritonClient(triton.endpoints["grpc"]) as anonymous, pytest.raises(TritonRequestFailed, match="restricted"):
@@ -197,3 +205,22 @@ def test_replicas_from_kubernetes_endpoint_objects():
         ports=[k.CoreV1EndpointPort(name="http", port=8000), k.CoreV1EndpointPort(name="metrics", port=8002)])])
     with pytest.raises(Exception, match="no port named 'grpc'"):
         from_endpoints(no_grpc)
+
+
+def test_deploy_lock_serialises_deploys_of_one_model_and_expires(local_store):
+    from components.deploy import DeployFailed, deploy_lock
+
+    with deploy_lock(local_store, "m"):
+        with pytest.raises(DeployFailed, match="holds its lock"):
+            with deploy_lock(local_store, "m", wait_s=0.6):
+                pass
+        with deploy_lock(local_store, "other-model", wait_s=0.6):
+            pass  # another model is not blocked
+    with deploy_lock(local_store, "m", wait_s=0.6):
+        pass  # released on exit
+    # A lease left behind by a killed deploy is taken over once it expires.
+    local_store.write_bytes("serving/m/deploy.lock", json.dumps(
+        {"owner": "dead:1", "expires": "2000-01-01T00:00:00+00:00"}).encode())
+    with deploy_lock(local_store, "m", wait_s=0.6) as owner:
+        assert json.loads(local_store.read_bytes("serving/m/deploy.lock"))["owner"] == owner
+    assert not local_store.exists("serving/m/deploy.lock")
