@@ -77,3 +77,26 @@ def push(writer: MetricsWriter, gateway: str, job: str = "flightdeck_monitor", g
     from prometheus_client import push_to_gateway
 
     push_to_gateway(gateway, job=job, registry=writer.registry, grouping_key=grouping_key or {}, timeout=timeout)
+
+
+# Triton's own metrics (its :8002/metrics endpoint), as documented in Triton's metrics guide; the
+# *_summary_us families appear with --metrics-config=summary_latencies=true. A test scrapes a real
+# tritonserver and checks every nv_* family it exports is listed here.
+TRITON_METRICS = frozenset({
+    "nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count",
+    "nv_inference_exec_count", "nv_inference_pending_request_count",
+    "nv_inference_request_duration_us", "nv_inference_queue_duration_us",
+    "nv_inference_compute_input_duration_us", "nv_inference_compute_infer_duration_us",
+    "nv_inference_compute_output_duration_us",
+    "nv_inference_request_summary_us", "nv_inference_queue_summary_us", "nv_inference_compute_input_summary_us",
+    "nv_inference_compute_infer_summary_us", "nv_inference_compute_output_summary_us",
+    "nv_inference_first_response_histogram_ms",
+    "nv_cache_num_hits_per_model", "nv_cache_num_misses_per_model", "nv_cache_hit_duration_per_model",
+    "nv_cache_miss_duration_per_model",
+    "nv_gpu_utilization", "nv_gpu_memory_total_bytes", "nv_gpu_memory_used_bytes", "nv_gpu_power_usage",
+    "nv_gpu_power_limit", "nv_energy_consumption",
+    "nv_cpu_utilization", "nv_cpu_memory_total_bytes", "nv_cpu_memory_used_bytes",
+    "nv_pinned_memory_pool_total_bytes", "nv_pinned_memory_pool_used_bytes",
+})
+# Standard series from Prometheus itself and kube-state-metrics that the alert rules use.
+EXTERNAL_METRICS = frozenset({"up", "kube_deployment_status_replicas_ready", "kube_deployment_spec_replicas"})

@@ -19,8 +19,9 @@ and the decision is appended to monitoring/decisions/ (an event log).
 Drift is measured over the window (a week by default, see retrain_policy.py for why) with a
 distance per column chosen for large samples: normed Wasserstein for numeric features,
 Jensen-Shannon for categorical ones, PSI for the predicted probability. Performance (ROC AUC,
-log loss, calibration, observed vs predicted late rate) is pooled over the window's days whose
-labels have landed; days still waiting for labels are listed, not guessed.
+log loss, calibration, observed vs predicted late rate) is pooled over the days of the AUC window
+(14 by default) that the same version scored and whose labels have landed; days still waiting for
+labels are listed, not guessed.
 """
 
 from __future__ import annotations
@@ -311,15 +312,17 @@ def monitor(params: MonitorParams, store: ArtifactStore | None = None, settings=
     reference, reference_uri = load_reference(store, version, params.reference)
 
     window = [day - timedelta(days=i) for i in range(policy.window_days - 1, -1, -1)]
-    frames, missing_days = [], []
-    for d in window:
-        df = today if d == day else predictions_for_day(store, d)[0]
-        if df is None or len(df) == 0:
-            missing_days.append(d.isoformat())
-            continue
-        frames.append(df.assign(_day=d))
-    current = pd.concat(frames, ignore_index=True)
+    span = max(policy.window_days, policy.auc_window_days)
+    loaded = {d: (today if d == day else predictions_for_day(store, d)[0])
+              for d in (day - timedelta(days=i) for i in range(span - 1, -1, -1))}
+    frames = [df.assign(_day=d) for d, df in loaded.items() if df is not None and len(df)]
+    missing_days = [d.isoformat() for d in window if loaded[d] is None or len(loaded[d]) == 0]
+    scored = pd.concat(frames, ignore_index=True)
+    current = scored[scored["_day"] >= window[0]]
     same_model = current[_versions(current) == version] if version is not None else current
+    auc_days = sorted(loaded)[-policy.auc_window_days:]
+    auc_rows = scored[scored["_day"] >= auc_days[0]]
+    auc_rows = auc_rows[_versions(auc_rows) == version] if version is not None else auc_rows
 
     summary: dict = {
         "date": day.isoformat(), "model": settings.model_name, "model_version": version,
@@ -345,7 +348,7 @@ def monitor(params: MonitorParams, store: ArtifactStore | None = None, settings=
         if SCORE in reference.columns and len(same_model) >= policy.min_rows:
             pstats = drift_statistics(reference, same_model, policy, [SCORE], engine="scipy")
             summary["drift"]["prediction"] = pstats["prediction"]
-    summary["performance"] = _performance_section(store, same_model if version is not None else current, window, policy)
+    summary["performance"] = _performance_section(store, auc_rows, auc_days, policy)
     holdout_auc = (record.get("metrics") or {}).get("roc_auc")
     summary["holdout_auc"] = holdout_auc
     summary["freshness"] = feature_freshness(store, _end_of_day(day))
@@ -397,7 +400,7 @@ def _end_of_day(day: date) -> datetime:
 
 
 def _performance_section(store: ArtifactStore, scored: pd.DataFrame, window: list[date], policy) -> dict:
-    """Pooled over the window's days whose labels have landed; the others are listed as pending."""
+    """Pooled over the days (scored by this version) whose labels have landed; the others are listed as pending."""
     labelled, pending, per_day = [], [], {}
     for d in window:
         rows = scored[scored["_day"] == d]
@@ -546,5 +549,6 @@ def report_html(summary: dict, snapshot) -> str:
     if snapshot is None:
         return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>flightdeck {summary['date']}</title></head><body>{head}</body></html>"
     page = snapshot.get_html_str(as_iframe=False)
-    at = page.find("<body>")
-    return page[: at + 6] + head + page[at + 6:] if at >= 0 else head + page
+    body = page.find("<body")
+    at = page.find(">", body) + 1 if body >= 0 else 0
+    return page[:at] + head + page[at:]

@@ -39,11 +39,12 @@ if [ "${BOOTSTRAP_TOOLS:-1}" = 1 ]; then
 fi
 
 # Debian packages the tests use for real servers: redis-server (Feast's Redis
-# online store), prometheus (promtool), chromium (Airflow UI browser test).
+# online store), prometheus (promtool), prometheus-pushgateway (the monitor's push), chromium (Airflow UI browser test).
 if [ "${BOOTSTRAP_APT:-1}" = 1 ]; then
   missing=()
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v promtool >/dev/null || missing+=(prometheus)
+  command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
   command -v chromium >/dev/null || missing+=(chromium chromium-driver)
   if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then

@@ -1,0 +1,70 @@
+"""The Prometheus alert rules: promtool checks them and runs their unit tests (each alert fires on
+synthetic series, and does not fire on the healthy ones); every alert is complete and links to a
+RUNBOOK.md section; every metric a rule names exists."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.metrics import EXTERNAL_METRICS, METRICS, TRITON_METRICS
+
+from .promql import metric_names
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "infra/monitoring/alerts.yml"
+RULE_TESTS = ROOT / "infra/monitoring/alerts_test.yml"
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package prometheus) is not installed; "
+                                    "scripts/bootstrap.sh installs it")
+
+
+def alerts() -> list[dict]:
+    return [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if "alert" in r]
+
+
+@needs_promtool
+def test_promtool_check_rules():
+    proc = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{len(alerts())} rules found" in proc.stdout
+
+
+@needs_promtool
+def test_promtool_unit_tests_fire_and_do_not_fire_each_alert():
+    proc = subprocess.run([PROMTOOL, "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, timeout=120,
+                          cwd=RULE_TESTS.parent)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cases = [c for t in yaml.safe_load(RULE_TESTS.read_text())["tests"] for c in t["alert_rule_test"]]
+    fired = {c["alertname"] for c in cases if c.get("exp_alerts")}
+    quiet = {c["alertname"] for c in cases if not c.get("exp_alerts")}
+    names = {a["alert"] for a in alerts()}
+    assert fired == names and quiet == names, (names - fired, names - quiet)
+
+
+def test_every_alert_has_severity_summary_description_and_a_runbook_section():
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).strip().replace(" ", "-")
+               for h in re.findall(r"^#+ (.+)$", (ROOT / "RUNBOOK.md").read_text(), re.M)}
+    for rule in alerts():
+        assert rule["labels"]["severity"] in ("page", "warning"), rule["alert"]
+        for key in ("summary", "description", "runbook_url"):
+            assert rule["annotations"].get(key), (rule["alert"], key)
+        url = rule["annotations"]["runbook_url"]
+        assert url.startswith("RUNBOOK.md#") and url.split("#", 1)[1] in anchors, (rule["alert"], url)
+
+
+def test_rules_name_only_metrics_that_exist():
+    known = set(METRICS) | TRITON_METRICS | EXTERNAL_METRICS
+    for rule in alerts():
+        names = metric_names(rule["expr"])
+        assert names and names <= known, (rule["alert"], names - known)
+
+
+def test_the_promql_name_extractor():
+    expr = 'sum by (model) (rate(nv_inference_request_failure{model=~"a|b"}[5m])) / up{job="x"} > 0.01 and on(model) foo'
+    assert metric_names(expr) == {"nv_inference_request_failure", "up", "foo"}

@@ -1,0 +1,140 @@
+"""The monitor stage end to end on real days: published outputs, late labels, the drift streak that
+triggers a retrain, a new model that does not retrigger itself, missing and empty days."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from components import monitor_backtest as mb
+from components import runlog, schema
+from components.errors import StageFailed
+from components.monitor import decisions, monitor
+from components.stages import MonitorParams
+from components.store import parquet_bytes
+
+from .conftest import REPO_ROOT
+
+
+def _publish_days(store, frame, scorer, version, first, last, labels_until=None):
+    for day in pd.date_range(first, last):
+        d = str(day.date())
+        mb.publish_predictions(store, frame, d, version, scorer)
+        if labels_until and d <= labels_until:
+            mb.publish_labels(store, frame, d)
+
+
+def _metrics(store, day):
+    text = store.read_published(schema.monitoring_prefix(schema.parse_day(day)), "metrics.prom").decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return out
+
+
+def test_monitor_publishes_report_summary_metrics_and_waits_for_late_labels(local_store, frame, jan_mar_model,
+                                                                             jan_mar_scorer):
+    runlog.record_run("batch_prediction", "success", {"date": "2013-07-14"}, store=local_store)
+    runlog.record_run("continuous_training", "failed", {"error": "validation"}, store=local_store)
+    # The flights of July 14 have not landed yet: its labels are missing, the six days before have them.
+    _publish_days(local_store, frame, jan_mar_scorer, jan_mar_model, "2013-07-08", "2013-07-14",
+                  labels_until="2013-07-13")
+    result = monitor(MonitorParams(date="2013-07-14"), local_store)
+
+    assert result["drift_status"] == "ok" and result["drift_share"] >= 0.2
+    assert {"temp", "dewp"} <= set(result["drifted_features"])
+    assert result["labels_pending"] == ["2013-07-14"]
+    assert 0.5 < result["auc"] < 0.9 and result["holdout_auc"] == 0.70
+    assert result["prediction_drift"] > 0.2  # a winter model's scores in July
+
+    prefix = schema.monitoring_prefix(schema.parse_day("2013-07-14"))
+    assert set(local_store.published(prefix)["files"]) == {"report.html", "summary.json", "metrics.prom"}
+    summary = json.loads(local_store.read_published(prefix, "summary.json"))
+    day_rows = len(mb.days(frame, "2013-07-14", "2013-07-14"))
+    assert summary["prediction_count"] == day_rows
+    assert summary["performance"]["labelled_days"] == [f"2013-07-{d:02d}" for d in range(8, 14)]
+    perf = summary["performance"]
+    assert perf["rows"] == len(mb.days(frame, "2013-07-08", "2013-07-13"))
+    assert abs(perf["observed_late_rate"] - mb.days(frame, "2013-07-08", "2013-07-13")["label"].mean()) < 1e-9
+    assert 0 <= perf["calibration_error"] < 1 and perf["log_loss"] > 0 and perf["calibration"]
+
+    metrics = _metrics(local_store, "2013-07-14")
+    assert metrics["flightdeck_drift_share"][0][1] == pytest.approx(result["drift_share"])
+    temp = [v for labels, v in metrics["flightdeck_feature_drift_score"] if labels["feature"] == "temp"]
+    assert temp and temp[0] >= 1.0
+    assert metrics["flightdeck_prediction_count"][0][1] == day_rows
+    assert metrics["flightdeck_model_auc"][0][1] == pytest.approx(result["auc"])
+    assert metrics["flightdeck_serving_model_version"][0][1] == jan_mar_model
+    failed = {labels["pipeline"]: v for labels, v in metrics["flightdeck_pipeline_last_run_failed"]}
+    assert failed == {"batch_prediction": 0.0, "continuous_training": 1.0}
+    html = local_store.read_published(prefix, "report.html").decode()
+    assert "flightdeck monitoring: 2013-07-14" in html and "Wasserstein distance (normed)" in html  # Evidently's part
+
+    # The labels land; monitoring the day again now includes it.
+    mb.publish_labels(local_store, frame, "2013-07-14")
+    again = monitor(MonitorParams(date="2013-07-14"), local_store)
+    assert again["labels_pending"] == []
+    assert again["drift_share"] == pytest.approx(result["drift_share"])  # same inputs, same drift
+    summary = json.loads(local_store.read_published(prefix, "summary.json"))
+    assert "2013-07-14" in summary["performance"]["labelled_days"]
+
+
+def test_a_drift_streak_triggers_one_retrain_and_the_new_model_does_not_retrigger(local_store, frame,
+                                                                                   jan_mar_model, jan_mar_scorer):
+    _publish_days(local_store, frame, jan_mar_scorer, jan_mar_model, "2013-07-10", "2013-07-14")
+    verdicts = {d: monitor(MonitorParams(date=d), local_store) for d in ("2013-07-12", "2013-07-13", "2013-07-14")}
+    assert [v["retrain"] for v in verdicts.values()] == [False, False, True]
+    assert verdicts["2013-07-14"]["trigger"] == "drift"
+    recorded = {e["date"]: e for e in decisions(local_store)}
+    assert recorded["2013-07-14"]["retrain"] and recorded["2013-07-14"]["inputs"]["drift_streak_days"] == 3
+
+    # The retrain produces version 2 with a reference from the weeks before: it serves from July 15.
+    recent = mb.days(frame, "2013-06-15", "2013-07-14")
+    scorer2 = mb.Scorer(recent)
+    v2 = mb.register_reference_model(local_store, mb.reference_sample(frame, "2013-06-15", "2013-07-14", n=5000),
+                                     scorer2, ("2013-06-15", "2013-07-14"), holdout_auc=0.70)
+    _publish_days(local_store, frame, scorer2, v2, "2013-07-15", "2013-07-15")
+    after = monitor(MonitorParams(date="2013-07-15"), local_store)
+    assert after["model_version"] == v2
+    assert after["drift_share"] < 0.2, after["drifted_features"]
+    assert after["retrain"] is False and after["trigger"] is None
+
+
+def test_missing_days_are_listed_and_a_small_sample_gets_no_verdict(local_store, frame, jan_mar_model,
+                                                                     jan_mar_scorer):
+    for d in ("2013-07-20", "2013-07-22"):
+        mb.publish_predictions(local_store, frame, d, jan_mar_model, jan_mar_scorer)
+    result = monitor(MonitorParams(date="2013-07-22", min_rows=5000), local_store)
+    assert result["drift_status"] == "insufficient_sample" and result["drift_share"] is None
+    assert result["retrain"] is False
+    summary = json.loads(local_store.read_published(schema.monitoring_prefix(schema.parse_day("2013-07-22")),
+                                                    "summary.json"))
+    assert summary["window"]["missing_days"] == ["2013-07-16", "2013-07-17", "2013-07-18", "2013-07-19",
+                                                 "2013-07-21"]
+    assert "fewer than 5000" in summary["drift"]["message"]
+    metrics = _metrics(local_store, "2013-07-22")
+    assert "flightdeck_drift_share" not in metrics  # unknown is left out, not exported as 0
+    assert metrics["flightdeck_prediction_count"][0][1] > 0
+
+
+def test_an_empty_day_and_a_missing_day_fail_with_a_clear_message(local_store, frame, jan_mar_model,
+                                                                   jan_mar_scorer):
+    rows = mb.publish_predictions(local_store, frame, "2013-07-20", jan_mar_model, jan_mar_scorer)
+    local_store.publish(schema.predictions_prefix(schema.parse_day("2013-07-21")),
+                        {"predictions.parquet": parquet_bytes(rows.iloc[:0])})
+    with pytest.raises(StageFailed, match="the predictions of 2013-07-21 are empty"):
+        monitor(MonitorParams(date="2013-07-21"), local_store)
+    with pytest.raises(StageFailed, match="no predictions are published for 2013-07-25"):
+        monitor(MonitorParams(date="2013-07-25"), local_store)
+
+    proc = subprocess.run([sys.executable, "-m", "components.cli", "monitor", "--date", "2013-07-25"],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert proc.returncode != 0
+    assert "no predictions are published for 2013-07-25" in proc.stderr
+    assert "Traceback" not in proc.stderr
