@@ -124,10 +124,21 @@ def _feast_quiet():
 
 
 def apply(settings: Settings | None = None, store: ArtifactStore | None = None) -> list[str]:
-    """`feast apply` of the repo's objects. Feast keeps each view's materialization intervals on re-apply."""
+    """`feast apply` of the repo's objects, keeping each view's materialization intervals.
+
+    Feast 0.67 keeps an existing view's batch source when only the source moved (the registry treats
+    it as configuration), so a view whose table moved (another FLIGHTDECK_HOME or bucket) is replaced,
+    carrying its materialization intervals over.
+    """
     settings = settings or load_settings()
     fs = feature_store(settings)
     defs = repo_definitions(settings, store)
+    registered = {fv.name: fv for fv in fs.list_feature_views()}
+    for view in defs.views:
+        old = registered.get(view.name)
+        if old is not None and old.batch_source.path != view.batch_source.path:
+            view.materialization_intervals = list(old.materialization_intervals)
+            fs.registry.delete_feature_view(view.name, fs.project, commit=True)
     with _feast_quiet():
         fs.apply(defs.objects())
     return [v.name for v in defs.views]
@@ -385,25 +396,25 @@ def scoring_frame(day: str | date, settings: Settings | None = None, store: Arti
 def online_features(flight: dict, settings: Settings | None = None) -> dict:
     """Model features for one scheduled flight from the online store (online prediction).
 
-    `flight` needs carrier, origin, dest, tailnum (may be None), distance and sched_dep_utc.
+    `flight` needs carrier, origin, dest, tailnum (may be None), distance and sched_dep_utc; the
+    values are those of the feature service at the flight's prediction time (sched dep - lead time),
+    as far as the online store has been materialized.
     """
+    settings = settings or load_settings()
+    frame = pd.DataFrame([{"flight_id": flight.get("flight_id", ""), **flight}])
+    frame["sched_dep_utc"] = ft.utc_us(frame["sched_dep_utc"])
+    entity = entity_rows(frame, settings.lead_time_hours).drop(columns=["row", "event_timestamp"])
+    row = {k: (v if v is not None else "") for k, v in entity.iloc[0].to_dict().items()}
     fs = feature_store(settings)
-    service = fs.get_feature_service(_definitions_module().FEATURE_SERVICE)
-    row = {
-        "origin": str(flight["origin"]), "carrier": str(flight["carrier"]),
-        "route": f"{flight['origin']}-{flight['dest']}", "tailnum": flight.get("tailnum") or "",
-    }
+    service = fs.get_feature_service(feature_service_name())
     values = fs.get_online_features(features=service, entity_rows=[row]).to_dict()
-    sched = pd.Timestamp(flight["sched_dep_utc"])
-    sched = sched.tz_localize("UTC") if sched.tzinfo is None else sched.tz_convert("UTC")
-    fields = schedule_fields(pd.DataFrame([{**flight, "flight_id": flight.get("flight_id", ""), "sched_dep_utc": sched}])
-                             .assign(sched_dep_utc=lambda d: ft.utc_us(d["sched_dep_utc"])))
-    out = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in fields.iloc[0].to_dict().items()}
+    out = schedule_fields(frame).iloc[0].to_dict()
+    out["event_timestamp"] = frame["sched_dep_utc"].iloc[0] - pd.Timedelta(hours=settings.lead_time_hours)
     for name in signature.NUMERIC:
         if name in values:
             v = values[name][0]
             out[name] = float("nan") if v is None else float(v)
-    return out
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in out.items()}
 
 
 # -- materialization ----------------------------------------------------------------------------
