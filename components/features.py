@@ -313,8 +313,7 @@ def schedule_fields(flights: pd.DataFrame) -> pd.DataFrame:
 def historical_features(entities: pd.DataFrame, settings: Settings | None = None) -> pd.DataFrame:
     """Point-in-time features for entity rows through the feature service (offline store)."""
     fs = feature_store(settings)
-    service = fs.get_feature_service(_definitions_module().FEATURE_SERVICE)
-    job = fs.get_historical_features(entity_df=entities, features=service)
+    job = fs.get_historical_features(entity_df=entities, features=_service(fs))
     return job.to_arrow().to_pandas()
 
 
@@ -393,28 +392,46 @@ def scoring_frame(day: str | date, settings: Settings | None = None, store: Arti
     return model_frame(flights, settings, with_label=False)
 
 
+_SERVICES: dict[int, object] = {}
+
+
+def _service(fs):
+    """The feature service object, resolved once per FeatureStore (from_proto costs ~10 ms a call)."""
+    if id(fs) not in _SERVICES:
+        _SERVICES[id(fs)] = fs.get_feature_service(feature_service_name())
+    return _SERVICES[id(fs)]
+
+
 def online_features(flight: dict, settings: Settings | None = None) -> dict:
     """Model features for one scheduled flight from the online store (online prediction).
 
     `flight` needs carrier, origin, dest, tailnum (may be None), distance and sched_dep_utc; the
     values are those of the feature service at the flight's prediction time (sched dep - lead time),
-    as far as the online store has been materialized.
+    as far as the online store has been materialized. Same fields and rules as `model_frame`,
+    computed for one row without pandas.
     """
     settings = settings or load_settings()
-    frame = pd.DataFrame([{"flight_id": flight.get("flight_id", ""), **flight}])
-    frame["sched_dep_utc"] = ft.utc_us(frame["sched_dep_utc"])
-    entity = entity_rows(frame, settings.lead_time_hours).drop(columns=["row", "event_timestamp"])
-    row = {k: (v if v is not None else "") for k, v in entity.iloc[0].to_dict().items()}
+    sched = pd.Timestamp(flight["sched_dep_utc"])
+    sched = (sched.tz_localize("UTC") if sched.tzinfo is None else sched.tz_convert("UTC")).as_unit("us")
+    at = sched - pd.Timedelta(hours=settings.lead_time_hours)
+    local = sched.tz_convert(schema.LOCAL_TZ)
+    tailnum = flight.get("tailnum")
+    tailnum = None if tailnum is None or (isinstance(tailnum, float) and math.isnan(tailnum)) else str(tailnum)
+    origin, dest, carrier = str(flight["origin"]), str(flight["dest"]), str(flight["carrier"])
+    row = {"origin": origin, "carrier": carrier, "route": f"{origin}-{dest}", "tailnum": tailnum or "",
+           "as_of_date": at.strftime("%Y-%m-%d")}
     fs = feature_store(settings)
-    service = fs.get_feature_service(feature_service_name())
-    values = fs.get_online_features(features=service, entity_rows=[row]).to_dict()
-    out = schedule_fields(frame).iloc[0].to_dict()
-    out["event_timestamp"] = frame["sched_dep_utc"].iloc[0] - pd.Timedelta(hours=settings.lead_time_hours)
+    values = fs.get_online_features(features=_service(fs), entity_rows=[row]).to_dict()
+    out = {
+        "flight_id": str(flight.get("flight_id", "")), "event_timestamp": at, "sched_dep_utc": sched,
+        "tailnum": tailnum, "month": local.month, "carrier": carrier, "origin": origin, "dest": dest,
+        "sched_hour": local.hour, "day_of_week": local.dayofweek, "distance": float(flight["distance"]),
+    }
     for name in signature.NUMERIC:
         if name in values:
             v = values[name][0]
             out[name] = float("nan") if v is None else float(v)
-    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in out.items()}
+    return out
 
 
 # -- materialization ----------------------------------------------------------------------------
