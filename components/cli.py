@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 # name -> (help, add_arguments(parser), run(args) -> int exit code).
 EXTRA_COMMANDS: dict[str, tuple] = {}
 # Modules that fill EXTRA_COMMANDS when imported (keep their top-level imports cheap).
-EXTRA_COMMAND_MODULES: list[str] = ["components.serve", "components.registry_cli", "pipelines.cli", "components.oncall"]
+EXTRA_COMMAND_MODULES: list[str] = ["components.serve", "components.registry_cli", "pipelines.cli", "components.oncall",
+                                   "components.backtest"]
 
 
 def main(argv: list[str] | None = None) -> int:
