@@ -238,7 +238,8 @@ def _auc_over(frame: pd.DataFrame, scorer: Scorer, day: pd.Timestamp, n_days: in
 
 
 def summarize(table: pd.DataFrame, policy=None) -> pd.DataFrame:
-    """Per reference and month: drift share range, longest streak over the threshold, first trigger day."""
+    """Per reference and month: drift share range, longest streak over the threshold, first drift-trigger
+    day, prediction PSI, and the AUC drop against the holdout over 7- and 14-day windows."""
     from components.retrain_policy import load_policy
 
     policy = policy or load_policy()
@@ -252,13 +253,14 @@ def summarize(table: pd.DataFrame, policy=None) -> pd.DataFrame:
             best = max(best, streak)
             if streak >= policy.consecutive_days and first_trigger is None:
                 first_trigger = day
-        drop = g["holdout_auc"] - g["auc"]
+        drop7, drop14 = g["holdout_auc"] - g["auc"], g["holdout_auc"] - g["auc_14d"]
         out.append({"reference": ref, "month": month, "share_min": g["drift_share"].min(),
                     "share_median": g["drift_share"].median(), "share_max": g["drift_share"].max(),
                     "longest_streak": best, "drift_trigger": str(first_trigger or "never"),
                     "psi_median": g["prediction_psi"].median(), "holdout_auc": g["holdout_auc"].iloc[0],
-                    "window_auc_median": g["auc"].median(), "auc_drop_max": drop.max(),
-                    "auc_trigger_days": int((drop >= policy.auc_drop).sum())})
+                    "auc_7d_median": g["auc"].median(), "drop_7d_max": drop7.max(),
+                    "auc_14d_median": g["auc_14d"].median(), "drop_14d_max": drop14.max(),
+                    "auc_trigger_days": int((drop14 >= policy.auc_drop).sum())})
     return pd.DataFrame(out)
 
 
