@@ -98,7 +98,7 @@ def run(ctx: Context) -> list[Result]:
     with TritonServer(uri, http_port=ports["http"], grpc_port=ports["grpc"], metrics_port=ports["metrics"],
                       admin_key="bench-key") as server:
         t0 = time.perf_counter()
-        deployed = deploy(DeployParams())
+        deployed = deploy(DeployParams(online=False))
         deploy_s = time.perf_counter() - t0
         with TritonClient(server.endpoints["grpc"]) as client:
             configs = {}

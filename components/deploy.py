@@ -214,6 +214,13 @@ def deploy(params: DeployParams, store: ArtifactStore | None = None, settings=No
         new_state.replicas = [r.name for r in targets]
         write_state(store, new_state, token)
         removed = repository.remove_versions(repo_store, model, set(new_state.loaded_versions))
+        online_status = "not deployed (--no-online)"
+        if params.online:
+            from components.triton.online import ensure_online_model
+
+            online_status = ensure_online_model(repo_store, model, clients, params.timeout_s)
+            if online_status != "ready":
+                log.warning("the online model is not serving: %s", online_status)
         for c in clients:
             c.close()
     result = {
@@ -222,7 +229,7 @@ def deploy(params: DeployParams, store: ArtifactStore | None = None, settings=No
         "challenger": new_state.challenger.__dict__ if new_state.challenger else None,
         "loaded_versions": new_state.loaded_versions, "removed_versions": removed,
         "replicas": [r.name for r in targets], "parity_max_abs_diff": max(diffs.values()),
-        "repository": repo_uri, "deployed_at": datetime.now(UTC).isoformat(),
+        "online_model": online_status, "repository": repo_uri, "deployed_at": datetime.now(UTC).isoformat(),
         "seconds": round(time.perf_counter() - t0, 2),
     }
     registry.record_deployment(version, deployment_target(settings, params.mode), result)

@@ -191,6 +191,8 @@ class DeployParams:
     canary_fraction: float = param(0.1, help="canary: share of flights (by flight_id hash) served by the version")
     target: str = param("cpu", help="cpu (python backend, the local Triton) or gpu (pytorch_libtorch, production)")
     timeout_s: float = param(120.0, help="seconds a load may take to become ready on each replica")
+    online: bool = param(True, help="also publish and load the online model (<model>_online: Feast online "
+                                    "features + BLS to the serving version)")
 
 
 DEPLOY = register_stage(StageSpec(
@@ -251,4 +253,26 @@ PREDICT_BATCH = register_stage(StageSpec(
     inputs={"feature_tables": "features/<view>.parquet", "validated": "validated/flights/date=<date>/",
             "triton": "the deployed model (serving state)"},
     outputs={"predictions": "predictions/date=<date>/predictions.parquet (published)"},
+))
+
+
+@dataclass(frozen=True)
+class PredictOnlineParams:
+    carrier: str = param(help="carrier code, e.g. UA")
+    origin: str = param(help="origin airport (EWR, JFK or LGA)")
+    dest: str = param(help="destination airport, e.g. ORD")
+    sched_dep_utc: str = param(help="scheduled departure, ISO 8601 with a UTC offset (e.g. 2013-01-02T14:00:00Z)")
+    distance: float = param(help="route distance in miles")
+    tailnum: str = param("", help="the plane's tail number, when known")
+    flight_id: str = param("", help="the flight's key (canary routing is stable per flight_id)")
+
+
+PREDICT_ONLINE = register_stage(StageSpec(
+    name="predict-online",
+    command=("predict", "online"),
+    help="one flight's late probability from Triton's online model (Feast online features + the serving version)",
+    params=PredictOnlineParams,
+    entry="components.triton.online:predict_online",
+    inputs={"triton": "<model>_online on the Triton server (deployed by deploy)"},
+    outputs={},
 ))

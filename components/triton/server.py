@@ -179,7 +179,13 @@ class TritonServer:
     def environment(self) -> dict[str, str]:
         dist = TritonDist.find()
         env = dict(os.environ)
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(dist.libs), env.get("LD_LIBRARY_PATH", "")]))
+        # The stub links libpython3.X.so.1.0 and finds the system one by default, while its sys.path
+        # is this interpreter's: with different patch releases, C extensions of the stdlib fail
+        # (e.g. _ssl: "undefined symbol: _PyModule_Add", so Feast cannot be imported). Put this
+        # interpreter's own libpython first when it has one.
+        libdir = sysconfig.get_config_var("LIBDIR") or ""
+        own = [libdir] if libdir and Path(libdir, sysconfig.get_config_var("INSTSONAME") or "-").exists() else []
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(dist.libs), *own, env.get("LD_LIBRARY_PATH", "")]))
         # The python-backend stub runs the first `python3` on PATH: it must be this venv's, which has torch.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         # The stub imports model.py from the repository: no __pycache__ there (it would make the

@@ -53,7 +53,7 @@ def champion(registry, triton):
     champ = add_version(registry, scripted_bytes(2))
     registry.promote(champ)
     challenger = add_version(registry, scripted_bytes(6))
-    result = deploy(DeployParams())  # the champion
+    result = deploy(DeployParams(online=False))  # the champion
     return {**result, "challenger_version": challenger}
 
 
@@ -96,12 +96,12 @@ def test_sha256_mismatch_is_refused_and_nothing_changes(champion, registry, stor
     v = add_version(registry, scripted_bytes(3))
     store.write_bytes(f"models/{MODEL}/versions/{v}/model.pt", scripted_bytes(4))  # changed after registration
     with pytest.raises(ModelIntegrityError, match="sha256"):
-        deploy(DeployParams(version=str(v)))
+        deploy(DeployParams(version=str(v), online=False))
     # A declared signature that is not the serving contract is refused before Triton is touched, too.
     bad = registry.create_version({"model.pt": scripted_bytes(5), "signature.json": b'{"inputs": [], "outputs": []}'},
                                   {"blessed": True})
     with pytest.raises(StageFailed, match="serving contract"):
-        deploy(DeployParams(version=str(bad)))
+        deploy(DeployParams(version=str(bad), online=False))
     repo_store, _ = repository.repository_location()
     assert repository.versions_on_disk(repo_store, MODEL) == [2]
     assert_unchanged(before, store, client)
@@ -111,7 +111,7 @@ def test_file_that_is_not_torchscript_fails_to_load_and_rolls_back(champion, reg
     before = serving_snapshot(store, client)
     v = add_version(registry, b"PK\x03\x04 this is not a TorchScript archive")  # its sha256 is recorded: it passes
     # Through the CLI: non-zero exit, the reason printed.
-    assert cli_main(["deploy", "--version", str(v), "--timeout-s", "60"]) == 1
+    assert cli_main(["deploy", "--version", str(v), "--timeout-s", "60", "--no-online"]) == 1
     err = capsys.readouterr().err
     assert f"while loading version {v}" in err and "version 2 keeps serving" in err
     repo_store, _ = repository.repository_location()
@@ -126,7 +126,7 @@ def test_wrong_signature_fails_parity_and_rolls_back(champion, registry, store, 
     before = serving_snapshot(store, client)
     v = add_version(registry, wrong_signature_bytes())
     with pytest.raises(StageFailed) as err:
-        deploy(DeployParams(version=str(v), timeout_s=60))
+        deploy(DeployParams(version=str(v), timeout_s=60, online=False))
     message = str(err.value)
     assert "parity" in message and "version 2 keeps serving" in message
     assert not client.model_ready(MODEL, v)
@@ -137,7 +137,7 @@ def test_shadow_scores_with_both_and_records_the_challenger(champion, store, cli
     from components.deploy import deploy
 
     ch = champion["challenger_version"]
-    result = deploy(DeployParams(version=str(ch), mode="shadow"))
+    result = deploy(DeployParams(version=str(ch), mode="shadow", online=False))
     assert result["serving"] == 2 and result["challenger"]["version"] == ch
     assert client.loaded_versions(MODEL) == [2, ch]
     df = flights_frame(3000, seed=11)
@@ -160,7 +160,7 @@ def test_canary_serves_a_stable_share_of_flights(champion, store, client):
     from components.deploy import deploy
 
     ch = champion["challenger_version"]
-    result = deploy(DeployParams(version=str(ch), mode="canary", canary_fraction=0.25))
+    result = deploy(DeployParams(version=str(ch), mode="canary", canary_fraction=0.25, online=False))
     assert result["challenger"] == {"version": ch, "mode": "canary", "fraction": 0.25}
     df = flights_frame(4000, seed=12)
     first = score_frame_detailed(df)
@@ -187,7 +187,7 @@ def test_promoting_the_challenger_keeps_the_old_champion_as_previous(champion, s
     from components.deploy import deploy
 
     ch = champion["challenger_version"]
-    result = deploy(DeployParams(version=str(ch), mode="full"))
+    result = deploy(DeployParams(version=str(ch), mode="full", online=False))
     assert (result["serving"], result["previous"], result["challenger"]) == (ch, 2, None)
     assert client.loaded_versions(MODEL) == [2, ch]
     df = flights_frame(500, seed=5)

@@ -32,7 +32,7 @@ def test_deploy_on_the_aws_profile_serves_from_the_s3_repository(s3_store, monke
     assert uri.startswith("s3://http://127.0.0.1:") and uri.endswith("/triton/model_repository")
     with TritonServer(uri, http_port=ports["http"], grpc_port=ports["grpc"], metrics_port=ports["metrics"],
                       admin_key="s3-test-key", work_dir=tmp_path / "triton"):
-        result = deploy(DeployParams())
+        result = deploy(DeployParams(online=False))
         assert result["version"] == version and result["repository"] == uri
         assert result["parity_max_abs_diff"] <= 1e-5
         assert repository.versions_on_disk(repo_store, "flight_delay") == [version]
