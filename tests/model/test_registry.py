@@ -14,6 +14,7 @@ import pytest
 from components.errors import StageFailed
 from components.model import ModelIntegrityError
 from components.registry import PromotionConflict, Registry, register
+from components.signature import CATEGORICAL, NUMERIC
 from components.stages import RegisterParams
 from components.store import sha256_bytes
 
@@ -184,10 +185,15 @@ def test_register_a_real_evaluation_with_complete_lineage(evaluated):
     assert lineage["code_version"] and lineage["code_version"] != "unknown"
     assert lineage["params"]["seed"] == lineage["seed"] and lineage["params"]["hidden"] == "32,16"
     assert lineage["evaluation_id"] == params.evaluation
-    partitions = lineage["validated_partitions"]
-    if evaluated["built_by"] == "features stage":
-        days = {p["date"] for p in partitions if p["table"] == "flights"}
-        assert len(days) == 14 and all(len(p["sha256"]) == 64 for p in partitions)
+    partitions = lineage["validated_partitions"]  # what validate published, with content hashes
+    for table in ("flights", "weather"):
+        days = sorted(p["date"] for p in partitions if p["table"] == table)
+        assert days == [f"2013-01-{d:02d}" for d in range(1, 15)], table
+    assert {p["table"] for p in partitions if p["date"] is None} >= {"planes"}
+    assert all(len(p["sha256"]) == 64 and p["rows"] > 0 for p in partitions)
+    assert lineage["feature_service"]["name"] == "delay_model_v1"
+    served = {f for view in lineage["feature_service"]["views"].values() for f in view["features"]}
+    assert served | set(lineage["feature_service"]["flight_row_fields"]) >= set(NUMERIC + CATEGORICAL)
     if first["blessed"]:
         assert registry.resolve("champion") == first["version"]
     else:
