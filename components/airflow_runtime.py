@@ -130,12 +130,36 @@ def run_stage_inprocess(spec_name: str, params: dict) -> dict:
     from components.errors import BadInput
 
     try:
-        result = STAGES[spec_name].run(**params)
+        result = STAGES[spec_name].run(**typed_params(spec_name, params))
     except BadInput as exc:
         # Refused input is quarantined; retrying the same data cannot pass.
         raise AirflowFailException(str(exc)) from exc
     log.info("%s result: %s", spec_name, json.dumps(result, default=str)[:2000])
     return result
+
+
+def typed_params(spec_name: str, params: dict) -> dict:
+    """Rendered templates are strings: give each the type of its dataclass field (as the CLI does)."""
+    import dataclasses
+
+    kinds = {f.name: f.type if isinstance(f.type, str) else f.type.__name__
+             for f in dataclasses.fields(STAGES[spec_name].params)}
+    out = {}
+    for name, value in params.items():
+        kind = kinds.get(name)
+        if isinstance(value, str) and kind in ("int", "float"):
+            value = int(value) if kind == "int" else float(value)
+        elif isinstance(value, str) and kind == "bool":
+            value = value.strip().lower() in ("1", "true", "yes")
+        out[name] = value
+    return out
+
+
+def param_default(spec_name: str, name: str):
+    """A stage parameter's default (DAG params offer it without repeating the number)."""
+    import dataclasses
+
+    return next(f.default for f in dataclasses.fields(STAGES[spec_name].params) if f.name == name)
 
 
 def run_stage_subprocess(spec_name: str, params: dict) -> dict:

@@ -81,21 +81,32 @@ def publish_predictions(**context) -> dict:
     return extra
 
 
+def _monitor_reason(result: dict) -> str:
+    reasons = result.get("reasons") or []
+    text = "; ".join(reasons) if isinstance(reasons, list) else str(reasons)
+    if result.get("blocked_by"):
+        text += f" (blocked by {result['blocked_by']})"
+    return text or str(result.get("drift_status", ""))
+
+
 def retrain_branch(**context) -> str:
+    """emit_drift when the retraining policy (inside the monitor stage) says retrain, else no_drift."""
     result = context["ti"].xcom_pull(task_ids="monitor") or {}
     if result.get("retrain"):
-        log.info("retraining policy says retrain: %s", result.get("reason", ""))
+        log.info("retraining policy says retrain (%s): %s", result.get("trigger"), _monitor_reason(result))
         return "emit_drift"
-    log.info("no retraining: %s", result.get("reason", "policy not triggered"))
+    log.info("no retraining: %s", _monitor_reason(result))
     return "no_drift"
 
 
 def emit_drift(**context) -> dict:
-    """Record the drift asset event that schedules continuous_training."""
+    """Record the drift asset event that schedules continuous_training, naming the drifted day."""
     from components.airflow_runtime import DRIFT
 
     result = context["ti"].xcom_pull(task_ids="monitor") or {}
-    extra = {"date": context["ti"].xcom_pull(task_ids="plan_day"), "reason": str(result.get("reason", ""))[:500]}
+    extra = {"date": context["ti"].xcom_pull(task_ids="plan_day"), "trigger": str(result.get("trigger") or ""),
+             "reason": _monitor_reason(result)[:1000], "drift_share": result.get("drift_share"),
+             "model_version": result.get("model_version")}
     context["outlet_events"][DRIFT].extra = extra
     log.warning("drift: retraining requested for %s (%s)", extra["date"], extra["reason"])
     return extra
@@ -103,4 +114,4 @@ def emit_drift(**context) -> dict:
 
 def no_drift(**context) -> dict:
     result = context["ti"].xcom_pull(task_ids="monitor") or {}
-    return {"retrain": False, "reason": str(result.get("reason", ""))}
+    return {"retrain": False, "drift_status": result.get("drift_status"), "reason": _monitor_reason(result)}

