@@ -58,3 +58,52 @@ EXTRA_COMMANDS["serve"] = (
     add_arguments,
     run,
 )
+
+
+def add_compare_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--champion", type=int, default=0, help="default: the serving version")
+    p.add_argument("--challenger", type=int, default=0, help="default: the active shadow/canary challenger")
+    p.add_argument("--threshold", type=float, default=0.5, help="decision threshold for the flip rate")
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """Champion vs challenger on the traffic both scored (shadow/canary records), with labels where landed."""
+    import json
+
+    from components.errors import StageFailed
+    from components.settings import load_settings
+    from components.store import open_store
+    from components.triton.routing import comparison_report, read_state
+
+    settings = load_settings()
+    store = open_store(settings)
+    state, _ = read_state(store, settings.model_name)
+    champion = args.champion or (state.serving if state else 0)
+    challenger = args.challenger or (state.challenger.version if state and state.challenger else 0)
+    if not champion or not challenger:
+        raise StageFailed("no challenger is active: pass --champion and --challenger, or deploy one with "
+                          "`flightdeck deploy --mode shadow|canary --version N`")
+    report = comparison_report(store, settings.model_name, champion, challenger, labels=_labels(store, settings),
+                               threshold=args.threshold)
+    print(json.dumps(report, indent=2, sort_keys=True, default=str))
+    return 0
+
+
+def _labels(store, settings):
+    """Labels of the flights that have landed, from the validated partitions (None when there are none)."""
+    import pandas as pd
+
+    from components import feature_tables as ft
+
+    keys = [k for k in store.list("validated/flights/") if k.endswith(".parquet")]
+    if not keys:
+        return None
+    flights = pd.concat([store.read_parquet(k) for k in keys], ignore_index=True)
+    return pd.DataFrame({"flight_id": flights["flight_id"].astype(str), "label": ft.label(flights)})
+
+
+EXTRA_COMMANDS["compare-challenger"] = (
+    "compare the champion and the shadow/canary challenger on the same recorded traffic (report.json, report.md)",
+    add_compare_arguments,
+    run_compare,
+)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -133,7 +135,7 @@ def test_wrong_signature_fails_parity_and_rolls_back(champion, registry, store, 
     assert_unchanged(before, store, client)
 
 
-def test_shadow_scores_with_both_and_records_the_challenger(champion, store, client):
+def test_shadow_scores_with_both_and_records_the_challenger(champion, store, client, capsys):
     from components.deploy import deploy
 
     ch = champion["challenger_version"]
@@ -154,6 +156,8 @@ def test_shadow_scores_with_both_and_records_the_challenger(champion, store, cli
     assert report["rows"] == len(df) and report["served_by_challenger"] == 0
     assert report["abs_diff"]["max"] > 0  # two different models
     assert store.exists(report["report_key"].replace(".json", ".md"))
+    assert cli_main(["compare-challenger"]) == 0  # the same report from the CLI, for the active challenger
+    assert json.loads(capsys.readouterr().out)["rows"] == len(df)
 
 
 def test_canary_serves_a_stable_share_of_flights(champion, store, client):
