@@ -68,16 +68,27 @@ STAGE_RESOURCES: dict[str, Resources] = {
     "monitor": Resources(cpu="1", memory="4Gi", memory_limit="8Gi"),
 }
 
-# Kubernetes placement; names match infra/ (namespace, IRSA service account, GPU node group).
+# Kubernetes placement, matching infra/terraform: the namespace, one IRSA service account per
+# workload role (modules/iam service_accounts), the tainted GPU node group (modules/eks).
 K8S_NAMESPACE = os.environ.get("FLIGHTDECK_K8S_NAMESPACE", "flightdeck")
-K8S_SERVICE_ACCOUNT = os.environ.get("FLIGHTDECK_K8S_SERVICE_ACCOUNT", "flightdeck-stages")
-GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+SERVICE_ACCOUNTS = {"train": "flightdeck-train", "predict-batch": "flightdeck-predict"}
+DEFAULT_SERVICE_ACCOUNT = "flightdeck-data"
+GPU_NODE_SELECTOR = {"flightdeck.io/node-pool": "gpu"}
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+
+
+def service_account(spec_name: str) -> str:
+    return SERVICE_ACCOUNTS.get(spec_name, DEFAULT_SERVICE_ACCOUNT)
 
 # Settings the pods need to find the artifact store, Feast and Triton; never credentials
 # (pods get AWS access from their service account's IAM role).
 POD_SETTINGS = ("profile", "s3_bucket", "s3_prefix", "s3_endpoint_url", "aws_region", "redis_url",
                 "lead_time_hours", "model_name", "triton_url", "triton_http_url")
+
+
+def deploy_target() -> str:
+    """Triton backend of the deployed model: the local CPU server, or the GPU Triton on the cluster."""
+    return "gpu" if load_settings().runtime == "kubernetes" else "cpu"
 
 
 def default_args() -> dict:
@@ -203,7 +214,7 @@ def _pod_task(spec, res: Resources, settings, params: dict, common: dict):
         ),
         node_selector=dict(GPU_NODE_SELECTOR) if spec.gpu else None,
         tolerations=[k8s.V1Toleration(**GPU_TOLERATION)] if spec.gpu else None,
-        service_account_name=K8S_SERVICE_ACCOUNT,
+        service_account_name=service_account(spec.name),
         labels={"app.kubernetes.io/part-of": "flightdeck", "flightdeck/stage": spec.name},
         do_xcom_push=True,  # the CLI writes its JSON result where the xcom sidecar reads it
         get_logs=True,

@@ -9,7 +9,16 @@ Wiring only: every stage is a StageSpec run by components.airflow_runtime.
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 
 from components import airflow_steps as steps
-from components.airflow_runtime import DRIFT, START_DATE, default_args, param_default, stage_task, step, xcom
+from components.airflow_runtime import (
+    DRIFT,
+    START_DATE,
+    default_args,
+    deploy_target,
+    param_default,
+    stage_task,
+    step,
+    xcom,
+)
 
 START, END = xcom("plan_window", "start"), xcom("plan_window", "end")
 
@@ -44,7 +53,7 @@ with DAG(
     blessed = step(steps.blessed_branch, task_id="blessed", branch=True)
     rejected = step(steps.challenger_rejected)
     register = stage_task("register", evaluation=xcom("evaluate", "eval_id"))
-    deploy = stage_task("deploy")
+    deploy = stage_task("deploy", target=deploy_target())
 
     window >> ingest >> validate >> build >> training_set >> train >> evaluate >> blessed
     blessed >> [register, rejected]

