@@ -182,6 +182,14 @@ def deploy(params: DeployParams, store: ArtifactStore | None = None, settings=No
         old_config = repository.read_config(repo_store, model)
         existed = set(repository.versions_on_disk(repo_store, model))
         clients = [TritonClient(r.grpc_url, admin_key=key, timeout_s=params.timeout_s) for r in targets]
+        try:  # an unreachable server fails the deploy here, before anything was touched
+            for r, c in zip(targets, clients, strict=True):
+                if not c.server_ready():
+                    raise DeployFailed(f"Triton on {r.name} ({r.grpc_url}) is not ready; nothing was deployed")
+        except StageFailed:
+            for c in clients:
+                c.close()
+            raise
         step = f"writing version {version} into the model repository {repo_uri}"
         try:
             repository.write_version(repo_store, model, version, model_bytes, params.target)
@@ -290,24 +298,24 @@ def _rollback(repo_store, model, old_config, version, existed, state, clients, t
     """Put the previous config back and reload it everywhere; say what serves now."""
     notes = []
     try:
+        # The repository first (it is what any replica, or a restarted one, loads from), then the servers.
         if old_config is None:
-            for c in clients:
-                try:
-                    c.unload(model)
-                except StageFailed as exc:
-                    notes.append(f"unload failed ({exc})")
             repo_store.delete(f"{model}/config.pbtxt")
         else:
             repository.write_config(repo_store, model, old_config)
-            old_versions = repository.policy_versions(old_config)
-            for c in clients:
-                # A failed load leaves the old versions serving; reloading them would only cost time.
-                if c.loaded_versions(model) != old_versions:
-                    c.load(model)
         if version not in existed:
             repo_store.delete_prefix(f"{model}/{version}/")
-    except Exception as exc:  # say so loudly: an operator must look
-        notes.append(f"ROLLBACK INCOMPLETE: {type(exc).__name__}: {exc}")
+    except Exception as exc:
+        notes.append(f"REPOSITORY NOT RESTORED: {type(exc).__name__}: {exc}")
+    for r, c in zip(targets, clients, strict=True):
+        try:
+            if old_config is None:
+                c.unload(model)
+            elif c.loaded_versions(model) != repository.policy_versions(old_config):
+                # (A failed load leaves the old versions serving; reloading them would only cost time.)
+                c.load(model)
+        except Exception as exc:  # say so loudly: an operator must look
+            notes.append(f"ROLLBACK INCOMPLETE on {r.name}: {type(exc).__name__}: {exc}")
     if state is None:
         return "nothing served this model before; the new version is unloaded. " + "; ".join(notes)
     serving = []

@@ -199,3 +199,14 @@ def test_promoting_the_challenger_keeps_the_old_champion_as_previous(champion, s
     scored = score_frame_detailed(df)
     assert (scored.version == ch).all() and scored.challenger_probability is None
     np.testing.assert_allclose(scored.probability, in_process(scripted_bytes(6), numeric, categorical), atol=1e-6)
+
+
+def test_deploy_to_an_unreachable_triton_fails_before_touching_the_repository(champion, store, monkeypatch):
+    from components.deploy import deploy
+
+    repo_store, _ = repository.repository_location()
+    config = repository.read_config(repo_store, MODEL)
+    monkeypatch.setenv("FLIGHTDECK_TRITON_URL", f"127.0.0.1:{free_port()}")
+    with pytest.raises(StageFailed, match="could not be reached"):
+        deploy(DeployParams(version="1", online=False))
+    assert repository.read_config(repo_store, MODEL) == config and 1 not in repository.versions_on_disk(repo_store, MODEL)
