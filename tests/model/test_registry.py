@@ -215,3 +215,18 @@ def test_registry_cli(local_store, tiny_model_bytes, capsys):
     assert json.loads(capsys.readouterr().out)["champion"] == v1
     assert main(["registry", "promote", "99"]) == 1
     assert "has no version 99" in capsys.readouterr().err
+
+
+def test_evaluate_compares_with_the_champion_loaded_from_the_registry(evaluated):
+    from components.evaluate import evaluate
+    from components.stages import EvaluateParams
+
+    store, run_id = evaluated["store"], evaluated["result"]["run_id"]
+    registered = register(RegisterParams(evaluation=evaluated["evaluation"]["eval_id"], model_name="delay_champ",
+                                         promote=False), store)
+    Registry(store, "delay_champ").promote(registered["version"], force=True)
+    again = evaluate(EvaluateParams(run_id=run_id, model_name="delay_champ", threads=1), store)
+    assert again["champion"]["version"] == registered["version"]
+    # the same model on the same holdout: the champion's score is the challenger's, a tie
+    assert again["champion"]["roc_auc"] == pytest.approx(again["roc_auc"], abs=1e-12)
+    assert not any("champion" in reason for reason in again["failed"])
