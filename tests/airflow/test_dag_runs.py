@@ -1,6 +1,6 @@
 """Real DAG runs with dag.test() (in-process, no scheduler) and the real stages, local runtime.
 
-- continuous_training on a two-week window: ingest -> validate -> features -> train -> evaluate
+- continuous_training on a one-week window: ingest -> validate -> features -> train -> evaluate
   -> the blessing branch, which either promotes and deploys or ends the run cleanly with the reason.
 - A bad file source: validation fails the task and the run (no retry, nothing downstream runs),
   and the failure notifier posts to a real HTTP server started here.
@@ -62,13 +62,13 @@ def store_digest(store) -> dict[str, str]:
 def test_continuous_training_end_to_end(dags, home):
     from components.store import open_store
 
-    dr, tis = run_dag(dags["continuous_training"], "2013-03-01", run_conf={"window_days": 14})
+    dr, tis = run_dag(dags["continuous_training"], "2013-03-01", run_conf={"window_days": 7})
     assert dr.state == "success"
     for task in ("plan_window", "ingest", "validate", "features_build", "features_training_set", "train",
                  "evaluate", "blessed"):
         assert tis[task].state == "success", task
     window = xcom(tis["plan_window"])
-    assert window == {"day": "2013-03-01", "start": "2013-02-15", "end": "2013-02-28"}
+    assert window == {"day": "2013-03-01", "start": "2013-02-22", "end": "2013-02-28"}
     store = open_store()
     assert store.published("validated/flights/date=2013-02-28") is not None
     assert store.exists(f"training_sets/{window['start']}_{window['end']}.parquet")
