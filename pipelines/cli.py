@@ -83,13 +83,22 @@ def submit(name: str, host: str, arguments: dict, experiment: str, service_accou
     return {"pipeline": pipeline_name, "pipeline_version": pv.display_name, "run_name": run_name, "run_id": run.run_id}
 
 
+def _typed(value: str):
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
 def _parse_args(pairs: list[str]) -> dict:
     out = {}
     for pair in pairs:
         if "=" not in pair:
             raise SystemExit(f"--arg {pair!r}: expected NAME=VALUE")
         k, v = pair.split("=", 1)
-        out[k] = int(v) if v.lstrip("-").isdigit() else v
+        out[k] = _typed(v)
     return out
 
 

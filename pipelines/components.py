@@ -63,14 +63,15 @@ def train(train_start: str, train_end: str, seed: int, max_epochs: int, training
 
 
 @dsl.component(base_image=_image("evaluate"), install_kfp_package=False)
-def evaluate(run_id_json: str, metrics: Output[Metrics], report: Output[HTML]) -> NamedTuple(
-        "EvaluateOutputs", [("result", str), ("blessed", bool)]):
+def evaluate(run_id_json: str, baseline_margin: float, max_ece: float, metrics: Output[Metrics],
+             report: Output[HTML]) -> NamedTuple("EvaluateOutputs", [("result", str), ("blessed", bool)]):
     import json
     from collections import namedtuple
 
     from pipelines.steps import run_stage
 
-    out = run_stage("evaluate", {"run_id": json.loads(run_id_json)["run_id"]}, metrics=metrics, report=report)
+    params = {"run_id": json.loads(run_id_json)["run_id"], "baseline_margin": baseline_margin, "max_ece": max_ece}
+    out = run_stage("evaluate", params, metrics=metrics, report=report)
     return namedtuple("EvaluateOutputs", ["result", "blessed"])(out, bool(json.loads(out)["blessed"]))
 
 
@@ -84,11 +85,15 @@ def register(evaluation_json: str, model: Output[Model]) -> str:
 
 
 @dsl.component(base_image=_image("deploy"), install_kfp_package=False)
-def deploy(registered_json: str, mode: str, target: str) -> str:
+def deploy(registered_json: str, evaluation_json: str, mode: str, target: str) -> str:
     import json
 
     from pipelines.steps import run_stage
 
+    evaluation = json.loads(evaluation_json)
+    if not evaluation["blessed"]:
+        # The blessing gate (see definitions.training): an unblessed version is registered, never served.
+        return json.dumps({"skipped": True, "reason": "not blessed: " + "; ".join(evaluation.get("failed", []))})
     version = str(json.loads(registered_json)["version"])
     return run_stage("deploy", {"version": version, "mode": mode, "target": target})
 

@@ -39,16 +39,18 @@ def _scalars(out: dict) -> dict:
 
 
 def _report_html(stage: str, out: dict) -> str:
-    """The stage's own HTML report when it wrote one (e.g. Evidently), else its result as a table."""
+    """The stage's own report: Evidently's HTML for monitor, the evaluation's markdown, else the result."""
+    from components import schema
     from components.store import open_store
 
     store = open_store()
-    for key in ("report_html_key", "report_key"):
-        if out.get(key):
-            data = store.read_bytes(out[key]).decode()
-            if key == "report_html_key":
-                return data
-            return f"<pre>{html.escape(data)}</pre>"
+    if stage == "monitor":
+        return store.read_published(schema.monitoring_prefix(schema.parse_day(out["date"])), "report.html").decode()
+    if stage == "evaluate":
+        from components.evaluate import run_prefix
+
+        markdown = store.read_published(run_prefix(out["eval_id"]), "report.md").decode()
+        return f"<html><body><pre>{html.escape(markdown)}</pre></body></html>"
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v, default=str))}</td></tr>"
                    for k, v in sorted(out.items()))
     return f"<html><body><h2>{html.escape(stage)}</h2><table>{rows}</table></body></html>"

@@ -38,10 +38,9 @@ def test_training_yaml_names_components_images_gpu_and_tolerations():
         assert k8s[gpu_step]["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
     assert k8s["exec-deploy"]["secretAsEnv"][0]["secretName"] == "triton-admin-key"
     assert "tolerations" not in k8s["exec-ingest"]
-    # Register and deploy run only under the blessing condition.
+    # deploy takes the evaluation (its blessing gate) and the registered version.
     dag = spec["root"]["dag"]["tasks"]
-    assert dag["condition-1"]["triggerPolicy"]["condition"].endswith("== true")
-    assert set(spec["components"]["comp-condition-1"]["dag"]["tasks"]) == {"register", "deploy"}
+    assert set(dag["deploy"]["dependentTasks"]) == {"evaluate", "register"}
 
 
 def test_side_effect_steps_are_never_cached_and_gate_never_retries():
@@ -66,3 +65,14 @@ def test_submit_reaches_the_client_call_and_names_the_host():
 
     with pytest.raises(StageFailed, match="cannot reach Kubeflow Pipelines at http://127.0.0.1:9"):
         submit("training", "http://127.0.0.1:9", {"start": "2013-01-01"}, "flightdeck", "flightdeck-train", "kubeflow")
+
+
+def test_deploy_step_serves_only_a_blessed_version(home):
+    import json
+
+    from pipelines import components as c
+
+    out = json.loads(c.deploy.python_func(registered_json='{"version": 1}',
+                                          evaluation_json='{"blessed": false, "failed": ["ece 0.08 exceeds 0.05"]}',
+                                          mode="full", target="cpu"))
+    assert out == {"skipped": True, "reason": "not blessed: ece 0.08 exceeds 0.05"}
