@@ -135,7 +135,11 @@ class PolicyRun:
         from components.registry import open_registry
 
         self.policy, self.params, self.base, self.settings = policy, params, base, settings
-        self.store = NamespacedStore(base, f"{root}/policies/{policy}")
+        # Training runs are content-addressed (window, data, parameters, seed -> run id, bit-identical
+        # model), so they are shared by the backtest's policies: the first model, which every policy
+        # trains on the same window, is trained once. Registries and evaluations stay per policy.
+        self.store = NamespacedStore(base, f"{root}/policies/{policy}",
+                                     shared_prefixes={"runs/train/": f"{root}/shared/runs/train/"})
         self.registry = open_registry(settings.model_name, self.store)
         self.start = schema.parse_day(params.start)
 
@@ -201,19 +205,27 @@ class PolicyRun:
     def retrain(self, day: date, reason: str) -> dict:
         from components import evaluate, features, registry, train
         from components.stages import EvaluateParams, RegisterParams, TrainingSetParams, TrainParams
+        from components.store import sha256_bytes
 
         t0 = time.perf_counter()
         window = self.window(day)
         champion = self.champion()
         version = self._version_for(window)
+        shared_seconds = 0.0
         if version is None:
-            if not self.store.exists(train.training_set_key(*window)):
+            key = train.training_set_key(*window)
+            if not self.store.exists(key):
                 features.training_set(TrainingSetParams(start=window[0], end=window[1]), self.store)
-            run = train.train(TrainParams(train_start=window[0], train_end=window[1], seed=self.params.seed,
-                                          max_epochs=self.params.max_epochs, patience=self.params.patience,
-                                          hidden=self.params.hidden), self.store)
-            ev = evaluate.evaluate(EvaluateParams(run_id=run["run_id"], model_name=self.settings.model_name),
-                                   self.store)
+            params = TrainParams(train_start=window[0], train_end=window[1], seed=self.params.seed,
+                                 max_epochs=self.params.max_epochs, patience=self.params.patience,
+                                 hidden=self.params.hidden)
+            run_id = train._run_id(params, sha256_bytes(self.store.read_bytes(key)))  # the stage's own address
+            if self.store.published(train.run_prefix(run_id)) is None:
+                run_id = train.train(params, self.store)["run_id"]
+            else:  # trained by another policy: charge its training time to this one too
+                metrics = json.loads(self.store.read_published(train.run_prefix(run_id), "metrics.json"))
+                shared_seconds = float(metrics["seconds_total"])
+            ev = evaluate.evaluate(EvaluateParams(run_id=run_id, model_name=self.settings.model_name), self.store)
             version = registry.register(RegisterParams(evaluation=ev["eval_id"], model_name=self.settings.model_name,
                                                        promote=False), self.store)["version"]
         evaluation = json.loads(self.registry.read_file(version, "evaluation.json"))
@@ -225,7 +237,7 @@ class PolicyRun:
                 "blessed": evaluation["decision"]["blessed"], "failed": evaluation["decision"]["failed"],
                 "promoted": promote, "promotion": why, "holdout_auc": model["roc_auc"],
                 "champion_auc": (evaluation.get("champion") or {}).get("roc_auc"),
-                "seconds": time.perf_counter() - t0}
+                "training_shared": shared_seconds > 0, "seconds": time.perf_counter() - t0 + shared_seconds}
 
     def promotion(self, evaluation: dict, champion: int | None) -> tuple[bool, str]:
         blessed = evaluation["decision"]["blessed"]

@@ -1,0 +1,154 @@
+"""The backtest on a short real window: all three policies, determinism, and SIGKILL + resume.
+
+One module-scoped home holds the shared data (ingest, validate, feature tables) and the reference
+run; the other runs use their own backtest ids in the same home, so each policy of each run has its
+own registry while the data is prepared once. Training is kept tiny (one epoch, one small layer)
+because these tests check the replay mechanics, not model quality.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from components.backtest import BacktestParams, backtest, read_day
+
+REPO = Path(__file__).resolve().parents[2]
+START, END = "2013-01-15", "2013-01-24"
+SMALL = dict(start=START, end=END, train_window_days=10, retrain_every=5, max_epochs=1, patience=1, hidden="16",
+             seed=7)
+# A drift policy that can act inside ten days (the defaults wait 3 days of drift and 7 days of cooldown).
+POLICY_ENV = {"FLIGHTDECK_RETRAIN_CONSECUTIVE_DAYS": "2", "FLIGHTDECK_RETRAIN_COOLDOWN_DAYS": "3"}
+IDENTIFIERS = ["model_version", "version", "seconds"]  # registry numbers and wall-clock time
+
+
+def _env(home: Path) -> dict:
+    return {**os.environ, **POLICY_ENV, "FLIGHTDECK_HOME": str(home), "FLIGHTDECK_PROFILE": "local"}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run of all three policies (in-process), with its store and result."""
+    from components.store import open_store
+
+    home = tmp_path_factory.mktemp("backtest-home")
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in _env(home).items():
+            mp.setenv(k, v)
+        params = BacktestParams(**SMALL, backtest_id="reference")
+        result = backtest(params)
+        yield {"home": home, "store": open_store(), "params": params, "result": result}
+
+
+def _table(store, backtest_id: str, name: str) -> pd.DataFrame:
+    data = store.read_published(f"backtests/{backtest_id}/report", name)
+    return pd.read_csv(io.BytesIO(data)).drop(columns=IDENTIFIERS, errors="ignore")
+
+
+def test_three_policies_produce_daily_monthly_and_summary_tables(reference):
+    store, result = reference["store"], reference["result"]
+    days = pd.date_range(START, END).strftime("%Y-%m-%d").tolist()
+    daily = _table(store, "reference", "daily.csv")
+    assert sorted(daily["policy"].unique()) == ["drift", "scheduled", "static"]
+    for _, part in daily.groupby("policy"):
+        assert part["date"].tolist() == days
+        assert part["roc_auc"].between(0.4, 1.0).all() and (part["log_loss"] > 0).all()
+        assert part["ece"].between(0, 1).all() and (part["labelled"] == part["rows"]).all()
+    monthly = _table(store, "reference", "monthly.csv")
+    assert set(monthly["month"]) == {"2013-01"} and len(monthly) == 3
+    summary = {r["policy"]: r for r in result["summary"]}
+    assert summary["static"]["retrains"] == 0
+    # scheduled: every 5 days after the start, i.e. once in ten days, on day 6
+    events = pd.read_csv(io.BytesIO(store.read_published("backtests/reference/report", "retrains.csv")))
+    sched = events[(events["policy"] == "scheduled") & (events["reason"] != "initial model")]
+    assert sched["date"].tolist() == ["2013-01-20"] and summary["scheduled"]["retrains"] == 1
+    for row in summary.values():
+        assert row["compute_seconds"] > 0 and row["rows"] == daily[daily["policy"] == row["policy"]]["rows"].sum()
+    # The drift policy retrained exactly on the mornings after the monitor said so, never before.
+    home_store = reference["store"]
+    drift_retrains = set(events[(events["policy"] == "drift") & (events["reason"] != "initial model")]["date"])
+    said_so = set()
+    for day in days[1:]:
+        record = read_day(home_store, "backtests/reference", "drift", date.fromisoformat(day))
+        assert record["monitor"]["date"] == (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+        if record["monitor"]["retrain"]:
+            said_so.add(day)
+    assert drift_retrains == said_so and len(said_so) >= 1
+    # No retrain used data of its own day or later (labels of day d are known from day d+1).
+    for _, e in events.iterrows():
+        assert e["window"].split("..")[1] < e["date"]
+    # Each policy has its own registry: versions = first model + its retrains.
+    for policy, row in summary.items():
+        versions = home_store.list(f"backtests/reference/policies/{policy}/models/")
+        numbers = {k.split("/versions/")[1].split("/")[0] for k in versions if k.endswith("/version.json")}
+        assert len(numbers) == 1 + row["retrains"]
+    # Training runs are shared between policies (content-addressed): one per distinct window.
+    runs = {k.split("/")[5] for k in home_store.list("backtests/reference/shared/runs/train/") if "/v-" in k}
+    assert len(runs) == events["window"].nunique()
+    png = store.read_published("backtests/reference/report", "auc.png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "## Monthly ROC AUC (pooled)" in result["markdown"] and "| 2013-01 |" in result["markdown"]
+
+
+def test_same_seed_gives_the_same_metrics(reference):
+    """A second, independent run (other id, static policy only) reproduces the reference's static rows."""
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in _env(reference["home"]).items():
+            mp.setenv(k, v)
+        again = backtest(BacktestParams(**SMALL, policies="static", backtest_id="again"))
+    store = reference["store"]
+    ref = _table(store, "reference", "daily.csv")
+    pd.testing.assert_frame_equal(_table(store, "again", "daily.csv"),
+                                  ref[ref["policy"] == "static"].reset_index(drop=True))
+    assert again["summary"][0]["roc_auc"] == reference["result"]["summary"][0]["roc_auc"]
+
+
+RESUMED_POLICIES = "scheduled,drift"  # the two that change state (static is covered by the test above)
+
+
+def _cli(home: Path, backtest_id: str) -> list[str]:
+    args = [sys.executable, "-m", "components.cli", "backtest", "--backtest-id", backtest_id,
+            "--policies", RESUMED_POLICIES]
+    for k, v in SMALL.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    return args
+
+
+def test_killed_backtest_resumes_to_the_same_tables(reference):
+    home, store = reference["home"], reference["store"]
+    progress = home / "artifacts" / "backtests" / "resumed" / "progress.json"
+    proc = subprocess.Popen(_cli(home, "resumed"), cwd=REPO, env=_env(home), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:
+            if progress.exists() and json.loads(progress.read_text()).get("last_finished_day", "") >= "2013-01-18":
+                break
+            assert proc.poll() is None, "the backtest ended before it could be killed"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)  # mid-run: somewhere in the days after Jan 18
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert store.published("backtests/resumed/report") is None
+    done = json.loads(progress.read_text())["last_finished_day"]
+    assert "2013-01-18" <= done < END
+
+    rerun = subprocess.run(_cli(home, "resumed"), cwd=REPO, env=_env(home), capture_output=True, text=True,
+                           timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "## Monthly ROC AUC (pooled)" in rerun.stdout
+    for name in ("daily.csv", "monthly.csv", "retrains.csv"):
+        ref = _table(store, "reference", name)
+        ref = ref[ref["policy"].isin(RESUMED_POLICIES.split(","))].reset_index(drop=True)
+        pd.testing.assert_frame_equal(_table(store, "resumed", name), ref)
