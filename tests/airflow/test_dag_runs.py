@@ -16,7 +16,6 @@ import os
 import signal
 import threading
 import time
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -34,24 +33,18 @@ def dags(airflow_db):
 
 
 def run_dag(dag, day: str, **kwargs):
-    t0 = time.perf_counter()
-    dr = dag.test(logical_date=datetime.fromisoformat(day).replace(tzinfo=UTC), **kwargs)
-    seconds = time.perf_counter() - t0
-    tis = {ti.task_id: ti for ti in dr.get_task_instances()}
+    from components.airflow_local import run_dag as run
+
+    dr, tis, seconds = run(dag, day, **kwargs)
     print(f"dag.test {dag.dag_id} {day}: {dr.state} in {seconds:.1f} s; "
           + ", ".join(f"{t}={ti.state}" for t, ti in sorted(tis.items())))
     return dr, tis
 
 
 def xcom(ti, task_id=None):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
+    from components.airflow_local import xcom as read
 
-    with create_session() as session:
-        row = session.query(XComModel).filter_by(dag_id=ti.dag_id, run_id=ti.run_id, task_id=task_id or ti.task_id,
-                                                 key="return_value").one()
-        value = row.value
-    return json.loads(value) if isinstance(value, str) else value
+    return read(ti, task_id)
 
 
 def store_digest(store) -> dict[str, str]:

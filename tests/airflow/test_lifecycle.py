@@ -57,25 +57,7 @@ def dags(airflow_db):
     return bag.dags
 
 
-def asset_rows(asset_name: str) -> tuple[list, list]:
-    """The asset's events and the DAG runs they queued (AssetDagRunQueue) in the metadata DB."""
-    from airflow.models.asset import AssetDagRunQueue, AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        asset = session.query(AssetModel).filter_by(name=asset_name).one()
-        events = [(e.id, e.extra) for e in session.query(AssetEvent).filter_by(asset_id=asset.id)]
-        queued = [q.target_dag_id for q in session.query(AssetDagRunQueue).filter_by(asset_id=asset.id)]
-    return events, queued
-
-
-def unpause(*dag_ids: str) -> None:
-    """What the platform engineer does in the UI: asset events queue runs of unpaused DAGs only."""
-    from airflow.models.dag import DagModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        session.query(DagModel).filter(DagModel.dag_id.in_(dag_ids)).update({"is_paused": False})
+from components.airflow_local import asset_rows, unpause  # noqa: E402
 
 
 def test_lifecycle(lifecycle_env, dags):
@@ -120,3 +102,10 @@ def test_lifecycle(lifecycle_env, dags):
     events, queued = asset_rows("flight_delay_drift")
     assert len(events) == 1 and events[0][1]["date"] == DRIFTED_DAY
     assert queued == ["continuous_training"]
+
+    # Every finished run is in the run log that `flightdeck status` and the pipeline alerts read.
+    from components import runlog
+
+    runs = runlog.last_runs(store)
+    for pipeline in ("continuous_training", "batch_prediction", "monitoring"):
+        assert runs[pipeline]["last_success"] is not None, runs.get(pipeline)
