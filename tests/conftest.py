@@ -3,7 +3,9 @@ endpoint (moto server in its own process on localhost) for the boto3 backend."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -100,3 +102,30 @@ def s3_store(aws_env, s3_bucket, monkeypatch):
 def any_store(request):
     """Both backends, for tests of behaviour that must not depend on the backend."""
     return request.getfixturevalue("local_store" if request.param == "local" else "s3_store")
+
+
+@contextlib.contextmanager
+def local_triton(home: Path, env: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()):
+    """A local-profile FLIGHTDECK_HOME with a real Triton server on free ports, for a test module.
+
+    Sets the settings' environment (Triton URLs, the admin key, plus `env`) for the duration.
+    Yields {"home", "ports", "key", "server"}.
+    """
+    ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
+    key = secrets.token_urlsafe(16)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FLIGHTDECK_HOME", str(home))
+        mp.setenv("FLIGHTDECK_PROFILE", "local")
+        mp.setenv("FLIGHTDECK_RUNTIME", "local")
+        mp.setenv("FLIGHTDECK_TRITON_URL", f"127.0.0.1:{ports['grpc']}")
+        mp.setenv("FLIGHTDECK_TRITON_HTTP_URL", f"127.0.0.1:{ports['http']}")
+        mp.setenv("FLIGHTDECK_TRITON_ADMIN_KEY", key)
+        for name, value in (env or {}).items():
+            mp.setenv(name, value)
+        from components.triton import repository
+        from components.triton.server import TritonServer
+
+        _, repo_uri = repository.repository_location()
+        with TritonServer(repo_uri, http_port=ports["http"], grpc_port=ports["grpc"], metrics_port=ports["metrics"],
+                          admin_key=key, extra_args=extra_args) as server:
+            yield {"home": home, "ports": ports, "key": key, "server": server}

@@ -5,12 +5,10 @@ event that queues continuous_training, and on a quiet day does not."""
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 
 from tests.airflow.test_dag_runs import run_dag, xcom
-from tests.conftest import free_port
+from tests.conftest import local_triton
 
 TRAIN_DAY = "2013-03-01"  # trains on the window_days before it
 QUIET_DAY = "2013-03-02"  # the day after the training window: same season
@@ -19,31 +17,15 @@ DRIFTED_DAY = "2013-07-15"  # summer: temperatures ~45 F above the training wind
 
 @pytest.fixture(scope="module")
 def lifecycle_env(tmp_path_factory, airflow_db):
-    home = tmp_path_factory.mktemp("fd-lifecycle")
-    ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
-    key = secrets.token_urlsafe(16)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FLIGHTDECK_HOME", str(home))
-        mp.setenv("FLIGHTDECK_PROFILE", "local")
-        mp.setenv("FLIGHTDECK_TRITON_URL", f"127.0.0.1:{ports['grpc']}")
-        mp.setenv("FLIGHTDECK_TRITON_HTTP_URL", f"127.0.0.1:{ports['http']}")
-        mp.setenv("FLIGHTDECK_TRITON_ADMIN_KEY", key)
-        # The retraining policy judges one scored day here (its default needs a week of them). One
-        # day against a four-week reference always shows some drift (day_of_week, dest, pressure:
-        # 0.22 of the features on the quiet day below; 0.35 on the July day, with temp and dewp), so
-        # the drift share that counts is raised between the two.
-        mp.setenv("FLIGHTDECK_RETRAIN_WINDOW_DAYS", "1")
-        mp.setenv("FLIGHTDECK_RETRAIN_DRIFT_SHARE_THRESHOLD", "0.3")
-        mp.setenv("FLIGHTDECK_RETRAIN_CONSECUTIVE_DAYS", "1")
-        mp.setenv("FLIGHTDECK_RETRAIN_MIN_ROWS", "300")
-        mp.setenv("FLIGHTDECK_RETRAIN_COOLDOWN_DAYS", "0")
-        from components.triton import repository
-        from components.triton.server import TritonServer
-
-        _, repo_uri = repository.repository_location()
-        with TritonServer(repo_uri, http_port=ports["http"], grpc_port=ports["grpc"],
-                          metrics_port=ports["metrics"], admin_key=key) as server:
-            yield {"home": home, "triton": server}
+    # The retraining policy judges one scored day here (its default needs a week of them). One
+    # day against a four-week reference always shows some drift (day_of_week, dest, pressure:
+    # 0.22 of the features on the quiet day below; 0.35 on the July day, with temp and dewp), so
+    # the drift share that counts is raised between the two.
+    policy = {"FLIGHTDECK_RETRAIN_WINDOW_DAYS": "1", "FLIGHTDECK_RETRAIN_DRIFT_SHARE_THRESHOLD": "0.3",
+              "FLIGHTDECK_RETRAIN_CONSECUTIVE_DAYS": "1", "FLIGHTDECK_RETRAIN_MIN_ROWS": "300",
+              "FLIGHTDECK_RETRAIN_COOLDOWN_DAYS": "0"}
+    with local_triton(tmp_path_factory.mktemp("fd-lifecycle"), policy) as env:
+        yield {"home": env["home"], "triton": env["server"]}
 
 
 @pytest.fixture(scope="module")

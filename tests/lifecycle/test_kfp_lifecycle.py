@@ -4,12 +4,10 @@ and an unreachable Triton fails clearly and writes nothing."""
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 
 from components import schema
-from tests.conftest import free_port
+from tests.conftest import free_port, local_triton
 
 TRAIN = {"start": "2013-01-01", "end": "2013-02-10"}
 QUIET_DAY = "2013-02-11"
@@ -19,25 +17,10 @@ DRIFTED_WEEK = ("2013-07-09", "2013-07-15")  # summer: ~45 F warmer than the tra
 
 @pytest.fixture(scope="module")
 def kfp_env(tmp_path_factory):
-    home = tmp_path_factory.mktemp("fd-kfp")
-    ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
-    key = secrets.token_urlsafe(16)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FLIGHTDECK_HOME", str(home))
-        mp.setenv("FLIGHTDECK_PROFILE", "local")
-        mp.setenv("FLIGHTDECK_TRITON_URL", f"127.0.0.1:{ports['grpc']}")
-        mp.setenv("FLIGHTDECK_TRITON_HTTP_URL", f"127.0.0.1:{ports['http']}")
-        mp.setenv("FLIGHTDECK_TRITON_ADMIN_KEY", key)
-        # The default policy (7-day windows, docs/MONITORING.md), except that one drifted window
-        # is enough here: the default asks for 3 in a row, which would need 9 scored July days.
-        mp.setenv("FLIGHTDECK_RETRAIN_CONSECUTIVE_DAYS", "1")
-        from components.triton import repository
-        from components.triton.server import TritonServer
-
-        _, repo_uri = repository.repository_location()
-        with TritonServer(repo_uri, http_port=ports["http"], grpc_port=ports["grpc"],
-                          metrics_port=ports["metrics"], admin_key=key):
-            yield home
+    # The default policy (7-day windows, docs/MONITORING.md), except that one drifted window
+    # is enough here: the default asks for 3 in a row, which would need 9 scored July days.
+    with local_triton(tmp_path_factory.mktemp("fd-kfp"), {"FLIGHTDECK_RETRAIN_CONSECUTIVE_DAYS": "1"}) as env:
+        yield env["home"]
 
 
 @pytest.fixture(scope="module")

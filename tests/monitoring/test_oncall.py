@@ -3,7 +3,6 @@ deploy path; and the nv_* metrics a real tritonserver exports are the ones the a
 
 from __future__ import annotations
 
-import secrets
 import urllib.request
 
 import pytest
@@ -16,30 +15,16 @@ from components.metrics import TRITON_METRICS
 from components.registry import Registry
 from components.stages import DeployParams
 from components.store import open_store
-from tests.conftest import free_port
+from tests.conftest import local_triton
 from tests.serving.fixture_models import scripted_bytes
 
 
 @pytest.fixture(scope="module")
 def triton_env(tmp_path_factory):
-    from components.triton import repository
-    from components.triton.server import TritonServer
-
-    home = tmp_path_factory.mktemp("fd-oncall")
-    ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
-    key = secrets.token_urlsafe(16)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FLIGHTDECK_HOME", str(home))
-        mp.setenv("FLIGHTDECK_PROFILE", "local")
-        mp.setenv("FLIGHTDECK_RUNTIME", "local")
-        mp.setenv("FLIGHTDECK_TRITON_URL", f"127.0.0.1:{ports['grpc']}")
-        mp.setenv("FLIGHTDECK_TRITON_HTTP_URL", f"127.0.0.1:{ports['http']}")
-        mp.setenv("FLIGHTDECK_TRITON_ADMIN_KEY", key)
-        _, repo_uri = repository.repository_location()
-        # summary_latencies: the p99 alert reads nv_inference_request_summary_us.
-        with TritonServer(repo_uri, http_port=ports["http"], grpc_port=ports["grpc"], metrics_port=ports["metrics"],
-                          admin_key=key, extra_args=("--metrics-config=summary_latencies=true",)) as server:
-            yield {"server": server, "ports": ports}
+    # summary_latencies: the p99 alert reads nv_inference_request_summary_us.
+    with local_triton(tmp_path_factory.mktemp("fd-oncall"),
+                      extra_args=("--metrics-config=summary_latencies=true",)) as env:
+        yield {"server": env["server"], "ports": env["ports"]}
 
 
 @pytest.fixture(scope="module")
