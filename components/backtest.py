@@ -332,6 +332,11 @@ def backtest(params: BacktestParams, store: ArtifactStore | None = None, setting
         progress["last_finished_day"] = _day(day)
         progress["updated_at"] = datetime.now(UTC).isoformat()
         base.write_json(f"{root}/progress.json", progress)
+        if day != days[-1] and (day + timedelta(days=1)).day == 1:
+            # A long backtest publishes its report so far at every month end, marked partial.
+            done = days[: days.index(day) + 1]
+            backtest_report.publish(base, root, params, {p: [read_day(base, root, p, d) for d in done] for p in runs},
+                                    runs, partial_through=_day(day))
     records = {p: [read_day(base, root, p, d) for d in days] for p in runs}
     report = backtest_report.publish(base, root, params, records, runs)
     progress["finished_at"] = datetime.now(UTC).isoformat()

@@ -129,10 +129,12 @@ def chart_png(daily: pd.DataFrame, events: pd.DataFrame, title: str) -> bytes:
     return buf.getvalue()
 
 
-def report_markdown(params, summary: pd.DataFrame, monthly: pd.DataFrame, events: pd.DataFrame) -> str:
+def report_markdown(params, summary: pd.DataFrame, monthly: pd.DataFrame, events: pd.DataFrame,
+                    partial_through: str | None = None) -> str:
     shown = summary.drop(columns=["monitor_seconds", "score_seconds"])
+    status = f" (PARTIAL: days {params.start} .. {partial_through} only; still running)" if partial_through else ""
     return "\n".join([
-        f"# Backtest {params.start} .. {params.end}: {params.policies}", "",
+        f"# Backtest {params.start} .. {params.end}: {params.policies}{status}", "",
         f"Training window {params.train_window_days} days, scheduled retrain every {params.retrain_every} days, "
         f"seed {params.seed}, max {params.max_epochs} epochs, promotion rule `{params.promote}`. "
         "Metrics pooled over every scored flight; retrains exclude each policy's first model; compute = wall-clock "
@@ -146,14 +148,15 @@ def report_markdown(params, summary: pd.DataFrame, monthly: pd.DataFrame, events
     ])
 
 
-def publish(store, root: str, params, records: dict[str, list[dict]], runs: dict) -> dict:
+def publish(store, root: str, params, records: dict[str, list[dict]], runs: dict,
+            partial_through: str | None = None) -> dict:
     days = [date.fromisoformat(r["date"]) for r in next(iter(records.values()))]
     scored = {p: pd.concat([run.scored_frame(d) for d in days], ignore_index=True) for p, run in runs.items()}
     daily = daily_table(records)
     events = retrain_events(records)
     monthly = monthly_table(scored, daily)
     summary = summary_table(scored, records, daily)
-    md = report_markdown(params, summary, monthly, events)
+    md = report_markdown(params, summary, monthly, events, partial_through)
     files = {
         "report.md": md.encode(),
         "daily.md": markdown(daily).encode(),
@@ -162,9 +165,10 @@ def publish(store, root: str, params, records: dict[str, list[dict]], runs: dict
         "summary.csv": summary.to_csv(index=False).encode(),
         "retrains.csv": events.to_csv(index=False).encode(),
         "auc.png": chart_png(daily, events, f"Daily ROC AUC per retraining policy, {params.start} .. {params.end}"),
-        "result.json": json.dumps({"params": params.identity(), "summary": summary.to_dict("records")},
+        "result.json": json.dumps({"params": params.identity(), "partial_through": partial_through,
+                                   "summary": summary.to_dict("records")},
                                   indent=2, sort_keys=True, default=str).encode(),
     }
     prefix = f"{root}/report"
-    store.publish(prefix, files, meta={"params": params.identity()})
+    store.publish(prefix, files, meta={"params": params.identity(), "partial_through": partial_through})
     return {"uri": store.uri(prefix), "summary": summary.to_dict("records"), "markdown": md}

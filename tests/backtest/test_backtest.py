@@ -24,7 +24,7 @@ import pytest
 from components.backtest import BacktestParams, backtest, read_day
 
 REPO = Path(__file__).resolve().parents[2]
-START, END = "2013-01-15", "2013-01-24"
+START, END = "2013-01-27", "2013-02-05"  # crosses a month end: a partial report on Jan 31
 SMALL = dict(start=START, end=END, train_window_days=10, retrain_every=5, max_epochs=1, patience=1, hidden="16",
              seed=7)
 # A drift policy that can act inside ten days (the defaults wait 3 days of drift and 7 days of cooldown).
@@ -65,13 +65,14 @@ def test_three_policies_produce_daily_monthly_and_summary_tables(reference):
         assert part["roc_auc"].between(0.4, 1.0).all() and (part["log_loss"] > 0).all()
         assert part["ece"].between(0, 1).all() and (part["labelled"] == part["rows"]).all()
     monthly = _table(store, "reference", "monthly.csv")
-    assert set(monthly["month"]) == {"2013-01"} and len(monthly) == 3
+    assert set(monthly["month"]) == {"2013-01", "2013-02"} and len(monthly) == 6
+    assert store.published("backtests/reference/report")["meta"]["partial_through"] is None
     summary = {r["policy"]: r for r in result["summary"]}
     assert summary["static"]["retrains"] == 0
     # scheduled: every 5 days after the start, i.e. once in ten days, on day 6
     events = pd.read_csv(io.BytesIO(store.read_published("backtests/reference/report", "retrains.csv")))
     sched = events[(events["policy"] == "scheduled") & (events["reason"] != "initial model")]
-    assert sched["date"].tolist() == ["2013-01-20"] and summary["scheduled"]["retrains"] == 1
+    assert sched["date"].tolist() == ["2013-02-01"] and summary["scheduled"]["retrains"] == 1
     for row in summary.values():
         assert row["compute_seconds"] > 0 and row["rows"] == daily[daily["policy"] == row["policy"]]["rows"].sum()
     # The drift policy retrained exactly on the mornings after the monitor said so, never before.
@@ -97,7 +98,7 @@ def test_three_policies_produce_daily_monthly_and_summary_tables(reference):
     assert len(runs) == events["window"].nunique()
     png = store.read_published("backtests/reference/report", "auc.png")
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "## Monthly ROC AUC (pooled)" in result["markdown"] and "| 2013-01 |" in result["markdown"]
+    assert "## Monthly ROC AUC (pooled)" in result["markdown"] and "| 2013-02 |" in result["markdown"]
 
 
 def test_same_seed_gives_the_same_metrics(reference):
@@ -132,17 +133,17 @@ def test_killed_backtest_resumes_to_the_same_tables(reference):
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline:
-            if progress.exists() and json.loads(progress.read_text()).get("last_finished_day", "") >= "2013-01-18":
+            if progress.exists() and json.loads(progress.read_text()).get("last_finished_day", "") >= "2013-01-30":
                 break
             assert proc.poll() is None, "the backtest ended before it could be killed"
             time.sleep(0.2)
-        proc.send_signal(signal.SIGKILL)  # mid-run: somewhere in the days after Jan 18
+        proc.send_signal(signal.SIGKILL)  # mid-run: somewhere in the days after Jan 30
     finally:
         proc.kill()
         proc.wait(timeout=30)
     assert store.published("backtests/resumed/report") is None
     done = json.loads(progress.read_text())["last_finished_day"]
-    assert "2013-01-18" <= done < END
+    assert "2013-01-30" <= done < END
 
     rerun = subprocess.run(_cli(home, "resumed"), cwd=REPO, env=_env(home), capture_output=True, text=True,
                            timeout=600)
