@@ -11,11 +11,16 @@ UV=${UV:-.venv/bin/uv}
 PLATFORM=x86_64-manylinux_2_35   # glibc of both bases (bookworm 2.36, Ubuntu 24.04 2.39); nvidia-pytriton needs 2.35
 FIND_LINKS=()
 for d in ${PIP_FIND_LINKS:-}; do FIND_LINKS+=(--find-links "$d"); done
-no_cpu_torch=$(mktemp)
+# A fixed, relative name (not mktemp): uv writes the constraint's path into the locks' comments,
+# and a random name would change every line of them on each run.
+no_cpu_torch=containers/locks/.dev-without-cpu-torch.txt
 trap 'rm -f "$no_cpu_torch"' EXIT
 grep -v '^torch==' requirements/dev.lock > "$no_cpu_torch"
 
-compile() { "$UV" pip compile -q --no-emit-find-links --python-platform "$PLATFORM" "$@"; }
+compile() {
+  "$UV" pip compile -q --no-emit-find-links --python-platform "$PLATFORM" \
+    --custom-compile-command "containers/lock.sh (make container-locks)" "$@"
+}
 compile requirements/base.in --python-version 3.11 -c requirements/dev.lock "${FIND_LINKS[@]}" -o containers/locks/stage.lock
 compile requirements/base.in --python-version 3.11 -c "$no_cpu_torch" -o containers/locks/train.lock
 compile containers/locks/triton.in --python-version 3.12 -c "$no_cpu_torch" -o containers/locks/triton.lock

@@ -211,3 +211,34 @@ def test_build_commands_tag_every_image_with_its_pinned_base():
         assert tags and all(t.startswith(f"reg.example/{image['repository']}:") for t in tags), (key, tags)
         digest = image["base"]["digest"] or "<unpinned>"
         assert f"BASE_DIGEST={digest}" in command
+
+
+def _online_model_closure(lock: Path, tmp_path: Path) -> tuple[int, dict]:
+    # The aws profile, as in the Triton pods: S3 artifact store, Feast with the Redis online store.
+    env = {
+        "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FLIGHTDECK_HOME": str(tmp_path / "home"),
+        "FLIGHTDECK_PROFILE": "aws", "FLIGHTDECK_S3_BUCKET": "flightdeck-test-artifacts",
+        "FLIGHTDECK_REDIS_URL": "localhost:6379", "AWS_DEFAULT_REGION": "us-east-1",
+    }  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.infra.lock_closure", str(lock)],
+        capture_output=True, text=True, timeout=300, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert out.stdout.strip(), out.stderr[-3000:]
+    return out.returncode, json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_triton_lock_has_everything_the_online_model_imports(tmp_path):
+    """The Triton image runs components/triton/online_model.py with only triton.lock installed."""
+    rc, result = _online_model_closure(REPO / IMAGES["images"]["triton"]["lock"], tmp_path)
+    assert rc == 0 and not result["errors"], result["errors"]
+    assert {"torch", "pandas", "components.features", "components.store"} <= set(result["modules"])
+
+
+def test_lock_closure_check_catches_a_missing_package(tmp_path):
+    lock = (REPO / IMAGES["images"]["triton"]["lock"]).read_text()
+    without_duckdb = tmp_path / "triton.lock"
+    without_duckdb.write_text(re.sub(r"^duckdb==.*$", "", lock, flags=re.M))
+    rc, result = _online_model_closure(without_duckdb, tmp_path)
+    assert rc == 1 and "duckdb" in result["refused"]
+    assert any("duckdb" in e for e in result["errors"])
