@@ -4,13 +4,14 @@ network access only from the platform)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from tests.infra.checkov_run import describe, run_checkov
+from tests.infra.checkov_run import describe, run_checkov, skip_reason
 from tests.infra.helm_lite import TemplateError, render_chart, render_text
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,6 +51,7 @@ def checkov_k8s(rendered) -> dict:
 def test_chart_has_the_serving_objects(resources):
     assert set(resources) == {
         "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "ServiceAccount",
+        "Role", "RoleBinding",
     }  # fmt: skip
 
 
@@ -187,7 +189,97 @@ def test_templates_use_only_values_lookups():
 
 
 def test_checkov_kubernetes_checks_pass(checkov_k8s):
-    assert checkov_k8s["resource_count"] >= 6 and checkov_k8s["parsing_errors"] == 0
+    assert checkov_k8s["resource_count"] >= 8 and checkov_k8s["parsing_errors"] == 0
+    checked = {c["resource"].split(".")[0] for c in checkov_k8s["passed_checks"]}
+    assert {"Role", "RoleBinding", "Deployment"} <= checked, checked
     assert not checkov_k8s["failed"], "checkov failed checks:\n" + describe(checkov_k8s["failed"])
+    assert {c["check_id"] for c in checkov_k8s["skipped"]} == {"CKV_K8S_35"}  # the one in deployment.yaml
     for check in checkov_k8s["skipped"]:
-        assert len(check.get("suppress_comment", "")) > 20, f"skip without a reason: {check['check_id']}"
+        assert len(skip_reason(check)) > 20, f"skip without a reason: {check['check_id']}"
+
+
+# -- replica discovery by `flightdeck deploy` (components/triton/replicas.py) -------------------
+
+# The client calls replicas.py makes -> the RBAC verb and resource each needs.
+CLIENT_VERBS = {"list": "list", "read": "get", "watch": "watch"}
+CLIENT_RESOURCES = {"endpoint_slice": ("discovery.k8s.io", "endpointslices"), "endpoints": ("", "endpoints")}
+
+
+def test_deploy_service_account_may_read_the_triton_endpoints_and_nothing_else(resources):
+    role, binding = resources["Role"], resources["RoleBinding"]
+    service = resources["Service"]["metadata"]["name"]
+    namespace = resources["Deployment"]["metadata"]["namespace"]
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == namespace
+    granted = {
+        (group, resource): (frozenset(rule["verbs"]), tuple(rule.get("resourceNames", [])))
+        for rule in role["rules"] for group in rule["apiGroups"] for resource in rule["resources"]
+    }  # fmt: skip
+    assert granted == {
+        ("discovery.k8s.io", "endpointslices"): (frozenset({"get", "list", "watch"}), ()),
+        ("", "endpoints"): (frozenset({"get", "list", "watch"}), (service,)),
+    }
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
+    # Bound to the deploy stage's service account, as the stage pods run it (containers/images.yaml),
+    # which infra/terraform/modules/platform creates in the flightdeck namespace.
+    images = yaml.safe_load((REPO / "containers" / "images.yaml").read_text())
+    platform = (REPO / "infra" / "terraform" / "modules" / "platform" / "main.tf").read_text()
+    (subject,) = binding["subjects"]
+    assert subject == {"kind": "ServiceAccount", "name": images["service_accounts"]["deploy"], "namespace": "flightdeck"}
+    assert re.search(rf'^\s*{re.escape(subject["name"])}\s*=', platform, re.M)
+
+
+def test_rbac_covers_every_call_replicas_makes(resources):
+    import components.triton.replicas as replicas
+
+    calls = re.findall(r"\.(list|read|watch)_namespaced_(endpoint_slice|endpoints)\(", Path(replicas.__file__).read_text())
+    assert calls, "replicas.py makes no Kubernetes API call any more: update this test"
+    rules = resources["Role"]["rules"]
+    for verb, kind in calls:
+        group, resource = CLIENT_RESOURCES[kind]
+        assert any(
+            group in r["apiGroups"] and resource in r["resources"] and CLIENT_VERBS[verb] in r["verbs"] for r in rules
+        ), f"{verb}_namespaced_{kind}: the Role does not allow {CLIENT_VERBS[verb]} {resource}"
+
+
+def test_replicas_are_found_on_the_service_grpc_port(resources):
+    """An EndpointSlice as Kubernetes builds it for this Service (the Service's port names, the
+    container ports they target) gives replicas.py each pod's gRPC address."""
+    from kubernetes.client import models as k8s
+
+    from components.triton.replicas import from_endpoint_slices
+
+    (triton,) = resources["Deployment"]["spec"]["template"]["spec"]["containers"]
+    container_ports = {p["name"]: p["containerPort"] for p in triton["ports"]}
+    service_ports = resources["Service"]["spec"]["ports"]
+    assert "grpc" in {p["name"] for p in service_ports}
+    endpoint_slice = k8s.V1EndpointSlice(
+        address_type="IPv4",
+        metadata=k8s.V1ObjectMeta(name="triton-abcde"),
+        ports=[k8s.DiscoveryV1EndpointPort(name=p["name"], port=container_ports[p["targetPort"]], protocol="TCP")
+               for p in service_ports],
+        endpoints=[
+            k8s.V1Endpoint(addresses=[f"10.0.0.{i}"], conditions=k8s.V1EndpointConditions(ready=True),
+                           target_ref=k8s.V1ObjectReference(kind="Pod", name=f"triton-{i}"))
+            for i in (1, 2)
+        ],
+    )  # fmt: skip
+    ready, not_ready = from_endpoint_slices([endpoint_slice])
+    assert [(r.name, r.grpc_url) for r in ready] == [("triton-1", "10.0.0.1:8001"), ("triton-2", "10.0.0.2:8001")]
+    assert not_ready == []
+
+
+def test_triton_reads_the_repository_deploy_writes(resources):
+    """The chart's default and the value Terraform sets name the S3 prefix `flightdeck deploy`
+    writes the model repository to on the aws profile."""
+    from components.settings import load_settings
+    from components.triton.repository import repository_location
+
+    settings = load_settings({"FLIGHTDECK_PROFILE": "aws", "FLIGHTDECK_S3_BUCKET": "artifacts-bucket",
+                              "FLIGHTDECK_S3_MODELS_BUCKET": "models-bucket", "FLIGHTDECK_HOME": "/nonexistent"})
+    _, uri = repository_location(settings)
+    path = uri.removeprefix("s3://models-bucket/")
+    assert path != uri
+    (triton,) = resources["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert f"--model-repository=s3://flightdeck-dev-models/{path}" in triton["args"]
+    platform = (REPO / "infra" / "terraform" / "modules" / "platform" / "main.tf").read_text()
+    assert f'modelRepository = "s3://${{var.bucket_names["models"]}}/{path}"' in platform

@@ -67,8 +67,14 @@ resource "helm_release" "triton" {
   values = [yamlencode({
     image           = { repository = "${var.image_registry}/flightdeck/triton", digest = var.triton_image_digest }
     serviceAccount  = { roleArn = var.role_arns["triton"] }
-    modelRepository = "s3://${var.bucket_names["models"]}/triton"
+    modelRepository = "s3://${var.bucket_names["models"]}/triton/model_repository"
     adminKeySecret  = kubernetes_secret_v1.triton_admin_key.metadata[0].name
+    # The deploy stage's pods (containers/images.yaml service_accounts.deploy) may read the
+    # Service's EndpointSlices to find the replicas (the chart's rbac.yaml).
+    deployServiceAccount = {
+      name      = kubernetes_service_account_v1.stage["flightdeck-train"].metadata[0].name
+      namespace = kubernetes_service_account_v1.stage["flightdeck-train"].metadata[0].namespace
+    }
   })]
 }
 
