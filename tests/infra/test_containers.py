@@ -232,7 +232,8 @@ def test_triton_lock_has_everything_the_online_model_imports(tmp_path):
     """The Triton image runs components/triton/online_model.py with only triton.lock installed."""
     rc, result = _online_model_closure(REPO / IMAGES["images"]["triton"]["lock"], tmp_path)
     assert rc == 0 and not result["errors"], result["errors"]
-    assert {"torch", "pandas", "components.features", "components.store"} <= set(result["modules"])
+    # The list comes from online_model.py's own imports; these two are what it is for.
+    assert {"torch", "components.features"} <= set(result["modules"]), result["modules"]
 
 
 def test_lock_closure_check_catches_a_missing_package(tmp_path):
