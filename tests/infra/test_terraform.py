@@ -29,6 +29,7 @@ EXPECTED_MODULES = {
     "iam",
     "platform",
     "kms",
+    "environment",  # the composition of the others; each root in environments/ calls it once
 }
 
 # AWS resource types this code uses, by whether they take tags. A new type must be classified
@@ -164,12 +165,52 @@ def test_module_variables_with_free_form_values_are_validated():
         assert validated, f"module {module.name} validates none of its variables"
 
 
+def environment_call(env: Path) -> dict:
+    """The root's one call of modules/environment."""
+    calls = [body for _, _, body in module_calls(env)]
+    assert len(calls) == 1, f"{env.name}: expected one module call, found {len(calls)}"
+    assert unq(calls[0]["source"]) == "../../modules/environment"
+    return calls[0]
+
+
 def test_environments_set_every_required_variable():
     for env in ENVIRONMENTS:
         tfvars = parse(env / "terraform.tfvars")
         required = {n for _, n, b in blocks("variable", env) if "default" not in b}
         assert required <= set(tfvars), f"{env.name}: terraform.tfvars misses {required - set(tfvars)}"
-        assert unq(tfvars["environment"]) == env.name
+        (env_locals,) = parse(env / "main.tf")["locals"]
+        assert unq(env_locals["tags"]["Environment"]) == env.name
+        assert unq(environment_call(env)["environment"]) == "local.tags.Environment"
+
+
+def module_calls(directory: Path | None = None):
+    """(file, name, body) of every module block."""
+    yield from blocks("module", directory)
+
+
+MODULE_META_ARGUMENTS = {"source", "version", "providers", "depends_on", "count", "for_each"}
+
+
+def test_every_module_call_passes_what_its_module_declares():
+    """Offline stand-in for `terraform validate` on module calls: every required variable of the
+    called module is passed, and nothing it does not declare."""
+    calls = list(module_calls())
+    assert len(calls) >= 12  # the environment module's 11, and one per root
+    for path, name, body in calls:
+        source = (path.parent / unq(body["source"])).resolve()
+        declared = {n: b for _, n, b in blocks("variable", source)}
+        assert declared, f"{path.relative_to(REPO)}: module {name}: no variables in {source}"
+        passed = set(body) - MODULE_META_ARGUMENTS - {k for k in body if k.startswith("__")}
+        required = {n for n, b in declared.items() if "default" not in b}
+        assert required <= passed, f"{path.relative_to(REPO)}: module {name} misses {required - passed}"
+        assert passed <= set(declared), f"{path.relative_to(REPO)}: module {name}: unknown {passed - set(declared)}"
+
+
+def test_environment_roots_stay_thin():
+    """The roots configure providers and call modules/environment; resources live in modules/."""
+    for env in ENVIRONMENTS:
+        assert not list(blocks("resource", env)) and not list(blocks("data", env)), env.name
+        environment_call(env)
 
 
 def test_remote_state_backend_is_documented():
@@ -311,6 +352,12 @@ def test_every_taggable_resource_is_tagged():
         assert unq(first(aws, "default_tags")["tags"]) == "local.tags"
         (env_locals,) = parse(env / "main.tf")["locals"]
         assert {"Project", "Environment", "Owner", "ManagedBy"} <= set(env_locals["tags"])
+        assert unq(environment_call(env)["tags"]) == "local.tags"
+    # ... and the environment module hands the same tags to every module that takes them.
+    for path, name, body in module_calls(TF / "modules" / "environment"):
+        source = (path.parent / unq(body["source"])).resolve()
+        if any(n == "tags" for _, n, _ in blocks("variable", source)):
+            assert unq(body.get("tags", "")) == "var.tags", f"module {name} is not given var.tags"
 
 
 def test_data_stores_are_encrypted_and_private():
@@ -333,11 +380,10 @@ def test_ecr_has_a_repository_per_image():
     import yaml
 
     images = yaml.safe_load((REPO / "containers" / "images.yaml").read_text())["images"]
-    for env in ENVIRONMENTS:
-        (env_locals,) = parse(env / "main.tf")["locals"]
-        assert sorted(unq(i) for i in env_locals["images"]) == sorted(
-            i["repository"] for i in images.values()
-        )
+    env_locals = {k: v for block in parse(TF / "modules" / "environment" / "main.tf")["locals"] for k, v in block.items()}
+    assert sorted(unq(i) for i in env_locals["images"]) == sorted(i["repository"] for i in images.values())
+    ((_, _, ecr),) = [c for c in module_calls(TF / "modules" / "environment") if c[1] == "ecr"]
+    assert unq(ecr["repositories"]) == "toset(local.images)"
 
 
 def test_triton_release_uses_the_chart_in_infra_k8s():

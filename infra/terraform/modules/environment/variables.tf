@@ -1,0 +1,102 @@
+variable "environment" {
+  description = "Environment name (dev, prod, ...): the prefix flightdeck-<environment> of every resource name."
+  type        = string
+  validation {
+    # flightdeck-<environment> must fit the shortest name limit below (31 characters).
+    condition     = can(regex("^[a-z][a-z0-9]{1,11}$", var.environment))
+    error_message = "environment must be 2-12 lowercase letters or digits, starting with a letter."
+  }
+}
+
+variable "tags" {
+  description = "Tags on every resource; the root passes the same map to the aws provider's default_tags."
+  type        = map(string)
+  validation {
+    condition     = alltrue([for k in ["Project", "Environment", "Owner", "ManagedBy"] : contains(keys(var.tags), k)])
+    error_message = "tags must hold Project, Environment, Owner and ManagedBy."
+  }
+  validation {
+    condition     = lookup(var.tags, "Environment", "") == var.environment
+    error_message = "tags.Environment must equal environment."
+  }
+}
+
+variable "vpc_cidr" {
+  description = "IPv4 CIDR of the environment's VPC (/20 or larger; modules/network)."
+  type        = string
+}
+
+variable "availability_zones" {
+  description = "Availability zones to spread subnets and nodes over (two to four)."
+  type        = list(string)
+}
+
+variable "single_nat_gateway" {
+  description = "One shared NAT gateway (dev) instead of one per zone."
+  type        = bool
+  default     = false
+}
+
+variable "eks_public_access_cidrs" {
+  description = "CIDRs allowed to reach the EKS API from outside the VPC (operators' VPN); empty: private only."
+  type        = list(string)
+  default     = []
+}
+
+variable "system_node_group" {
+  description = "CPU node group sizing (Airflow, KFP, stage pods, monitoring)."
+  type = object({
+    instance_types = list(string)
+    min_size       = number
+    max_size       = number
+    desired_size   = number
+  })
+}
+
+variable "gpu_node_group" {
+  description = "GPU node group sizing (Triton, training); its nodes are tainted nvidia.com/gpu."
+  type = object({
+    instance_types = list(string)
+    min_size       = number
+    max_size       = number
+    desired_size   = number
+  })
+}
+
+variable "redis_node_type" {
+  description = "ElastiCache node type of the Feast online store."
+  type        = string
+}
+
+variable "redis_replicas" {
+  description = "Read replicas of the online store besides the primary (at least one, for failover)."
+  type        = number
+}
+
+variable "db_instance_class" {
+  description = "RDS instance class of Airflow's metadata database."
+  type        = string
+}
+
+variable "db_multi_az" {
+  description = "Multi-AZ standby for the Airflow database."
+  type        = bool
+  default     = true
+}
+
+variable "db_deletion_protection" {
+  description = "Deletion protection of the Airflow database (turn off only to tear down dev)."
+  type        = bool
+  default     = true
+}
+
+variable "force_destroy_buckets" {
+  description = "Let terraform destroy delete non-empty buckets (dev only)."
+  type        = bool
+  default     = false
+}
+
+variable "triton_image_digest" {
+  description = "sha256 digest of the flightdeck/triton image to serve (containers/image-digests.json)."
+  type        = string
+}
