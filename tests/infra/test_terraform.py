@@ -206,6 +206,21 @@ def test_every_module_call_passes_what_its_module_declares():
         assert passed <= set(declared), f"{path.relative_to(REPO)}: module {name}: unknown {passed - set(declared)}"
 
 
+def test_every_module_output_referenced_exists():
+    """The other half of that stand-in: `module.<call>.<output>` names an output of the called module."""
+    directories = sorted({path.parent for path, _, _ in module_calls()})
+    checked = 0
+    for directory in directories:
+        sources = {name: (directory / unq(body["source"])).resolve() for _, name, body in module_calls(directory)}
+        text = "\n".join(path.read_text() for path in sorted(directory.glob("*.tf")))
+        for call, output in set(re.findall(r"\bmodule\.([a-z_0-9]+)\.([a-z_0-9]+)", text)):
+            assert call in sources, f"{directory.relative_to(REPO)}: module.{call} is not called there"
+            outputs = {n for _, n, _ in blocks("output", sources[call])}
+            assert output in outputs, f"{directory.relative_to(REPO)}: module.{call}.{output} is not an output"
+            checked += 1
+    assert checked >= 20
+
+
 def test_environment_roots_stay_thin():
     """The roots configure providers and call modules/environment; resources live in modules/."""
     for env in ENVIRONMENTS:
