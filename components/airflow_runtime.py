@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import Asset
 
 from components.airflow_notify import WebhookNotifier
+from components.images import GPU_NODE_SELECTOR, GPU_TOLERATION, service_account_for_stage
 from components.settings import load_settings
 from components.stages import STAGES
 
@@ -71,14 +72,14 @@ STAGE_RESOURCES: dict[str, Resources] = {
 # Kubernetes placement, matching infra/terraform: the namespace, one IRSA service account per
 # workload role (modules/iam service_accounts), the tainted GPU node group (modules/eks).
 K8S_NAMESPACE = os.environ.get("FLIGHTDECK_K8S_NAMESPACE", "flightdeck")
-SERVICE_ACCOUNTS = {"train": "flightdeck-train", "predict-batch": "flightdeck-predict"}
-DEFAULT_SERVICE_ACCOUNT = "flightdeck-data"
-GPU_NODE_SELECTOR = {"flightdeck.io/node-pool": "gpu"}
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+# Stages that call the Kubernetes API themselves (deploy finds the Triton pods through the
+# EndpointSlices of the Triton Service; infra/k8s/triton's Role allows just that).
+NEEDS_API_TOKEN = ("deploy",)
 
 
 def service_account(spec_name: str) -> str:
-    return SERVICE_ACCOUNTS.get(spec_name, DEFAULT_SERVICE_ACCOUNT)
+    """The stage's service account (containers/images.yaml), bound to its IRSA role."""
+    return service_account_for_stage(spec_name)
 
 # Settings the pods need to find the artifact store, Feast and Triton; never credentials
 # (pods get AWS access from their service account's IAM role).
@@ -194,7 +195,7 @@ def _pod_task(spec, res: Resources, settings, params: dict, common: dict):
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
 
-    from components.images import image_for_stage
+    from components.images import image_for_stage  # noqa: I001 (kept local: reads containers/ at render time)
 
     limits = {"cpu": res.cpu_limit, "memory": res.memory_limit}
     if spec.gpu:
@@ -215,6 +216,7 @@ def _pod_task(spec, res: Resources, settings, params: dict, common: dict):
         node_selector=dict(GPU_NODE_SELECTOR) if spec.gpu else None,
         tolerations=[k8s.V1Toleration(**GPU_TOLERATION)] if spec.gpu else None,
         service_account_name=service_account(spec.name),
+        automount_service_account_token=spec.name in NEEDS_API_TOKEN,
         labels={"app.kubernetes.io/part-of": "flightdeck", "flightdeck/stage": spec.name},
         do_xcom_push=True,  # the CLI writes its JSON result where the xcom sidecar reads it
         get_logs=True,

@@ -54,3 +54,9 @@ def service_account_for_stage(stage: str) -> str:
     if stage not in accounts:
         raise KeyError(f"stage {stage!r} has no service account in containers/images.yaml")
     return accounts[stage]
+
+
+# GPU placement, shared by the Airflow pods and the KFP steps; matches the GPU node group in
+# infra/terraform/modules/eks (label flightdeck.io/node-pool=gpu, taint nvidia.com/gpu=true:NoSchedule).
+GPU_NODE_SELECTOR = {"flightdeck.io/node-pool": "gpu"}
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}

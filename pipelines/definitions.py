@@ -17,12 +17,11 @@ Cluster settings (kfp-kubernetes) are set here per step:
 
 from kfp import dsl, kubernetes
 
+from components.images import GPU_NODE_SELECTOR, GPU_TOLERATION
 from pipelines import components as c
 
 SETTINGS_CONFIG_MAP = "flightdeck-settings"
 TRITON_ADMIN_SECRET = "triton-admin-key"  # infra/k8s and infra/terraform create it
-GPU_NODE_SELECTOR = ("nvidia.com/gpu.present", "true")
-GPU_TAINT_KEY = "nvidia.com/gpu"
 
 
 def _configure(task: dsl.PipelineTask, *, cache: bool = False, retries: int = 0, gpu: bool = False,
@@ -36,8 +35,9 @@ def _configure(task: dsl.PipelineTask, *, cache: bool = False, retries: int = 0,
         "triton_url": "FLIGHTDECK_TRITON_URL", "model_name": "FLIGHTDECK_MODEL_NAME"})
     if gpu:
         task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
-        kubernetes.add_node_selector(task, *GPU_NODE_SELECTOR)
-        kubernetes.add_toleration(task, key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule")
+        for label, value in GPU_NODE_SELECTOR.items():
+            kubernetes.add_node_selector(task, label, value)
+        kubernetes.add_toleration(task, **GPU_TOLERATION)
     if admin_key:
         kubernetes.use_secret_as_env(task, TRITON_ADMIN_SECRET, secret_key_to_env={"admin-key": "FLIGHTDECK_TRITON_ADMIN_KEY"})
     return task

@@ -73,7 +73,10 @@ def test_every_stage_task_is_a_valid_pod(k8s_dagbag):
         assert container["image"] == f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{repo}:1.2.3", where
         assert container["command"] == ["flightdeck"]
         assert container["args"][: len(spec.command)] == list(spec.command), where
-        assert pod["spec"]["serviceAccountName"] == service_account(spec.name)
+        assert pod["spec"]["serviceAccountName"] == service_account(spec.name) == \
+            load_mapping()["service_accounts"][spec.name], where
+        # Only deploy talks to the Kubernetes API (Triton replica discovery); no other pod gets a token.
+        assert pod["spec"]["automountServiceAccountToken"] is (spec.name == "deploy"), where
         assert pod["metadata"]["namespace"] == "flightdeck"
         res = STAGE_RESOURCES.get(spec.name)
         if res is not None:

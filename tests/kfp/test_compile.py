@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from components.images import image_for_stage
+from components.images import GPU_NODE_SELECTOR, image_for_stage
 from pipelines.cli import COMPILED_DIR, compile_all, submit
 
 
@@ -34,8 +34,9 @@ def test_training_yaml_names_components_images_gpu_and_tolerations():
     assert "run_stage(\"train\"" in " ".join(executors["exec-train"]["container"]["command"])
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for gpu_step in ("exec-train", "exec-deploy"):
-        assert k8s[gpu_step]["tolerations"] == [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
-        assert k8s[gpu_step]["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+        assert k8s[gpu_step]["tolerations"] == [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Equal",
+                                                 "value": "true"}]
+        assert k8s[gpu_step]["nodeSelector"]["labels"] == GPU_NODE_SELECTOR
     assert k8s["exec-deploy"]["secretAsEnv"][0]["secretName"] == "triton-admin-key"
     assert "tolerations" not in k8s["exec-ingest"]
     # deploy takes the evaluation (its blessing gate) and the registered version.
