@@ -4,6 +4,8 @@
   flight) vs the same TorchScript file called in this process; same torch thread count (target >= 0.8x)
 - single-row latency p50/p99 from the Python gRPC client (one request at a time)
 - resident memory of the Triton process and its python-backend stubs
+- the online path (`<model>_online`: Feast online store + BLS), SQLite and Redis online stores, from
+  the Python client and from wrk on Triton's HTTP endpoint (benchmarks/serving_online.py)
 
 The model is the real DelayModel architecture (components.model) with vocabularies and
 statistics from synthetic rows, exported to TorchScript, registered and deployed with the
@@ -18,6 +20,7 @@ import time
 import numpy as np
 
 from benchmarks.harness import Context, Result, peak_rss_mb
+from benchmarks.serving_online import online_results
 
 AREA = "serving"
 THREADS = 1  # the cpu target's torch threads per instance (repository.TargetOptions)
@@ -126,7 +129,7 @@ def run(ctx: Context) -> list[Result]:
             rss_mb = server.rss_bytes() / 2**20
             rss_server_mb = server.rss_bytes(include_children=False) / 2**20
 
-    results += _online_latency(ctx, ports, version)
+    results += online_results(ctx, ports, version)
     local_rps = rows / t_local
     best_cfg = min(configs, key=configs.get)
     for (per_request, in_flight), secs in configs.items():
@@ -151,73 +154,3 @@ def run(ctx: Context) -> list[Result]:
                notes=f"first deploy; parity max abs diff {deployed['parity_max_abs_diff']:.1e}"),
     ]
     return results
-
-
-def _online_latency(ctx: Context, ports: dict, version: int) -> list[Result]:
-    """One flight per request through <model>_online (Feast SQLite online store + BLS), Python gRPC client."""
-    import pandas as pd
-
-    from components import features
-    from components.deploy import deploy
-    from components.features import build, materialize
-    from components.ingest import ingest
-    from components.stages import (
-        DeployParams,
-        FeaturesBuildParams,
-        IngestParams,
-        MaterializeParams,
-        ValidateParams,
-    )
-    from components.store import open_store
-    from components.triton import repository
-    from components.triton.client import TritonClient
-    from components.triton.online import predict_one
-    from components.triton.server import TritonServer
-    from components.validate import validate
-
-    day = "2013-01-02"
-    store = open_store()
-    ingest(IngestParams(start=day, end=day), store)
-    validate(ValidateParams(start=day, end=day), store)
-    build(FeaturesBuildParams(start=day, end=day), store)
-    materialize(MaterializeParams(end=day), store)
-    keys = [k for k in store.list(f"validated/flights/date={day}/") if k.endswith(".parquet")]
-    flights = pd.concat([store.read_parquet(k) for k in keys], ignore_index=True)
-    requests = [{"flight_id": f.flight_id, "carrier": f.carrier, "origin": f.origin, "dest": f.dest,
-                 "tailnum": f.tailnum if isinstance(f.tailnum, str) else None, "distance": float(f.distance),
-                 "sched_dep_utc": pd.Timestamp(f.sched_dep_utc).isoformat()} for f in flights.itertuples()]
-    n = 200 if ctx.quick else 1000
-    _, uri = repository.prepare_repository()
-    with TritonServer(uri, http_port=ports["http"], grpc_port=ports["grpc"], metrics_port=ports["metrics"],
-                      admin_key="bench-key") as server:
-        deploy(DeployParams(version=str(version), online=True))
-        with TritonClient(server.endpoints["grpc"]) as client:
-            for r in requests[:20]:
-                predict_one(r, client, "flight_delay")
-            lat = []
-            for i in range(n):
-                t = time.perf_counter()
-                predict_one(requests[i % len(requests)], client, "flight_delay")
-                lat.append(time.perf_counter() - t)
-        rss_mb = server.rss_bytes() / 2**20
-    # The same lookups in this process, through the Feast SDK only (no model, no Triton): the floor.
-    features.online_features(requests[0])
-    sdk = []
-    for i in range(min(n, 300)):
-        t = time.perf_counter()
-        features.online_features(requests[i % len(requests)])
-        sdk.append(time.perf_counter() - t)
-    ms, sdk_ms = np.array(lat) * 1000, np.array(sdk) * 1000
-    note = (f"{n} sequential requests over {len(requests)} flights of {day}; Feast SQLite online store; "
-            f"Feast SDK lookup alone in-process p50 {np.percentile(sdk_ms, 50):.2f} ms / p99 {np.percentile(sdk_ms, 99):.2f} ms")
-    return [
-        Result(AREA, "online prediction p50 (Python gRPC client -> <model>_online: Feast + BLS)",
-               float(np.percentile(ms, 50)), "ms", "Feast SDK online lookup alone, in-process (p50)",
-               float(np.percentile(sdk_ms, 50)), higher_is_better=False, notes=note),
-        Result(AREA, "online prediction p99 (Python gRPC client -> <model>_online: Feast + BLS)",
-               float(np.percentile(ms, 99)), "ms", "Feast SDK online lookup alone, in-process (p99)",
-               float(np.percentile(sdk_ms, 99)), higher_is_better=False, target="p99 <= 10 ms on loopback",
-               notes=f"requests/s one at a time {1000 / ms.mean():.0f}"),
-        Result(AREA, "Triton resident memory with the online model (server + 2 stubs)", rss_mb, "MB",
-               higher_is_better=False, notes="scoring model + online model (Feast, pandas, torch in its stub)"),
-    ]

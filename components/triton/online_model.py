@@ -72,15 +72,15 @@ class TritonPythonModel:
 
     def _one(self, request):
         import numpy as np
-        import pandas as pd
 
-        from components import features, signature
+        from components import features
+        from components.triton.online import row_tensors
         from components.triton.routing import canary_mask, canary_salt
 
         raw = from_dlpack(pb_utils.get_input_tensor_by_name(request, "flight").to_dlpack())
         flight = json.loads(bytes(raw.numpy().tobytes()).decode("utf-8"))
         row = features.online_features(flight, self.settings)
-        numeric, categorical = signature.to_tensors(pd.DataFrame([row]))
+        numeric, categorical = row_tensors(row)  # no DataFrame per request (about 1 ms of the path)
         numeric, categorical = torch.from_numpy(numeric), torch.from_numpy(categorical)
         state = self._serving_state()
         version = state.serving

@@ -88,3 +88,25 @@ def test_online_errors_are_reported_per_request(online):
         with pytest.raises(TritonRequestFailed, match="online prediction failed"):
             predict_one({"carrier": "UA"}, client, "flight_delay")  # no schedule: refused, server keeps serving
         assert client.model_ready("flight_delay_online", 1)
+
+
+def test_online_row_tensors_equal_the_batch_encoding(online):
+    """The online model builds its tensors without pandas; they must equal signature.to_tensors bit for bit."""
+    from components import features
+    from components.triton.online import row_tensors
+
+    flights = flights_of(online["store"], END)
+    sample = pd.concat([flights[flights["tailnum"].isna()].head(20), flights.dropna(subset=["tailnum"]).head(200)])
+    rows = [features.online_features({
+        "flight_id": f.flight_id, "carrier": f.carrier, "origin": f.origin, "dest": f.dest,
+        "tailnum": f.tailnum if isinstance(f.tailnum, str) else None, "distance": float(f.distance),
+        "sched_dep_utc": pd.Timestamp(f.sched_dep_utc).isoformat()}) for f in sample.itertuples()]
+    # Missing values of every kind the row can carry.
+    rows.append({**rows[0], "carrier": None, "sched_hour": None, "temp": None, "dewp": float("nan")})
+    assert sum(np.isnan(r["plane_year"]) for r in rows) >= 20  # unknown planes are in the sample
+    for row in rows:
+        numeric, categorical = row_tensors(row)
+        want_n, want_c = signature.to_tensors(pd.DataFrame([row]))
+        assert numeric.dtype == want_n.dtype and categorical.dtype == want_c.dtype
+        np.testing.assert_array_equal(numeric, want_n)
+        np.testing.assert_array_equal(categorical, want_c)
