@@ -48,7 +48,9 @@ def xcom(ti, task_id=None):
 
 
 def store_digest(store) -> dict[str, str]:
-    return {key: hashlib.sha256(store.read_bytes(key)).hexdigest() for key in store.list()}
+    """Every artifact's sha256; the run log (one event per DAG run, by design) is left out."""
+    return {key: hashlib.sha256(store.read_bytes(key)).hexdigest() for key in store.list()
+            if not key.startswith("runlog/")}
 
 
 # -- continuous training, end to end --------------------------------------------------------------
