@@ -64,6 +64,8 @@ def timed():
         t.seconds = time.perf_counter() - start
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_rss_mb(children: bool = False) -> float:
+    """Peak resident memory of this process so far (Linux reports KiB); with `children`, the larger
+    of that and the largest finished child process (work an area runs in subprocesses)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024) if children else own
