@@ -223,9 +223,13 @@ def test_deploy_service_account_may_read_the_triton_endpoints_and_nothing_else(r
     # which infra/terraform/modules/platform creates in the flightdeck namespace.
     images = yaml.safe_load((REPO / "containers" / "images.yaml").read_text())
     platform = (REPO / "infra" / "terraform" / "modules" / "platform" / "main.tf").read_text()
-    (subject,) = binding["subjects"]
+    subject, kfp_runs = binding["subjects"]
     assert subject == {"kind": "ServiceAccount", "name": images["service_accounts"]["deploy"], "namespace": "flightdeck"}
     assert re.search(rf'^\s*{re.escape(subject["name"])}\s*=', platform, re.M)
+    # ... and to the KFP runs' account (one per run; its IRSA role is in modules/iam).
+    assert kfp_runs == {"kind": "ServiceAccount", "name": "flightdeck-pipelines", "namespace": "kubeflow"}
+    iam = (REPO / "infra" / "terraform" / "modules" / "iam" / "variables.tf").read_text()
+    assert '"kubeflow:flightdeck-pipelines"' in iam
 
 
 def test_rbac_covers_every_call_replicas_makes(resources):
