@@ -111,6 +111,20 @@ def local_triton(home: Path, env: dict[str, str] | None = None, extra_args: tupl
     Sets the settings' environment (Triton URLs, the admin key, plus `env`) for the duration.
     Yields {"home", "ports", "key", "server"}.
     """
+    with triton_settings(home, env) as settings:
+        from components.triton import repository
+        from components.triton.server import TritonServer
+
+        _, repo_uri = repository.repository_location()
+        ports = settings["ports"]
+        with TritonServer(repo_uri, http_port=ports["http"], grpc_port=ports["grpc"], metrics_port=ports["metrics"],
+                          admin_key=settings["key"], extra_args=extra_args) as server:
+            yield {**settings, "server": server}
+
+
+@contextlib.contextmanager
+def triton_settings(home: Path, env: dict[str, str] | None = None):
+    """The local-profile settings of a test module that talks to its own Triton: free ports, an admin key."""
     ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
     key = secrets.token_urlsafe(16)
     with pytest.MonkeyPatch.context() as mp:
@@ -122,10 +136,4 @@ def local_triton(home: Path, env: dict[str, str] | None = None, extra_args: tupl
         mp.setenv("FLIGHTDECK_TRITON_ADMIN_KEY", key)
         for name, value in (env or {}).items():
             mp.setenv(name, value)
-        from components.triton import repository
-        from components.triton.server import TritonServer
-
-        _, repo_uri = repository.repository_location()
-        with TritonServer(repo_uri, http_port=ports["http"], grpc_port=ports["grpc"], metrics_port=ports["metrics"],
-                          admin_key=key, extra_args=extra_args) as server:
-            yield {"home": home, "ports": ports, "key": key, "server": server}
+        yield {"home": home, "ports": ports, "key": key}

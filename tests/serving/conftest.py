@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import secrets
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from components import signature
-from tests.conftest import free_port
+from tests.conftest import triton_settings
 
 
 @pytest.fixture(scope="module")
 def serving_env(tmp_path_factory):
-    home = tmp_path_factory.mktemp("fd-serving")
-    ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
-    key = secrets.token_urlsafe(16)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FLIGHTDECK_HOME", str(home))
-        mp.setenv("FLIGHTDECK_PROFILE", "local")
-        mp.setenv("FLIGHTDECK_RUNTIME", "local")
-        mp.setenv("FLIGHTDECK_TRITON_URL", f"127.0.0.1:{ports['grpc']}")
-        mp.setenv("FLIGHTDECK_TRITON_HTTP_URL", f"127.0.0.1:{ports['http']}")
-        mp.setenv("FLIGHTDECK_TRITON_ADMIN_KEY", key)
-        yield {"home": home, "ports": ports, "key": key}
+    with triton_settings(tmp_path_factory.mktemp("fd-serving")) as env:
+        yield env
 
 
 @pytest.fixture(scope="module")
