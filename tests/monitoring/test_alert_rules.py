@@ -5,39 +5,32 @@ RUNBOOK.md section; every metric a rule names exists."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
 from components.metrics import EXTERNAL_METRICS, METRICS, TRITON_METRICS
 
 from .promql import metric_names
+from .servers import RULES, required_tool
 
 ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "infra/monitoring/alerts.yml"
 RULE_TESTS = ROOT / "infra/monitoring/alerts_test.yml"
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian package prometheus) is not installed; "
-                                    "scripts/bootstrap.sh installs it")
 
 
 def alerts() -> list[dict]:
     return [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if "alert" in r]
 
 
-@needs_promtool
 def test_promtool_check_rules():
-    proc = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([required_tool("promtool"), "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{len(alerts())} rules found" in proc.stdout
 
 
-@needs_promtool
 def test_promtool_unit_tests_fire_and_do_not_fire_each_alert():
-    proc = subprocess.run([PROMTOOL, "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, timeout=120,
+    proc = subprocess.run([required_tool("promtool"), "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, timeout=120,
                           cwd=RULE_TESTS.parent)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     cases = [c for t in yaml.safe_load(RULE_TESTS.read_text())["tests"] for c in t["alert_rule_test"]]
@@ -68,3 +61,28 @@ def test_rules_name_only_metrics_that_exist():
 def test_the_promql_name_extractor():
     expr = 'sum by (model) (rate(nv_inference_request_failure{model=~"a|b"}[5m])) / up{job="x"} > 0.01 and on(model) foo'
     assert metric_names(expr) == {"nv_inference_request_failure", "up", "foo"}
+
+
+RUNBOOK_PARTS = ("Meaning", "Confirm", "Mitigate", "Roll back")
+
+
+def runbook_sections() -> dict[str, str]:
+    """'## Title' -> the section's text, up to the next '## ' heading."""
+    text = (ROOT / "RUNBOOK.md").read_text()
+    parts = re.split(r"^## (.+)$", text, flags=re.M)
+    return {title.strip(): body for title, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def test_every_alert_section_of_the_runbook_says_what_it_means_how_to_confirm_mitigate_and_roll_back():
+    sections = runbook_sections()
+    for rule in alerts():
+        body = sections.get(rule["alert"])
+        assert body is not None, f"RUNBOOK.md has no '## {rule['alert']}' section"
+        found = [(m.start(), m.group(1)) for m in re.finditer(r"^\*\*(.+?)\.\*\*", body, re.M)]
+        names = [name for _, name in found]
+        assert names == list(RUNBOOK_PARTS), (rule["alert"], names)
+        # Each part says something: the text up to the next part is not empty.
+        ends = [start for start, _ in found[1:]] + [len(body)]
+        for (start, name), end in zip(found, ends, strict=True):
+            content = body[start:end].split(".**", 1)[1].strip()
+            assert len(content) >= 20, (rule["alert"], name, content)
