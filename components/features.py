@@ -19,9 +19,11 @@ import io
 import logging
 import math
 import os
+import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
@@ -81,17 +83,75 @@ def repo_definitions(settings: Settings | None = None, store: ArtifactStore | No
     return defs.build_definitions(uris, s3_endpoint_override=settings.s3_endpoint_url or None)
 
 
-def _export_feast_env(settings: Settings) -> None:
-    """The values the profile's feature_store.yaml names as ${...}, taken from the settings."""
-    feast_dir = settings.home_path / "feast"
+def _yaml_values(settings: Settings) -> dict[str, str]:
+    """What a feature_store.yaml's ${FLIGHTDECK_*} names mean for these settings (FLIGHTDECK_HOME absolute)."""
+    values = {f"FLIGHTDECK_{f.name.upper()}": str(getattr(settings, f.name)) for f in fields(Settings)}
+    values["FLIGHTDECK_HOME"] = str(settings.home_path)
+    return values
+
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_feast_yaml(text: str, settings: Settings, source: str = "feature_store.yaml") -> str:
+    """The yaml with every ${NAME} replaced: FLIGHTDECK_* from the settings, anything else from the environment.
+
+    The `feast` CLI expands the same file with the environment alone (os.path.expandvars), so a file
+    that names only settings means the same thing to the stages and to the CLI.
+    """
+    values = _yaml_values(settings)
+    missing = []
+
+    def one(m: re.Match) -> str:
+        name = m.group(1)
+        value = values.get(name, os.environ.get(name))
+        if value is None:
+            missing.append(name)
+            return m.group(0)
+        return value
+
+    out = _VARIABLE.sub(one, text)
+    if missing:
+        raise StageFailed(f"{source} names ${{{missing[0]}}}, which is neither a flightdeck setting nor set in "
+                          "the environment")
+    return out
+
+
+def feast_config(settings: Settings, yaml_path: Path):
+    """Feast's RepoConfig from the profile's feature_store.yaml, expanded with the settings."""
+    import yaml
+    from feast.repo_config import RepoConfig
+
+    raw = yaml.safe_load(expand_feast_yaml(yaml_path.read_text(), settings, str(yaml_path)))
+    config = RepoConfig(**raw)
+    config.repo_path = REPO_DIR
+    return config
+
+
+def _prepare_feast_env(settings: Settings) -> None:
+    """What Feast needs besides its config: the local folder of its files, the S3 endpoint of its registry."""
     if settings.profile == "local":
-        feast_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["FLIGHTDECK_FEAST_DIR"] = str(feast_dir)
-    if settings.profile == "aws":
-        os.environ["FLIGHTDECK_FEAST_REGISTRY"] = open_store(settings).uri("feast/registry.db")
-    os.environ["FLIGHTDECK_REDIS_URL"] = settings.redis_url
+        (settings.home_path / "feast").mkdir(parents=True, exist_ok=True)
     if settings.s3_endpoint_url:
         os.environ["FEAST_S3_ENDPOINT_URL"] = settings.s3_endpoint_url  # Feast's S3 registry reads this
+
+
+def feast_cli_environment(env: dict[str, str] | None = None) -> Settings:
+    """For feature_repo/repo.py under the `feast` CLI, which expands feature_store.yaml with the environment
+    only: refuse an environment that leaves a ${FLIGHTDECK_*} of the profile's yaml unexpanded (Feast
+    would take the literal text for a path), and make the folders the stages would make."""
+    env = dict(os.environ if env is None else env)
+    settings = load_settings(env)
+    text = (REPO_DIR / "profiles" / settings.profile / "feature_store.yaml").read_text()
+    unset = sorted({n for n in _VARIABLE.findall(text) if n not in env})
+    if unset:
+        raise StageFailed(
+            f"the feast CLI expands feature_repo/profiles/{settings.profile}/feature_store.yaml with the environment "
+            f"only, and {', '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set: export the settings, e.g. "
+            f"FLIGHTDECK_HOME=/abs/path (a settings file is not read by Feast)"
+        )
+    _prepare_feast_env(settings)
+    return settings
 
 
 _STORES: dict[tuple, object] = {}
@@ -104,15 +164,15 @@ def feature_store_yaml(settings: Settings) -> Path:
 
 
 def feature_store(settings: Settings | None = None):
-    """Feast's FeatureStore for the profile, loaded by Feast from feature_repo/profiles/<profile>/feature_store.yaml."""
+    """Feast's FeatureStore for the profile, configured by feature_repo/profiles/<profile>/feature_store.yaml."""
     from feast import FeatureStore
 
     settings = settings or load_settings()
     yaml = feature_store_yaml(settings)
     key = (settings, str(yaml))
     if key not in _STORES:
-        _export_feast_env(settings)
-        _STORES[key] = FeatureStore(repo_path=str(REPO_DIR), fs_yaml_file=yaml)
+        _prepare_feast_env(settings)
+        _STORES[key] = FeatureStore(repo_path=str(REPO_DIR), config=feast_config(settings, yaml))
     return _STORES[key]
 
 
