@@ -1,7 +1,9 @@
 """The Prometheus metrics flightdeck exports, named in one place.
 
 The monitor stage renders them in the text exposition format (metrics.prom next to each day's
-report) and, on the aws profile, pushes them to a Pushgateway. The alert rules and the Grafana
+report) and pushes them to a Pushgateway when FLIGHTDECK_PUSHGATEWAY_URL is set (job
+flightdeck_monitor, grouping key model); the run log (components.runlog) does the same with the
+pipeline-run gauges of each recorded run (job flightdeck_pipeline, grouping key pipeline). The alert rules and the Grafana
 dashboard in infra/monitoring/ use these names; a test checks that every name they use is
 defined here (or is one of Triton's own nv_* metrics).
 
@@ -14,6 +16,9 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 PREFIX = "flightdeck_"
+
+MONITOR_JOB = "flightdeck_monitor"
+PIPELINE_JOB = "flightdeck_pipeline"
 
 # name -> (help, label names). Gauges only: every value is a level measured by one run.
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -40,6 +45,21 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "flightdeck_monitored_day_timestamp_seconds": ("Start (UTC) of the day this run monitored", ("model",)),
     "flightdeck_predictions_last_published_timestamp_seconds": ("When the monitored day's predictions were published",
                                                                  ("model",)),
+    # The retraining policy in force (components/retrain_policy.py, with its FLIGHTDECK_RETRAIN_*
+    # overrides), exported by every monitor run so the drift and performance alerts compare against
+    # the same thresholds the policy uses instead of copies of its defaults.
+    "flightdeck_policy_drift_share_threshold": ("Retraining policy: a day whose drift share reaches this is drifted",
+                                                ("model",)),
+    "flightdeck_policy_consecutive_days": ("Retraining policy: drifted days in a row that trigger a retrain",
+                                           ("model",)),
+    "flightdeck_policy_auc_drop": ("Retraining policy: ROC AUC drop below the holdout AUC that triggers a retrain",
+                                   ("model",)),
+    "flightdeck_policy_auc_window_days": ("Retraining policy: days over which the monitored ROC AUC is pooled",
+                                          ("model",)),
+    "flightdeck_policy_min_labelled_rows": ("Retraining policy: labels needed before the pooled ROC AUC counts",
+                                            ("model",)),
+    # Pipeline runs: written and pushed by components.runlog.record_run at the end of every recorded
+    # run (job flightdeck_pipeline, one Pushgateway group per pipeline), not by the monitor.
     "flightdeck_pipeline_last_success_timestamp_seconds": ("Last successful run of a pipeline", ("pipeline",)),
     "flightdeck_pipeline_last_run_timestamp_seconds": ("Last run of a pipeline, whatever its outcome", ("pipeline",)),
     "flightdeck_pipeline_last_run_failed": ("1 when the last run of a pipeline failed", ("pipeline",)),
@@ -71,7 +91,7 @@ class MetricsWriter:
         return generate_latest(self.registry)
 
 
-def push(writer: MetricsWriter, gateway: str, job: str = "flightdeck_monitor", grouping_key: dict | None = None,
+def push(writer: MetricsWriter, gateway: str, job: str = MONITOR_JOB, grouping_key: dict | None = None,
          timeout: float = 10.0) -> None:
     """Replace this job's group on a Pushgateway with the writer's metrics (PUT semantics)."""
     from prometheus_client import push_to_gateway

@@ -12,8 +12,8 @@ Inputs
 Outputs (published together, atomically) under monitoring/date=<D>/:
   report.html    Evidently's drift report with a summary header (drift, performance, decision)
   summary.json   every number below, the drift tests used, and the retraining decision
-  metrics.prom   Prometheus text format (names in components.metrics); pushed to the Pushgateway
-                 on the aws profile
+  metrics.prom   Prometheus text format (names in components.metrics), with the retraining policy's
+                 thresholds; pushed to the Pushgateway when FLIGHTDECK_PUSHGATEWAY_URL is set
 and the decision is appended to monitoring/decisions/ (an event log).
 
 Drift is measured over the window (a week by default, see retrain_policy.py for why) with a
@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from components import metrics as M
-from components import runlog, schema
+from components import schema
 from components.errors import StageFailed
 from components.retrain_policy import DayEvidence, RetrainPolicy, decide, load_policy
 from components.signature import CATEGORICAL, NUMERIC
@@ -359,7 +359,7 @@ def monitor(params: MonitorParams, store: ArtifactStore | None = None, settings=
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     summary["finished_at"] = datetime.now(UTC).isoformat()
 
-    writer = metrics_for(summary, store)
+    writer = metrics_for(summary)
     files = {
         "summary.json": json.dumps(summary, indent=2, sort_keys=True, default=str).encode(),
         "metrics.prom": writer.render(),
@@ -470,7 +470,7 @@ def decisions(store: ArtifactStore, limit: int = 100) -> list[dict]:
 
 
 # -- metrics, report, push ------------------------------------------------------------------------
-def metrics_for(summary: dict, store: ArtifactStore | None = None) -> M.MetricsWriter:
+def metrics_for(summary: dict) -> M.MetricsWriter:
     w = M.MetricsWriter()
     model = summary["model"]
     version = str(summary.get("model_version") or 0)
@@ -497,22 +497,31 @@ def metrics_for(summary: dict, store: ArtifactStore | None = None) -> M.MetricsW
     w.set("flightdeck_predictions_last_published_timestamp_seconds", summary.get("predictions_published_at"),
           model=model)
     w.set("flightdeck_monitor_last_success_timestamp_seconds", time.time(), model=model)
-    if store is not None:
-        for pipeline, runs in runlog.last_runs(store).items():
-            latest, ok = runs["latest"], runs["last_success"]
-            w.set("flightdeck_pipeline_last_run_timestamp_seconds", latest and latest["ts"], pipeline=pipeline)
-            w.set("flightdeck_pipeline_last_run_failed", latest and int(latest["status"] == "failed"),
-                  pipeline=pipeline)
-            w.set("flightdeck_pipeline_last_success_timestamp_seconds", ok and ok["ts"], pipeline=pipeline)
+    # The policy in force, so the alerts compare against the policy's own thresholds.
+    policy = summary.get("policy") or {}
+    for name, field in POLICY_GAUGES.items():
+        w.set(name, policy.get(field), model=model)
+    # Pipeline-run gauges are not exported here: components.runlog writes and pushes them at the end
+    # of every recorded run (a copy pushed with the monitor's group would go stale and fire alerts).
     return w
+
+
+# gauge -> RetrainPolicy field
+POLICY_GAUGES = {
+    "flightdeck_policy_drift_share_threshold": "drift_share_threshold",
+    "flightdeck_policy_consecutive_days": "consecutive_days",
+    "flightdeck_policy_auc_drop": "auc_drop",
+    "flightdeck_policy_auc_window_days": "auc_window_days",
+    "flightdeck_policy_min_labelled_rows": "min_labelled_rows",
+}
 
 
 def _push(settings, writer: M.MetricsWriter, params: MonitorParams) -> str | None:
     gateway = getattr(settings, "pushgateway_url", "")
-    if settings.profile != "aws" or not gateway or not params.push:
+    if not gateway or not params.push:
         return None
     try:
-        M.push(writer, gateway, job="flightdeck_monitor", grouping_key={"model": settings.model_name})
+        M.push(writer, gateway, job=M.MONITOR_JOB, grouping_key={"model": settings.model_name})
     except OSError as exc:
         # The report and metrics are already published; a Pushgateway outage must not lose them.
         raise StageFailed(f"the monitoring report was published, but pushing its metrics to the Pushgateway at "

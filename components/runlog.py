@@ -4,19 +4,30 @@
 
 Each call writes one event (runlog/<pipeline>/events/<utc-stamp>-<id>.json) and replaces
 runlog/<pipeline>/latest.json (and last_success.json on success), each an atomic write. The DAGs
-call it at the end of a run (and from their failure callbacks); `flightdeck status` and the
-monitor's pipeline metrics read it.
+call it at the end of a run (their success and failure callbacks); `flightdeck status` reads it.
+
+Each call also exports the pipeline's run gauges (flightdeck_pipeline_last_run_failed,
+..._last_run_timestamp_seconds, ..._last_success_timestamp_seconds; components.metrics): it
+writes them to runlog/<pipeline>/metrics.prom (Prometheus text format) and, when a Pushgateway is
+configured (FLIGHTDECK_PUSHGATEWAY_URL), pushes them as job `flightdeck_pipeline` with grouping key
+`pipeline`, one group per pipeline, so a failed run raises PipelineRunFailed even when nothing
+downstream (monitoring) runs after it. A push failure is logged, never raised: a run's outcome
+must not depend on the run log.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime
 
 from components.store import ArtifactNotFound, ArtifactStore, open_store
 
+log = logging.getLogger(__name__)
+
 STATUSES = ("success", "failed", "running")
 PREFIX = "runlog"
+METRICS_FILE = "metrics.prom"
 
 
 def _now() -> datetime:
@@ -24,8 +35,9 @@ def _now() -> datetime:
 
 
 def record_run(pipeline: str, status: str, info: dict | None = None, store: ArtifactStore | None = None,
-               at: datetime | None = None) -> dict:
-    """Record one run of a pipeline (continuous_training, batch_prediction, monitoring, ...)."""
+               at: datetime | None = None, settings=None) -> dict:
+    """Record one run of a pipeline (continuous_training, batch_prediction, monitoring, ...) and export
+    its run gauges. Returns the event, plus `pushed` (the Pushgateway, or None) and `push_error`."""
     if status not in STATUSES:
         raise ValueError(f"run status {status!r} is not one of {', '.join(STATUSES)}")
     if not pipeline or "/" in pipeline:
@@ -41,7 +53,45 @@ def record_run(pipeline: str, status: str, info: dict | None = None, store: Arti
     store.write_json(f"{PREFIX}/{pipeline}/latest.json", event)
     if status == "success":
         store.write_json(f"{PREFIX}/{pipeline}/last_success.json", event)
-    return event
+    pushed, error = export_metrics(pipeline, store, settings)
+    return {**event, "pushed": pushed, "push_error": error}
+
+
+def pipeline_metrics(pipeline: str, store: ArtifactStore):
+    """The run gauges of one pipeline, from its latest and last successful run."""
+    from components.metrics import MetricsWriter
+
+    latest = _read(store, f"{PREFIX}/{pipeline}/latest.json")
+    ok = _read(store, f"{PREFIX}/{pipeline}/last_success.json")
+    w = MetricsWriter()
+    if latest is not None:
+        w.set("flightdeck_pipeline_last_run_timestamp_seconds", latest["ts"], pipeline=pipeline)
+        w.set("flightdeck_pipeline_last_run_failed", int(latest["status"] == "failed"), pipeline=pipeline)
+    if ok is not None:
+        w.set("flightdeck_pipeline_last_success_timestamp_seconds", ok["ts"], pipeline=pipeline)
+    return w
+
+
+def export_metrics(pipeline: str, store: ArtifactStore, settings=None) -> tuple[str | None, str | None]:
+    """Write runlog/<pipeline>/metrics.prom and push it when a Pushgateway is configured.
+
+    Returns (the Pushgateway it was pushed to or None, the push error or None)."""
+    from components import metrics as M
+    from components.settings import load_settings
+
+    writer = pipeline_metrics(pipeline, store)
+    store.write_bytes(f"{PREFIX}/{pipeline}/{METRICS_FILE}", writer.render())
+    gateway = getattr(settings or load_settings(), "pushgateway_url", "")
+    if not gateway:
+        return None, None
+    try:
+        M.push(writer, gateway, job=M.PIPELINE_JOB, grouping_key={"pipeline": pipeline})
+    except Exception as exc:  # URLError, HTTPError, a malformed address: reported, never raised
+        log.error("the %s run is recorded in the run log, but pushing its gauges to the Pushgateway at %s failed "
+                  "(%s): PipelineRunFailed/PipelineRunLate cannot see it until the next push. Check "
+                  "FLIGHTDECK_PUSHGATEWAY_URL and that the gateway is up.", pipeline, gateway, exc)
+        return None, str(exc)
+    return gateway, None
 
 
 def pipelines(store: ArtifactStore) -> list[str]:

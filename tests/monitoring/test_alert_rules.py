@@ -86,3 +86,25 @@ def test_every_alert_section_of_the_runbook_says_what_it_means_how_to_confirm_mi
         for (start, name), end in zip(found, ends, strict=True):
             content = body[start:end].split(".**", 1)[1].strip()
             assert len(content) >= 20, (rule["alert"], name, content)
+
+
+def test_drift_and_performance_alerts_use_the_policy_thresholds_not_copies():
+    """The thresholds come from the policy gauges the monitor exports; no number is copied into the rules."""
+    from dataclasses import fields
+
+    from components.monitor import POLICY_GAUGES
+    from components.retrain_policy import RetrainPolicy
+
+    assert set(POLICY_GAUGES.values()) <= {f.name for f in fields(RetrainPolicy)}
+    assert set(POLICY_GAUGES) <= set(METRICS)
+    uses = {"DataDriftDetected": {"flightdeck_policy_drift_share_threshold"},
+            "ModelPerformanceDrop": {"flightdeck_policy_auc_drop", "flightdeck_policy_min_labelled_rows"}}
+    by_name = {a["alert"]: a for a in alerts()}
+    for name, gauges in uses.items():
+        expr = by_name[name]["expr"]
+        assert gauges <= metric_names(expr), (name, expr)
+        numbers = re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", re.sub(r'"[^"]*"', "", expr))
+        assert numbers == [], (name, numbers)
+        texts = " ".join(by_name[name]["annotations"].values())
+        for value in ("0.2", "20%", "0.10", "1000", "14 days", " 3 "):
+            assert value not in texts, (name, value)

@@ -1,45 +1,37 @@
-"""On the aws profile the monitor publishes to S3 (moto server) and pushes its metrics to a real
-Pushgateway (Debian's prometheus-pushgateway, started on a free localhost port)."""
+"""What reaches Prometheus: the monitor (aws profile: S3 on a moto server) and the run log push to a
+real Pushgateway (Debian's prometheus-pushgateway), a real Prometheus scrapes it and evaluates
+infra/monitoring/alerts.yml, and the alerts fire (or not) on what was pushed."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import urllib.request
-
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from components import monitor_backtest as mb
-from components import schema
+from components import runlog, schema
 from components.errors import StageFailed
 from components.monitor import monitor
 from components.settings import load_settings
 from components.stages import MonitorParams
-from tests.conftest import free_port, wait_for_port
+from tests.conftest import free_port
 
+from . import servers
 from .conftest import JAN_MAR
-
-PUSHGATEWAY = shutil.which("prometheus-pushgateway")
 
 
 @pytest.fixture
 def pushgateway(tmp_path):
-    if PUSHGATEWAY is None:
-        pytest.skip("prometheus-pushgateway (Debian package) is not installed; scripts/bootstrap.sh installs it")
-    port = free_port()
-    proc = subprocess.Popen([PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{port}",
-                             f"--persistence.file={tmp_path / 'pgw.data'}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, proc=proc)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with servers.pushgateway(tmp_path) as address:
+        yield address
 
 
-def test_monitor_on_aws_profile_pushes_to_the_pushgateway(s3_store, pushgateway, monkeypatch, frame, jan_mar_scorer):
+@pytest.fixture
+def prometheus(tmp_path, pushgateway):
+    with servers.prometheus(tmp_path, pushgateway) as prom:
+        yield prom
+
+
+def test_monitor_pushes_its_metrics_and_the_drift_alert_follows_the_policy(s3_store, pushgateway, prometheus,
+                                                                            monkeypatch, frame, jan_mar_scorer):
     monkeypatch.setenv("FLIGHTDECK_PUSHGATEWAY_URL", pushgateway)
     assert load_settings().profile == "aws"
     version = mb.register_reference_model(s3_store, mb.reference_sample(frame, *JAN_MAR, n=2000), jan_mar_scorer,
@@ -49,19 +41,67 @@ def test_monitor_on_aws_profile_pushes_to_the_pushgateway(s3_store, pushgateway,
     assert result["pushed"] == pushgateway
     assert result["uri"].startswith("s3://")
 
-    text = urllib.request.urlopen(f"http://{pushgateway}/metrics", timeout=10).read().decode()
-    pushed = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name.startswith("flightdeck_"):
-                pushed.setdefault(s.name, []).append(s)
+    pushed = servers.pushed_samples(pushgateway)
     [share] = pushed["flightdeck_drift_share"]
     assert share.labels["job"] == "flightdeck_monitor" and share.labels["model"] == "flight_delay"
     assert share.value == pytest.approx(result["drift_share"])
+    [threshold] = pushed["flightdeck_policy_drift_share_threshold"]
+    assert threshold.value == 0.2  # the policy default, exported with the share
+    assert not any(name.startswith("flightdeck_pipeline_") for name in pushed)  # the run log's job, not this one
     published = s3_store.read_published(schema.monitoring_prefix(schema.parse_day("2013-07-14")), "metrics.prom")
-    assert b"flightdeck_drift_share" in published
+    assert b"flightdeck_drift_share" in published and b"flightdeck_policy_drift_share_threshold" in published
+
+    # Prometheus scrapes the gateway and evaluates the rule: a July day against a winter model drifts.
+    assert result["drift_share"] >= 0.2
+    drift_expr = servers.alert_rule("DataDriftDetected")["expr"]
+    [fired] = prometheus.wait_for(drift_expr)
+    assert fired["metric"] == {"model": "flight_delay"} and fired["value"] == pytest.approx(result["drift_share"])
+    assert prometheus.wait_for('ALERTS{alertname="DataDriftDetected",alertstate="firing"}')
+
+    # The policy is overridden (FLIGHTDECK_RETRAIN_*): the same day, re-monitored, no longer drifts by the
+    # policy's measure, and the alert moves with it.
+    monkeypatch.setenv("FLIGHTDECK_RETRAIN_DRIFT_SHARE_THRESHOLD", "0.95")
+    again = monitor(MonitorParams(date="2013-07-14", window_days=1), s3_store)
+    assert again["drift_share"] == pytest.approx(result["drift_share"])
+    assert prometheus.wait_for("flightdeck_policy_drift_share_threshold == 0.95")
+    assert prometheus.query(drift_expr) == []
 
     # The gateway goes away: the report is still published, and the error says what to check.
     monkeypatch.setenv("FLIGHTDECK_PUSHGATEWAY_URL", f"127.0.0.1:{free_port()}")
     with pytest.raises(StageFailed, match="pushing its metrics to the Pushgateway"):
         monitor(MonitorParams(date="2013-07-14", window_days=1), s3_store)
+
+
+def test_every_recorded_run_pushes_its_pipeline_gauges_and_a_failure_fires_the_alert(local_store, pushgateway,
+                                                                                       prometheus, monkeypatch):
+    monkeypatch.setenv("FLIGHTDECK_PUSHGATEWAY_URL", pushgateway)
+    failed = runlog.record_run("batch_prediction", "failed", {"reason": "validation"}, store=local_store)
+    ok = runlog.record_run("monitoring", "success", {}, store=local_store)
+    assert failed["pushed"] == ok["pushed"] == pushgateway and failed["push_error"] is None
+
+    # One group per pipeline: the monitoring push did not replace batch_prediction's series.
+    pushed = servers.pushed_samples(pushgateway)
+    state = {(s.labels["job"], s.labels["pipeline"]): s.value for s in pushed["flightdeck_pipeline_last_run_failed"]}
+    assert state == {("flightdeck_pipeline", "batch_prediction"): 1.0, ("flightdeck_pipeline", "monitoring"): 0.0}
+    success = {s.labels["pipeline"]: s.value for s in pushed["flightdeck_pipeline_last_success_timestamp_seconds"]}
+    assert success == {"monitoring": pytest.approx(ok["ts"])}  # batch_prediction has never succeeded
+    # The same gauges are in the store, as text (the local profile has no gateway).
+    text = local_store.read_bytes("runlog/batch_prediction/metrics.prom").decode()
+    assert 'flightdeck_pipeline_last_run_failed{pipeline="batch_prediction"} 1.0' in text
+
+    expr = servers.alert_rule("PipelineRunFailed")["expr"]
+    [hit] = prometheus.wait_for(expr)
+    assert hit["metric"] == {"pipeline": "batch_prediction"}
+    [alert] = prometheus.wait_for('ALERTS{alertname="PipelineRunFailed",alertstate="firing"}')
+    assert alert["metric"]["pipeline"] == "batch_prediction"
+
+    # The next run succeeds: its push replaces the group and the alert's expression is false again.
+    runlog.record_run("batch_prediction", "success", {}, store=local_store)
+    assert prometheus.wait_for('flightdeck_pipeline_last_run_failed{pipeline="batch_prediction"} == 0')
+    assert prometheus.query(expr) == []
+
+    # No gateway: the run is still recorded, the push error is reported, nothing is raised.
+    monkeypatch.setenv("FLIGHTDECK_PUSHGATEWAY_URL", f"127.0.0.1:{free_port()}")
+    down = runlog.record_run("batch_prediction", "failed", {}, store=local_store)
+    assert down["pushed"] is None and down["push_error"]
+    assert runlog.last_runs(local_store)["batch_prediction"]["latest"]["status"] == "failed"
