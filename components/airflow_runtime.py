@@ -6,7 +6,9 @@
   is an ordinary task failure that Airflow retries).
 - kubernetes: a KubernetesPodOperator running the stage's image (containers/images.yaml)
   with the same CLI arguments, per-stage resources, a GPU node for specs with gpu=True,
-  and a service account (IRSA) for cloud access; no secrets in the DAG.
+  a service account (IRSA) for cloud access, the settings from the `flightdeck-settings`
+  ConfigMap and the Triton admin key from its Secret, both by reference (components/cluster.py:
+  the same as the KFP steps), and Pod Security Standards "restricted"; no secrets in the DAG.
 
 The runtime is a setting (FLIGHTDECK_RUNTIME); DAG files call `stage_task` and never change.
 Only cheap modules are imported here: DAG files must parse fast, without torch/feast/GX.
@@ -14,6 +16,7 @@ Only cheap modules are imported here: DAG files must parse fast, without torch/f
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -24,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Asset
 
+from components import cluster
 from components.airflow_notify import WebhookNotifier
 from components.images import GPU_NODE_SELECTOR, GPU_TOLERATION, service_account_for_stage
 from components.settings import load_settings
@@ -80,11 +84,6 @@ NEEDS_API_TOKEN = ("deploy",)
 def service_account(spec_name: str) -> str:
     """The stage's service account (containers/images.yaml), bound to its IRSA role."""
     return service_account_for_stage(spec_name)
-
-# Settings the pods need to find the artifact store, Feast and Triton; never credentials
-# (pods get AWS access from their service account's IAM role).
-POD_SETTINGS = ("profile", "s3_bucket", "s3_prefix", "s3_endpoint_url", "aws_region", "redis_url",
-                "lead_time_hours", "model_name", "triton_url", "triton_http_url")
 
 
 def deploy_target() -> str:
@@ -192,24 +191,30 @@ def run_stage_subprocess(spec_name: str, params: dict) -> dict:
 
 
 def _pod_task(spec, res: Resources, settings, params: dict, common: dict):
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
 
+    from components.airflow_pod import StagePodOperator
     from components.images import image_for_stage  # noqa: I001 (kept local: reads containers/ at render time)
 
     limits = {"cpu": res.cpu_limit, "memory": res.memory_limit}
     if spec.gpu:
         limits["nvidia.com/gpu"] = "1"
-    env = {f"FLIGHTDECK_{name.upper()}": str(getattr(settings, name)) for name in POD_SETTINGS
-           if str(getattr(settings, name))}
-    env[RESULT_PATH_ENV] = XCOM_RESULT_PATH
-    return KubernetesPodOperator(
+    # Settings by reference to the cluster's ConfigMap (infra/terraform/modules/platform), not
+    # copied from the scheduler's environment; only the pod's own paths are set here.
+    env = [k8s.V1EnvVar(name=RESULT_PATH_ENV, value=XCOM_RESULT_PATH)]
+    env += [k8s.V1EnvVar(name=k, value=v) for k, v in cluster.SCRATCH_ENV.items()]
+    if spec.name in cluster.NEEDS_TRITON_ADMIN_KEY:
+        env.append(k8s.V1EnvVar(name=cluster.ADMIN_KEY_ENV, value_from=k8s.V1EnvVarSource(
+            secret_key_ref=k8s.V1SecretKeySelector(name=cluster.TRITON_ADMIN_SECRET,
+                                                   key=cluster.TRITON_ADMIN_SECRET_KEY))))
+    return StagePodOperator(
         name=f"flightdeck-{spec.name}",
         namespace=K8S_NAMESPACE,
         image=image_for_stage(spec.name, settings),
         cmds=["flightdeck"],
         arguments=spec.cli_args(**params),
         env_vars=env,
+        env_from=[k8s.V1EnvFromSource(config_map_ref=k8s.V1ConfigMapEnvSource(name=cluster.SETTINGS_CONFIG_MAP))],
         container_resources=k8s.V1ResourceRequirements(
             requests={"cpu": res.cpu, "memory": res.memory}, limits=limits
         ),
@@ -221,7 +226,13 @@ def _pod_task(spec, res: Resources, settings, params: dict, common: dict):
         do_xcom_push=True,  # the CLI writes its JSON result where the xcom sidecar reads it
         get_logs=True,
         on_finish_action="delete_succeeded_pod",  # keep failed pods for the on-call engineer
-        container_security_context={"allowPrivilegeEscalation": False},
+        # Pod Security Standards "restricted", enforced on the flightdeck namespace; the stage
+        # container and (StagePodOperator) the xcom sidecar get the same container context.
+        security_context=copy.deepcopy(cluster.POD_SECURITY_CONTEXT),
+        container_security_context=copy.deepcopy(cluster.CONTAINER_SECURITY_CONTEXT),
+        volumes=[k8s.V1Volume(name=cluster.SCRATCH_VOLUME,
+                              empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=cluster.SCRATCH_SIZE_LIMIT))],
+        volume_mounts=[k8s.V1VolumeMount(name=cluster.SCRATCH_VOLUME, mount_path=cluster.SCRATCH_PATH)],
         **common,
     )
 

@@ -1,15 +1,20 @@
 """Kubernetes runtime: the same DAG files, FLIGHTDECK_RUNTIME=kubernetes, give one
 KubernetesPodOperator per stage; every pod spec is checked against the Kubernetes schemas
-(kubernetes-validate, offline, strict) and for image, args, resources, GPU placement and
-service account."""
+(kubernetes-validate, offline, strict), against Pod Security Standards "restricted" (the
+flightdeck namespace enforces it), and for image, args, resources, GPU placement, service
+account, settings (the flightdeck-settings ConfigMap) and the Triton admin key (a Secret, by
+reference)."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
 
+from components import cluster
 from tests.airflow.conftest import DAGS
+from tests.infra.test_k8s import pss_restricted_violations
 
 K8S_VERSION = "1.30.0"
 # The pod is only rendered, never sent: a kubeconfig naming a cluster nobody contacts lets the
@@ -49,25 +54,36 @@ def stage_pods(dagbag):
                 yield dag, task
 
 
-def test_every_stage_task_is_a_valid_pod(k8s_dagbag):
-    import kubernetes_validate
+def rendered(task) -> dict:
+    """The pod the operator would create, as the API server would receive it."""
     from kubernetes.client import ApiClient
+
+    return ApiClient().sanitize_for_serialization(task.build_pod_request_obj())
+
+
+@pytest.fixture(scope="module")
+def pods(k8s_dagbag) -> dict[str, tuple]:
+    """{dag_id.task_id: (StageSpec, rendered pod)} of every stage pod of the three DAGs."""
+    from components.stages import STAGES
+
+    return {f"{dag.dag_id}.{task.task_id}": (STAGES[task.labels["flightdeck/stage"]], rendered(task))
+            for dag, task in stage_pods(k8s_dagbag)}
+
+
+def test_every_stage_task_is_a_valid_pod(k8s_dagbag, pods):
+    import kubernetes_validate
 
     from components.airflow_runtime import STAGE_RESOURCES, service_account
     from components.images import image_key, load_mapping
     from components.stages import STAGES
 
     assert k8s_dagbag.import_errors == {}
-    pods = list(stage_pods(k8s_dagbag))
     registered = {spec.name.replace("-", "_") for spec in STAGES.values()}
     stage_task_ids = {t.task_id for d in k8s_dagbag.dags.values() for t in d.tasks if t.task_id in registered}
-    assert {t.task_id for _, t in pods} == stage_task_ids and len(pods) >= 10
+    assert {where.split(".")[1] for where in pods} == stage_task_ids and len(pods) >= 10
     assert {service_account("train"), service_account("ingest")} == {"flightdeck-train", "flightdeck-data"}
-    for dag, task in pods:
-        spec = STAGES[task.labels["flightdeck/stage"]]
-        pod = ApiClient().sanitize_for_serialization(task.build_pod_request_obj())
+    for where, (spec, pod) in pods.items():
         kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
-        where = f"{dag.dag_id}.{task.task_id}"
         container = pod["spec"]["containers"][0]
         repo = load_mapping()["images"][image_key(spec.name)]["repository"]
         assert container["image"] == f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{repo}:1.2.3", where
@@ -81,17 +97,99 @@ def test_every_stage_task_is_a_valid_pod(k8s_dagbag):
         res = STAGE_RESOURCES.get(spec.name)
         if res is not None:
             assert container["resources"]["requests"] == {"cpu": res.cpu, "memory": res.memory}, where
-        env = {e["name"]: e.get("value") for e in container.get("env", [])}
-        assert env["FLIGHTDECK_PROFILE"] == "aws" and env["FLIGHTDECK_S3_BUCKET"] == "flightdeck-artifacts"
-        assert not [k for k in env if "SECRET" in k or "PASSWORD" in k or k.startswith("AWS_")], where
+
+
+def test_settings_come_from_the_config_map_and_no_value_is_secret(pods):
+    """The FLIGHTDECK_* settings reach the pods by reference to the ConfigMap Terraform creates
+    (its keys are checked in tests/infra/test_terraform.py), not copied from the environment the
+    DAG was parsed in: these DAGs were parsed with FLIGHTDECK_S3_BUCKET=flightdeck-artifacts."""
+    import dataclasses
+
+    from components.settings import Settings
+
+    own_paths = {"FLIGHTDECK_RESULT_PATH", *cluster.SCRATCH_ENV}
+    settings = {f"FLIGHTDECK_{f.name.upper()}" for f in dataclasses.fields(Settings)}
+    for where, (spec, pod) in pods.items():
+        container = pod["spec"]["containers"][0]
+        assert container["envFrom"] == [{"configMapRef": {"name": "flightdeck-settings"}}], where
+        env = {e["name"]: e for e in container.get("env", [])}
+        literal = {k for k, e in env.items() if "value" in e}
+        assert literal == own_paths, where
+        assert not (literal & settings) - {"FLIGHTDECK_HOME"}, where  # home is the pod's scratch dir
+        assert "flightdeck-artifacts" not in json.dumps(container), where
+        assert not [k for k in env if "PASSWORD" in k or k.startswith("AWS_")], where
+        by_reference = {k: e["valueFrom"] for k, e in env.items() if "valueFrom" in e}
+        if spec.name in cluster.NEEDS_TRITON_ADMIN_KEY:
+            assert by_reference == {"FLIGHTDECK_TRITON_ADMIN_KEY": {
+                "secretKeyRef": {"name": "triton-admin-key", "key": "admin-key"}}}, where
+        else:
+            assert by_reference == {}, where
+
+
+def test_the_deploy_pod_gets_the_key_admin_key_reads(pods):
+    from components.triton.server import ADMIN_KEY_ENV
+
+    assert cluster.ADMIN_KEY_ENV == ADMIN_KEY_ENV
+    deploys = [pod for spec, pod in pods.values() if spec.name == "deploy"]
+    assert deploys, "no deploy pod: continuous_training lost its deploy task"
+    for pod in deploys:
+        names = [e["name"] for e in pod["spec"]["containers"][0]["env"]]
+        assert ADMIN_KEY_ENV in names
+
+
+def test_train_and_deploy_ask_for_a_gpu_node_and_nothing_else_does(pods):
+    """Placement comes from the StageSpec's gpu flag, the same as the KFP steps (tests/kfp)."""
+    gpu_stages = {spec.name for spec, _ in pods.values() if spec.gpu}
+    assert gpu_stages == {"train", "deploy"}
+    for where, (spec, pod) in pods.items():
+        container = pod["spec"]["containers"][0]
         if spec.gpu:
             assert container["resources"]["limits"]["nvidia.com/gpu"] == "1", where
             assert pod["spec"]["nodeSelector"] == {"flightdeck.io/node-pool": "gpu"}  # infra/terraform/modules/eks
-            assert {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"} \
-                in pod["spec"]["tolerations"]
+            assert pod["spec"]["tolerations"] == [
+                {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}], where
         else:
             assert "nvidia.com/gpu" not in container["resources"]["limits"], where
-            assert not pod["spec"].get("tolerations"), where
+            assert not pod["spec"].get("nodeSelector") and not pod["spec"].get("tolerations"), where
+
+
+def test_every_stage_pod_meets_pod_security_standards_restricted(pods):
+    """The checker of the Triton chart (tests/infra/test_k8s.py), on every rendered pod: the
+    stage container and the xcom sidecar (each pod has one: results travel as XCom)."""
+    for where, (_, pod) in pods.items():
+        names = [c["name"] for c in pod["spec"]["containers"]]
+        assert names == ["base", "airflow-xcom-sidecar"], where
+        assert pss_restricted_violations(pod["spec"]) == [], where
+        assert pod["spec"]["securityContext"]["runAsUser"] == cluster.STAGE_UID, where
+
+
+def test_the_root_filesystem_is_read_only_and_writes_go_to_the_scratch_volume(pods):
+    for where, (_, pod) in pods.items():
+        container = pod["spec"]["containers"][0]
+        (scratch,) = [v for v in pod["spec"]["volumes"] if v["name"] == cluster.SCRATCH_VOLUME]
+        assert set(scratch) == {"name", "emptyDir"}, where
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        assert mounts == {"/tmp": cluster.SCRATCH_VOLUME, "/airflow/xcom": "xcom"}, where
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        for name in ("FLIGHTDECK_HOME", "HOME", "MPLCONFIGDIR"):  # Feast/DuckDB/torch caches, matplotlib
+            assert env[name] == "/tmp" or env[name].startswith("/tmp/"), (where, name)
+        assert env["FLIGHTDECK_RESULT_PATH"].startswith("/airflow/xcom/"), where
+
+
+def test_pss_check_catches_the_provider_sidecar(k8s_dagbag):
+    """Without StagePodOperator's fix the provider's xcom sidecar has no security context, and
+    the namespace would refuse the pod: the check above would fail."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import ApiClient
+
+    _, task = next(stage_pods(k8s_dagbag))
+    plain = ApiClient().sanitize_for_serialization(KubernetesPodOperator.build_pod_request_obj(task))
+    problems = pss_restricted_violations(plain["spec"])
+    assert problems and all(p.startswith("airflow-xcom-sidecar:") for p in problems), problems
+    stage_only = copy.deepcopy(plain["spec"])
+    stage_only["containers"][0]["securityContext"]["readOnlyRootFilesystem"] = False
+    stage_only["containers"] = stage_only["containers"][:1]
+    assert pss_restricted_violations(stage_only) == ["base: root filesystem is writable"]
 
 
 def test_rendered_args_are_the_stage_cli(k8s_dagbag):
