@@ -50,9 +50,19 @@ def run_local(name: str, arguments: dict, pipeline_root: str | None = None):
 
     if name not in PIPELINES:
         raise SystemExit(f"no pipeline {name!r}; pipelines: {', '.join(PIPELINES)}")
-    root = pipeline_root or str(load_settings().home_path / "kfp")
+    settings = load_settings()
+    root = pipeline_root or str(settings.home_path / "kfp")
     kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=root)
-    return PIPELINES[name](**arguments)
+    return PIPELINES[name](**local_arguments(name, arguments, settings))
+
+
+def local_arguments(name: str, arguments: dict, settings) -> dict:
+    """A kfp.local run's arguments. The compiled training pipeline deploys to the cluster's GPU
+    Triton (deploy_target defaults to gpu, where its deploy step runs); kfp.local deploys to the
+    settings' Triton, the CPU server of the local runtime (as the Airflow DAG's deploy_target())."""
+    if name == "training":
+        return {"deploy_target": "gpu" if settings.runtime == "kubernetes" else "cpu", **arguments}
+    return dict(arguments)
 
 
 def submit(name: str, host: str, arguments: dict, experiment: str, service_account: str, namespace: str):

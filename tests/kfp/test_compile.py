@@ -1,15 +1,41 @@
-"""The KFP pipelines compile, the committed IR YAML is current, and it carries the cluster settings."""
+"""The KFP pipelines compile, the committed IR YAML is current, and it carries the cluster settings:
+every step of the three pipelines runs its stage's image (containers/images.yaml), asks for a GPU
+node exactly when its StageSpec says so (train, deploy), runs as the images' non-root user with
+an emptyDir for its local writes, takes every setting from the flightdeck-settings ConfigMap and
+the Triton admin key (deploy only) from its Secret, by reference."""
 
 from __future__ import annotations
 
+import re
+
+import pytest
 import yaml
 
-from components.images import GPU_NODE_SELECTOR, image_for_stage
-from pipelines.cli import COMPILED_DIR, compile_all, submit
+from components import cluster
+from components.images import GPU_NODE_SELECTOR, GPU_TOLERATION, image_for_stage
+from components.stages import STAGES
+from pipelines.cli import COMPILED_DIR, compile_all, local_arguments, submit
+
+PIPELINE_STEPS = {
+    "training": {"ingest", "validate", "features-build", "training-set", "train", "evaluate", "register", "deploy"},
+    "batch_prediction": {"ingest", "validate", "features-build", "materialize", "predict-batch"},
+    "monitoring": {"monitor"},
+}
 
 
 def _load(path):
     return list(yaml.safe_load_all(path.read_text()))
+
+
+def _steps(name: str):
+    """(executor name, stage name, container spec, kubernetes platform config) of each step."""
+    spec, platform = _load(COMPILED_DIR / f"{name}.yaml")
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for executor, body in spec["deploymentSpec"]["executors"].items():
+        container = body["container"]
+        # Bodies call the stage entry functions, never a copy of stage logic.
+        (stage,) = set(re.findall(r'run_stage\("([a-z-]+)"', " ".join(container["command"] + container.get("args", []))))
+        yield executor, stage, container, k8s.get(executor, {})
 
 
 def test_committed_yaml_is_up_to_date(tmp_path, monkeypatch):
@@ -22,24 +48,85 @@ def test_committed_yaml_is_up_to_date(tmp_path, monkeypatch):
             f"{committed} is out of date with pipelines/: run `flightdeck kfp compile` and commit it")
 
 
-def test_training_yaml_names_components_images_gpu_and_tolerations():
-    spec, platform = _load(COMPILED_DIR / "training.yaml")
-    executors = spec["deploymentSpec"]["executors"]
-    assert set(executors) == {f"exec-{n}" for n in
-                              ("ingest", "validate", "features-build", "training-set", "train", "evaluate", "register", "deploy")}
-    assert executors["exec-train"]["container"]["image"] == image_for_stage("train")
-    assert executors["exec-ingest"]["container"]["image"] == image_for_stage("ingest")
-    assert executors["exec-train"]["container"]["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
-    # Bodies call the stage entry functions, never a copy of stage logic.
-    assert "run_stage(\"train\"" in " ".join(executors["exec-train"]["container"]["command"])
-    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    for gpu_step in ("exec-train", "exec-deploy"):
-        assert k8s[gpu_step]["tolerations"] == [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Equal",
-                                                 "value": "true"}]
-        assert k8s[gpu_step]["nodeSelector"]["labels"] == GPU_NODE_SELECTOR
-    assert k8s["exec-deploy"]["secretAsEnv"][0]["secretName"] == "triton-admin-key"
-    assert "tolerations" not in k8s["exec-ingest"]
-    # deploy takes the evaluation (its blessing gate) and the registered version.
+@pytest.mark.parametrize("name", sorted(PIPELINE_STEPS))
+def test_each_pipeline_runs_its_stages_in_their_images(name):
+    steps = list(_steps(name))
+    assert {executor.removeprefix("exec-") for executor, *_ in steps} == PIPELINE_STEPS[name]
+    for executor, stage, container, _ in steps:
+        assert stage in STAGES, (executor, stage)
+        assert container["image"] == image_for_stage(stage), executor
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINE_STEPS))
+def test_gpu_placement_follows_the_stage_spec(name):
+    """The same flag places the Airflow pods (tests/airflow/test_kubernetes_mode.py)."""
+    for executor, stage, container, k8s in _steps(name):
+        if STAGES[stage].gpu:
+            accelerator = container["resources"]["accelerator"]
+            assert (accelerator["resourceType"], accelerator["resourceCount"]) == ("nvidia.com/gpu", "1"), executor
+            assert k8s["nodeSelector"]["labels"] == GPU_NODE_SELECTOR, executor
+            assert k8s["tolerations"] == [GPU_TOLERATION] == [
+                {"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Equal", "value": "true"}], executor
+        else:
+            assert "accelerator" not in container.get("resources", {}), executor
+            assert "nodeSelector" not in k8s and "tolerations" not in k8s, executor
+
+
+def test_train_and_deploy_are_the_gpu_steps_of_training():
+    gpu = {stage for _, stage, container, _ in _steps("training") if "accelerator" in container.get("resources", {})}
+    assert gpu == {"train", "deploy"}
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINE_STEPS))
+def test_settings_and_secret_by_reference(name):
+    for executor, stage, container, k8s in _steps(name):
+        (config_map,) = k8s["configMapAsEnv"]
+        assert config_map["configMapName"] == "flightdeck-settings" and config_map["optional"] is False, executor
+        # Every key of the ConfigMap (checked against Terraform in tests/infra), under its own name.
+        assert {m["configMapKey"]: m["envVar"] for m in config_map["keyToEnv"]} == \
+            {k: k for k in cluster.settings_env_names()}, executor
+        env = {e["name"]: e["value"] for e in container.get("env", [])}
+        assert not {k for k in env if k in cluster.settings_env_names()}, executor  # no literal setting
+        if stage in cluster.NEEDS_TRITON_ADMIN_KEY:
+            (secret,) = k8s["secretAsEnv"]
+            assert secret["secretName"] == "triton-admin-key", executor
+            assert secret["keyToEnv"] == [{"secretKey": "admin-key", "envVar": "FLIGHTDECK_TRITON_ADMIN_KEY"}]
+        else:
+            assert "secretAsEnv" not in k8s, executor
+    if name == "training":
+        assert any(stage == "deploy" for _, stage, _, _ in _steps(name))
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINE_STEPS))
+def test_steps_run_as_the_images_user_and_write_only_to_scratch(name):
+    """All kfp-kubernetes 2.16.1 can set (pipelines/definitions.py says what it cannot)."""
+    for executor, _, container, k8s in _steps(name):
+        assert k8s["securityContext"] == {"runAsUser": str(cluster.STAGE_UID), "runAsGroup": str(cluster.STAGE_GID),
+                                          "runAsNonRoot": True}, executor
+        assert k8s["emptyDirMounts"] == [{"volumeName": "scratch", "mountPath": "/tmp", "sizeLimit": "4Gi"}], executor
+        env = {e["name"]: e["value"] for e in container.get("env", [])}
+        assert env == cluster.SCRATCH_ENV, executor
+        assert all(v == "/tmp" or v.startswith("/tmp/") for v in env.values()), executor
+
+
+def test_training_deploys_to_the_gpu_triton_by_default_and_kfp_local_to_the_cpu_one():
+    from components.settings import load_settings
+
+    spec, _ = _load(COMPILED_DIR / "training.yaml")
+    assert spec["root"]["inputDefinitions"]["parameters"]["deploy_target"]["defaultValue"] == "gpu"
+    deploy = spec["root"]["dag"]["tasks"]["deploy"]["inputs"]["parameters"]["target"]
+    assert deploy == {"componentInputParameter": "deploy_target"}
+    local = load_settings({"FLIGHTDECK_PROFILE": "local"})
+    cluster_settings = load_settings({"FLIGHTDECK_PROFILE": "aws", "FLIGHTDECK_S3_BUCKET": "b",
+                                      "FLIGHTDECK_RUNTIME": "kubernetes"})
+    assert local_arguments("training", {"start": "2013-01-01"}, local)["deploy_target"] == "cpu"
+    assert local_arguments("training", {}, cluster_settings)["deploy_target"] == "gpu"
+    assert local_arguments("training", {"deploy_target": "gpu"}, local)["deploy_target"] == "gpu"  # explicit wins
+    assert "deploy_target" not in local_arguments("batch_prediction", {"date": "2013-04-01"}, local)
+
+
+def test_deploy_depends_on_the_blessing_and_the_registered_version():
+    spec, _ = _load(COMPILED_DIR / "training.yaml")
     dag = spec["root"]["dag"]["tasks"]
     assert set(dag["deploy"]["dependentTasks"]) == {"evaluate", "register"}
 
