@@ -222,7 +222,7 @@ def _pod_task(spec, res: Resources, settings, params: dict, common: dict):
         tolerations=[k8s.V1Toleration(**GPU_TOLERATION)] if spec.gpu else None,
         service_account_name=service_account(spec.name),
         automount_service_account_token=spec.name in NEEDS_API_TOKEN,
-        labels={"app.kubernetes.io/part-of": "flightdeck", "flightdeck/stage": spec.name},
+        labels=cluster.stage_pod_labels(spec.name),
         do_xcom_push=True,  # the CLI writes its JSON result where the xcom sidecar reads it
         get_logs=True,
         on_finish_action="delete_succeeded_pod",  # keep failed pods for the on-call engineer

@@ -45,6 +45,11 @@ def settings_env_names() -> tuple[str, ...]:
     return own + EXTRA_ENV_SETTINGS
 
 
+def stage_pod_labels(stage: str) -> dict[str, str]:
+    """Labels of a stage's pod; Triton's NetworkPolicy (infra/k8s/triton) admits part-of=flightdeck."""
+    return {"app.kubernetes.io/part-of": "flightdeck", "flightdeck/stage": stage}
+
+
 # The images' user (containers/*.Dockerfile: useradd --uid 10001, USER 10001:10001).
 STAGE_UID = 10001
 STAGE_GID = 10001

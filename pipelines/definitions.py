@@ -46,6 +46,9 @@ def _configure(task: dsl.PipelineTask, stage: str, *, cache: bool = False, retri
     if retries:
         task.set_retry(num_retries=retries, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s")
     task.set_cpu_request(cpu).set_memory_request(memory)
+    # The labels of the Airflow stage pods: Triton's NetworkPolicy admits part-of=flightdeck pods.
+    for key, value in cluster.stage_pod_labels(stage).items():
+        kubernetes.add_pod_label(task, key, value)
     kubernetes.use_config_map_as_env(task, cluster.SETTINGS_CONFIG_MAP,
                                      config_map_key_to_env={k: k for k in cluster.settings_env_names()})
     kubernetes.set_security_context(task, run_as_user=cluster.STAGE_UID, run_as_group=cluster.STAGE_GID,

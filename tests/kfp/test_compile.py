@@ -109,6 +109,20 @@ def test_steps_run_as_the_images_user_and_write_only_to_scratch(name):
         assert all(v == "/tmp" or v.startswith("/tmp/") for v in env.values()), executor
 
 
+@pytest.mark.parametrize("name", sorted(PIPELINE_STEPS))
+def test_steps_carry_the_labels_tritons_network_policy_admits(name):
+    """KFP steps run in the kubeflow namespace; Triton's NetworkPolicy admits pods labelled
+    part-of=flightdeck from any namespace (infra/k8s/triton/templates/networkpolicy.yaml)."""
+    policy = yaml.safe_load((COMPILED_DIR.parents[1] / "infra" / "k8s" / "triton" / "templates" /
+                             "networkpolicy.yaml").read_text())
+    (peer,) = policy["spec"]["ingress"][0]["from"]
+    assert peer["namespaceSelector"] == {}
+    for executor, stage, _, k8s in _steps(name):
+        labels = k8s["podMetadata"]["labels"]
+        assert peer["podSelector"]["matchLabels"].items() <= labels.items(), executor
+        assert labels["flightdeck/stage"] == stage, executor
+
+
 def test_training_deploys_to_the_gpu_triton_by_default_and_kfp_local_to_the_cpu_one():
     from components.settings import load_settings
 
