@@ -117,6 +117,21 @@ def test_runs_as_non_root_with_oci_labels(key):
         assert f"org.opencontainers.image.{label}=" in labels
 
 
+@pytest.mark.parametrize("key", sorted({IMAGES["stages"][s] for s in IMAGES["stages"]}))
+def test_stage_images_run_as_the_uid_the_pods_ask_for(key):
+    """Stage pods (Airflow and KFP, components/cluster.py) set runAsUser/runAsGroup: the image's
+    user must be that uid, and FLIGHTDECK_HOME must lie in the pods' scratch emptyDir."""
+    from components import cluster
+
+    stage = final_stage(REPO / IMAGES["images"][key]["dockerfile"])
+    assert [args for word, args in stage if word == "USER"][-1] == f"{cluster.STAGE_UID}:{cluster.STAGE_GID}"
+    run = " ".join(args for word, args in stage if word == "RUN")
+    assert f"--uid {cluster.STAGE_UID}" in run and f"--gid {cluster.STAGE_GID}" in run
+    env = " ".join(args for word, args in stage if word == "ENV")
+    assert f"FLIGHTDECK_HOME={cluster.SCRATCH_ENV['FLIGHTDECK_HOME']}" in env
+    assert cluster.SCRATCH_ENV["FLIGHTDECK_HOME"].startswith(cluster.SCRATCH_PATH + "/")
+
+
 def test_locks_pin_the_right_torch():
     locks = {k: (REPO / v["lock"]).read_text() for k, v in IMAGES["images"].items()}
     assert re.search(r"^torch==2\.13\.0\+cpu$", locks["stage"], re.M)

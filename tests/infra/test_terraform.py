@@ -338,18 +338,33 @@ def test_no_iam_policy_grants_s3_on_wildcard_resources():
 
 
 def test_irsa_roles_are_least_privilege():
-    """Read what modules/iam grants each workload, as the issue lists it."""
+    """Read what modules/iam grants each workload, as the issue lists it: exactly, for every role."""
     (iam_locals,) = parse(TF / "modules" / "iam" / "main.tf")["locals"]
     access = iam_locals["access"]
 
     def grants(workload: str, kind: str) -> set[tuple[str, str]]:
         return {(unq(r["bucket"]), unq(r["prefix"])) for r in access[workload][kind]}
 
-    assert grants("triton", "read") == {("models", "")} and grants("triton", "write") == set()
-    assert grants("batch_predict", "write") == {("data", "predictions/")}
-    assert ("models", "") in grants("batch_predict", "read")
-    assert ("models", "") in grants("trainer", "write")
-    assert all(b != "models" for b, _ in grants("data", "write") | grants("airflow", "write"))
+    everything = {("data", ""), ("artifacts", ""), ("models", "")}
+    expected = {
+        "data": (everything, {("data", ""), ("artifacts", "")}),
+        "trainer": (everything, {("artifacts", ""), ("models", "")}),
+        "batch_predict": ({("data", ""), ("models", "")}, {("data", "predictions/")}),
+        "triton": ({("models", "")}, set()),
+        "pipelines": (everything, everything),
+        "airflow": ({("artifacts", "airflow-logs/")}, {("artifacts", "airflow-logs/")}),
+    }
+    assert set(access) == set(expected)
+    for workload, (read, write) in expected.items():
+        assert (grants(workload, "read"), grants(workload, "write")) == (read, write), workload
+
+    # KFP sets one service account per run (kfp-kubernetes 2.16 has no per-step setting), so the
+    # pipelines role is the union of the roles of the stages a run runs, and no more.
+    def union(kind: str) -> set[tuple[str, str]]:
+        out = set().union(*(grants(w, kind) for w in ("data", "trainer", "batch_predict")))
+        return {(b, p) for b, p in out if p == "" or (b, "") not in out}  # data/predictions/ is in data/
+
+    assert grants("pipelines", "read") == union("read") and grants("pipelines", "write") == union("write")
     trust = [b for p, t, n, b in blocks("data", TF / "modules" / "iam") if n == "assume"][0]
     conditions = {unq(c["variable"]): c for c in first(trust, "statement")["condition"]}
     assert set(conditions) == {"${var.oidc_issuer}:aud", "${var.oidc_issuer}:sub"}
@@ -407,3 +422,158 @@ def test_triton_release_uses_the_chart_in_infra_k8s():
     assert (Path(chart).resolve() / "Chart.yaml").is_file(), chart
     names = {n for _, n, _ in resources("helm_release")}
     assert {"airflow", "triton", "kube_prometheus_stack"} <= names
+
+
+# -- what the stage pods get from modules/platform ---------------------------------------------
+
+PLATFORM = TF / "modules" / "platform"
+
+
+def platform_locals() -> dict:
+    return {k: v for block in parse(PLATFORM / "main.tf")["locals"] for k, v in block.items()}
+
+
+def platform_resource(type_: str, name: str) -> dict:
+    (body,) = [b for p, t, n, b in blocks("resource", PLATFORM) if (t, n) == (type_, name)]
+    return body
+
+
+def test_settings_config_map_holds_exactly_the_cluster_settings():
+    """The ConfigMap's keys are the settings components/settings.py reads, less the local-only
+    ones, plus the Triton Service's name and namespace that components/triton/replicas.py reads;
+    the Airflow pods (envFrom) and the KFP steps (key by key) read it by these names."""
+    import dataclasses
+
+    from components import cluster
+    from components.settings import Settings
+
+    settings = platform_locals()["stage_settings"]
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    assert set(cluster.NOT_CLUSTER_SETTINGS) <= fields
+    expected = {f"FLIGHTDECK_{n.upper()}" for n in fields - set(cluster.NOT_CLUSTER_SETTINGS)}
+    replicas = (REPO / "components" / "triton" / "replicas.py").read_text()
+    for name in cluster.EXTRA_ENV_SETTINGS:
+        assert f'os.environ.get("{name}"' in replicas, f"{name}: replicas.py does not read it any more"
+    assert set(settings) == expected | set(cluster.EXTRA_ENV_SETTINGS) == set(cluster.settings_env_names())
+    # Where each value comes from: the module's inputs, the releases it installs.
+    values = {k: unq(v) for k, v in settings.items()}
+    assert values["FLIGHTDECK_PROFILE"] == "aws" and values["FLIGHTDECK_RUNTIME"] == "kubernetes"
+    assert values["FLIGHTDECK_S3_BUCKET"] == 'var.bucket_names["artifacts"]'
+    assert values["FLIGHTDECK_S3_DATA_BUCKET"] == 'var.bucket_names["data"]'
+    assert values["FLIGHTDECK_S3_MODELS_BUCKET"] == 'var.bucket_names["models"]'
+    assert values["FLIGHTDECK_AWS_REGION"] == "var.aws_region"
+    assert values["FLIGHTDECK_REDIS_URL"].startswith("${var.redis_endpoint}")
+    assert values["FLIGHTDECK_PUSHGATEWAY_URL"] == "local.pushgateway_url"
+    assert values["FLIGHTDECK_TRITON_NAMESPACE"] == 'kubernetes_namespace_v1.this["flightdeck"].metadata[0].name'
+    assert values["FLIGHTDECK_TRITON_URL"] == "${local.triton_host}:8001"
+    assert values["FLIGHTDECK_TRITON_HTTP_URL"] == "${local.triton_host}:8000"
+    # Defaults of the module's inputs are the settings' own defaults.
+    declared = {n: b for _, n, b in blocks("variable", PLATFORM)}
+    assert unq(declared["model_name"]["default"]) == Settings.model_name
+    assert float(declared["lead_time_hours"]["default"]) == Settings.lead_time_hours
+    for name in ("aws_region", "redis_endpoint", "image_tag", "model_name", "lead_time_hours", "bucket_names"):
+        assert "validation" in declared[name] and len(unq(declared[name]["description"])) > 10, name
+
+
+def test_settings_config_map_and_admin_key_secret_exist_wherever_stage_pods_run():
+    from components import cluster
+    from pipelines.cli import COMPILED_DIR
+
+    local = platform_locals()
+    stage_namespaces = {k: unq(v) for k, v in local["stage_namespaces"].items()}
+    assert stage_namespaces == {"flightdeck": 'kubernetes_namespace_v1.this["flightdeck"].metadata[0].name',
+                                "kubeflow": "local.kfp_namespace"}
+    assert unq(local["kfp_namespace"]) == "kubeflow"
+    assert unq(local["settings_namespaces"]).startswith("merge(local.stage_namespaces, {airflow = ")
+
+    config_map = platform_resource("kubernetes_config_map_v1", "settings")
+    assert unq(first(config_map, "metadata")["name"]) == cluster.SETTINGS_CONFIG_MAP
+    assert unq(config_map["for_each"]) == "local.settings_namespaces"
+    assert unq(config_map["data"]) == "local.stage_settings"
+
+    secret = platform_resource("kubernetes_secret_v1", "triton_admin_key")
+    assert unq(first(secret, "metadata")["name"]) == cluster.TRITON_ADMIN_SECRET
+    assert [unq(k) for k in secret["data"]] == [cluster.TRITON_ADMIN_SECRET_KEY]
+    assert unq(secret["for_each"]) == "local.stage_namespaces"
+    (moved,) = parse(PLATFORM / "main.tf")["moved"]  # the Secret was one resource before
+    assert unq(moved["to"]) == 'kubernetes_secret_v1.triton_admin_key["flightdeck"]'
+    # Triton checks the same key the deploy steps send.
+    (triton,) = [b for _, n, b in resources("helm_release") if n == "triton"]
+    assert 'adminKeySecret = kubernetes_secret_v1.triton_admin_key["flightdeck"].metadata[0].name' in \
+        unq(triton["values"][0])
+    # The compiled pipelines and the Airflow pods name these (tests/kfp, tests/airflow check the
+    # references); the KFP definitions' docstring names them too.
+    definitions = (REPO / "pipelines" / "definitions.py").read_text()
+    assert "flightdeck-triton-admin" not in definitions and f"`{cluster.TRITON_ADMIN_SECRET}` Secret" in definitions
+    compiled = (COMPILED_DIR / "training.yaml").read_text()
+    assert f"secretName: {cluster.TRITON_ADMIN_SECRET}" in compiled
+    assert f"configMapName: {cluster.SETTINGS_CONFIG_MAP}" in compiled
+
+
+def test_kfp_runs_service_account_is_created_and_trusted():
+    from components.cli import build_parser
+
+    args = build_parser().parse_args(["kfp", "submit", "training", "--host", "http://kfp"])
+    sa = platform_resource("kubernetes_service_account_v1", "pipelines")
+    local = platform_locals()
+    meta = first(sa, "metadata")
+    assert (unq(local["kfp_namespace"]), unq(local["pipelines_service_account"])) == (args.namespace, args.service_account)
+    assert (unq(meta["namespace"]), unq(meta["name"])) == ("local.kfp_namespace", "local.pipelines_service_account")
+    assert {unq(k): unq(v) for k, v in meta["annotations"].items()} == \
+        {"eks.amazonaws.com/role-arn": 'var.role_arns["pipelines"]'}
+    # KFP's launcher and Argo's executor in each step pod use the API token.
+    assert sa["automount_service_account_token"] is True
+    iam = {n: b for _, n, b in blocks("variable", TF / "modules" / "iam")}
+    assert [unq(a) for a in iam["service_accounts"]["default"]["pipelines"]] == \
+        [f"{args.namespace}:{args.service_account}"]
+    binding = platform_resource("kubernetes_role_binding_v1", "pipelines_runner")
+    assert unq(first(binding, "role_ref")["name"]) == "pipeline-runner"  # the KFP manifests' runner Role
+    assert unq(first(binding, "subject")["name"]) == "kubernetes_service_account_v1.pipelines.metadata[0].name"
+    # The stage accounts: one per IRSA workload role the images.yaml accounts map to.
+    import yaml
+
+    accounts = set(yaml.safe_load((REPO / "containers" / "images.yaml").read_text())["service_accounts"].values())
+    assert {unq(k) for k in local["stage_service_accounts"]} == accounts
+
+
+def test_airflow_workers_may_run_the_stage_pods_and_read_the_settings():
+    role = platform_resource("kubernetes_role_v1", "airflow_stage_pods")
+    granted = {unq(r["resources"][0]): {unq(v) for v in r["verbs"]} for r in role["rule"]}
+    # What KubernetesPodOperator does: create/watch/patch/delete the pod, read its log, exec into
+    # the xcom sidecar, list the pod's events on failure; nothing else.
+    assert granted == {"pods": {"create", "get", "list", "watch", "patch", "delete"}, "pods/log": {"get"},
+                       "pods/exec": {"create", "get"}, "events": {"list"}}
+    binding = platform_resource("kubernetes_role_binding_v1", "airflow_stage_pods")
+    subject = first(binding, "subject")
+    iam = {n: b for _, n, b in blocks("variable", TF / "modules" / "iam")}
+    assert f"airflow:{unq(subject['name'])}" in [unq(a) for a in iam["service_accounts"]["default"]["airflow"]]
+    (airflow,) = [b for _, n, b in resources("helm_release") if n == "airflow"]
+    values = unq(airflow["values"][0])
+    assert 'extraEnvFrom = yamlencode([{configMapRef = {name = kubernetes_config_map_v1.settings["airflow"]' in values
+    match = re.search(r'airflowLocalSettings = file\("\$\{path\.module\}/([^"]+)"\)', values)
+    local_settings = (PLATFORM / match.group(1)).resolve()
+    assert local_settings == REPO / "infra" / "k8s" / "airflow" / "airflow_local_settings.py"
+    assert "airflow.providers.cncf.kubernetes.operators.pod" in local_settings.read_text()
+
+
+def test_pushgateway_is_installed_where_the_settings_point():
+    (release,) = [b for _, n, b in resources("helm_release") if n == "pushgateway"]
+    local = platform_locals()
+    assert unq(release["name"]) == "local.pushgateway_release"
+    assert unq(release["chart"]) == unq(local["pushgateway_release"]) == "prometheus-pushgateway"
+    assert unq(release["namespace"]) == 'kubernetes_namespace_v1.this["monitoring"].metadata[0].name'
+    assert re.fullmatch(r"var\.chart_versions\.pushgateway", unq(release["version"]))
+    assert unq(local["pushgateway_url"]) == (
+        'http://${local.pushgateway_release}.${kubernetes_namespace_v1.this["monitoring"].metadata[0].name}'
+        ".svc.cluster.local:9091")
+    assert "serviceMonitor = {enabled = true, honorLabels = true}" in unq(release["values"][0])
+
+
+def test_environment_passes_the_settings_inputs_to_platform():
+    ((_, _, platform),) = [c for c in module_calls(TF / "modules" / "environment") if c[1] == "platform"]
+    assert unq(platform["aws_region"]) == "data.aws_region.current.name"
+    assert unq(platform["redis_endpoint"]) == "module.online_store.primary_endpoint"
+    assert unq(platform["bucket_names"]) == "module.storage.bucket_names"
+    assert unq(platform["image_tag"]) == "var.image_tag"
+    for env in ENVIRONMENTS:
+        assert unq(environment_call(env)["image_tag"]) == "var.image_tag", env.name

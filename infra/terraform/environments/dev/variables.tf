@@ -10,3 +10,9 @@ variable "eks_public_access_cidrs" {
   type        = list(string)
   default     = []
 }
+
+variable "image_tag" {
+  description = "Tag of the flightdeck stage images this deployment runs (`make images --push`); empty: the package version."
+  type        = string
+  default     = ""
+}

@@ -112,6 +112,10 @@ module "platform" {
   bucket_names = module.storage.bucket_names
   # The registry host: <account>.dkr.ecr.<region>.amazonaws.com, the part before the repository.
   image_registry      = split("/", module.ecr.repository_urls["flightdeck/triton"])[0]
+  image_tag           = var.image_tag
   triton_image_digest = var.triton_image_digest
-  depends_on          = [module.eks]
+  # The stage pods' settings (the flightdeck-settings ConfigMap).
+  aws_region     = data.aws_region.current.name
+  redis_endpoint = module.online_store.primary_endpoint
+  depends_on     = [module.eks]
 }

@@ -54,3 +54,13 @@ output "triton_service" {
   description = "Triton's in-cluster address."
   value       = module.platform.triton_service
 }
+
+output "pushgateway_url" {
+  description = "In-cluster URL of the Pushgateway the monitor stage pushes to."
+  value       = module.platform.pushgateway_url
+}
+
+output "pipelines_service_account" {
+  description = "KFP runs' service account (namespace:name), for flightdeck kfp submit --service-account."
+  value       = module.platform.pipelines_service_account
+}

@@ -100,3 +100,13 @@ variable "triton_image_digest" {
   description = "sha256 digest of the flightdeck/triton image to serve (containers/image-digests.json)."
   type        = string
 }
+
+variable "image_tag" {
+  description = "Tag of the flightdeck stage images the pods run (FLIGHTDECK_IMAGE_TAG); empty: the package version."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$", var.image_tag))
+    error_message = "image_tag must be empty or a Docker tag (letters, digits, _ . -, at most 128)."
+  }
+}

@@ -1,6 +1,7 @@
 # What runs on the cluster: namespaces with Pod Security Standards labels, the stage service
-# accounts (IRSA), and the Helm releases: Airflow (official chart), Triton (the chart in
-# infra/k8s/triton), kube-prometheus-stack; Kubeflow Pipelines from its kustomize manifests
+# accounts (IRSA), the stage pods' settings ConfigMap and Triton admin-key Secret, and the Helm
+# releases: Airflow (official chart), Triton (the chart in infra/k8s/triton),
+# kube-prometheus-stack and the Pushgateway; Kubeflow Pipelines from its kustomize manifests
 # (KFP publishes no Helm chart; its manifests create the kubeflow namespace).
 locals {
   part_of = { "app.kubernetes.io/part-of" = "flightdeck" }
@@ -17,6 +18,50 @@ locals {
     flightdeck-train   = "trainer"
     flightdeck-predict = "batch_predict"
   }
+  # Created by the KFP manifests (cluster-scoped-resources); KFP runs its steps there.
+  kfp_namespace = "kubeflow"
+  # KFP sets one service account per run (kfp-kubernetes 2.16 has no per-step setting):
+  # `flightdeck kfp submit --service-account`, trusted by modules/iam's "pipelines" role.
+  pipelines_service_account = "flightdeck-pipelines"
+  # The Triton chart's Service (infra/k8s/triton/templates/service.yaml) and its ports.
+  triton_service = "triton"
+  triton_host    = "${local.triton_service}.${kubernetes_namespace_v1.this["flightdeck"].metadata[0].name}.svc.cluster.local"
+  # The Pushgateway chart names its Service after the release (the name contains the chart's).
+  pushgateway_release = "prometheus-pushgateway"
+  pushgateway_url     = "http://${local.pushgateway_release}.${kubernetes_namespace_v1.this["monitoring"].metadata[0].name}.svc.cluster.local:9091"
+
+  # The non-secret settings of every stage pod, as FLIGHTDECK_* environment variables (keys =
+  # components/cluster.py settings_env_names(), checked by tests/infra/test_terraform.py).
+  # Airflow's pods take them with envFrom, KFP steps key by key (components/cluster.py).
+  stage_settings = {
+    FLIGHTDECK_PROFILE          = "aws"
+    FLIGHTDECK_RUNTIME          = "kubernetes"
+    FLIGHTDECK_S3_BUCKET        = var.bucket_names["artifacts"]
+    FLIGHTDECK_S3_DATA_BUCKET   = var.bucket_names["data"]
+    FLIGHTDECK_S3_MODELS_BUCKET = var.bucket_names["models"]
+    FLIGHTDECK_S3_PREFIX        = "" # the buckets are flightdeck's own; IAM scopes keys from the root
+    FLIGHTDECK_AWS_REGION       = var.aws_region
+    # Feast's Redis connection string: ElastiCache has in-transit encryption (modules/online_store).
+    FLIGHTDECK_REDIS_URL        = "${var.redis_endpoint},ssl=true"
+    FLIGHTDECK_LEAD_TIME_HOURS  = tostring(var.lead_time_hours)
+    FLIGHTDECK_MODEL_NAME       = var.model_name
+    FLIGHTDECK_TRITON_URL       = "${local.triton_host}:8001"
+    FLIGHTDECK_TRITON_HTTP_URL  = "${local.triton_host}:8000"
+    FLIGHTDECK_TRITON_SERVICE   = local.triton_service
+    FLIGHTDECK_TRITON_NAMESPACE = kubernetes_namespace_v1.this["flightdeck"].metadata[0].name
+    FLIGHTDECK_PUSHGATEWAY_URL  = local.pushgateway_url
+    FLIGHTDECK_IMAGE_REGISTRY   = var.image_registry
+    FLIGHTDECK_IMAGE_TAG        = var.image_tag
+  }
+  # Where stage pods run: flightdeck (Airflow's KubernetesPodOperator pods), kubeflow (KFP steps).
+  stage_namespaces = {
+    flightdeck = kubernetes_namespace_v1.this["flightdeck"].metadata[0].name
+    kubeflow   = local.kfp_namespace
+  }
+  # ... and Airflow, whose DAG processor builds the pods from the same settings (runtime, images).
+  settings_namespaces = merge(local.stage_namespaces, {
+    airflow = kubernetes_namespace_v1.this["airflow"].metadata[0].name
+  })
 }
 
 resource "kubernetes_namespace_v1" "this" {
@@ -43,19 +88,123 @@ resource "kubernetes_service_account_v1" "stage" {
   automount_service_account_token = false
 }
 
-# Admin key of Triton's restricted model-control API; `flightdeck deploy` reads the same Secret.
+# KFP runs' service account (IRSA: the union of the stage roles, modules/iam "pipelines").
+resource "kubernetes_service_account_v1" "pipelines" {
+  metadata {
+    name        = local.pipelines_service_account
+    namespace   = local.kfp_namespace
+    labels      = local.part_of
+    annotations = { "eks.amazonaws.com/role-arn" = var.role_arns["pipelines"] }
+  }
+  # Every KFP step pod calls the Kubernetes API (KFP's launcher reads its ConfigMap, Argo's
+  # executor records the outputs), and deploy reads Triton's EndpointSlices.
+  automount_service_account_token = true
+  depends_on                      = [kustomization_resource.kfp_cluster]
+}
+
+# What KFP's own runner account may do in its namespace (the `pipeline-runner` Role of the KFP
+# manifests), for the account flightdeck's runs use instead.
+resource "kubernetes_role_binding_v1" "pipelines_runner" {
+  metadata {
+    name      = "${local.pipelines_service_account}-runner"
+    namespace = local.kfp_namespace
+    labels    = local.part_of
+  }
+  role_ref {
+    api_group = "rbac.authorization.k8s.io"
+    kind      = "Role"
+    name      = "pipeline-runner"
+  }
+  subject {
+    kind      = "ServiceAccount"
+    name      = kubernetes_service_account_v1.pipelines.metadata[0].name
+    namespace = kubernetes_service_account_v1.pipelines.metadata[0].namespace
+  }
+  depends_on = [kustomization_resource.kfp]
+}
+
+# Airflow's workers run the KubernetesPodOperator: they start, watch, read the logs of, exec into
+# (the xcom sidecar) and delete the stage pods in the flightdeck namespace, nothing else.
+resource "kubernetes_role_v1" "airflow_stage_pods" {
+  metadata {
+    name      = "airflow-stage-pods"
+    namespace = kubernetes_namespace_v1.this["flightdeck"].metadata[0].name
+    labels    = local.part_of
+  }
+  rule {
+    api_groups = [""]
+    resources  = ["pods"]
+    verbs      = ["create", "get", "list", "watch", "patch", "delete"]
+  }
+  rule {
+    api_groups = [""]
+    resources  = ["pods/log"]
+    verbs      = ["get"]
+  }
+  rule {
+    api_groups = [""]
+    resources  = ["pods/exec"]
+    verbs      = ["create", "get"]
+  }
+  rule {
+    api_groups = [""]
+    resources  = ["events"]
+    verbs      = ["list"]
+  }
+}
+
+resource "kubernetes_role_binding_v1" "airflow_stage_pods" {
+  metadata {
+    name      = "airflow-stage-pods"
+    namespace = kubernetes_namespace_v1.this["flightdeck"].metadata[0].name
+    labels    = local.part_of
+  }
+  role_ref {
+    api_group = "rbac.authorization.k8s.io"
+    kind      = "Role"
+    name      = kubernetes_role_v1.airflow_stage_pods.metadata[0].name
+  }
+  subject {
+    kind      = "ServiceAccount"
+    name      = "airflow-worker" # the chart's worker account (<release>-worker), trusted by modules/iam
+    namespace = kubernetes_namespace_v1.this["airflow"].metadata[0].name
+  }
+}
+
+# The stage pods' settings (components/cluster.py SETTINGS_CONFIG_MAP), in every namespace that
+# reads them.
+resource "kubernetes_config_map_v1" "settings" {
+  for_each = local.settings_namespaces
+  metadata {
+    name      = "flightdeck-settings"
+    namespace = each.value
+    labels    = local.part_of
+  }
+  data       = local.stage_settings
+  depends_on = [kustomization_resource.kfp_cluster] # the kubeflow namespace
+}
+
+# Admin key of Triton's restricted model-control API; `flightdeck deploy` reads the same Secret
+# (components/cluster.py TRITON_ADMIN_SECRET), by reference, in both namespaces where deploy runs.
 resource "random_password" "triton_admin_key" {
   length  = 48
   special = false
 }
 
 resource "kubernetes_secret_v1" "triton_admin_key" {
+  for_each = local.stage_namespaces
   metadata {
     name      = "triton-admin-key"
-    namespace = kubernetes_namespace_v1.this["flightdeck"].metadata[0].name
+    namespace = each.value
     labels    = local.part_of
   }
-  data = { "admin-key" = random_password.triton_admin_key.result }
+  data       = { "admin-key" = random_password.triton_admin_key.result }
+  depends_on = [kustomization_resource.kfp_cluster] # the kubeflow namespace
+}
+
+moved {
+  from = kubernetes_secret_v1.triton_admin_key
+  to   = kubernetes_secret_v1.triton_admin_key["flightdeck"]
 }
 
 resource "helm_release" "triton" {
@@ -68,12 +217,16 @@ resource "helm_release" "triton" {
     image           = { repository = "${var.image_registry}/flightdeck/triton", digest = var.triton_image_digest }
     serviceAccount  = { roleArn = var.role_arns["triton"] }
     modelRepository = "s3://${var.bucket_names["models"]}/triton/model_repository"
-    adminKeySecret  = kubernetes_secret_v1.triton_admin_key.metadata[0].name
-    # The deploy stage's pods (containers/images.yaml service_accounts.deploy) may read the
-    # Service's EndpointSlices to find the replicas (the chart's rbac.yaml).
+    adminKeySecret  = kubernetes_secret_v1.triton_admin_key["flightdeck"].metadata[0].name
+    # The deploy stage's pods (containers/images.yaml service_accounts.deploy) and KFP runs may
+    # read the Service's EndpointSlices to find the replicas (the chart's rbac.yaml).
     deployServiceAccount = {
       name      = kubernetes_service_account_v1.stage["flightdeck-train"].metadata[0].name
       namespace = kubernetes_service_account_v1.stage["flightdeck-train"].metadata[0].namespace
+    }
+    pipelinesServiceAccount = {
+      name      = kubernetes_service_account_v1.pipelines.metadata[0].name
+      namespace = kubernetes_service_account_v1.pipelines.metadata[0].namespace
     }
   })]
 }
@@ -91,6 +244,12 @@ resource "helm_release" "airflow" {
     postgresql = { enabled = false }
     data       = { metadataSecretName = var.airflow_metadata_secret }
     labels     = local.part_of
+    # The DAG processor builds the stage pods from the same settings as the pods get
+    # (FLIGHTDECK_RUNTIME=kubernetes, the image registry and tag).
+    extraEnvFrom = yamlencode([{ configMapRef = { name = kubernetes_config_map_v1.settings["airflow"].metadata[0].name } }])
+    # Imports the cncf-kubernetes provider once per Airflow process, before the DAG processor
+    # forks its per-file parsers (docs/AIRFLOW.md, "Parse time").
+    airflowLocalSettings = file("${path.module}/../../../k8s/airflow/airflow_local_settings.py")
     # Task logs to S3 through the airflow IRSA role (artifacts/airflow-logs/ only).
     config = {
       logging = {
@@ -124,6 +283,22 @@ resource "helm_release" "kube_prometheus_stack" {
       }
     }
   })]
+}
+
+# The monitor stage pushes its metrics here (FLIGHTDECK_PUSHGATEWAY_URL); Prometheus scrapes it
+# through the chart's ServiceMonitor, keeping the pushed job/instance labels.
+resource "helm_release" "pushgateway" {
+  name       = local.pushgateway_release
+  repository = "https://prometheus-community.github.io/helm-charts"
+  chart      = "prometheus-pushgateway"
+  version    = var.chart_versions.pushgateway
+  namespace  = kubernetes_namespace_v1.this["monitoring"].metadata[0].name
+  timeout    = 600
+  values = [yamlencode({
+    podLabels      = local.part_of
+    serviceMonitor = { enabled = true, honorLabels = true }
+  })]
+  depends_on = [helm_release.kube_prometheus_stack] # the ServiceMonitor CRD
 }
 
 # Kubeflow Pipelines, standalone, from the project's own kustomize manifests at a pinned ref.

@@ -9,6 +9,21 @@ output "triton_service" {
 }
 
 output "triton_admin_key_secret" {
-  description = "namespace/name of the Secret with Triton's admin key."
-  value       = "${kubernetes_secret_v1.triton_admin_key.metadata[0].namespace}/${kubernetes_secret_v1.triton_admin_key.metadata[0].name}"
+  description = "namespace/name of the Secrets with Triton's admin key (the flightdeck and KFP namespaces)."
+  value       = [for s in kubernetes_secret_v1.triton_admin_key : "${s.metadata[0].namespace}/${s.metadata[0].name}"]
+}
+
+output "settings_config_maps" {
+  description = "namespace/name of the ConfigMaps with the stage pods' FLIGHTDECK_* settings."
+  value       = [for c in kubernetes_config_map_v1.settings : "${c.metadata[0].namespace}/${c.metadata[0].name}"]
+}
+
+output "pipelines_service_account" {
+  description = "namespace:name of the KFP runs' service account (flightdeck kfp submit --service-account)."
+  value       = "${kubernetes_service_account_v1.pipelines.metadata[0].namespace}:${kubernetes_service_account_v1.pipelines.metadata[0].name}"
+}
+
+output "pushgateway_url" {
+  description = "In-cluster URL of the Pushgateway the monitor stage pushes to (FLIGHTDECK_PUSHGATEWAY_URL)."
+  value       = local.pushgateway_url
 }

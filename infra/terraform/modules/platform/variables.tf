@@ -4,17 +4,69 @@ variable "name" {
 }
 
 variable "role_arns" {
-  description = "IRSA role ARN by workload (modules/iam output role_arns): data, trainer, batch_predict, triton, airflow."
+  description = "IRSA role ARN by workload (modules/iam output role_arns): data, trainer, batch_predict, triton, pipelines, airflow."
   type        = map(string)
   validation {
-    condition     = alltrue([for k in ["data", "trainer", "batch_predict", "triton", "airflow"] : contains(keys(var.role_arns), k)])
-    error_message = "role_arns must hold data, trainer, batch_predict, triton and airflow."
+    condition     = alltrue([for k in ["data", "trainer", "batch_predict", "triton", "pipelines", "airflow"] : contains(keys(var.role_arns), k)])
+    error_message = "role_arns must hold data, trainer, batch_predict, triton, pipelines and airflow."
   }
 }
 
 variable "bucket_names" {
-  description = "Bucket name by purpose (modules/storage output bucket_names)."
+  description = "Bucket name by purpose (modules/storage output bucket_names): data, artifacts, models."
   type        = map(string)
+  validation {
+    condition     = alltrue([for k in ["data", "artifacts", "models"] : contains(keys(var.bucket_names), k)])
+    error_message = "bucket_names must hold data, artifacts and models."
+  }
+}
+
+variable "aws_region" {
+  description = "AWS region of the buckets and the cluster (FLIGHTDECK_AWS_REGION of the stage pods)."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.aws_region))
+    error_message = "aws_region must be an AWS region name such as us-east-1."
+  }
+}
+
+variable "redis_endpoint" {
+  description = "host:port of the Feast online store's primary (modules/online_store output primary_endpoint), TLS."
+  type        = string
+  validation {
+    condition     = can(regex("^[A-Za-z0-9.-]+:[0-9]{1,5}$", var.redis_endpoint))
+    error_message = "redis_endpoint must be host:port."
+  }
+}
+
+variable "image_tag" {
+  description = "Tag of the flightdeck stage images (FLIGHTDECK_IMAGE_TAG); empty: the package version. Digests in containers/image-digests.json win."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$", var.image_tag))
+    error_message = "image_tag must be empty or a Docker tag (letters, digits, _ . -, at most 128)."
+  }
+}
+
+variable "model_name" {
+  description = "Registry model the stages train, deploy and monitor (FLIGHTDECK_MODEL_NAME; components/settings.py default)."
+  type        = string
+  default     = "flight_delay"
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9_]{0,62}$", var.model_name))
+    error_message = "model_name must be lowercase letters, digits and underscores, starting with a letter."
+  }
+}
+
+variable "lead_time_hours" {
+  description = "Hours before scheduled departure that predictions are made (FLIGHTDECK_LEAD_TIME_HOURS; components/settings.py default)."
+  type        = number
+  default     = 2
+  validation {
+    condition     = var.lead_time_hours >= 0 && var.lead_time_hours <= 48
+    error_message = "lead_time_hours must be between 0 and 48."
+  }
 }
 
 variable "image_registry" {
@@ -38,15 +90,17 @@ variable "airflow_metadata_secret" {
 }
 
 variable "chart_versions" {
-  description = "Pinned chart versions: airflow (apache-airflow/airflow), kube_prometheus_stack, and the Kubeflow Pipelines manifests ref."
+  description = "Pinned chart versions: airflow (apache-airflow/airflow), kube_prometheus_stack, pushgateway (prometheus-community/prometheus-pushgateway), and the Kubeflow Pipelines manifests ref."
   type = object({
     airflow               = string
     kube_prometheus_stack = string
+    pushgateway           = string
     kubeflow_pipelines    = string
   })
   default = {
     airflow               = "1.18.0"
     kube_prometheus_stack = "77.6.0"
+    pushgateway           = "3.11.2"
     kubeflow_pipelines    = "2.14.3"
   }
   validation {
