@@ -90,12 +90,15 @@ def _monitor_reason(result: dict) -> str:
 
 
 def retrain_branch(**context) -> str:
-    """emit_drift when the retraining policy (inside the monitor stage) says retrain, else no_drift."""
+    """emit_drift when the retraining policy (inside the monitor stage) says retrain, else no_drift.
+
+    A rerun of a day whose earlier run already requested the retrain (`already_requested`) goes to
+    no_drift: one drift event per day, however often the day is monitored."""
     result = context["ti"].xcom_pull(task_ids="monitor") or {}
-    if result.get("retrain"):
+    if result.get("retrain") and not result.get("already_requested"):
         log.info("retraining policy says retrain (%s): %s", result.get("trigger"), _monitor_reason(result))
         return "emit_drift"
-    log.info("no retraining: %s", _monitor_reason(result))
+    log.info("no retraining requested: %s", _monitor_reason(result))
     return "no_drift"
 
 
@@ -114,4 +117,5 @@ def emit_drift(**context) -> dict:
 
 def no_drift(**context) -> dict:
     result = context["ti"].xcom_pull(task_ids="monitor") or {}
-    return {"retrain": False, "drift_status": result.get("drift_status"), "reason": _monitor_reason(result)}
+    return {"retrain": False, "drift_status": result.get("drift_status"), "reason": _monitor_reason(result),
+            "already_requested": result.get("already_requested")}

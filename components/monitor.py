@@ -355,6 +355,7 @@ def monitor(params: MonitorParams, store: ArtifactStore | None = None, settings=
     summary["predictions_published_at"] = (store.published(schema.predictions_prefix(day)) or {}).get("published_at")
 
     decision = _decide(store, policy, day, version, summary, holdout_auc, record)
+    _keep_earlier_request(decision, _recorded_decision(store, day), version)
     summary["decision"] = decision.as_dict()
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     summary["finished_at"] = datetime.now(UTC).isoformat()
@@ -379,7 +380,8 @@ def monitor(params: MonitorParams, store: ArtifactStore | None = None, settings=
         "auc": summary["performance"].get("roc_auc"), "holdout_auc": holdout_auc,
         "labels_pending": summary["performance"]["pending_days"],
         "retrain": decision.retrain, "trigger": decision.trigger, "reasons": decision.reasons,
-        "blocked_by": decision.blocked_by, "uri": store.uri(prefix), "pushed": pushed,
+        "blocked_by": decision.blocked_by, "already_requested": decision.already_requested,
+        "uri": store.uri(prefix), "pushed": pushed,
         "seconds": summary["seconds"],
     }
 
@@ -456,9 +458,36 @@ def _evidence(day: date, summary: dict) -> DayEvidence:
                        auc=perf.get("roc_auc"), labelled_rows=int(perf.get("rows") or 0))
 
 
+def _recorded_decision(store: ArtifactStore, day: date) -> dict | None:
+    try:
+        return store.read_json(f"{DECISIONS}/date={day.isoformat()}.json")
+    except ArtifactNotFound:
+        return None
+
+
+def _keep_earlier_request(decision, earlier: dict | None, version: int | None) -> None:
+    """A rerun of a day whose earlier run requested a retrain (for the same serving version) keeps that
+    request, once: the day's decision stays `retrain` (the retrain it caused counts for the cooldown and
+    the cap, whatever the rerun's evidence says) and `already_requested` says when it was requested, so
+    the DAG does not emit a second drift event for the same day."""
+    if not earlier or not earlier.get("retrain") or earlier.get("model_version") != version:
+        return
+    at = earlier.get("requested_at") or earlier.get("recorded_at")
+    if not decision.retrain:
+        decision.retrain, decision.trigger, decision.blocked_by = True, earlier.get("trigger"), None
+        decision.reasons.append(f"an earlier run of this day requested a retrain ({earlier.get('trigger')}); "
+                                "the request stands")
+    decision.already_requested = at
+    decision.reasons.append(f"retrain already requested for this day at {at}: not requested again")
+
+
 def _record_decision(store: ArtifactStore, day: date, summary: dict) -> None:
-    event = {"date": day.isoformat(), "model_version": summary["model_version"], **summary["decision"],
-             "recorded_at": datetime.now(UTC).isoformat()}
+    """monitoring/decisions/date=<D>.json is the day's decision (a rerun replaces it; the policy reads
+    these); monitoring/decisions/log/ keeps an audit entry per run, reruns included."""
+    now = datetime.now(UTC).isoformat()
+    decision = summary["decision"]
+    event = {"date": day.isoformat(), "model_version": summary["model_version"], **decision, "recorded_at": now,
+             "requested_at": decision.get("already_requested") or (now if decision.get("retrain") else None)}
     store.write_json(f"{DECISIONS}/date={day.isoformat()}.json", event)
     store.write_json(f"{DECISIONS}/log/{time.strftime('%Y%m%dT%H%M%S')}-{day.isoformat()}.json", event)
 

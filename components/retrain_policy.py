@@ -101,6 +101,9 @@ class Decision:
     reasons: list[str] = field(default_factory=list)
     blocked_by: str | None = None  # "cooldown" | "cap" when a trigger fired but was held back
     inputs: dict = field(default_factory=dict)
+    # When an earlier run for the same day already requested this retrain (ISO time of that request):
+    # a rerun of the day keeps the day's decision but must not request the retrain a second time.
+    already_requested: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -143,3 +143,61 @@ def test_an_empty_day_and_a_missing_day_fail_with_a_clear_message(local_store, f
     assert proc.returncode != 0
     assert "no predictions are published for 2013-07-25" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_rerunning_a_day_replaces_its_decision_and_does_not_request_a_second_retrain(local_store, frame,
+                                                                                     jan_mar_model, jan_mar_scorer):
+    _publish_days(local_store, frame, jan_mar_scorer, jan_mar_model, "2013-07-10", "2013-07-15")
+    for d in ("2013-07-12", "2013-07-13"):
+        monitor(MonitorParams(date=d), local_store)
+    first = monitor(MonitorParams(date="2013-07-14"), local_store)
+    assert first["retrain"] is True and first["already_requested"] is None
+    requested_at = {e["date"]: e for e in decisions(local_store)}["2013-07-14"]["requested_at"]
+    assert requested_at
+
+    # The same day again (a cleared task, a backfill): same evidence, same decision for the day, but
+    # the retrain was requested by the first run and is not requested again.
+    again = monitor(MonitorParams(date="2013-07-14"), local_store)
+    assert again["retrain"] is True and again["trigger"] == "drift"
+    assert again["already_requested"] == requested_at
+    assert again["drift_share"] == pytest.approx(first["drift_share"])
+    recorded = [e for e in decisions(local_store) if e["date"] == "2013-07-14"]
+    assert len(recorded) == 1 and recorded[0]["requested_at"] == requested_at  # replaced, not added
+    assert any("already requested" in r for r in recorded[0]["reasons"])
+    summary = json.loads(local_store.read_published(schema.monitoring_prefix(schema.parse_day("2013-07-14")),
+                                                    "summary.json"))
+    assert summary["decision"]["already_requested"] == requested_at
+
+    # The day counts once: the next drifted day is in the cooldown of July 14's retrain.
+    nxt = monitor(MonitorParams(date="2013-07-15"), local_store)
+    assert nxt["retrain"] is False and nxt["blocked_by"] == "cooldown"
+    assert nxt["already_requested"] is None
+    assert {e["date"]: e for e in decisions(local_store)}["2013-07-15"]["inputs"]["previous_retrains"] == \
+        ["2013-07-14"]
+
+
+def test_cooldown_then_cap_hold_back_retrains_through_the_monitor_stage(local_store, frame, jan_mar_model,
+                                                                        jan_mar_scorer, monkeypatch):
+    """Every July day drifts from the winter model; each drifted day triggers (consecutive_days 1), and
+    the recorded retrains hold the next ones back: cooldown 2 days, at most 2 retrains per 30 days."""
+    for name, value in (("CONSECUTIVE_DAYS", "1"), ("COOLDOWN_DAYS", "2"), ("MAX_RETRAINS", "2")):
+        monkeypatch.setenv(f"FLIGHTDECK_RETRAIN_{name}", value)
+    _publish_days(local_store, frame, jan_mar_scorer, jan_mar_model, "2013-07-08", "2013-07-16")
+    days = [f"2013-07-{d}" for d in range(12, 17)]
+    results = {d: monitor(MonitorParams(date=d), local_store) for d in days}
+    assert all(r["trigger"] == "drift" for r in results.values()), {d: r["reasons"] for d, r in results.items()}
+    outcome = {d: (r["retrain"], r["blocked_by"]) for d, r in results.items()}
+    assert outcome == {
+        "2013-07-12": (True, None),  # the serving model dates from March 31: no cooldown
+        "2013-07-13": (False, "cooldown"),  # 1 day after July 12's retrain
+        "2013-07-14": (True, None),  # 2 days after: the cooldown is over
+        "2013-07-15": (False, "cooldown"),
+        "2013-07-16": (False, "cap"),  # out of cooldown, but July 12 and 14 are 2 retrains in 30 days
+    }
+    log = {e["date"]: e for e in decisions(local_store)}
+    assert [log[d]["blocked_by"] for d in days] == [None, "cooldown", None, "cooldown", "cap"]
+    assert log["2013-07-16"]["inputs"]["previous_retrains"] == ["2013-07-12", "2013-07-14"]
+    assert any("cooldown 2 days" in r for r in log["2013-07-13"]["reasons"])
+    assert any("cap 2" in r for r in log["2013-07-16"]["reasons"])
+    metrics = _metrics(local_store, "2013-07-16")
+    assert metrics["flightdeck_retrain_recommended"][0][1] == 0.0
