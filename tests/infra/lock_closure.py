@@ -1,7 +1,16 @@
-"""Run what the Triton image's online model imports, with only the packages of one lock file.
+"""Run what a module imports, with only the packages of one lock file.
 
     python -m tests.infra.lock_closure containers/locks/triton.lock
+    python -m tests.infra.lock_closure containers/locks/stage.lock --entry components/evaluate.py \
+        --optional lightgbm -- evaluate --run-id <run>
 
+Without --entry it checks the Triton image's online model (below). With --entry it imports every
+module that file names (at any depth); a module given with --optional may be refused (the entry must
+work without it: it is reported under "optional_refused", not as an error); the words after `--` are
+then run through the flightdeck CLI (the stage images' entrypoint) in the same restricted process,
+and a non-zero exit is an error ("stage" holds its exit code and stdout).
+
+The online model check:
 The image cannot be built here (no Docker engine), so this stands in for "does the online model
 start inside it": in this environment, every import of a distribution that the lock does not
 pin fails as if it were not installed (ModuleNotFoundError, which optional imports catch), then
@@ -15,10 +24,13 @@ something is missing.
 
 from __future__ import annotations
 
+import argparse
 import ast
+import contextlib
 import importlib
 import importlib.abc
 import importlib.metadata as metadata
+import io
 import json
 import re
 import sys
@@ -28,7 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 ONLINE_MODEL = REPO / "components" / "triton" / "online_model.py"
 PROVIDED_BY_TRITON = "triton_python_backend_utils"
-LOCAL_PACKAGES = {"components", "feature_repo", "tests"}
+LOCAL_PACKAGES = {"components", "pipelines", "feature_repo", "tests"}  # this repository's own
 
 
 def normalise(name: str) -> str:
@@ -78,33 +90,83 @@ def _is_submodule(package: str, name: str) -> bool:
         return False
 
 
-def main(lock: Path) -> int:
-    modules = imported_modules(ONLINE_MODEL)  # resolved before any import is refused
-    finder = OnlyLocked(locked(lock))
-    sys.meta_path.insert(0, finder)
-    sys.modules[PROVIDED_BY_TRITON] = types.ModuleType(PROVIDED_BY_TRITON)
-    errors = []
+def _import_all(modules: list[str], optional: set[str], finder: OnlyLocked) -> tuple[list[str], list[str]]:
+    errors, optional_refused = [], []
     for name in modules:
         try:
             importlib.import_module(name)
         except ImportError as exc:
-            errors.append(f"import {name}: {exc}")
-    if not errors:
-        try:
-            from components import features
-            from components.settings import load_settings
-            from components.store import open_store
+            top = name.partition(".")[0]
+            if top in optional and top in finder.refused:
+                optional_refused.append(name)
+            else:
+                errors.append(f"import {name}: {exc}")
+    return errors, optional_refused
 
-            settings = load_settings()
-            open_store(settings)
-            store = features.feature_store(settings)
-            store.config.offline_store  # noqa: B018 -- resolving these imports the store classes
-            store.config.online_store  # noqa: B018
-        except Exception as exc:  # an ImportError wrapped by Feast, most likely
-            errors.append(f"initialize: {type(exc).__name__}: {exc}")
-    print(json.dumps({"modules": modules, "refused": finder.refused, "errors": errors}))
-    return 1 if errors else 0
+
+def _online_model_initialize() -> list[str]:
+    """What the online model's initialize() does on the aws profile."""
+    try:
+        from components import features
+        from components.settings import load_settings
+        from components.store import open_store
+
+        settings = load_settings()
+        open_store(settings)
+        store = features.feature_store(settings)
+        store.config.offline_store  # noqa: B018 -- resolving these imports the store classes
+        store.config.online_store  # noqa: B018
+    except Exception as exc:  # an ImportError wrapped by Feast, most likely
+        return [f"initialize: {type(exc).__name__}: {exc}"]
+    return []
+
+
+def _run_cli(args: list[str]) -> tuple[dict, list[str]]:
+    from components.cli import main as cli
+
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            rc = cli(args)
+    except SystemExit as exc:  # argparse
+        rc = exc.code if isinstance(exc.code, int) else 1
+    except Exception as exc:
+        return {"rc": None, "stdout": out.getvalue()}, [f"flightdeck {' '.join(args)}: {type(exc).__name__}: {exc}"]
+    stage = {"rc": rc, "stdout": out.getvalue()}
+    return stage, [] if rc == 0 else [f"flightdeck {' '.join(args)} exited {rc}"]
+
+
+def check(lock: Path, entry: Path = ONLINE_MODEL, optional: set[str] = frozenset(),
+          cli_args: list[str] | None = None) -> dict:
+    """Import `entry`'s modules (and run the CLI) with only `lock`'s packages: {modules, refused, errors, ...}."""
+    modules = imported_modules(entry)  # resolved before any import is refused
+    finder = OnlyLocked(locked(lock))
+    sys.meta_path.insert(0, finder)
+    if entry == ONLINE_MODEL:
+        sys.modules[PROVIDED_BY_TRITON] = types.ModuleType(PROVIDED_BY_TRITON)
+    errors, optional_refused = _import_all(modules, set(optional), finder)
+    result: dict = {"modules": modules, "optional_refused": optional_refused}
+    if not errors and entry == ONLINE_MODEL:
+        errors += _online_model_initialize()
+    if not errors and cli_args:
+        result["stage"], more = _run_cli(cli_args)
+        errors += more
+    result.update(refused=finder.refused, errors=errors)
+    return result
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.infra.lock_closure")
+    parser.add_argument("lock", type=Path)
+    parser.add_argument("--entry", type=Path, default=ONLINE_MODEL, help="the module whose imports are checked")
+    parser.add_argument("--optional", action="append", default=[], help="a top-level module the entry can do without")
+    cli = argv[argv.index("--") + 1:] if "--" in argv else []  # flightdeck CLI arguments, run restricted
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    entry = args.entry if args.entry.is_absolute() else REPO / args.entry
+    result = check(args.lock, entry.resolve(), set(args.optional), cli)
+    print(json.dumps(result, default=str))
+    return 1 if result["errors"] else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))
+    sys.exit(main(sys.argv[1:]))

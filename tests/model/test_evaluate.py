@@ -92,3 +92,69 @@ def test_evaluate_refuses_a_tampered_training_run(trained, tmp_path):
     store.write_bytes(model_key, bytes(data))
     with pytest.raises(ModelIntegrityError, match="sha256"):
         evaluate(EvaluateParams(run_id=run_id, model_name="tampered"), store)
+
+
+def test_lightgbm_never_gates_the_blessing():
+    """The decision is the same with the LightGBM reference fitted, skipped, or missing."""
+    from components.evaluate import skipped_scores
+
+    for challenger in (model(0.70), model(0.60), model(0.72, ece=0.09)):
+        with_lgb = decide(challenger, BASELINES, None, GOOD_CHECKS, Policy())
+        skipped = {**BASELINES, "lightgbm": skipped_scores("not installed")}
+        assert decide(challenger, skipped, None, GOOD_CHECKS, Policy()) == with_lgb
+        assert decide(challenger, {k: v for k, v in BASELINES.items() if k != "lightgbm"}, None, GOOD_CHECKS,
+                      Policy()) == with_lgb
+
+
+def test_evaluate_runs_with_only_the_stage_image_packages(trained, evaluated, tmp_path):
+    """containers/images.yaml runs evaluate in the `stage` image, whose lock has no LightGBM: the stage's
+    import closure and a real run, in a process where only stage.lock's packages can be imported."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[2]
+    images = yaml.safe_load((repo / "containers" / "images.yaml").read_text())
+    image = images["stages"]["evaluate"]
+    lock = repo / images["images"][image]["lock"]
+    assert "lightgbm==" not in lock.read_text()  # the premise: the image really lacks it
+    import lightgbm  # noqa: F401  -- and this environment has it, so only the lock can refuse it
+
+    home = tmp_path / "home"
+    shutil.copytree(trained["home"] / "artifacts", home / "artifacts",
+                    ignore=shutil.ignore_patterns("models"))  # no registry: no champion, as in `evaluated`
+    run_id = trained["result"]["run_id"]
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "FLIGHTDECK_HOME": str(home),
+           "FLIGHTDECK_PROFILE": "local"}
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.infra.lock_closure", str(lock), "--entry", "components/evaluate.py",
+         "--optional", "lightgbm", "--", "evaluate", "--run-id", run_id, "--model-name", "closure", "--threads", "1"],
+        capture_output=True, text=True, timeout=600, cwd=repo, env=env,
+    )
+    assert out.stdout.strip(), out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert out.returncode == 0 and not result["errors"], (result["errors"], out.stderr[-3000:])
+    assert "lightgbm" in result["refused"] and "lightgbm" in result["optional_refused"]
+    assert {"sklearn.metrics", "torch", "components.registry"} <= set(result["modules"])
+    stage = json.loads(result["stage"]["stdout"])
+    assert stage["baselines_skipped"]["lightgbm"].startswith("lightgbm is not importable")
+    assert set(stage["baselines_roc_auc"]) == {"carrier_rate", "logistic_regression"}
+
+    from components.store import LocalStore
+
+    report = json.loads(LocalStore(home / "artifacts").read_published(run_prefix(stage["eval_id"]), "evaluation.json"))
+    lgb = report["baselines"]["lightgbm"]
+    assert lgb["roc_auc"] is None and "dev/bench dependency" in lgb["skipped"]
+    assert report["gap_to_lightgbm"] is None and report["gap_to_lightgbm_reason"] == lgb["skipped"]
+    # The same run evaluated with LightGBM (the session's evaluation): the same decision, for the same reasons.
+    full = json.loads(evaluated["store"].read_published(run_prefix(evaluated["evaluation"]["eval_id"]),
+                                                         "evaluation.json"))
+    assert full["baselines"]["lightgbm"]["roc_auc"] is not None
+    assert report["decision"] == full["decision"]
+    assert report["model"]["overall"] == full["model"]["overall"]
+    md = LocalStore(home / "artifacts").read_published(run_prefix(stage["eval_id"]), "report.md").decode()
+    assert "Baseline lightgbm skipped: lightgbm is not importable" in md
