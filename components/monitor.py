@@ -341,13 +341,18 @@ def monitor(params: MonitorParams, store: ArtifactStore | None = None, settings=
             f"the window {window[0]}..{day} holds {len(current)} scored rows, fewer than {policy.min_rows}: "
             "too few to judge drift; no verdict for this day (it breaks a drift streak)")}
     else:
-        # Feature drift over every row of the window; prediction drift only on this version's scores.
-        stats = drift_statistics(reference, current, policy, NUMERIC + CATEGORICAL)
+        # Feature drift over every row of the window; prediction drift (PSI of the scores) only on this
+        # version's scores, in the same Evidently report: the other versions' scores are blanked out
+        # (Evidently drops missing values before its test, as the scipy cross-check does).
+        columns, sample = NUMERIC + CATEGORICAL, current
+        if SCORE in reference.columns and len(same_model) >= policy.min_rows:
+            columns = columns + [SCORE]
+            if version is not None:
+                sample = current.copy()
+                sample[SCORE] = sample[SCORE].where((_versions(current) == version).fillna(False).astype(bool))
+        stats = drift_statistics(reference, sample, policy, columns)
         snapshot = stats.pop("snapshot")
         summary["drift"] = {"status": "ok", **stats}
-        if SCORE in reference.columns and len(same_model) >= policy.min_rows:
-            pstats = drift_statistics(reference, same_model, policy, [SCORE], engine="scipy")
-            summary["drift"]["prediction"] = pstats["prediction"]
     summary["performance"] = _performance_section(store, auc_rows, auc_days, policy)
     holdout_auc = (record.get("metrics") or {}).get("roc_auc")
     summary["holdout_auc"] = holdout_auc

@@ -56,7 +56,20 @@ def test_prediction_drift_uses_psi_on_the_scores(frame, jan_mar_scorer, policy):
     july["probability"] = jan_mar_scorer(july)
     march = mb.days(frame, "2013-03-01", "2013-03-07").copy()
     march["probability"] = jan_mar_scorer(march)
-    hot = drift_statistics(reference, july, policy, ["probability"], engine="scipy")["prediction"]
-    calm = drift_statistics(reference, march, policy, ["probability"], engine="scipy")["prediction"]
-    assert hot["method"] == "psi" and hot["drifted"]
-    assert calm["score"] < hot["score"] and not calm["drifted"]
+    hot = drift_statistics(reference, july, policy, ["probability"])
+    calm = drift_statistics(reference, march, policy, ["probability"])["prediction"]
+    assert hot["prediction"]["method"] == "psi" and hot["prediction"]["drifted"]
+    assert calm["score"] < hot["prediction"]["score"] and not calm["drifted"]
+    # Evidently computed it (the PSI is in its report), and its number is the scipy one.
+    [metric] = hot["snapshot"].dict()["metrics"]
+    assert metric["config"]["column"] == "probability" and metric["config"]["method"] == "psi"
+    for current, entry in ((july, hot["prediction"]), (march, calm)):
+        same = drift_statistics(reference, current, policy, ["probability"], engine="scipy")["prediction"]
+        assert same["score"] == pytest.approx(entry["score"], rel=1e-9, abs=1e-12)
+    # Missing scores are dropped, not counted as a bin, by both: the monitor blanks out the scores of
+    # other model versions in the same report.
+    blanked = july.copy()
+    blanked.loc[blanked.index[::2], "probability"] = float("nan")
+    e = drift_statistics(reference, blanked, policy, ["probability"])["prediction"]
+    s = drift_statistics(reference, july.iloc[1::2], policy, ["probability"], engine="scipy")["prediction"]
+    assert e["n_current"] == len(july.iloc[1::2]) and e["score"] == pytest.approx(s["score"], rel=1e-9)

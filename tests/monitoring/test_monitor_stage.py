@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from components import monitor_backtest as mb
 from components import runlog, schema
 from components.errors import StageFailed
-from components.monitor import decisions, monitor
+from components.monitor import decisions, drift_statistics, load_reference, monitor
 from components.stages import MonitorParams
 from components.store import parquet_bytes
 
@@ -109,6 +109,20 @@ def test_a_drift_streak_triggers_one_retrain_and_the_new_model_does_not_retrigge
     assert after["model_version"] == v2
     assert after["drift_share"] < 0.2, after["drifted_features"]
     assert after["retrain"] is False and after["trigger"] is None
+
+    # The window mixes v1's and v2's scores: prediction drift (in the Evidently report) is v2's alone,
+    # and equals the PSI computed with scipy on v2's rows against v2's reference.
+    reference, _ = load_reference(local_store, v2)
+    v2_rows = mb.days(frame, "2013-07-15", "2013-07-15").copy()
+    v2_rows["probability"] = scorer2(v2_rows).astype("float32")
+    expected = drift_statistics(reference, v2_rows, columns=["probability"], engine="scipy")["prediction"]
+    summary = json.loads(local_store.read_published(schema.monitoring_prefix(schema.parse_day("2013-07-15")),
+                                                    "summary.json"))
+    assert summary["window"]["rows"] > 2 * len(v2_rows)
+    assert summary["drift"]["prediction"]["n_current"] == len(v2_rows)
+    assert after["prediction_drift"] == pytest.approx(expected["score"], rel=1e-9)
+    html = local_store.read_published(schema.monitoring_prefix(schema.parse_day("2013-07-15")), "report.html")
+    assert "Drift in column 'probability'" in html.decode() and "Drift detection method: PSI" in html.decode()
 
 
 def test_missing_days_are_listed_and_a_small_sample_gets_no_verdict(local_store, frame, jan_mar_model,
