@@ -26,8 +26,9 @@ locals {
       read  = [{ bucket = "models", prefix = "" }]
       write = []
     }
-    # Kubeflow Pipelines v2 sets one service account per run, not per step, so a pipeline run
-    # needs the union of the stage roles it runs (data + trainer + batch_predict).
+    # Kubeflow Pipelines v2 sets one service account per run, not per step (kfp-kubernetes
+    # 2.16.1 has no per-task setting), so a pipeline run needs the union of the stage roles it
+    # runs (data + trainer + batch_predict); tests/infra checks it is exactly that union.
     pipelines = {
       read  = [{ bucket = "data", prefix = "" }, { bucket = "artifacts", prefix = "" }, { bucket = "models", prefix = "" }]
       write = [{ bucket = "data", prefix = "" }, { bucket = "artifacts", prefix = "" }, { bucket = "models", prefix = "" }]
