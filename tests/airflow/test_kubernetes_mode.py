@@ -192,6 +192,16 @@ def test_pss_check_catches_the_provider_sidecar(k8s_dagbag):
     assert pss_restricted_violations(stage_only) == ["base: root filesystem is writable"]
 
 
+def test_dags_serialize_as_the_dag_processor_stores_them(k8s_dagbag):
+    """The scheduler and UI see the serialized DAG: the stage pod tasks (k8s objects in their fields) survive the round trip."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    for dag_id, dag in k8s_dagbag.dags.items():
+        back = DagSerialization.from_dict(json.loads(json.dumps(DagSerialization.to_dict(dag))))
+        assert {t.task_id for t in back.tasks} == set(dag.task_dict), dag_id
+        assert "StagePodOperator" in {t.task_type for t in back.tasks}, dag_id
+
+
 def test_rendered_args_are_the_stage_cli(k8s_dagbag):
     """The templated arguments render to exactly what `flightdeck <stage>` takes."""
     import jinja2
