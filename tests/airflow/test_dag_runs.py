@@ -1,11 +1,14 @@
 """Real DAG runs with dag.test() (in-process, no scheduler) and the real stages, local runtime.
 
 - continuous_training on a one-week window: ingest -> validate -> features -> train -> evaluate
-  -> the blessing branch, which either promotes and deploys or ends the run cleanly with the reason.
+  -> the blessing branch; an impossible gate (max_ece=0) makes the rejection deterministic: the run
+  ends cleanly with the reason in the rejecting task's XCom and log, nothing registered or deployed.
+  (The blessed path, register -> deploy on a real Triton, is test_lifecycle.py.)
 - A bad file source: validation fails the task and the run (no retry, nothing downstream runs),
-  and the failure notifier posts to a real HTTP server started here.
-- A stage process killed with SIGKILL mid-write is retried by Airflow; the store then holds
-  exactly what one clean run writes.
+  the failure notifier posts to a real HTTP server started here, and the run log pushes the failed
+  run to a real Pushgateway, where a real Prometheus fires PipelineRunFailed.
+- A stage process stopped right after writing a temporary object, before publishing it, and then
+  killed with SIGKILL is retried by Airflow; the store then holds exactly what one clean run writes.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import signal
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -53,15 +57,17 @@ def store_digest(store) -> dict[str, str]:
             if not key.startswith("runlog/")}
 
 
-# -- continuous training, end to end --------------------------------------------------------------
-def test_continuous_training_end_to_end(dags, home):
+# -- continuous training, end to end, a rejected challenger -------------------------------------
+def test_continuous_training_end_to_end_with_a_rejected_challenger(dags, home, capfd, caplog):
     from components.store import open_store
 
-    dr, tis = run_dag(dags["continuous_training"], "2013-03-01", run_conf={"window_days": 7})
-    assert dr.state == "success"
+    # No model is calibrated to an ECE of exactly 0: the gate rejects every challenger.
+    dr, tis = run_dag(dags["continuous_training"], "2013-03-01", run_conf={"window_days": 7, "max_ece": 0.0})
+    assert dr.state == "success"  # a rejected challenger is not a failed run
     for task in ("plan_window", "ingest", "validate", "features_build", "features_training_set", "train",
-                 "evaluate", "blessed"):
+                 "evaluate", "blessed", "challenger_rejected"):
         assert tis[task].state == "success", task
+    assert tis["register"].state == "skipped" and tis["deploy"].state == "skipped"
     window = xcom(tis["plan_window"])
     assert window == {"day": "2013-03-01", "start": "2013-02-22", "end": "2013-02-28"}
     store = open_store()
@@ -69,14 +75,22 @@ def test_continuous_training_end_to_end(dags, home):
     assert store.exists(f"training_sets/{window['start']}_{window['end']}.parquet")
     evaluation = xcom(tis["evaluate"])
     assert xcom(tis["evaluate"], "train")["run_id"] == evaluation["run_id"]
-    if evaluation["blessed"]:
-        assert tis["register"].state == "success" and tis["challenger_rejected"].state == "skipped"
-    else:  # the run still ends cleanly, with evaluate's reasons on record
-        assert tis["challenger_rejected"].state == "success"
-        assert tis["register"].state == "skipped" and tis["deploy"].state == "skipped"
-        outcome = xcom(tis["challenger_rejected"])
-        assert outcome["blessed"] is False and outcome["reason"] == "; ".join(evaluation["failed"])
-        assert not store.list("models/")  # the registry was not touched
+    assert evaluation["blessed"] is False
+    ece = [f for f in evaluation["failed"] if f.startswith("expected calibration error")]
+    assert len(ece) == 1 and ece[0].endswith("exceeds 0.0"), evaluation["failed"]
+    # The gate used is recorded with the evaluation.
+    recorded = json.loads(store.read_published(f"runs/evaluate/{evaluation['eval_id']}", "evaluation.json"))
+    assert recorded["decision"]["policy"]["max_ece"] == 0.0 and recorded["decision"]["blessed"] is False
+    # Why, where the UI shows it: the rejecting task's XCom (return value) and its log line.
+    outcome = xcom(tis["challenger_rejected"])
+    assert outcome == {"blessed": False, "reason": "; ".join(evaluation["failed"]),
+                       "evaluation": evaluation["eval_id"], "run_id": evaluation["run_id"]}
+    captured = capfd.readouterr()
+    logged = caplog.text + captured.out + captured.err
+    assert f"the champion stays: challenger {evaluation['run_id']} was not blessed: " in logged
+    assert "exceeds 0.0" in logged
+    assert not store.list("models/")  # the registry was not touched
+    assert not (home / "triton" / "model_repository").exists()  # nothing was deployed
 
 
 # -- validation failure + failure notifier --------------------------------------------------------
@@ -129,8 +143,20 @@ def bad_source(folder, day: str):
     return folder
 
 
-def test_validation_failure_fails_the_run_and_alerts(dags, home, tmp_path, alert_sink):
+@pytest.fixture
+def prometheus_stack(tmp_path, monkeypatch):
+    """A real Pushgateway the run log pushes to, and a real Prometheus scraping it with alerts.yml."""
+    from tests.monitoring import servers
+
+    with servers.pushgateway(tmp_path) as gateway, servers.prometheus(tmp_path, gateway) as prom:
+        monkeypatch.setenv("FLIGHTDECK_PUSHGATEWAY_URL", gateway)
+        yield gateway, prom
+
+
+def test_validation_failure_fails_the_run_and_alerts(dags, home, tmp_path, alert_sink, prometheus_stack):
+    from components import runlog
     from components.store import open_store
+    from tests.monitoring import servers
 
     source = bad_source(tmp_path / "bad-source", "2013-03-05")
     dr, tis = run_dag(dags["batch_prediction"], "2013-03-05", run_conf={"source": str(source)})
@@ -149,6 +175,18 @@ def test_validation_failure_fails_the_run_and_alerts(dags, home, tmp_path, alert
     assert alert["path"] == "/hooks/flightdeck" and alert["content_type"] == "application/json"
     assert "batch_prediction.validate failed" in alert["json"]["text"] and "origin" in alert["json"]["text"]
     assert alert["json"]["blocks"][0]["type"] == "section"
+
+    # No predictions were published, so monitoring never runs for the day; the DAG's failure callback
+    # recorded the run, and the run log pushed it: PipelineRunFailed fires on what was pushed.
+    gateway, prom = prometheus_stack
+    latest = runlog.last_runs(store)["batch_prediction"]["latest"]
+    assert latest["status"] == "failed" and latest["info"]["run_id"] == dr.run_id
+    [failed] = servers.pushed_samples(gateway)["flightdeck_pipeline_last_run_failed"]
+    assert failed.labels == {"job": "flightdeck_pipeline", "pipeline": "batch_prediction"} and failed.value == 1
+    [hit] = prom.wait_for(servers.alert_rule("PipelineRunFailed")["expr"])
+    assert hit["metric"] == {"pipeline": "batch_prediction"}
+    [alert] = prom.wait_for('ALERTS{alertname="PipelineRunFailed",alertstate="firing"}')
+    assert alert["metric"]["pipeline"] == "batch_prediction" and alert["metric"]["severity"] == "warning"
 
 
 def test_pagerduty_payload_through_a_real_server(monkeypatch, alert_sink):
@@ -174,24 +212,48 @@ def test_pagerduty_payload_through_a_real_server(monkeypatch, alert_sink):
 
 
 # -- SIGKILL mid-write, retried ------------------------------------------------------------------
-def kill_stage_mid_write(store_root, stage_word: str, killed: list, stop: threading.Event):
-    """Find the stage's CLI child process; once it has written a few partitions, SIGKILL it."""
+# Loaded by the stage's child process only (PYTHONPATH points at a folder holding it as
+# sitecustomize.py): nothing in the production code knows about it. The store writes a temporary
+# file, then renames it into place (os.replace); this stops the process right after the temporary
+# file of the third raw flights partition is written and before its rename, so the kill always lands
+# between "written" and "published", never before or after by luck.
+STOP_BEFORE_PUBLISH = """
+import os
+import signal
+
+_marker = os.environ.get("FD_STOP_MARKER")
+if _marker and not os.path.exists(_marker):
+    _replace = os.replace
+    _partitions = []
+
+    def _stopping_replace(src, dst, *args, **kwargs):
+        if "/raw/flights/" in os.fspath(dst) and os.fspath(dst).endswith("/part.parquet"):
+            _partitions.append(os.fspath(dst))
+            if len(_partitions) == 3 and not os.path.exists(_marker):
+                with open(_marker, "w") as fh:
+                    fh.write(f"{os.getpid()}\\n{os.fspath(src)}\\n{os.fspath(dst)}\\n")
+                os.kill(os.getpid(), signal.SIGSTOP)
+        return _replace(src, dst, *args, **kwargs)
+
+    os.replace = _stopping_replace
+"""
+
+
+def kill_when_stopped(marker, seen: dict, stop: threading.Event):
+    """Once the stage has stopped itself mid-write, look at the store and SIGKILL it."""
     import psutil
 
-    me = psutil.Process()
-    while not stop.is_set() and not killed:
-        for child in me.children(recursive=True):
-            try:
-                cmd = child.cmdline()
-            except psutil.Error:
-                continue
-            if "components.cli" in cmd and stage_word in cmd:
-                written = list((store_root / "raw" / "flights").glob("date=*/part.parquet")) \
-                    if (store_root / "raw" / "flights").exists() else []
-                if len(written) >= 3:
-                    os.kill(child.pid, signal.SIGKILL)
-                    killed.append((child.pid, len(written)))
-                    return
+    while not stop.is_set():
+        if marker.exists() and len(marker.read_text().splitlines()) == 3:
+            pid, tmp, dst = marker.read_text().splitlines()
+            proc = psutil.Process(int(pid))
+            while proc.status() != psutil.STATUS_STOPPED:
+                time.sleep(0.01)
+            seen.update(pid=int(pid), tmp=tmp, dst=dst, tmp_bytes=os.path.getsize(tmp),
+                        dst_existed=os.path.exists(dst))
+            os.kill(int(pid), signal.SIGKILL)  # the task's subprocess.run() reaps it
+            seen["killed"] = True
+            return
         time.sleep(0.01)
 
 
@@ -199,11 +261,17 @@ def test_sigkilled_stage_is_retried_and_leaves_one_clean_run(dags, home, tmp_pat
     from components.stages import STAGES
     from components.store import LocalStore, open_store
 
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(STOP_BEFORE_PUBLISH)
+    marker = tmp_path / "stopped-mid-write"
     monkeypatch.setenv("FLIGHTDECK_LOCAL_TASKS", "subprocess")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("FD_STOP_MARKER", str(marker))
     store = open_store()
-    killed: list = []
+    seen: dict = {}
     stop = threading.Event()
-    watcher = threading.Thread(target=kill_stage_mid_write, args=(store.base, "ingest", killed, stop), daemon=True)
+    watcher = threading.Thread(target=kill_when_stopped, args=(marker, seen, stop), daemon=True)
     watcher.start()
     try:
         # Only ingest runs for real; the rest of the DAG is marked done (it is not under test here).
@@ -212,9 +280,15 @@ def test_sigkilled_stage_is_retried_and_leaves_one_clean_run(dags, home, tmp_pat
     finally:
         stop.set()
         watcher.join(5)
-    assert killed, "the ingest process finished before it could be killed"
+    # Killed in the middle of a write: the partition's bytes were on disk under the temporary name,
+    # not yet under the name readers use.
+    assert seen.get("killed"), "the ingest process never reached the third partition's write"
+    assert seen["tmp_bytes"] > 0 and not seen["dst_existed"]
+    assert Path(seen["tmp"]).name.startswith(".part.parquet.tmp-")
     assert dr.state == "success"
     assert tis["ingest"].state == "success" and tis["ingest"].try_number == 2
+    # The killed write left its temporary file behind, invisible to every reader of the store.
+    assert Path(seen["tmp"]).exists() and not any(".tmp-" in k for k in store.list())
     # A clean, uninterrupted run of the same stage and window in another home.
     clean = LocalStore(tmp_path / "clean")
     STAGES["ingest"].load_entry()(STAGES["ingest"].make_params(start="2013-05-02", end="2013-05-31"), store=clean)
