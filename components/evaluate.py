@@ -259,7 +259,7 @@ def evaluate(params: EvaluateParams, store: ArtifactStore | None = None) -> dict
         raise StageFailed(f"training run {run_id} is not published at {store.uri(prefix)}")
     run_params = json.loads(store.read_published(prefix, "params.json"))
     model_sha = pointer["meta"]["model_sha256"]
-    module = load_scripted(store.read_bytes(store.published_key(prefix, "model.pt")), model_sha, store.uri(prefix))
+    module = load_scripted(store.read_bytes(store.published_key(prefix, "model.pt", pointer)), model_sha, store.uri(prefix))
     frame, _, set_sha = tr.load_training_set(store, run_params["train_start"], run_params["train_end"])
     split = tr.assign_split(frame, run_params["split"])
     train, val, holdout = (frame[split == s].reset_index(drop=True) for s in ("train", "val", "test"))

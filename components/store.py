@@ -5,6 +5,11 @@ atomic (a reader sees the old object or the new one, never a prefix of it). Arti
 of several objects are published with `publish`: the objects go under a fresh version
 folder and become visible only when one small pointer object names them, so a writer
 killed at any point leaves nothing a reader can mistake for a finished artifact.
+
+A reader reads the pointer, then the objects it names. Publishing keeps the version the old
+pointer named (one version back) until the next publish, so a reader that read the pointer just
+before a publish still finds its objects; `read_published` also re-reads the pointer once when
+they are gone (a reader that slept through two publishes).
 """
 
 from __future__ import annotations
@@ -116,10 +121,15 @@ class ArtifactStore:
         """Publish a set of objects under prefix as one artifact, atomically.
 
         Objects go to prefix/v-<id>/<name>; then the pointer prefix/_PUBLISHED.json is
-        written naming them with their sha256. Older versions are removed afterwards.
+        written naming them with their sha256. Afterwards every other version is removed except
+        the one the replaced pointer named: readers that read that pointer a moment ago (the
+        validated partitions features are reading, a run evaluate is loading) still find its files;
+        it goes at the next publish. Leftovers of a killed publisher go too.
         Returns the pointer record.
         """
         prefix = prefix.strip("/")
+        previous = self.published(prefix)
+        keep = {previous["version"]} if previous else set()
         version = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
         entries = {}
         for name, data in sorted(files.items()):
@@ -127,9 +137,10 @@ class ArtifactStore:
             entries[name] = {"sha256": sha256_bytes(data), "bytes": len(data)}
         record = {"version": version, "files": entries, "meta": meta or {}, "published_at": time.time()}
         self.write_json(f"{prefix}/{POINTER}", record)
+        keep.add(version)
         for key in self.list(prefix + "/"):
             rest = key[len(prefix) + 1 :]
-            if rest != POINTER and not rest.startswith(version + "/"):
+            if rest != POINTER and rest.split("/", 1)[0] not in keep:
                 self.delete(key)
         return record
 
@@ -140,8 +151,8 @@ class ArtifactStore:
         except ArtifactNotFound:
             return None
 
-    def published_key(self, prefix: str, name: str) -> str:
-        record = self.published(prefix)
+    def published_key(self, prefix: str, name: str, record: dict | None = None) -> str:
+        record = record or self.published(prefix)
         if record is None:
             raise ArtifactNotFound(f"nothing is published at {self.uri(prefix)}")
         if name not in record["files"]:
@@ -149,14 +160,24 @@ class ArtifactStore:
         return f"{prefix.strip('/')}/{record['version']}/{name}"
 
     def read_published(self, prefix: str, name: str) -> bytes:
-        """Read one file of a published artifact, checking its sha256 against the pointer."""
-        record = self.published(prefix)
-        key = self.published_key(prefix, name)
-        data = self.read_bytes(key)
-        expected = record["files"][name]["sha256"]
-        if sha256_bytes(data) != expected:
-            raise StoreError(f"{self.uri(key)}: sha256 {sha256_bytes(data)} does not match the published {expected}")
-        return data
+        """Read one file of a published artifact, checking its sha256 against the pointer it was read by.
+
+        The pointer is read once per attempt (file and checksum always come from the same version); if
+        that version's file is gone, a newer publish replaced it: the pointer is read again, once."""
+        for attempt in (1, 2):
+            record = self.published(prefix)
+            key = self.published_key(prefix, name, record)
+            try:
+                data = self.read_bytes(key)
+            except ArtifactNotFound:
+                if attempt == 2 or (self.published(prefix) or {}).get("version") == record["version"]:
+                    raise
+                continue
+            expected = record["files"][name]["sha256"]
+            if sha256_bytes(data) != expected:
+                raise StoreError(f"{self.uri(key)}: sha256 {sha256_bytes(data)} does not match the published {expected}")
+            return data
+        raise AssertionError("unreachable")
 
     def unpublish(self, prefix: str) -> int:
         return self.delete_prefix(prefix.strip("/") + "/")
@@ -281,6 +302,8 @@ class S3Store(ArtifactStore):
             "s3",
             endpoint_url=endpoint_url or None,
             region_name=region or None,
+            # Five retries after the first attempt (botocore: total_max_attempts = max_attempts + 1), with
+            # adaptive client-side rate limiting when S3 throttles (503 SlowDown); tests/core/test_store.py.
             config=Config(retries={"max_attempts": 5, "mode": "adaptive"}, connect_timeout=5, read_timeout=60),
         )
 

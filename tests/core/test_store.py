@@ -36,16 +36,69 @@ def test_corrupt_parquet_is_a_clear_error(any_store):
         any_store.read_parquet("bad.parquet")
 
 
+def _versions(store, prefix: str) -> set[str]:
+    return {k.split("/")[1] for k in store.list(prefix + "/") if not k.endswith("_PUBLISHED.json")}
+
+
 def test_publish_replaces_atomically_and_cleans_old_versions(any_store):
     first = any_store.publish("art", {"x.txt": b"one", "y.txt": b"uno"})
     assert any_store.read_published("art", "x.txt") == b"one"
+    any_store.write_bytes("art/v-killed-writer/x.txt", b"half")  # what a killed publisher leaves
     second = any_store.publish("art", {"x.txt": b"two"})
     assert second["version"] != first["version"]
     assert any_store.read_published("art", "x.txt") == b"two"
-    # Only the pointer and the current version remain.
-    assert all(k.endswith("_PUBLISHED.json") or second["version"] in k for k in any_store.list("art/"))
     with pytest.raises(ArtifactNotFound, match="has no file 'y.txt'"):
         any_store.read_published("art", "y.txt")
+    # The pointer, the current version and the one the replaced pointer named (for its readers).
+    assert _versions(any_store, "art") == {first["version"], second["version"]}
+    third = any_store.publish("art", {"x.txt": b"three"})
+    assert _versions(any_store, "art") == {second["version"], third["version"]}  # first goes one publish later
+
+
+def test_a_reader_of_the_old_pointer_still_finds_its_files(any_store):
+    """A reader reads the pointer, then the files: a publish in between must not pull them away."""
+    any_store.publish("art", {"x.txt": b"one"})
+    old = any_store.published("art")
+    any_store.publish("art", {"x.txt": b"two"})
+    assert any_store.read_bytes(any_store.published_key("art", "x.txt", old)) == b"one"
+    # A reader that slept through two publishes: its version is gone, read_published reads the pointer again.
+    any_store.publish("art", {"x.txt": b"three"})
+    with pytest.raises(ArtifactNotFound):
+        any_store.read_bytes(any_store.published_key("art", "x.txt", old))
+    assert any_store.read_published("art", "x.txt") == b"three"
+
+
+def test_readers_during_repeated_publishes_never_fail(any_store):
+    """Real threads: one writer republishing, readers reading all the while (files and checksums agree)."""
+    import threading
+
+    any_store.publish("art", {"x.txt": b"0" * 1000, "y.txt": b"y0"})
+    stop, errors, reads = threading.Event(), [], [0]
+
+    def reader():
+        from components.store import open_store
+
+        own = open_store()  # its own client, as a separate stage process would have
+        while not stop.is_set():
+            try:
+                data = own.read_published("art", "x.txt")
+                assert len(set(data)) == 1, data[:20]
+                reads[0] += 1
+            except Exception as exc:  # noqa: BLE001 - the test collects what readers got
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(1, 60):
+            any_store.publish("art", {"x.txt": str(i % 10).encode() * 1000, "y.txt": b"y"})
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert not errors, errors[:3]
+    assert reads[0] > 10
 
 
 def test_tampered_published_file_is_refused(any_store):
@@ -88,6 +141,33 @@ def test_killed_publisher_leaves_nothing_readable(home):
     assert list(store.published("big")["files"]) == ["f0.bin"]
 
 
+def _slow_s3_publisher(env: dict) -> None:
+    os.environ.update(env)
+    store = open_store()
+    store.publish("big", {f"f{i}.bin": os.urandom(256) for i in range(20_000)})
+
+
+def test_killed_publisher_on_s3_leaves_nothing_readable(s3_store, monkeypatch):
+    """The same SIGKILL mid-publish on the S3 backend (moto server over HTTP): the partial version's
+    objects are there, but the pointer still names the old artifact and only it."""
+    s3_store.publish("big", {"f0.bin": b"old"})
+    env = {k: os.environ[k] for k in os.environ if k.startswith(("FLIGHTDECK_", "AWS_"))}
+    proc = multiprocessing.get_context("spawn").Process(target=_slow_s3_publisher, args=(env,))
+    proc.start()
+    deadline = time.monotonic() + 120
+    while len(s3_store.list("big/")) < 50 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    assert len(s3_store.list("big/")) > 2, "the writer was killed before it wrote anything"
+    assert s3_store.read_published("big", "f0.bin") == b"old"
+    assert list(s3_store.published("big")["files"]) == ["f0.bin"]
+    # The next publish sweeps the dead writer's objects (keeping only the version readers may hold).
+    record = s3_store.publish("big", {"f0.bin": b"new"})
+    assert len(s3_store.list("big/")) == 3 and s3_store.read_published("big", "f0.bin") == b"new"
+    assert record["version"] in _versions(s3_store, "big")
+
+
 def test_missing_bucket_is_a_clear_error(aws_env, monkeypatch):
     monkeypatch.setenv("FLIGHTDECK_PROFILE", "aws")
     monkeypatch.setenv("FLIGHTDECK_S3_BUCKET", "no-such-bucket-here")
@@ -127,3 +207,141 @@ def test_three_buckets_route_by_area(aws_env, monkeypatch):
     assert keys("fd-art") == ["runs/train/r1/metrics.json"]
     assert store.read_published("validated/flights/date=2013-01-01", "part.parquet") == b"p"
     assert len(store.list("")) == 4  # the pointer, the partition, the model, the metrics
+
+
+@pytest.fixture
+def denied_store(tmp_path, monkeypatch):
+    """An S3Store whose principal a bucket policy denies (moto server with IAM authorization on: after the
+    first few set-up calls every request is authenticated and checked against the policies)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import boto3
+
+    from tests.conftest import free_port, wait_for_port
+
+    port = free_port()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "INITIAL_NO_AUTH_ACTION_COUNT": "4"}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        wait_for_port(port, proc=proc)
+        url, bucket = f"http://127.0.0.1:{port}", "fd-denied"
+        root = dict(endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
+                    aws_secret_access_key="testing")
+        boto3.client("s3", **root).create_bucket(Bucket=bucket)
+        iam = boto3.client("iam", **root)
+        iam.create_user(UserName="stage")
+        key = iam.create_access_key(UserName="stage")["AccessKey"]
+        iam.put_user_policy(UserName="stage", PolicyName="s3", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+        for name, value in {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+                            "AWS_DEFAULT_REGION": "us-east-1", "FLIGHTDECK_PROFILE": "aws",
+                            "FLIGHTDECK_S3_BUCKET": bucket, "FLIGHTDECK_S3_ENDPOINT_URL": url}.items():
+            monkeypatch.setenv(name, value)
+        # boto3's default session caches the credentials it first resolved: start a new one for this principal.
+        monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+        store = open_store()
+        store.write_bytes("open/ok.txt", b"1")
+        store.write_bytes("secret/x.txt", b"2")
+        store.client.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Deny", "Principal": "*", "Action": ["s3:GetObject", "s3:PutObject"],
+            "Resource": f"arn:aws:s3:::{bucket}/secret/*"}]}))
+        yield store
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_access_denied_is_a_clear_error(denied_store):
+    assert denied_store.read_bytes("open/ok.txt") == b"1"  # the same client, allowed elsewhere
+    for action, call in (("read", lambda: denied_store.read_bytes("secret/x.txt")),
+                         ("write", lambda: denied_store.write_bytes("secret/y.txt", b"3")),
+                         ("read", lambda: denied_store.read_json("secret/x.txt"))):
+        with pytest.raises(StoreError, match=rf"access denied to s3://fd-denied/secret/.* \({action}\): check the IAM "
+                                              "role of this workload") as err:
+            call()
+        assert not isinstance(err.value, ArtifactNotFound)  # denied is not "missing": nothing may be recreated
+    with pytest.raises(StoreError, match="access denied"):
+        denied_store.publish("secret/art", {"a.txt": b"a"})
+    assert denied_store.published("open") is None  # a missing pointer elsewhere is still just missing
+
+
+class _FlakyProxy:
+    """A real HTTP proxy in front of the S3 server that answers the first `fail` requests with
+    503 SlowDown (what S3 sends when it throttles), then forwards; counts every request."""
+
+    def __init__(self, upstream: str, fail: int):
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlparse
+
+        target = urlparse(upstream)
+        self.requests, self.fail = 0, fail
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _any(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                proxy.requests += 1
+                if proxy.requests <= proxy.fail:
+                    msg = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+                    self.send_response(503)
+                    self.send_header("Content-Length", str(len(msg)))
+                    self.end_headers()
+                    self.wfile.write(msg)
+                    return
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                conn.request(self.command, self.path, body=body, headers=dict(self.headers))
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("fail, succeeds", [(5, True), (6, False)])
+def test_throttled_requests_are_retried_five_times(s3_bucket, aws_env, monkeypatch, fail, succeeds):
+    """store.S3Store's botocore config against a server that throttles: max_attempts=5 means five retries
+    after the first attempt (botocore counts total_max_attempts = max_attempts + 1), adaptive mode."""
+    import boto3
+
+    boto3.client("s3", endpoint_url=aws_env, region_name="us-east-1").put_object(Bucket=s3_bucket, Key="k",
+                                                                                  Body=b"v")
+    proxy = _FlakyProxy(aws_env, fail)
+    try:
+        monkeypatch.setenv("FLIGHTDECK_PROFILE", "aws")
+        monkeypatch.setenv("FLIGHTDECK_S3_BUCKET", s3_bucket)
+        monkeypatch.setenv("FLIGHTDECK_S3_ENDPOINT_URL", proxy.url)
+        store = open_store()
+        if succeeds:
+            assert store.read_bytes("k") == b"v"
+            assert proxy.requests == fail + 1  # every throttled attempt was retried, then one went through
+        else:
+            with pytest.raises(StoreError, match="could not read .*SlowDown"):
+                store.read_bytes("k")
+            assert proxy.requests == 6  # and no more: the first attempt and five retries
+    finally:
+        proxy.close()
