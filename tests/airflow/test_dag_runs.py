@@ -182,7 +182,8 @@ def test_validation_failure_fails_the_run_and_alerts(dags, home, tmp_path, alert
     latest = runlog.last_runs(store)["batch_prediction"]["latest"]
     assert latest["status"] == "failed" and latest["info"]["run_id"] == dr.run_id
     [failed] = servers.pushed_samples(gateway)["flightdeck_pipeline_last_run_failed"]
-    assert failed.labels == {"job": "flightdeck_pipeline", "pipeline": "batch_prediction"} and failed.value == 1
+    assert (failed.labels["job"], failed.labels["pipeline"], failed.value) == ("flightdeck_pipeline",
+                                                                             "batch_prediction", 1)
     [hit] = prom.wait_for(servers.alert_rule("PipelineRunFailed")["expr"])
     assert hit["metric"] == {"pipeline": "batch_prediction"}
     [alert] = prom.wait_for('ALERTS{alertname="PipelineRunFailed",alertstate="firing"}')
