@@ -3,7 +3,7 @@
   build         validated partitions -> features/<view>.parquet (upserted by date range) + feast apply
   training_set  entity rows = validated flights, event_timestamp = sched_dep_utc - lead time,
                 point-in-time join through get_historical_features with the feature service
-  materialize   online store, incrementally over explicit intervals, one day per chunk
+  materialize   online store, over explicit intervals in bounded chunks, idempotent (see `materialize`)
 
 Batch prediction calls `scoring_frame` (offline store, as of the lead time) and online prediction
 calls `online_features` (online store): both read the same feature service as the training set,
@@ -31,6 +31,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from components import feature_tables as ft
@@ -495,6 +496,9 @@ def online_features(flight: dict, settings: Settings | None = None) -> dict:
 
 
 # -- materialization ----------------------------------------------------------------------------
+Interval = tuple[pd.Timestamp, pd.Timestamp]
+
+
 def _read_progress(store: ArtifactStore) -> dict:
     try:
         return store.read_json(PROGRESS_KEY)
@@ -513,16 +517,38 @@ def _merge_intervals(intervals: list[list[str]]) -> list[list[str]]:
     return [[a.isoformat(), b.isoformat()] for a, b in merged]
 
 
+def _recorded(progress: dict, view: str) -> list[Interval]:
+    return [(pd.Timestamp(a), pd.Timestamp(b)) for a, b in progress["views"].get(view, {}).get("intervals", [])]
+
+
+def _subtract(span: Interval, done: list[Interval]) -> list[Interval]:
+    """The parts of `span` that no interval of `done` covers, oldest first."""
+    out, a = [], span[0]
+    for da, db in sorted(done):
+        if db <= a or da >= span[1]:
+            continue
+        if da > a:
+            out.append((a, da))
+        a = max(a, db)
+    if a < span[1]:
+        out.append((a, span[1]))
+    return out
+
+
+def _intersect(span: Interval, done: list[Interval]) -> list[Interval]:
+    return [(max(span[0], a), min(span[1], b)) for a, b in sorted(done) if a < span[1] and b > span[0]]
+
+
 def _table_min_ts(store: ArtifactStore, view: str) -> pd.Timestamp | None:
     try:
-        ts = store.read_parquet(table_key(view))[ft.TS]
+        ts = pq.read_table(pa.BufferReader(store.read_bytes(table_key(view))), columns=[ft.TS]).column(0)
     except ArtifactNotFound:
         return None
-    return ts.min() if len(ts) else None
+    return pd.Timestamp(pa.compute.min(ts).as_py()) if len(ts) else None
 
 
-def _chunks(start: pd.Timestamp, end: pd.Timestamp, days: int) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
-    """[start, end] cut at local midnights, `days` days per chunk."""
+def _chunks(start: pd.Timestamp, end: pd.Timestamp, days: int) -> list[Interval]:
+    """[start, end) cut at local midnights, at most `days` local days per chunk."""
     out, a = [], start
     while a < end:
         local = a.tz_convert(schema.LOCAL_TZ).normalize().tz_localize(None) + pd.Timedelta(days=days)
@@ -532,13 +558,39 @@ def _chunks(start: pd.Timestamp, end: pd.Timestamp, days: int) -> list[tuple[pd.
     return out
 
 
-def materialize(params: MaterializeParams, store: ArtifactStore | None = None) -> dict:
-    """Load feature values into the online store for the interval up to the end of `params.end`.
+def _union(spans: list[Interval]) -> list[Interval]:
+    return [(pd.Timestamp(a), pd.Timestamp(b)) for a, b in _merge_intervals([[x.isoformat(), y.isoformat()] for x, y in spans])]
 
-    Each view continues from where its last materialization stopped (recorded in the store), so a run
-    never leaves a gap and an older interval never overwrites newer online values; `start` only sets
-    where a view's first materialization begins (default: its oldest feature row). Work goes in chunks
-    of `chunk_days` local days: Feast keeps only the latest row per entity of a chunk in memory.
+
+def online_write_keeps_newest(fs) -> bool:
+    """Whether the online store skips a row older than the one it holds for that key.
+
+    Feast 0.67: the Redis store reads each key's stored event timestamp and skips older or equal rows
+    (unless skip_dedup); the SQLite store upserts unconditionally, so the last write wins."""
+    cfg = fs.config.online_store
+    return getattr(cfg, "type", "") == "redis" and not getattr(cfg, "skip_dedup", False)
+
+
+def materialize(params: MaterializeParams, store: ArtifactStore | None = None) -> dict:
+    """Load feature values into the online store for an explicit interval, in bounded chunks; idempotent.
+
+    The interval is [start of local day `start`, end of local day `end`): the run's data interval
+    (the batch_prediction DAG passes its day as both). Without `start`, each view continues from where
+    its materialization stopped (its first one starts at its oldest feature row).
+
+    - Idempotent: what each view has materialized is recorded (features/materialization.json, written
+      after every chunk, so a killed run resumes where it stopped); only the parts of the interval
+      not yet recorded are loaded, so a re-run of the same interval is a no-op (0 chunks).
+    - Bounded: the work goes in chunks of `chunk_days` local days, and Feast holds the latest row per
+      online key of one chunk at a time, so memory follows the chunk, not the window (README, Features).
+    - An older interval never overwrites newer online values. Feast 0.67's Redis store compares event
+      timestamps and skips a row older than the one it holds; its SQLite store upserts unconditionally
+      (the last write wins). So on SQLite, when a gap before already-materialized data is filled (a
+      backfill), everything already materialized after the gap is written again right after it, in
+      time order (`repair_chunks`): every key ends with its newest row. Same online values on both.
+    - Re-applying the repo keeps Feast's materialization intervals (see `apply`), and this record
+      lives in the artifact store, not in the registry.
+    - Static views (plane attributes) are always materialized whole: a few thousand rows, one stamp.
     """
     settings = load_settings()
     store = store or open_store(settings)
@@ -547,7 +599,10 @@ def materialize(params: MaterializeParams, store: ArtifactStore | None = None) -
     end = ft.day_stamps(end_day, end_day)[0]
     requested_start = None
     if params.start:
-        requested_start = pd.Timestamp(schema.local_day_bounds_utc(schema.parse_day(params.start, "start"))[0])
+        start_day = schema.parse_day(params.start, "start")
+        if start_day > end_day:
+            raise StageFailed(f"materialize: --start {params.start} is after --end {params.end}")
+        requested_start = pd.Timestamp(schema.local_day_bounds_utc(start_day)[0])
     chunk_days = max(1, int(params.chunk_days))
     t0 = time.perf_counter()
     # Idempotent, and makes sure the online tables exist (a fresh SQLite file or Redis has none).
@@ -555,49 +610,61 @@ def materialize(params: MaterializeParams, store: ArtifactStore | None = None) -
     fs = feature_store(settings)
     progress = _read_progress(store)
     done: dict[str, dict] = {}
-    # Static views: always whole (a few thousand rows), so a plane added later is never missed.
     with _feast_quiet():
         fs.materialize(ft.STATIC_SINCE.to_pydatetime(), end.to_pydatetime(), feature_views=list(defs.STATIC_VIEWS))
     for view in defs.STATIC_VIEWS:
-        done[view] = {"from": ft.STATIC_SINCE.isoformat(), "to": end.isoformat(), "chunks": 1}
-        _record(store, progress, view, ft.STATIC_SINCE, end)
-    # Time-varying views: group them by where they start, then walk day by day.
-    starts: dict[str, pd.Timestamp] = {}
+        done[view] = {"from": ft.STATIC_SINCE.isoformat(), "to": end.isoformat(), "chunks": 1, "repair_chunks": 0}
+        _record(progress, view, ft.STATIC_SINCE, end)
+    store.write_json(PROGRESS_KEY, progress)
+    # Time-varying views: per view, the parts of the interval not recorded yet, in chunks of chunk_days.
+    # A gap before data already online is a backfill: where the store keeps the last write (SQLite),
+    # everything already materialized after it is written again, in time order, so every key ends with
+    # its newest row; Redis skips the older rows itself.
+    keeps_newest = online_write_keeps_newest(fs)
+    work: dict[Interval, dict[str, bool]] = {}  # window -> {view: loads new data (not only a repair)}
     for view in defs.VIEWS:
         if view in defs.STATIC_VIEWS:
             continue
+        recorded = _recorded(progress, view)
         until = progress["views"].get(view, {}).get("materialized_until")
-        start = pd.Timestamp(until) if until else (requested_start or _table_min_ts(store, view))
+        start = requested_start or (pd.Timestamp(until) if until else _table_min_ts(store, view))
         if start is None or start >= end:
-            done[view] = {"from": None, "to": until, "chunks": 0}
+            done[view] = {"from": None, "to": until, "chunks": 0, "repair_chunks": 0}
             continue
-        starts[view] = start
-    chunk_count = 0
-    if starts:
-        for a, b in _chunks(min(starts.values()), end, chunk_days):
-            views = [v for v, s in starts.items() if s < b]
-            with _feast_quiet():
-                fs.materialize(max(a, min(starts[v] for v in views)).to_pydatetime(), b.to_pydatetime(), feature_views=views)
-            for v in views:
-                _record(store, progress, v, max(a, starts[v]), b, save=False)
-            store.write_json(PROGRESS_KEY, progress)  # after every chunk: a killed run resumes here
-            chunk_count += 1
-        for v, s in starts.items():
-            done[v] = {"from": s.isoformat(), "to": end.isoformat(), "chunks": len(_chunks(s, end, chunk_days))}
+        gaps = _subtract((start, end), recorded)
+        spans = list(gaps)
+        newest = max((b for _, b in recorded), default=None)
+        if gaps and newest is not None and gaps[0][0] < newest and not keeps_newest:
+            spans += _intersect((gaps[0][0], newest), recorded)
+        steps = [c for span in _union(spans) for c in _chunks(*span, chunk_days)]
+        for window in steps:
+            work.setdefault(window, {})[view] = any(window[0] < gb and window[1] > ga for ga, gb in gaps)
+        fresh = sum(work[w][view] for w in steps)
+        done[view] = {"from": start.isoformat(), "to": end.isoformat(), "chunks": fresh,
+                      "repair_chunks": len(steps) - fresh}
+    # Sorted by start: each view's windows are disjoint and in time order, so they are written so.
+    for (a, b), views in sorted(work.items()):
+        with _feast_quiet():
+            fs.materialize(a.to_pydatetime(), b.to_pydatetime(), feature_views=list(views))
+        for v in views:
+            _record(progress, v, a, b)
+        store.write_json(PROGRESS_KEY, progress)  # after every chunk: a killed run resumes here
     return {
-        "end": end.isoformat(), "views": done, "chunks": chunk_count,
+        "start": requested_start.isoformat() if requested_start is not None else None,
+        "end": end.isoformat(), "views": done, "chunk_days": chunk_days,
+        "chunks": sum(any(v.values()) for v in work.values()),
+        "repair_chunks": sum(not any(v.values()) for v in work.values()),
+        "online_store_keeps_newest": keeps_newest,
         "seconds": round(time.perf_counter() - t0, 3), "progress": store.uri(PROGRESS_KEY),
     }
 
 
-def _record(store: ArtifactStore, progress: dict, view: str, a: pd.Timestamp, b: pd.Timestamp, save: bool = True) -> None:
+def _record(progress: dict, view: str, a: pd.Timestamp, b: pd.Timestamp) -> None:
     entry = progress["views"].setdefault(view, {"intervals": []})
     entry["intervals"] = _merge_intervals(entry["intervals"] + [[a.isoformat(), b.isoformat()]])
     prev = entry.get("materialized_until")
     entry["materialized_until"] = max(pd.Timestamp(prev), b).isoformat() if prev else b.isoformat()
     entry["updated_at"] = datetime.now(UTC).isoformat()
-    if save:
-        store.write_json(PROGRESS_KEY, progress)
 
 
 def online_freshness(store: ArtifactStore | None = None) -> dict[str, str | None]:

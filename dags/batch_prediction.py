@@ -40,7 +40,7 @@ with DAG(
     ingest = stage_task("ingest", start=DAY, end=DAY, source="{{ params.source }}")
     validate = stage_task("validate", start=DAY, end=DAY)
     build = stage_task("features-build", start=DAY, end=DAY)
-    materialize = stage_task("features-materialize", end=DAY)
+    materialize = stage_task("features-materialize", start=DAY, end=DAY)  # the run's day, explicitly
     predict = stage_task("predict-batch", date=DAY)
     publish = step(steps.publish_predictions, outlets=[PREDICTIONS])
 

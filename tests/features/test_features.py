@@ -174,21 +174,46 @@ def _assert_online_equals_offline(store, at: pd.Timestamp, day: str) -> int:
     return compared
 
 
+def _day_start(day: str) -> pd.Timestamp:
+    return pd.Timestamp(schema.local_day_bounds_utc(schema.parse_day(day))[0])
+
+
+def _day_end(day: str) -> pd.Timestamp:
+    return ft.day_stamps(schema.parse_day(day), schema.parse_day(day))[0]
+
+
+def _sqlite_rows(home, view: str) -> dict:
+    """The SQLite online table of a view: (entity key, feature) -> (value bytes, event_ts)."""
+    import sqlite3
+
+    with sqlite3.connect(home / "feast" / "online_store.db") as con:
+        rows = con.execute(f"SELECT entity_key, feature_name, value, event_ts FROM flightdeck_{view}").fetchall()
+    return {(k, f): (v, ts) for k, f, v, ts in rows}
+
+
+def _online_rows(home) -> dict:
+    return {view: _sqlite_rows(home, view) for view in _views()}
+
+
 def test_materialize_incremental_idempotent_and_survives_reapply(fenv):
     store = fenv.store
-    first = F.materialize(MaterializeParams(end="2013-01-12", start="2013-01-10"), store)
-    end1 = ft.day_stamps(schema.parse_day("2013-01-12"), schema.parse_day("2013-01-12"))[0]
-    assert first["chunks"] == 3 and first["end"] == end1.isoformat()
+    first = F.materialize(MaterializeParams(end="2013-01-12", start="2013-01-10", chunk_days=1), store)
+    end1 = _day_end("2013-01-12")
+    assert first["chunks"] == 3 and first["repair_chunks"] == 0 and first["end"] == end1.isoformat()
     progress = store.read_json(F.PROGRESS_KEY)
     for view in _views():
         assert progress["views"][view]["materialized_until"] == end1.isoformat()
     assert _assert_online_equals_offline(store, end1, "2013-01-13") > 10
 
-    # Same interval again: nothing to do, nothing changes.
-    again = F.materialize(MaterializeParams(end="2013-01-12", start="2013-01-10"), store)
-    assert again["chunks"] == 0
-    assert {v: e["materialized_until"] for v, e in store.read_json(F.PROGRESS_KEY)["views"].items()} == \
-        {v: e["materialized_until"] for v, e in progress["views"].items()}
+    # Same interval again: nothing to do, nothing changes (online rows compared value by value).
+    online = _online_rows(fenv.home)
+    again = F.materialize(MaterializeParams(end="2013-01-12", start="2013-01-10", chunk_days=1), store)
+    assert again["chunks"] == 0 and again["repair_chunks"] == 0
+    assert {v: e["intervals"] for v, e in store.read_json(F.PROGRESS_KEY)["views"].items()} == \
+        {v: e["intervals"] for v, e in progress["views"].items()}
+    assert _online_rows(fenv.home) == online
+    # A part of it too (the DAG's one-day interval, run again).
+    assert F.materialize(MaterializeParams(end="2013-01-11", start="2013-01-11"), store)["chunks"] == 0
 
     # Re-applying the repo keeps what Feast recorded as materialized.
     fs = F.feature_store()
@@ -197,15 +222,71 @@ def test_materialize_incremental_idempotent_and_survives_reapply(fenv):
     F.apply()
     assert {fv.name: fv.materialization_intervals for fv in fs.list_feature_views()} == intervals
 
-    # The next interval continues where the last stopped: two more days, two chunks.
-    nxt = F.materialize(MaterializeParams(end="2013-01-14", start="2013-01-13"), store)
-    end2 = ft.day_stamps(schema.parse_day("2013-01-14"), schema.parse_day("2013-01-14"))[0]
+    # Without a start, the next run continues where the last stopped: two more days, two chunks.
+    nxt = F.materialize(MaterializeParams(end="2013-01-14", chunk_days=1), store)
+    end2 = _day_end("2013-01-14")
     assert nxt["chunks"] == 2
     assert nxt["views"]["weather_hourly"]["from"] == end1.isoformat()
     weather = store.read_json(F.PROGRESS_KEY)["views"]["weather_hourly"]
-    assert weather["intervals"] == [[pd.Timestamp(schema.local_day_bounds_utc(
-        schema.parse_day("2013-01-10"))[0]).isoformat(), end2.isoformat()]]
+    assert weather["intervals"] == [[_day_start("2013-01-10").isoformat(), end2.isoformat()]]
     assert _assert_online_equals_offline(store, end2, "2013-01-15") > 10
+
+
+def test_materialize_an_explicit_interval_in_bounded_chunks(fenv):
+    """Exactly the requested days (local midnight to local midnight), cut into chunk_days pieces."""
+    result = F.materialize(MaterializeParams(start="2013-01-08", end="2013-01-12", chunk_days=2), fenv.store)
+    assert result["chunks"] == 3  # 2 + 2 + 1 days
+    for view in ("weather_hourly", "carrier_daily_stats", "route_daily_stats"):
+        assert result["views"][view] == {"from": _day_start("2013-01-08").isoformat(),
+                                         "to": _day_end("2013-01-12").isoformat(), "chunks": 3, "repair_chunks": 0}
+    # Feast recorded one materialization per chunk, each at most two local days long.
+    fv = F.feature_store().get_feature_view("weather_hourly")
+    spans = sorted((pd.Timestamp(a), pd.Timestamp(b)) for a, b in fv.materialization_intervals)
+    assert [(a.isoformat(), b.isoformat()) for a, b in spans] == [
+        (_day_start("2013-01-08").isoformat(), _day_start("2013-01-10").isoformat()),
+        (_day_start("2013-01-10").isoformat(), _day_start("2013-01-12").isoformat()),
+        (_day_start("2013-01-12").isoformat(), _day_end("2013-01-12").isoformat())]
+    assert _assert_online_equals_offline(fenv.store, _day_end("2013-01-12"), "2013-01-13") > 10
+    # Nothing after the interval reached the online store: a flight predicted on Jan 17 (whose rows exist
+    # offline, stamped after the interval) finds no time-varying value online.
+    flight = _probe_flights(fenv.store, "2013-01-17", pd.Timestamp("2013-01-17T15:00Z")).iloc[0].to_dict()
+    online = F.online_features(flight)
+    dated = [f for v, (_, feats, _) in _views().items() if v not in F._definitions_module().STATIC_VIEWS for f in feats]
+    assert all(math.isnan(online[f]) for f in dated), {f: online[f] for f in dated}
+    offline = F.model_frame(pd.DataFrame([flight]), with_label=False).iloc[0]
+    assert not math.isnan(offline["temp"])  # the offline store has them: the online store was kept to the interval
+    with pytest.raises(StageFailed, match="after --end"):
+        F.materialize(MaterializeParams(start="2013-01-12", end="2013-01-11"), fenv.store)
+
+
+def test_an_older_interval_after_a_newer_one_keeps_the_newer_online_values(fenv):
+    store = fenv.store
+    newer = F.materialize(MaterializeParams(start="2013-01-14", end="2013-01-15", chunk_days=1), store)
+    assert newer["chunks"] == 2
+    snapshot = _online_rows(fenv.home)
+    older = F.materialize(MaterializeParams(start="2013-01-12", end="2013-01-13", chunk_days=1), store)
+    # SQLite keeps the last write: the newer days are written again after the backfill, in time order.
+    assert older["chunks"] == 2 and older["repair_chunks"] == 2 and older["online_store_keeps_newest"] is False
+    after = _online_rows(fenv.home)
+    for view, rows in snapshot.items():
+        changed = [k for k, v in rows.items() if after[view].get(k) != v]
+        assert not changed, f"{view}: {len(changed)} online values of the newer interval were overwritten"
+        assert len(after[view]) > len(rows) or view in F._definitions_module().STATIC_VIEWS  # the backfill loaded
+    # The online store answers as of the newest materialized time (every key holds its latest row).
+    assert _assert_online_equals_offline(store, _day_end("2013-01-15"), "2013-01-16") > 10
+    weather = store.read_json(F.PROGRESS_KEY)["views"]["weather_hourly"]
+    assert weather["intervals"] == [[_day_start("2013-01-12").isoformat(), _day_end("2013-01-15").isoformat()]]
+    assert F.materialize(MaterializeParams(start="2013-01-12", end="2013-01-15"), store)["chunks"] == 0
+
+    # The premise, checked on Feast itself: its SQLite write does overwrite newer values with older ones,
+    # so without the repair above the backfill would have left stale values behind.
+    fs = F.feature_store()
+    with F._feast_quiet():
+        fs.materialize(_day_start("2013-01-13").to_pydatetime(), _day_end("2013-01-13").to_pydatetime(),
+                       feature_views=["weather_hourly"])
+    regressed = [k for k, (v, ts) in snapshot["weather_hourly"].items()
+                 if _sqlite_rows(fenv.home, "weather_hourly")[k][1] < ts]
+    assert regressed, "Feast's SQLite store now keeps the newest row: the repair chunks are no longer needed"
 
 
 def test_scoring_frame_matches_the_training_rows(training, monkeypatch, built_home):
@@ -248,9 +329,17 @@ def test_redis_online_store_matches_offline(fenv, redis_url, monkeypatch, tmp_pa
     monkeypatch.setenv("FLIGHTDECK_REDIS_URL", redis_url)
     assert F.feature_store().config.online_store.type == "redis"
 
-    result = F.materialize(MaterializeParams(end="2013-01-16", start="2013-01-15"), fenv.store)
-    assert result["chunks"] == 2
-    end = ft.day_stamps(schema.parse_day("2013-01-16"), schema.parse_day("2013-01-16"))[0]
+    result = F.materialize(MaterializeParams(end="2013-01-16", start="2013-01-15", chunk_days=1), fenv.store)
+    assert result["chunks"] == 2 and result["online_store_keeps_newest"] is True
+    end = _day_end("2013-01-16")
     client = redis.Redis.from_url(f"redis://{redis_url}")
     assert client.dbsize() > 0
+    assert _assert_online_equals_offline(fenv.store, end, "2013-01-17") > 10
+    # An older day afterwards: Redis skips rows older than the ones it holds, so no repair is needed and
+    # the newer values stay (the boundary keys of 2013-01-15 have rows in both intervals).
+    keys = {k: client.hgetall(k) for k in client.scan_iter(count=1000)}
+    older = F.materialize(MaterializeParams(end="2013-01-14", start="2013-01-14", chunk_days=1), fenv.store)
+    assert older["chunks"] == 1 and older["repair_chunks"] == 0
+    assert all(client.hgetall(k) == v for k, v in keys.items())
+    assert client.dbsize() > len(keys)
     assert _assert_online_equals_offline(fenv.store, end, "2013-01-17") > 10
