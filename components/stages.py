@@ -209,9 +209,10 @@ DEPLOY = register_stage(StageSpec(
     inputs={"version": "models/<name>/versions/<N>/model.pt (sha256 in the registry)"},
     outputs={"repository": "triton/model_repository/<model>/ (local) or s3://.../triton/model_repository/",
              "state": "serving/<model>/state.json", "deployment": "the registry's deployment record"},
-    # Placed on a GPU node like the Triton replicas it loads (--target gpu on the cluster), as the
-    # platform's issue asks; the Airflow pod and the KFP step both take their placement from here.
-    gpu=True,
+    # No GPU: deploy writes the repository, calls Triton's model-control API over gRPC and runs the
+    # parity reference in-process with TorchScript on CPU, in the CPU `stage` image. Only train and
+    # the Triton replicas take the GPU nodes (infra/terraform sizes the GPU group for exactly those).
+    gpu=False,
 ))
 
 

@@ -2,8 +2,8 @@
 
 Cluster settings (kfp-kubernetes) are set here per step, from the same definitions as the
 Airflow pods (components/cluster.py, components/images.py, the StageSpec's gpu flag):
-- Stages whose spec has gpu=True (train, deploy) ask for a GPU node: accelerator limit, node
-  selector and toleration matching the tainted GPU node group in infra/terraform.
+- Stages whose spec has gpu=True (train; deploy runs on CPU) ask for a GPU node: accelerator
+  limit, node selector and toleration matching the tainted GPU node group in infra/terraform.
 - Settings reach every pod from the `flightdeck-settings` ConfigMap (every key, by name); the
   Triton admin key from the `triton-admin-key` Secret (key `admin-key`), by reference, for the
   steps that call Triton's model-control API (deploy). infra/terraform/modules/platform creates

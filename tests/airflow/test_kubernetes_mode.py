@@ -1,7 +1,7 @@
 """Kubernetes runtime: the same DAG files, FLIGHTDECK_RUNTIME=kubernetes, give one
 KubernetesPodOperator per stage; every pod spec is checked against the Kubernetes schemas
 (kubernetes-validate, offline, strict), against Pod Security Standards "restricted" (the
-flightdeck namespace enforces it), and for image, args, resources, GPU placement, service
+flightdeck namespace enforces it), and for image, args, resources, GPU placement (train only), service
 account, settings (the flightdeck-settings ConfigMap) and the Triton admin key (a Secret, by
 reference)."""
 
@@ -137,20 +137,48 @@ def test_the_deploy_pod_gets_the_key_admin_key_reads(pods):
         assert ADMIN_KEY_ENV in names
 
 
-def test_train_and_deploy_ask_for_a_gpu_node_and_nothing_else_does(pods):
-    """Placement comes from the StageSpec's gpu flag, the same as the KFP steps (tests/kfp)."""
+def assert_gpu_placement(where: str, spec, pod: dict) -> None:
+    """A gpu=True spec: the accelerator limit, the GPU pool's node selector, the GPU taint's
+    toleration (infra/terraform/modules/eks); any other spec: none of the three."""
+    container = pod["spec"]["containers"][0]
+    if spec.gpu:
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == "1", where
+        assert pod["spec"]["nodeSelector"] == {"flightdeck.io/node-pool": "gpu"}, where
+        assert pod["spec"]["tolerations"] == [
+            {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}], where
+    else:
+        assert "nvidia.com/gpu" not in container["resources"]["limits"], where
+        assert not pod["spec"].get("nodeSelector") and not pod["spec"].get("tolerations"), where
+
+
+def test_only_train_asks_for_a_gpu_node(pods):
+    """Placement comes from the StageSpec's gpu flag, the same as the KFP steps (tests/kfp). Deploy
+    runs on a CPU node: it talks to Triton over gRPC and checks parity with TorchScript on CPU, in
+    the CPU stage image; the GPU node group is sized for Triton and training only (tests/infra)."""
+    from components.images import image_key
+
     gpu_stages = {spec.name for spec, _ in pods.values() if spec.gpu}
-    assert gpu_stages == {"train", "deploy"}
+    assert gpu_stages == {"train"}
+    assert "deploy" in {spec.name for spec, _ in pods.values()}
     for where, (spec, pod) in pods.items():
-        container = pod["spec"]["containers"][0]
-        if spec.gpu:
-            assert container["resources"]["limits"]["nvidia.com/gpu"] == "1", where
-            assert pod["spec"]["nodeSelector"] == {"flightdeck.io/node-pool": "gpu"}  # infra/terraform/modules/eks
-            assert pod["spec"]["tolerations"] == [
-                {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}], where
-        else:
-            assert "nvidia.com/gpu" not in container["resources"]["limits"], where
-            assert not pod["spec"].get("nodeSelector") and not pod["spec"].get("tolerations"), where
+        assert_gpu_placement(where, spec, pod)
+        # A GPU pod runs an image with CUDA torch; a CPU image never asks for a GPU node.
+        assert spec.gpu == (image_key(spec.name) == "train"), where
+
+
+def test_any_gpu_spec_gets_the_gpu_placement(k8s_dagbag, monkeypatch):
+    """The capability stays for every stage: a spec with gpu=True (deploy, as a stand-in) gets the
+    accelerator limit, node selector and toleration; the same spec without it gets none."""
+    import dataclasses
+
+    from components import airflow_runtime
+    from components.stages import STAGES
+
+    for gpu in (True, False):
+        spec = dataclasses.replace(STAGES["deploy"], gpu=gpu)
+        monkeypatch.setitem(STAGES, "deploy", spec)
+        pod = rendered(airflow_runtime.stage_task("deploy", version="1"))
+        assert_gpu_placement(f"deploy gpu={gpu}", spec, pod)
 
 
 def test_every_stage_pod_meets_pod_security_standards_restricted(pods):

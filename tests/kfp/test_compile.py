@@ -1,6 +1,6 @@
 """The KFP pipelines compile, the committed IR YAML is current, and it carries the cluster settings:
 every step of the three pipelines runs its stage's image (containers/images.yaml), asks for a GPU
-node exactly when its StageSpec says so (train, deploy), runs as the images' non-root user with
+node exactly when its StageSpec says so (train only; deploy runs on a CPU node), runs as the images' non-root user with
 an emptyDir for its local writes, takes every setting from the flightdeck-settings ConfigMap and
 the Triton admin key (deploy only) from its Secret, by reference."""
 
@@ -57,24 +57,59 @@ def test_each_pipeline_runs_its_stages_in_their_images(name):
         assert container["image"] == image_for_stage(stage), executor
 
 
+def assert_gpu_placement(executor: str, gpu: bool, container: dict, k8s: dict) -> None:
+    if gpu:
+        accelerator = container["resources"]["accelerator"]
+        assert (accelerator["resourceType"], accelerator["resourceCount"]) == ("nvidia.com/gpu", "1"), executor
+        assert k8s["nodeSelector"]["labels"] == GPU_NODE_SELECTOR, executor
+        assert k8s["tolerations"] == [GPU_TOLERATION] == [
+            {"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Equal", "value": "true"}], executor
+    else:
+        assert "accelerator" not in container.get("resources", {}), executor
+        assert "nodeSelector" not in k8s and "tolerations" not in k8s, executor
+
+
 @pytest.mark.parametrize("name", sorted(PIPELINE_STEPS))
 def test_gpu_placement_follows_the_stage_spec(name):
     """The same flag places the Airflow pods (tests/airflow/test_kubernetes_mode.py)."""
     for executor, stage, container, k8s in _steps(name):
-        if STAGES[stage].gpu:
-            accelerator = container["resources"]["accelerator"]
-            assert (accelerator["resourceType"], accelerator["resourceCount"]) == ("nvidia.com/gpu", "1"), executor
-            assert k8s["nodeSelector"]["labels"] == GPU_NODE_SELECTOR, executor
-            assert k8s["tolerations"] == [GPU_TOLERATION] == [
-                {"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Equal", "value": "true"}], executor
-        else:
-            assert "accelerator" not in container.get("resources", {}), executor
-            assert "nodeSelector" not in k8s and "tolerations" not in k8s, executor
+        assert_gpu_placement(executor, STAGES[stage].gpu, container, k8s)
 
 
-def test_train_and_deploy_are_the_gpu_steps_of_training():
-    gpu = {stage for _, stage, container, _ in _steps("training") if "accelerator" in container.get("resources", {})}
-    assert gpu == {"train", "deploy"}
+def test_train_is_the_only_gpu_step():
+    """Deploy talks to Triton over gRPC and checks parity on CPU: no GPU node for it (the GPU
+    group is sized for the Triton replicas and one training pod, tests/infra)."""
+    steps = [s for name in PIPELINE_STEPS for s in _steps(name)]
+    gpu = {stage for _, stage, container, _ in steps if "accelerator" in container.get("resources", {})}
+    assert gpu == {"train"}
+    assert "deploy" in {stage for _, stage, _, _ in steps}
+
+
+def test_any_gpu_spec_gets_the_gpu_placement(tmp_path, monkeypatch):
+    """The capability stays for every stage: a step whose spec has gpu=True (deploy, as a stand-in)
+    compiles with the accelerator, node selector and toleration; without it, with none."""
+    import dataclasses
+
+    from kfp import compiler, dsl
+
+    from pipelines import components as c
+    from pipelines import definitions
+
+    for gpu in (True, False):
+        monkeypatch.setitem(STAGES, "deploy", dataclasses.replace(STAGES["deploy"], gpu=gpu))
+
+        @dsl.pipeline(name="gpu-placement")
+        def one_step():
+            definitions._configure(c.deploy(registered_json="{}", evaluation_json="{}", mode="full", target="gpu"),
+                                   "deploy")
+
+        out = tmp_path / f"gpu-{gpu}.yaml"
+        compiler.Compiler().compile(one_step, str(out))
+        spec, platform = _load(out)
+        (executor,) = spec["deploymentSpec"]["executors"]
+        k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"][executor]
+        assert_gpu_placement(f"{executor} gpu={gpu}", gpu, spec["deploymentSpec"]["executors"][executor]["container"],
+                             k8s)
 
 
 @pytest.mark.parametrize("name", sorted(PIPELINE_STEPS))
