@@ -2,13 +2,19 @@
 
 Every bad input is built from real rows, written as a file source, and goes through ingest ->
 validate like new data would. Each must stop the run with BadInput naming the problem, leave a
-quarantined batch with a report, and leave the validated partition for that date as it was.
+quarantined batch with a report, and leave the validated partition for that date as it was, and the
+features too: the features stage run right after the refusal (build + a fresh materialization of the
+day) must give the same feature tables and online store as before. The positive controls show that
+good CSV, parquet and file:// sources of the same real rows do pass and reach validated/, so the
+bad-input tests cannot pass by refusing every file batch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 from datetime import date
 from pathlib import Path
@@ -16,10 +22,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from components import features as F
 from components import schema
 from components.errors import BadInput, StageFailed
 from components.ingest import ingest
-from components.stages import IngestParams, ValidateParams
+from components.stages import FeaturesBuildParams, IngestParams, MaterializeParams, ValidateParams
 from components.store import LocalStore, parquet_bytes
 from components.validate import read_validated, validate, validated_partitions
 
@@ -38,6 +45,8 @@ def store(tmp_path_factory):
         ingest(IngestParams(start=DAY, end=NEXT), s)
         s.first_result = validate(ValidateParams(start=DAY, end=NEXT), s)
         s.home = home
+        F.build(FeaturesBuildParams(start=DAY, end=NEXT), s)
+        F.materialize(MaterializeParams(start=DAY, end=NEXT), s)
         yield s
 
 
@@ -50,12 +59,31 @@ def real_rows():
     return f[(f.month == 3) & (f.day == 10)].reset_index(drop=True)
 
 
+def online_rows(store) -> dict:
+    """Every value of the SQLite online store: view -> sorted (entity key, feature, value, event time)."""
+    with sqlite3.connect(store.home / "feast" / "online_store.db") as con:
+        return {view: sorted(con.execute(f"SELECT entity_key, feature_name, value, event_ts FROM flightdeck_{view}"))
+                for view in F._definitions_module().VIEWS}
+
+
 def snapshot(store) -> dict:
-    """What downstream would read for DAY and NEXT: the published pointers and their hashes."""
+    """What downstream would read for DAY and NEXT: the published pointers and their hashes, the feature
+    tables (sha256 of each) and the online store's values."""
     return {
         "hashes": validated_partitions(store, DAY, NEXT, tables=tuple(schema.TABLE_COLUMNS)),
         "pointers": {t: store.published(schema.validated_prefix(t, schema.parse_day(DAY))) for t in schema.PARTITIONED},
+        "feature_tables": {k: hashlib.sha256(store.read_bytes(k)).hexdigest() for k in store.list("features/")
+                           if k.endswith(".parquet")},
+        "online": online_rows(store),
     }
+
+
+def run_features_for(store) -> None:
+    """The features stage as the next task would run it: build the module's range again, then load it into
+    the online store afresh (its progress record dropped, so it really reads the tables again)."""
+    F.build(FeaturesBuildParams(start=DAY, end=NEXT), store)
+    store.delete(F.PROGRESS_KEY)
+    F.materialize(MaterializeParams(start=DAY, end=NEXT), store)
 
 
 def drop_source(tmp_path, flights: pd.DataFrame | bytes, name: str = "flights.csv") -> str:
@@ -81,7 +109,13 @@ def run_bad(store, tmp_path, flights, *, name="flights.csv", start=DAY, end=DAY)
     ingest(IngestParams(start=DAY, end=DAY, source=drop_source(tmp_path, flights, name)), store)
     with pytest.raises(BadInput) as err:
         validate(ValidateParams(start=start, end=end), store)
-    assert snapshot(store) == before, "a refused batch must leave validated data exactly as it was"
+    after = snapshot(store)
+    assert after == before, "a refused batch must leave validated data and features exactly as they were"
+    run_features_for(store)  # the features stage reads only validated/: nothing of the bad batch reaches it
+    after = snapshot(store)
+    assert after["feature_tables"] == before["feature_tables"], "the bad batch reached the feature tables"
+    assert after["online"] == before["online"], "the bad batch reached the online store"
+    assert after == before
     new = quarantined(store) - before_batches
     assert len(new) == 1, f"expected one new quarantined batch, found {new}"
     prefix = schema.quarantine_prefix("flights", schema.parse_day(DAY), new.pop())
@@ -130,6 +164,31 @@ def test_dst_fall_back_day_passes(tmp_path):
 def test_missing_raw_partition_is_a_clear_failure(store):
     with pytest.raises(StageFailed, match="run `flightdeck ingest`"):
         validate(ValidateParams(start="2013-04-01", end="2013-04-01"), store)
+
+
+# -- positive controls: good file sources pass -----------------------------------------------------
+def test_good_csv_parquet_and_file_uri_sources_pass_and_reach_validated(tmp_path, real_rows):
+    """The same real rows as the bad-input tests, as good files: each format passes and is published."""
+    s = LocalStore(tmp_path / "artifacts")
+    ingest(IngestParams(start=DAY, end=DAY), s)  # weather and the reference tables of the day
+    day = schema.parse_day(DAY)
+    cases = [("flights.csv", "folder"), ("flights.parquet", "folder"), ("flights.csv", "file:// URI")]
+    for i, (name, how) in enumerate(cases):
+        good = real_rows.drop(index=range(i * 7, i * 7 + 5 + i)).reset_index(drop=True)  # a distinct good batch
+        folder = tmp_path / f"case{i}"
+        folder.mkdir()
+        source = drop_source(folder, good, name)
+        source = Path(source).as_uri() if how == "file:// URI" else source
+        assert ingest(IngestParams(start=DAY, end=DAY, source=source), s)["tables"]["flights"]["rows"] == len(good)
+        result = validate(ValidateParams(start=DAY, end=DAY), s)
+        assert result["failed"] == 0 and result["republished"] >= 1, (name, how, result)
+        raw = s.read_bytes(schema.raw_key("flights", day))
+        record = s.published(schema.validated_prefix("flights", day))
+        assert record["meta"]["sha256"] == hashlib.sha256(raw).hexdigest(), (name, how)
+        validated = read_validated(s, "flights", day)
+        assert len(validated) == record["meta"]["rows"] == len(good), (name, how)
+        assert set(validated["flight_id"]) == set(s.read_parquet(schema.raw_key("flights", day))["flight_id"])
+        assert quarantined(s) == set(), f"a good {name} batch ({how}) was quarantined"
 
 
 # -- each bad input ---------------------------------------------------------------------------------
