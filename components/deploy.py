@@ -285,13 +285,17 @@ def check_declared_signature(registry, version: int) -> None:
 
 
 def _ensure_target_files(repo_store, model, version, target, registry) -> None:
+    """A kept version's files for the target; its checksum file always from the registry's record (never from
+    the file on disk, which is what the checksum is there to check)."""
     if not repo_store.exists(f"{model}/{version}/model.pt"):
         data, _ = registry.model_bytes(version)
         repository.write_version(repo_store, model, version, data, target)
-    elif target == "cpu":
-        for name, data in repository.version_files("cpu", b"").items():
-            if name != "model.pt":
-                repository.write_if_changed(repo_store, f"{model}/{version}/{name}", data)
+        return
+    for name, data in repository.version_files(target, b"").items():
+        if name == repository.CHECKSUM:
+            data = repository.checksum_file(registry.get(version)["model_sha256"])
+        if name != "model.pt":
+            repository.write_if_changed(repo_store, f"{model}/{version}/{name}", data)
 
 
 def _rollback(repo_store, model, old_config, version, existed, state, clients, targets) -> str:

@@ -148,19 +148,30 @@ def load_scripted(data: bytes, expected_sha256: str, where: str) -> torch.jit.Sc
     return module
 
 
-def predict(module, frame: pd.DataFrame, batch_size: int = 65536) -> np.ndarray:
+# Rows per forward pass when scoring many rows, in this process (predict_arrays) and in Triton's cpu
+# target (repository.TargetOptions.forward_chunk): measured fastest on one thread in
+# benchmarks/bench_serving.py (larger passes pay for fresh activation buffers, e.g. 65,536-row passes
+# ran at about half the rows/s of 4,096-row ones; smaller ones for the per-call overhead).
+FORWARD_CHUNK = 4096
+
+
+def predict(module, frame: pd.DataFrame, batch_size: int = FORWARD_CHUNK) -> np.ndarray:
     """P(late) for every row of a frame with the signature's feature columns (raw values)."""
     numeric, categorical = to_tensors(frame)
     return predict_arrays(module, numeric, categorical, batch_size)
 
 
-def predict_arrays(module, numeric: np.ndarray, categorical: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+def predict_arrays(module, numeric: np.ndarray, categorical: np.ndarray, batch_size: int = FORWARD_CHUNK) -> np.ndarray:
+    """P(late) [N] float32, in forward passes of batch_size rows written into one preallocated output."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive row count, got {batch_size}")
     num, cat = torch.from_numpy(np.ascontiguousarray(numeric)), torch.from_numpy(np.ascontiguousarray(categorical))
-    out = []
+    n = len(num)
+    out = torch.empty(n, dtype=torch.float32)
     with torch.inference_mode():
-        for i in range(0, len(num), batch_size):
-            out.append(module(num[i : i + batch_size], cat[i : i + batch_size])[:, 0])
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+        for i in range(0, n, batch_size):
+            out[i : i + batch_size] = module(num[i : i + batch_size], cat[i : i + batch_size])[:, 0]
+    return out.numpy()
 
 
 def feature_names() -> dict[str, list[str]]:

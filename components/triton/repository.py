@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from components import signature
-from components.store import ArtifactNotFound, ArtifactStore, LocalStore, S3Store
+from components.store import ArtifactNotFound, ArtifactStore, LocalStore, S3Store, sha256_bytes
 
 TARGETS = ("cpu", "gpu")
 BACKEND_MODEL = Path(__file__).with_name("backend_model.py")
@@ -35,7 +35,12 @@ class TargetOptions:
     max_queue_delay_us: int = 200
     instances: int = 1
     torch_threads: int = 1  # cpu target: threads per instance (instances x threads <= cores)
+    # cpu target: rows per forward pass inside a request; None = components.model.FORWARD_CHUNK
+    forward_chunk: int | None = None
     warmup_batch_sizes: tuple[int, ...] = (1, 1024)
+
+
+DEFAULT_OPTIONS = TargetOptions()  # what deploy writes; benchmarks swap it to try other settings
 
 
 def repository_location(settings=None) -> tuple[ArtifactStore, str]:
@@ -103,7 +108,7 @@ def config_pbtxt(model: str, target: str, versions: list[int], opts: TargetOptio
         raise ValueError(f"target {target!r} is not one of {', '.join(TARGETS)}")
     if not versions:
         raise ValueError("a Triton model config needs at least one version in its policy")
-    opts = opts or TargetOptions()
+    opts = opts or DEFAULT_OPTIONS
     preferred = [b for b in opts.preferred_batch_sizes if b <= opts.max_batch_size]
     lines = [f'name: "{model}"']
     if target == "gpu":
@@ -131,13 +136,33 @@ def config_pbtxt(model: str, target: str, versions: list[int], opts: TargetOptio
             f"instance_group [ {{ count: {opts.instances} kind: KIND_CPU }} ]",
             f"dynamic_batching {{\n  max_queue_delay_microseconds: {opts.max_queue_delay_us}\n}}",
             f'parameters: {{ key: "torch_threads" value: {{ string_value: "{opts.torch_threads}" }} }}',
+            f'parameters: {{ key: "forward_chunk" value: {{ string_value: "{forward_chunk(opts)}" }} }}',
         ]
     return "\n".join(lines) + "\n"
 
 
+def forward_chunk(opts: TargetOptions) -> int:
+    """Rows per forward pass of the cpu target: the option, or the in-process scoring default (one constant)."""
+    if opts.forward_chunk is not None:
+        if opts.forward_chunk < 1:
+            raise ValueError(f"forward_chunk must be a positive row count, got {opts.forward_chunk}")
+        return opts.forward_chunk
+    from components.model import FORWARD_CHUNK
+
+    return FORWARD_CHUNK
+
+
 # -- files ------------------------------------------------------------------------------------
+CHECKSUM = "model.pt.sha256"  # beside model.pt: the cpu target's backend refuses a model.pt that differs
+
+
+def checksum_file(sha256: str) -> bytes:
+    """The checksum file's bytes (sha256sum's format, so `sha256sum -c` checks it too)."""
+    return f"{sha256}  model.pt\n".encode()
+
+
 def version_files(target: str, model_bytes: bytes) -> dict[str, bytes]:
-    files = {"model.pt": model_bytes}
+    files = {"model.pt": model_bytes, CHECKSUM: checksum_file(sha256_bytes(model_bytes))}
     if target == "cpu":
         files["model.py"] = BACKEND_MODEL.read_bytes()
         # The stub's embedded Python ignores PYTHONDONTWRITEBYTECODE and would write

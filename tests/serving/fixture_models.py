@@ -41,3 +41,32 @@ def in_process(data: bytes, numeric, categorical):
     module = torch.jit.load(io.BytesIO(data)).eval()
     with torch.inference_mode():
         return module(torch.from_numpy(numeric), torch.from_numpy(categorical))[:, 0].numpy()
+
+
+class PassSizeEcho(torch.nn.Module):
+    """Answers, for every row, the number of rows in the forward pass that scored it; a request holding the
+    categorical code POISON fails. Shows how the serving side split (or merged) the requests."""
+
+    POISON: int = 424242
+
+    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        if bool((categorical == 424242).any()):
+            raise RuntimeError("poisoned row in this request")
+        n = numeric.shape[0]
+        return torch.full((n, 1), float(n), dtype=torch.float32)
+
+
+def pass_size_echo_bytes() -> bytes:
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(PassSizeEcho().eval()), buf)
+    return buf.getvalue()
+
+
+def delay_model_bytes(rows: int = 4000, seed: int = 3) -> bytes:
+    """The real architecture (embeddings, vocabularies, 128-64 MLP) with statistics from parity-like rows."""
+    from components.deploy import parity_sample
+    from components.model import DelayModel, build_vocabularies, export_bytes, numeric_statistics
+
+    num, cat = parity_sample(rows, seed=seed)
+    torch.manual_seed(seed)
+    return export_bytes(DelayModel(build_vocabularies(torch.from_numpy(cat), 1), *numeric_statistics(torch.from_numpy(num))))

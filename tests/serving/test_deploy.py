@@ -83,7 +83,9 @@ def test_first_deploy_loads_checks_parity_and_records(champion, store, client):
     assert deployed["version"] == 2 and deployed["info"]["sha256"] == champion["sha256"]
     repo_store, _ = repository.repository_location()
     assert repository.versions_on_disk(repo_store, MODEL) == [2]
-    assert sorted(repo_store.list(f"{MODEL}/2/")) == [f"{MODEL}/2/{n}" for n in ("__pycache__", "model.pt", "model.py")]
+    assert sorted(repo_store.list(f"{MODEL}/2/")) == [f"{MODEL}/2/{n}" for n in (
+        "__pycache__", "model.pt", "model.pt.sha256", "model.py")]
+    assert repo_store.read_bytes(f"{MODEL}/2/model.pt.sha256").decode().split()[0] == champion["sha256"]
     # Served probabilities are the champion's, row for row, equal to the in-process TorchScript.
     df = flights_frame(20_000)
     numeric, categorical = signature.to_tensors(df)
