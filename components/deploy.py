@@ -34,7 +34,7 @@ from components.errors import StageFailed
 from components.stages import DeployParams
 from components.store import ArtifactStore, ConflictError, open_store
 from components.triton import repository
-from components.triton.client import TritonClient
+from components.triton.client import TritonClient, TritonTimeout
 from components.triton.replicas import Replica, replicas
 from components.triton.routing import MODES, Challenger, ServingState, read_state, write_state
 from components.triton.server import admin_key
@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 PARITY_TOLERANCE = 1e-5
 PARITY_ROWS = 512
+# A rollback's reload waits for a load still running on the server (one that outlasted the deploy's
+# timeout) before it applies the previous config: give it longer than any deploy timeout.
+ROLLBACK_LOAD_TIMEOUT_S = 600.0
 
 
 class DeployFailed(StageFailed):
@@ -191,6 +194,7 @@ def deploy(params: DeployParams, store: ArtifactStore | None = None, settings=No
                 c.close()
             raise
         step = f"writing version {version} into the model repository {repo_uri}"
+        touched: dict[str, str] = {}  # replica name -> how its load ended: "loaded", "failed", "timed out"
         try:
             repository.write_version(repo_store, model, version, model_bytes, params.target)
             for v in new_state.loaded_versions:  # a target switch needs every kept version's files
@@ -201,10 +205,19 @@ def deploy(params: DeployParams, store: ArtifactStore | None = None, settings=No
             diffs = {}
             for r, c in zip(targets, clients, strict=True):
                 step = f"loading version {version} on replica {r.name} ({r.grpc_url})"
-                c.load(model)
+                started = time.monotonic()
+                touched[r.name] = "failed"
+                try:  # Triton's load returns once the policy's versions are loaded (or failed to)
+                    c.load(model, timeout_s=params.timeout_s)
+                except TritonTimeout as exc:
+                    touched[r.name] = "timed out"
+                    raise DeployFailed(f"version {version} was not ready on {r.name} within {params.timeout_s:g} s "
+                                       "(the load was still running)") from exc
+                touched[r.name] = "loaded"
                 step = f"waiting for version {version} to be ready on {r.name}"
-                if not c.wait_model_ready(model, version, params.timeout_s):
-                    raise DeployFailed(f"version {version} was not ready on {r.name} within {params.timeout_s:.0f} s")
+                left = max(params.timeout_s - (time.monotonic() - started), 1.0)
+                if not c.wait_model_ready(model, version, left):
+                    raise DeployFailed(f"version {version} was not ready on {r.name} within {params.timeout_s:g} s")
                 for v in new_state.loaded_versions:
                     if not c.model_ready(model, v):
                         raise DeployFailed(f"version {v} (kept in the policy) is not ready on {r.name} after the load")
@@ -212,7 +225,7 @@ def deploy(params: DeployParams, store: ArtifactStore | None = None, settings=No
                 diffs[r.name] = check_parity(c, model, version, model_bytes)
         except Exception as exc:
             reason = exc if isinstance(exc, StageFailed) else f"{type(exc).__name__}: {exc}"
-            restored = _rollback(repo_store, model, old_config, version, existed, state, clients, targets)
+            restored = _rollback(repo_store, model, old_config, version, existed, state, clients, targets, touched)
             for c in clients:
                 c.close()
             raise DeployFailed(
@@ -298,32 +311,65 @@ def _ensure_target_files(repo_store, model, version, target, registry) -> None:
             repository.write_if_changed(repo_store, f"{model}/{version}/{name}", data)
 
 
-def _rollback(repo_store, model, old_config, version, existed, state, clients, targets) -> str:
-    """Put the previous config back and reload it everywhere; say what serves now."""
+def _rollback(repo_store, model, old_config, version, existed, state, clients, targets, touched) -> str:
+    """Put the previous config back and reload it on every replica the deploy touched; say what serves now.
+
+    touched: replica name -> how its load ended ("loaded", "failed", "timed out"); replicas not in it
+    were never asked to load anything. The new version's files are removed last, once no replica can
+    still be reading them. The result names each replica's versions as checked afterwards.
+    """
     notes = []
-    try:
-        # The repository first (it is what any replica, or a restarted one, loads from), then the servers.
+    try:  # the config first: it is what any replica, or a restarted one, loads from
         if old_config is None:
             repo_store.delete(f"{model}/config.pbtxt")
         else:
             repository.write_config(repo_store, model, old_config)
-        if version not in existed:
-            repo_store.delete_prefix(f"{model}/{version}/")
     except Exception as exc:
         notes.append(f"REPOSITORY NOT RESTORED: {type(exc).__name__}: {exc}")
+    old_versions = repository.policy_versions(old_config) if old_config is not None else []
     for r, c in zip(targets, clients, strict=True):
+        how = touched.get(r.name)
+        if how is None:
+            continue
         try:
+            if how == "timed out" and not _wait_until_not_loading(c, model, ROLLBACK_LOAD_TIMEOUT_S):
+                # (A python-backend load whose files vanish mid-way never ends, and every later load of
+                # the model waits for it: the files stay, and an operator must look.)
+                notes.append(f"the load on {r.name} was still running after {ROLLBACK_LOAD_TIMEOUT_S:.0f} s; "
+                             f"version {version}'s files were kept")
+                continue
             if old_config is None:
                 c.unload(model)
-            elif c.loaded_versions(model) != repository.policy_versions(old_config):
-                # (A failed load leaves the old versions serving; reloading them would only cost time.)
-                c.load(model)
-        except Exception as exc:  # say so loudly: an operator must look
-            notes.append(f"ROLLBACK INCOMPLETE on {r.name}: {type(exc).__name__}: {exc}")
+            elif how == "timed out" or c.loaded_versions(model) != old_versions:
+                # A load that failed leaves the old versions serving: reloading them would only cost time.
+                c.load(model, timeout_s=ROLLBACK_LOAD_TIMEOUT_S)
+        except Exception as exc:
+            notes.append(f"could not reload {r.name} ({type(exc).__name__}: {exc})")
+    if version not in existed and not any("files were kept" in n for n in notes):
+        try:
+            repo_store.delete_prefix(f"{model}/{version}/")
+        except Exception as exc:
+            notes.append(f"version {version}'s files not removed: {type(exc).__name__}: {exc}")
     if state is None:
         return "nothing served this model before; the new version is unloaded. " + "; ".join(notes)
     serving = []
     for r, c in zip(targets, clients, strict=True):
         ok = all(c.model_ready(model, v) for v in state.loaded_versions)
-        serving.append(f"{r.name}: {'serving' if ok else 'NOT READY'} {state.loaded_versions}")
+        stray = version not in state.loaded_versions and c.model_ready(model, version)
+        if ok and not stray:
+            serving.append(f"{r.name}: serving {state.loaded_versions}")
+        else:  # say so loudly: an operator must look
+            serving.append(f"ROLLBACK INCOMPLETE on {r.name}: {state.loaded_versions} "
+                           f"{'ready' if ok else 'NOT READY'}" + (f", version {version} still loaded" if stray else ""))
     return f"version {state.serving} keeps serving ({'; '.join(serving)})" + (f"; {'; '.join(notes)}" if notes else "")
+
+
+def _wait_until_not_loading(client: TritonClient, model: str, timeout_s: float) -> bool:
+    """Wait until no version of the model is loading on this replica (a load that outlasted the deploy's timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if not any(m.get("name") == model and m.get("state") == "LOADING" for m in client.repository_index()):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)

@@ -33,6 +33,10 @@ class TritonRequestFailed(StageFailed):
     """Triton answered, with an error (model not ready, bad input, the model raised...)."""
 
 
+class TritonTimeout(TritonRequestFailed):
+    """A call that is not retried (a model load) did not finish within its deadline; the server may still be at it."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 5
@@ -76,7 +80,7 @@ class TritonClient:
         self.close()
 
     # -- calls with retry ----------------------------------------------------------------
-    def _call(self, what: str, fn, *args, **kwargs):
+    def _call(self, what: str, fn, *args, _retry_deadline: bool = True, **kwargs):
         from tritonclient.utils import InferenceServerException
 
         delays = self.retry.delays()
@@ -84,6 +88,9 @@ class TritonClient:
             try:
                 return fn(*args, **kwargs)
             except InferenceServerException as exc:
+                if not _retry_deadline and "DEADLINE_EXCEEDED" in f"{getattr(exc, 'status', lambda: '')()} {exc}":
+                    raise TritonTimeout(f"Triton at {self.url} did not finish {what} within "
+                                        f"{kwargs.get('client_timeout')} s") from exc
                 if not _unreachable(exc):
                     raise TritonRequestFailed(f"Triton at {self.url} refused {what}: {exc.message()}") from exc
                 delay = next(delays, None)
@@ -106,10 +113,14 @@ class TritonClient:
         except Exception:
             return False
 
-    def load(self, model: str) -> None:
-        """(Re)load a model: Triton reads config.pbtxt, loads new versions of the policy, drops the others."""
+    def load(self, model: str, timeout_s: float | None = None) -> None:
+        """(Re)load a model: Triton reads config.pbtxt, loads new versions of the policy, drops the others.
+
+        Returns when Triton has finished. A load that outlasts timeout_s (default 5x the client's
+        timeout) raises TritonTimeout and is not retried: the server goes on loading regardless.
+        """
         self._call(f"loading model {model!r}", self.client.load_model, model, headers=self.admin_headers,
-                   client_timeout=self.timeout_s * 5)
+                   client_timeout=timeout_s if timeout_s is not None else self.timeout_s * 5, _retry_deadline=False)
         self._max_batch.pop(model, None)
 
     def unload(self, model: str) -> None:

@@ -13,7 +13,7 @@ from components.errors import StageFailed
 from components.model import ModelIntegrityError
 from components.registry import Registry
 from components.stages import DeployParams
-from components.store import open_store
+from components.store import open_store, sha256_bytes
 from components.triton import repository
 from components.triton.client import RetryPolicy, TritonClient, TritonUnavailable
 from components.triton.routing import canary_mask, canary_salt, comparison_report, read_state
@@ -63,14 +63,32 @@ def serving_snapshot(store, client):
     state, _ = read_state(store, MODEL)
     df = flights_frame(64, seed=3)
     probs = score_frame(df, record=False)
-    return state, client.loaded_versions(MODEL), probs
+    deployed = Registry(store, MODEL).deployed("triton-local")
+    return state, client.loaded_versions(MODEL), probs, deployed
 
 
 def assert_unchanged(before, store, client):
-    state, loaded, probs = serving_snapshot(store, client)
-    assert state.serving == before[0].serving and state.challenger == before[0].challenger
+    state, loaded, probs, deployed = serving_snapshot(store, client)
+    assert state.to_json() == before[0].to_json()  # the serving state was not rewritten
     assert loaded == before[1]
     np.testing.assert_array_equal(probs, before[2])
+    assert deployed == before[3]  # the registry's deployment record is the one from before
+
+
+@pytest.fixture
+def before_load(monkeypatch):
+    """Run a function on the model repository once deploy has written the new version's files, just
+    before it writes the config and loads (the rollback's own config write passes through untouched)."""
+    hooks = []
+    real = repository.write_config
+
+    def write_config(store, model, text):
+        while hooks:
+            hooks.pop()(store)
+        return real(store, model, text)
+
+    monkeypatch.setattr(repository, "write_config", write_config)
+    return hooks.append
 
 
 def test_first_deploy_loads_checks_parity_and_records(champion, store, client):
@@ -135,6 +153,71 @@ def test_wrong_signature_fails_parity_and_rolls_back(champion, registry, store, 
     assert "parity" in message and "version 2 keeps serving" in message
     assert not client.model_ready(MODEL, v)
     assert_unchanged(before, store, client)
+
+
+def test_served_outputs_that_differ_from_the_registered_file_fail_parity_and_roll_back(champion, registry, store,
+                                                                                       client, before_load):
+    """The repository holds another model under the new version (consistent with its checksum, so it loads):
+    Triton's outputs differ from the registered file's and the parity check stops the deploy."""
+    from components.deploy import deploy
+
+    before = serving_snapshot(store, client)
+    v = add_version(registry, scripted_bytes(7))
+    other = scripted_bytes(8)
+
+    def swap(repo_store):
+        repo_store.write_bytes(f"{MODEL}/{v}/model.pt", other)
+        repo_store.write_bytes(f"{MODEL}/{v}/{repository.CHECKSUM}", repository.checksum_file(sha256_bytes(other)))
+
+    before_load(swap)
+    with pytest.raises(StageFailed) as err:
+        deploy(DeployParams(version=str(v), timeout_s=60, online=False))
+    message = str(err.value)
+    assert f"while checking prediction parity of version {v} on local" in message
+    assert "prediction parity failed: Triton and in-process TorchScript differ by up to" in message
+    assert "version 2 keeps serving (local: serving [2])" in message
+    assert not client.model_ready(MODEL, v)
+    repo_store, _ = repository.repository_location()
+    assert v not in repository.versions_on_disk(repo_store, MODEL)
+    assert_unchanged(before, store, client)
+
+
+def test_a_model_file_changed_before_the_load_fails_its_checksum_and_rolls_back(champion, registry, store, client,
+                                                                                before_load):
+    from components.deploy import deploy
+
+    before = serving_snapshot(store, client)
+    v = add_version(registry, scripted_bytes(9))
+    before_load(lambda repo_store: repo_store.write_bytes(f"{MODEL}/{v}/model.pt", scripted_bytes(10)))
+    with pytest.raises(StageFailed) as err:
+        deploy(DeployParams(version=str(v), timeout_s=60, online=False))
+    message = str(err.value)
+    assert f"while loading version {v}" in message and "sha256 checksum mismatch" in message
+    assert "version 2 keeps serving (local: serving [2])" in message
+    assert_unchanged(before, store, client)
+
+
+def test_a_version_not_ready_in_time_is_rolled_back_and_the_previous_keeps_serving(champion, registry, store, client):
+    from components.deploy import deploy
+
+    before = serving_snapshot(store, client)
+    v = add_version(registry, scripted_bytes(11))
+    with pytest.raises(StageFailed) as err:
+        deploy(DeployParams(version=str(v), timeout_s=0.05, online=False))
+    message = str(err.value)
+    assert f"version {v} was not ready on local within 0.05 s" in message
+    assert "version 2 keeps serving (local: serving [2])" in message
+    # The load that outlasted the timeout went on in the server: the rollback waited for it to end (its
+    # files still there: a python-backend load whose files vanish never ends, and blocks every later
+    # load of the model), then reloaded the previous config. Nothing of the version is left loading.
+    states = {m["version"]: m["state"] for m in client.repository_index() if m["name"] == MODEL}
+    assert states.get(str(v)) not in ("LOADING", "READY") and states["2"] == "READY"
+    assert_unchanged(before, store, client)
+    repo_store, _ = repository.repository_location()
+    assert v not in repository.versions_on_disk(repo_store, MODEL)
+    assert repository.policy_versions(repository.read_config(repo_store, MODEL)) == [2]
+    client.load(MODEL, timeout_s=120)  # the model is not wedged: a later load goes through
+    assert client.loaded_versions(MODEL) == [2]
 
 
 def test_shadow_scores_with_both_and_records_the_challenger(champion, store, client, capsys):
