@@ -177,6 +177,50 @@ def feature_store(settings: Settings | None = None):
     return _STORES[key]
 
 
+def offline_store_ready(settings: Settings | None = None) -> None:
+    """Make the DuckDB connection Feast's offline store reads with able to read this profile's tables.
+
+    On the aws profile the feature tables are s3:// objects. Feast 0.67's DuckDB offline store reads
+    them with `ibis.read_parquet` on ibis's default DuckDB connection, which needs DuckDB's httpfs
+    extension, and passes no endpoint or credentials there (a FileSource's s3_endpoint_override only
+    reaches DuckDB together with a connection_ref). So here: load httpfs (DuckDB installs it from its
+    extension repository on first use; where it can neither load nor download it, a clear error
+    instead of one from deep inside Feast), then give that connection an S3 secret: the region, the
+    credentials of boto3's chain (IRSA on EKS), and for an S3-compatible server (moto, MinIO) the
+    settings' endpoint with path-style URLs (s3_url_style) and plain HTTP when it is http://
+    (s3_use_ssl). Called before every offline read (credentials from IRSA expire).
+    """
+    settings = settings or load_settings()
+    if not urlparse(settings.artifact_root).scheme.startswith("s3"):
+        return
+    import ibis
+
+    con = ibis.get_backend()
+    try:
+        con.load_extension("httpfs")
+    except Exception as exc:  # duckdb.IOException / HTTPException when the repository is out of reach
+        raise StageFailed(
+            f"the aws profile's offline store reads s3:// feature tables through DuckDB's httpfs extension, "
+            f"which is not installed here and could not be downloaded ({str(exc).splitlines()[0][:200]}). "
+            "Install it where the image is built (python -c \"import duckdb; duckdb.sql('INSTALL httpfs')\"), "
+            "or point DuckDB at a reachable extension repository."
+        ) from exc
+    import boto3
+
+    parts = ["TYPE s3", f"REGION '{settings.aws_region}'"]
+    creds = boto3.Session().get_credentials()
+    if creds is not None:
+        frozen = creds.get_frozen_credentials()
+        parts += [f"KEY_ID '{frozen.access_key}'", f"SECRET '{frozen.secret_key}'"]
+        if frozen.token:
+            parts.append(f"SESSION_TOKEN '{frozen.token}'")
+    if settings.s3_endpoint_url:
+        endpoint = urlparse(settings.s3_endpoint_url)
+        parts += [f"ENDPOINT '{endpoint.netloc}'", "URL_STYLE 'path'",
+                  f"USE_SSL {'true' if endpoint.scheme == 'https' else 'false'}"]
+    con.raw_sql(f"CREATE OR REPLACE SECRET flightdeck_s3 ({', '.join(parts)})")
+
+
 @contextlib.contextmanager
 def _feast_quiet():
     """Feast prints progress to stdout; the CLI's stdout is the stage's JSON result."""
@@ -374,6 +418,7 @@ def schedule_fields(flights: pd.DataFrame) -> pd.DataFrame:
 def historical_features(entities: pd.DataFrame, settings: Settings | None = None) -> pd.DataFrame:
     """Point-in-time features for entity rows through the feature service (offline store)."""
     fs = feature_store(settings)
+    offline_store_ready(settings)
     job = fs.get_historical_features(entity_df=entities, features=_service(fs))
     return job.to_arrow().to_pandas()
 
@@ -608,6 +653,7 @@ def materialize(params: MaterializeParams, store: ArtifactStore | None = None) -
     # Idempotent, and makes sure the online tables exist (a fresh SQLite file or Redis has none).
     apply(settings, store)
     fs = feature_store(settings)
+    offline_store_ready(settings)
     progress = _read_progress(store)
     done: dict[str, dict] = {}
     with _feast_quiet():

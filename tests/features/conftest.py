@@ -3,10 +3,14 @@ by the real stages, feature tables built once for the module run."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import free_port, wait_for_port
 
 START, END = "2013-01-01", "2013-01-21"
 
@@ -56,3 +60,19 @@ def fenv(built_home, tmp_path, monkeypatch) -> FeatureEnv:
     monkeypatch.setenv("FLIGHTDECK_PROFILE", "local")
     monkeypatch.delenv("FLIGHTDECK_FEAST_YAML", raising=False)
     return FeatureEnv(home=home, store=open_store())
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.fail("redis-server is not installed (scripts/bootstrap.sh installs it)")
+    port = free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc=proc)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -4,8 +4,6 @@ online/offline parity (SQLite and a real redis-server), incremental idempotent m
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
 from datetime import timedelta
 
 import numpy as np
@@ -17,7 +15,6 @@ from components import features as F
 from components import schema, signature
 from components.errors import StageFailed
 from components.stages import FeaturesBuildParams, MaterializeParams, TrainingSetParams
-from tests.conftest import free_port, wait_for_port
 
 TS_START, TS_END = "2013-01-08", "2013-01-21"
 LEAD = pd.Timedelta(hours=2)
@@ -296,22 +293,6 @@ def test_scoring_frame_matches_the_training_rows(training, monkeypatch, built_ho
     assert list(frame.columns) == signature.KEYS + signature.CATEGORICAL + signature.NUMERIC
     rows = df[df["flight_id"].isin(frame["flight_id"])].drop(columns=signature.LABEL).reset_index(drop=True)
     pd.testing.assert_frame_equal(frame, rows)
-
-
-@pytest.fixture
-def redis_url(tmp_path):
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.fail("redis-server is not installed (scripts/bootstrap.sh installs it)")
-    port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, proc=proc)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_redis_online_store_matches_offline(fenv, redis_url, monkeypatch, tmp_path):
