@@ -33,3 +33,31 @@ def test_config_file_then_environment_override(tmp_path):
 def test_bad_settings_name_the_problem(env, message):
     with pytest.raises(SettingsError, match=message):
         load_settings(env)
+
+
+def test_default_home_is_dot_flightdeck_in_the_working_directory(tmp_path):
+    """No FLIGHTDECK_* at all: artifacts and Feast's files go under ./.flightdeck of the working directory
+    (made absolute once, so Feast's registry and online store sit beside the artifacts)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import json; from components.settings import load_settings; from components.store import open_store;"
+        "from components import features as F; s = load_settings(); st = open_store(); st.write_bytes('probe', b'1');"
+        "fs = F.feature_store(); print(json.dumps({'home': s.home, 'root': st.uri(), "
+        "'registry': fs.config.registry.path, 'online': fs.config.online_store.path}))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLIGHTDECK_", "FEAST_"))}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    home = (tmp_path / ".flightdeck").resolve()
+    assert got["home"] == "./.flightdeck"
+    assert got["root"] == (home / "artifacts").as_uri() and (home / "artifacts" / "probe").read_bytes() == b"1"
+    assert got["registry"] == str(home / "feast" / "registry.db")
+    assert got["online"] == str(home / "feast" / "online_store.db") and (home / "feast").is_dir()

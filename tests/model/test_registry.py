@@ -164,7 +164,15 @@ def test_register_a_real_evaluation_with_complete_lineage(evaluated):
     from components.train import run_prefix
 
     store = evaluated["store"]
-    params = RegisterParams(evaluation=evaluated["evaluation"]["eval_id"], model_name="delay_test", promote=True)
+    # The session's run (seed 13, 3 epochs of a small MLP on two weeks) is deterministic, and so is its
+    # verdict: below the logistic regression, calibrated worse than max_ece, and failing the directional
+    # check. It is registered and not promoted (the promoted path: test_promote_and_rollback, and
+    # test_evaluate_compares_with_the_champion_loaded_from_the_registry with a forced promotion).
+    verdict = evaluated["evaluation"]
+    assert verdict["blessed"] is False
+    kinds = ("does not beat logistic_regression", "expected calibration error", "behavioural check failed: directional")
+    assert len(verdict["failed"]) == 3 and all(any(k in f for f in verdict["failed"]) for k in kinds), verdict["failed"]
+    params = RegisterParams(evaluation=verdict["eval_id"], model_name="delay_test", promote=True)
     first = register(params, store)
     again = register(params, store)
     assert again["version"] == first["version"] and not again["created"]  # idempotent: no duplicate version
@@ -194,27 +202,38 @@ def test_register_a_real_evaluation_with_complete_lineage(evaluated):
     assert lineage["feature_service"]["name"] == "delay_model_v1"
     served = {f for view in lineage["feature_service"]["views"].values() for f in view["features"]}
     assert served | set(lineage["feature_service"]["flight_row_fields"]) >= set(NUMERIC + CATEGORICAL)
-    if first["blessed"]:
-        assert registry.resolve("champion") == first["version"]
-    else:
-        assert registry.aliases()[0]["champion"] is None
+    assert first["blessed"] is False and first["promoted"] is False and record["blessed"] is False
+    assert registry.aliases()[0]["champion"] is None and first["champion"] is None
+    with pytest.raises(StageFailed, match="not blessed"):
+        registry.promote(first["version"])
 
 
-def test_registry_cli(local_store, tiny_model_bytes, capsys):
+def test_registry_show_cli(local_store, tiny_model_bytes, capsys):
     from components.cli import main
 
     registry = Registry(local_store, "flight_delay")
-    v1, v2 = add_version(registry, tiny_model_bytes), add_version(registry, tiny_model_bytes)
-    assert main(["registry", "promote", str(v1)]) == 0
-    assert main(["registry", "promote", str(v2)]) == 0
+    v1, v2 = add_version(registry, tiny_model_bytes, tag="one"), add_version(registry, tiny_model_bytes, tag="two")
+    registry.promote(v1)
+    registry.promote(v2)
+    registry.record_deployment(v2, "triton-local", {"mode": "serve"})
     capsys.readouterr()
-    assert main(["registry", "list"]) == 0
-    listing = json.loads(capsys.readouterr().out)
-    assert listing["champion"] == v2 and [v["version"] for v in listing["versions"]] == [v1, v2]
-    assert main(["registry", "rollback"]) == 0
-    assert json.loads(capsys.readouterr().out)["champion"] == v1
-    assert main(["registry", "promote", "99"]) == 1
-    assert "has no version 99" in capsys.readouterr().err
+    shown = {}
+    for ref in (None, "champion", "previous", str(v1)):
+        assert main(["registry", "show"] + ([ref] if ref else [])) == 0
+        shown[ref] = json.loads(capsys.readouterr().out)
+    assert shown[None] == shown["champion"]  # the default is the champion
+    assert shown["champion"]["version"] == v2 and shown["champion"]["tag"] == "two"
+    assert shown["previous"]["version"] == v1 == shown[str(v1)]["version"] and shown[str(v1)]["tag"] == "one"
+    for record in shown.values():
+        assert record["aliases"] == {"champion": v2, "previous": v1}
+        assert record["deployed"]["triton-local"]["version"] == v2
+        assert record["lineage"] == {}  # lineage.json of the version, read through its sha256 check
+        assert record["files"]["model.pt"]["sha256"] == sha256_bytes(tiny_model_bytes)
+    assert main(["registry", "show", "7"]) == 1
+    assert "has no version 7" in capsys.readouterr().err
+    local_store.write_bytes(f"{registry.version_prefix(v1)}/lineage.json", b'{"forged": true}')
+    assert main(["registry", "show", str(v1)]) == 1  # a changed file is refused, not shown
+    assert "sha256" in capsys.readouterr().err
 
 
 def test_evaluate_compares_with_the_champion_loaded_from_the_registry(evaluated):

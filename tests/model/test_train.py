@@ -122,3 +122,61 @@ def test_normalisation_and_vocabularies_live_in_the_module(trained, frame_and_sp
     # and on untouched raw rows the module gives sane, varied probabilities
     p = predict(module, frame[split == "test"])
     assert 0.05 < p.mean() < 0.6 and p.std() > 0.02
+
+
+def _val_loss(model, frame, split, pos_weight: float) -> float:
+    import torch.nn.functional as F
+
+    val = frame[split == "val"]
+    numeric, categorical = (torch.from_numpy(a) for a in to_tensors(val))
+    with torch.no_grad():
+        x, rows = model.preprocess(numeric, categorical)
+        logits = model.raw_logit(x, rows)
+    y = torch.from_numpy(val[LABEL].to_numpy(dtype=np.float32))
+    return float(F.binary_cross_entropy_with_logits(logits, y, pos_weight=torch.tensor(pos_weight)))
+
+
+def test_early_stopping_ends_the_run_and_keeps_the_best_epoch(frame_and_split, train_params):
+    """A learning rate high enough to overfit two weeks quickly: the run stops `patience` epochs after
+    its best validation loss, long before max_epochs, and the model it returns is that best epoch's."""
+    frame, split = frame_and_split
+    params = replace(train_params, max_epochs=25, patience=2, learning_rate=0.03, hidden="64,32")
+    model, metrics = _fit(params, frame, split)
+    history = metrics["history"]
+    losses = [h["val_loss"] for h in history]
+    best = int(np.argmin(losses)) + 1
+    assert metrics["best_epoch"] == best and metrics["best_val_loss"] == pytest.approx(min(losses))
+    assert metrics["epochs_run"] == len(history) == best + params.patience < params.max_epochs
+    assert all(v >= min(losses) - 1e-5 for v in losses[best:])  # no better epoch after the best one
+    # The returned weights are the best epoch's, not the last one's (calibration does not touch raw logits).
+    assert _val_loss(model, frame, split, metrics["pos_weight"]) == pytest.approx(min(losses), rel=1e-5)
+    assert losses[-1] > min(losses) + 1e-5
+
+
+def test_class_imbalance_weighting(frame_and_split, train_params):
+    """Positives weighted by negatives/positives of the training period; the Platt calibration then
+    brings the inflated probabilities back to the observed rate. Unweighted: pos_weight 1."""
+    frame, split = frame_and_split
+    y_train = frame.loc[split == "train", LABEL]
+    ratio = float((y_train == 0).sum() / (y_train == 1).sum())
+    assert ratio > 1.5  # late flights are the minority: the weighting matters here
+    params = replace(train_params, max_epochs=2, patience=5)
+    weighted, m_w = _fit(params, frame, split)
+    plain, m_p = _fit(replace(params, balance_classes=False), frame, split)
+    assert m_w["pos_weight"] == pytest.approx(ratio, rel=1e-9) and m_p["pos_weight"] == 1.0
+
+    val = frame[split == "val"]
+    numeric, categorical = (torch.from_numpy(a) for a in to_tensors(val))
+
+    def raw_and_calibrated(model):
+        with torch.no_grad():
+            x, rows = model.preprocess(numeric, categorical)
+            raw = torch.sigmoid(model.raw_logit(x, rows)).mean().item()
+        return raw, float(predict(model, val).mean())
+
+    raw_w, cal_w = raw_and_calibrated(weighted)
+    raw_p, cal_p = raw_and_calibrated(plain)
+    rate = float(val[LABEL].mean())
+    assert raw_w > raw_p + 0.1, (raw_w, raw_p)  # the weighting raises the uncalibrated odds...
+    assert abs(cal_w - rate) < 0.03 and abs(cal_p - rate) < 0.03, (cal_w, cal_p, rate)  # ...calibration undoes it
+    assert m_w["calibration"]["b"] < m_p["calibration"]["b"]  # by a lower intercept
