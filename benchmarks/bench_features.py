@@ -8,17 +8,27 @@ Measured, each with a baseline from the same run on the same data:
   same as-of join written directly in DuckDB (ASOF JOIN per view, same tables, same ttl rules). The
   two joins must return identical values, or the benchmark fails.
 - the stage as a fresh `flightdeck features training-set` process (Python and Feast imports included).
-- materialize of the year in one-day chunks; baseline: the same interval in a single chunk.
+- materialize of the year with the default chunk size (MaterializeParams.chunk_days, 31 local days)
+  and in one-day chunks; baseline: the same interval in a single chunk. Each with its own peak RSS
+  (VmHWM reset before it), since a bounded chunk is what keeps materialization's memory flat.
 
-Measured on the shared 2-core machine with a load average of ~7 (other engineers' jobs), so absolute
-times are 2-4x what an idle machine gives: join via Feast 7.3 s vs direct 4.0 s (1.84x, values
-identical); whole stage 15.4 s warm / 19.8 s first call; fresh CLI process 41 s, of which 24 s are
-interpreter start + imports (feast imports torch and ibis); build 26k flights/s (12.9 s for the year);
-materialize 0.6 s per one-day chunk (223 s for a year backfill, 15 s as one chunk). Feast's join was
-9x the direct one before the feature tables got the as_of_date bucket key and the dense hourly weather
-series (DuckDB ran it as a hash join on one key per airport with the time conditions as a filter:
-~1e9 candidate pairs); what is left over the direct join is Feast's entity_row_id strings, its
-ROW_NUMBER() dedup window and one left join per view.
+Last full run (docs/BENCHMARKS.md, 2026-11-23, 2 shared cores, 1-minute load 1.1-2.7): Feast's
+point-in-time join 1.72 s vs the direct DuckDB join 0.95 s (1.82x, identical values in all 17 feature
+columns); the whole training-set stage 5.2 s on its first call, 4.2 s on the second; a fresh
+`flightdeck features training-set` process 12.6 s, of which 6.5 s are interpreter start and the feast
+import; build 97k flights/s (3.5 s for the year; apply 0.04 s); materialize in one-day chunks 71 s
+(366 chunks, 0.19 s each) vs 5.3 s as one chunk (13.5x), a re-run of the same interval 0 chunks in
+0.4 s; an online lookup of one flight (SQLite) p50 0.50 ms, p99 0.9 ms. Feast's join was 9x the
+direct one before the feature tables got the as_of_date bucket key and the dense hourly weather series
+(DuckDB ran it as a hash join on one key per airport with the time conditions as a filter: ~1e9
+candidate pairs); what is left over the direct join is Feast's entity_row_id strings, its ROW_NUMBER()
+dedup window and one left join per view.
+
+Materialize memory, measured separately (a fresh process per run, peak RSS growth over the process
+after imports and apply, 2026-12-01, load average 2-6): one-day chunks +72 MB for January, +78 MB
+for the year (26 s and 326 s); 7-day chunks +86 MB both (5 s, 77 s); 31-day chunks +116 / +125 MB
+(8 s, 15 s); one chunk +121 MB for January, +485 MB for the year (2 s, 14 s). Hence the default of
+31 days: memory stays flat as the window grows, time stays at that of one chunk.
 
 The validated partitions are published straight from ingest's raw partitions (what validate publishes
 for a passing batch): validation has its own benchmark (bench_data.py).
@@ -160,20 +170,29 @@ def run(ctx: Context) -> list[Result]:
         notes="includes interpreter start and imports (feast pulls in torch, ibis, pydantic models)"))
 
     # -- materialize ------------------------------------------------------------------------------
-    with timed() as t_mat:
-        mat = F.materialize(MaterializeParams(end=end, chunk_days=1), store)
-    rss_daily = peak_rss_mb()
-    store.delete(F.PROGRESS_KEY)
-    with timed() as t_one:
-        F.materialize(MaterializeParams(end=end, chunk_days=len(days) + 2), store)
+    from benchmarks.bench_scale import _peak_mb, _reset_peak
+
+    default_chunk = MaterializeParams(end=end).chunk_days
+    runs = {}
+    for label, chunk in (("default", default_chunk), ("daily", 1), ("one", len(days) + 2)):
+        store.delete(F.PROGRESS_KEY)  # the same interval from scratch each time
+        _reset_peak()
+        with timed() as t_run:
+            out = F.materialize(MaterializeParams(start=start, end=end, chunk_days=chunk), store)
+        runs[label] = (t_run.seconds, out["chunks"], _peak_mb())
     with timed() as t_noop:
-        again = F.materialize(MaterializeParams(end=end), store)
-    results.append(Result(
-        AREA, "materialize, one-day chunks", t_mat.seconds, "s",
-        baseline_name="the same interval in one chunk", baseline_value=t_one.seconds, higher_is_better=False,
-        notes=f"{mat['chunks']} chunks, {t_mat.seconds / max(1, mat['chunks']):.2f} s per chunk; a re-run of the "
-              f"same interval does {again['chunks']} chunks in {t_noop.seconds:.2f} s",
-        peak_rss_mb=rss_daily))
+        again = F.materialize(MaterializeParams(start=start, end=end), store)
+    one_s = runs["one"][0]
+    for label, name in (("default", f"materialize, default chunks ({default_chunk} days)"),
+                        ("daily", "materialize, one-day chunks")):
+        seconds, chunks, peak = runs[label]
+        results.append(Result(
+            AREA, name, seconds, "s", baseline_name="the same interval in one chunk", baseline_value=one_s,
+            higher_is_better=False,
+            notes=f"{chunks} chunks, {seconds / max(1, chunks):.2f} s per chunk; peak RSS {peak:.0f} MB vs "
+                  f"{runs['one'][2]:.0f} MB for one chunk; a re-run of the same interval does {again['chunks']} "
+                  f"chunks in {t_noop.seconds:.2f} s",
+            peak_rss_mb=peak))
 
     # -- online lookups ---------------------------------------------------------------------------
     sample = flights.sample(n=min(200, n), random_state=0).to_dict("records")
