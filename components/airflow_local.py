@@ -114,11 +114,15 @@ def create_asset_triggered_runs(dag_id: str) -> list[str]:
                 if r.run_id not in before]
 
 
-def run_existing(dag, run_id: str, mark_success_pattern: str | None = None):
+def run_existing(dag_id: str, run_id: str, mark_success_pattern: str | None = None):
     """Run an existing (e.g. asset-triggered) DAG run in-process, the way dag.test() runs the run it
     creates: the same loop over schedulable task instances, tasks run by Airflow's in-process
     supervisor, DAG callbacks included; task ids matching `mark_success_pattern` are marked done
-    instead. Returns (dag run, {task_id: task instance}, seconds)."""
+    instead. Returns (dag run, {task_id: task instance}, seconds).
+
+    The DAG is parsed afresh from dags/, as a worker would: in-process runs resolve a run's params
+    into the task objects they run, so a DAG object that already ran with a run conf would hand that
+    conf to this run (an asset-triggered run has none: it gets the DAG's defaults)."""
     import logging
     import re
 
@@ -130,6 +134,7 @@ def run_existing(dag, run_id: str, mark_success_pattern: str | None = None):
     from airflow.utils.state import DagRunState, State, TaskInstanceState
 
     t0 = time.perf_counter()
+    dag = load_dags()[dag_id]
     # As dag.test(): the scheduler's view of the DAG, with the DAG file's callbacks (lost in serialization).
     scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
     scheduler_dag.on_success_callback = dag.on_success_callback

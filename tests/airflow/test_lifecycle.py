@@ -1,9 +1,13 @@
 """The whole lifecycle through the DAGs with dag.test() and a real Triton server:
 continuous_training deploys a champion; batch_prediction scores a day through Triton and
 records the predictions asset event; monitoring on a drifted day records the drift asset
-event that queues continuous_training, and on a quiet day does not."""
+event that queues continuous_training, and on a quiet day does not; monitoring the drifted
+day again records no second event; the queued continuous_training run (created as the
+scheduler creates it, from the drift event) trains on the window ending at the drifted day."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -39,7 +43,7 @@ def dags(airflow_db):
     return bag.dags
 
 
-from components.airflow_local import asset_rows, unpause  # noqa: E402
+from components.airflow_local import asset_rows, create_asset_triggered_runs, run_existing, unpause  # noqa: E402
 
 
 def test_lifecycle(lifecycle_env, dags):
@@ -85,9 +89,53 @@ def test_lifecycle(lifecycle_env, dags):
     assert len(events) == 1 and events[0][1]["date"] == DRIFTED_DAY
     assert queued == ["continuous_training"]
 
+    # 4. The drifted day monitored again (a cleared run, a backfill): the day's decision is replaced,
+    # it still says retrain, but the retrain was requested already: no second drift event.
+    from components.monitor import decisions
+
+    dr, tis = run_dag(dags["monitoring"], DRIFTED_DAY)
+    again = xcom(tis["monitor"])
+    assert dr.state == "success" and again["retrain"] is True and again["already_requested"], again
+    assert tis["no_drift"].state == "success" and tis["emit_drift"].state == "skipped"
+    assert "already requested" in xcom(tis["no_drift"])["reason"]
+    assert asset_rows("flight_delay_drift") == (events, ["continuous_training"])
+    assert [d["date"] for d in decisions(store)].count(DRIFTED_DAY) == 1
+
+    # 5. The continuous_training run the drift event queued, created as the scheduler creates it (no
+    # logical date, the drift event attached as its trigger) and run in-process with the DAG's own
+    # defaults: its day is the one the event names, so it trains on the window_days (84) before it.
+    [run_id] = create_asset_triggered_runs("continuous_training")
+    assert asset_rows("flight_delay_drift")[1] == []  # the queue was consumed
+    dr, tis, seconds = run_existing("continuous_training", run_id)
+    print(f"asset-triggered continuous_training: {dr.state} in {seconds:.0f} s; "
+          + ", ".join(f"{t}={ti.state}" for t, ti in sorted(tis.items())))
+    assert dr.state == "success"
+    assert _triggering_dates(run_id) == [DRIFTED_DAY]
+    window = xcom(tis["plan_window"])
+    assert window == {"day": DRIFTED_DAY, "start": "2013-04-22", "end": "2013-07-14"}
+    trained = xcom(tis["train"])
+    lineage = json.loads(store.read_published(trained["prefix"], "lineage.json"))
+    assert (lineage["window"]["start"], lineage["window"]["end"]) == ("2013-04-22", "2013-07-14")
+    assert store.published("validated/flights/date=2013-07-14") is not None
+    assert {tis["evaluate"].state, tis["blessed"].state} == {"success"}
+    # Whichever way evaluate decided, the run took one branch and ended cleanly.
+    assert sorted(t for t in ("register", "challenger_rejected") if tis[t].state == "success") in (
+        ["register"], ["challenger_rejected"])
+
     # Every finished run is in the run log that `flightdeck status` and the pipeline alerts read.
     from components import runlog
 
     runs = runlog.last_runs(store)
     for pipeline in ("continuous_training", "batch_prediction", "monitoring"):
         assert runs[pipeline]["last_success"] is not None, runs.get(pipeline)
+
+
+def _triggering_dates(run_id: str) -> list[str]:
+    """The run's type, logical date and the asset events it consumed, from the metadata DB."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        dr = session.query(DagRun).filter_by(run_id=run_id).one()
+        assert dr.run_type == "asset_triggered" and dr.logical_date is None
+        return [str(e.extra["date"]) for e in dr.consumed_asset_events]
