@@ -1,8 +1,9 @@
 """Render infra/k8s/triton (a Helm chart) without the helm binary, for the offline checks.
 
 The chart's templates are kept to plain Kubernetes YAML whose only template syntax is
-`{{ .Values.<path> }}` and `{{ .Release.Namespace }}` inside strings; anything else is an
-error here, so the rendered output is exactly what `helm template` would give. (checkov's
+`{{ .Values.<path> }}` and `{{ .Release.Namespace }}`, inside strings or (numbers: replica
+counts) as a whole scalar; anything else is an error here, so the rendered output is exactly
+what `helm template` would give. (checkov's
 Kubernetes runner skips files with Helm syntax, and its Helm runner needs the helm binary:
 both checkov and kubernetes-validate therefore look at this rendering.)
 """

@@ -4,9 +4,11 @@ network access only from the platform)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -167,11 +169,129 @@ def test_only_platform_pods_reach_triton(resources):
     assert ports == {8000, 8001, 8002}
 
 
-def test_hpa_and_pdb_target_the_deployment(resources):
+def assert_replicas_consistent(resources: dict, where: str) -> None:
+    """The Deployment starts at the HPA's minimum; the PDB always lets a drain evict one replica
+    (never blocks, even with one) and, with two or more, never the last one."""
+    deployment = resources["Deployment"]["spec"]
     hpa, pdb = resources["HorizontalPodAutoscaler"]["spec"], resources["PodDisruptionBudget"]["spec"]
-    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "triton"}
-    assert 1 <= pdb["minAvailable"] < hpa["minReplicas"] <= hpa["maxReplicas"]
-    assert pdb["selector"]["matchLabels"] == resources["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "triton"}, where
+    assert 1 <= deployment["replicas"] == hpa["minReplicas"] <= hpa["maxReplicas"], where
+    assert "minAvailable" not in pdb and pdb["maxUnavailable"] >= 1, where
+    if hpa["minReplicas"] >= 2:
+        assert pdb["maxUnavailable"] < hpa["minReplicas"], where
+    assert pdb["selector"]["matchLabels"] == deployment["selector"]["matchLabels"], where
+
+
+def test_hpa_and_pdb_target_the_deployment(resources):
+    assert_replicas_consistent(resources, "values.yaml")
+
+
+def test_triton_reads_the_stage_settings(resources):
+    """The online model (components/triton/online_model.py) loads the settings in the Triton pod:
+    the ConfigMap modules/platform creates for the stage pods, by reference."""
+    from components import cluster
+
+    (triton,) = resources["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert triton["envFrom"] == [{"configMapRef": {"name": cluster.SETTINGS_CONFIG_MAP}}]
+    platform = (REPO / "infra" / "terraform" / "modules" / "platform" / "main.tf").read_text()
+    assert 'settingsConfigMap = kubernetes_config_map_v1.settings["flightdeck"].metadata[0].name' in platform
+
+
+# -- values: the schema, and what Terraform sets per environment ----------------------------------
+
+SCHEMA = json.loads((CHART / "values.schema.json").read_text())
+
+
+def environment_values(env: str) -> dict[str, object]:
+    """The replica values modules/platform gives the chart in environments/<env> (its triton_replicas;
+    tests/infra/test_terraform.py checks the platform module maps them so)."""
+    from tests.infra.test_terraform import TF, environment_call
+
+    replicas = environment_call(TF / "environments" / env)["triton_replicas"]
+    return {"replicas": replicas["min"], "autoscaling.minReplicas": replicas["min"],
+            "autoscaling.maxReplicas": replicas["max"], "disruption.maxUnavailable": replicas["max_unavailable"]}
+
+
+def merged_values(overrides: dict) -> dict:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for dotted, value in overrides.items():
+        node = values
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return values
+
+
+ENVS = ("dev", "prod")
+
+
+@pytest.fixture(scope="module")
+def rendered_envs(tmp_path_factory) -> Path:
+    """The chart as each environment installs it, one folder per environment."""
+    out = tmp_path_factory.mktemp("triton-envs")
+    for env in ENVS:
+        (out / env).mkdir()
+        for name, text in render_chart(CHART, namespace="flightdeck", overrides=environment_values(env)).items():
+            (out / env / name).write_text(text)
+    return out
+
+
+def env_resources(rendered_envs: Path, env: str) -> dict[str, dict]:
+    docs = [d for p in sorted((rendered_envs / env).glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
+    return {d["kind"]: d for d in docs}
+
+
+def test_values_match_the_chart_schema():
+    jsonschema.Draft7Validator.check_schema(SCHEMA)
+    jsonschema.validate(merged_values({}), SCHEMA)
+    for env in ENVS:
+        jsonschema.validate(merged_values(environment_values(env)), SCHEMA)
+    # Every value the templates use is described by the schema, and the schema has no stale entries.
+    used = {m.group(1).split(".")[0] for p in (CHART / "templates").glob("*.yaml")
+            for m in re.finditer(r"\{\{\s*\.Values\.([A-Za-z0-9_.]+)\s*\}\}", p.read_text())}
+    assert used == set(SCHEMA["properties"]) == set(yaml.safe_load((CHART / "values.yaml").read_text()))
+
+
+@pytest.mark.parametrize("bad", [{"autoscaling.maxReplicas": 0}, {"disruption.maxUnavailable": 0},
+                                 {"replicas": "2"}, {"image.digest": "latest"}, {"nope": 1}])
+def test_schema_refuses_bad_values(bad):
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(merged_values(bad), SCHEMA)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_each_environment_renders_valid_restricted_and_consistent(rendered_envs, env):
+    resources = env_resources(rendered_envs, env)
+    assert set(resources) == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
+                              "NetworkPolicy", "ServiceAccount", "Role", "RoleBinding"}
+    for resource in resources.values():
+        kubernetes_validate.validate(resource, K8S_VERSION, strict=True)
+    assert pss_restricted_violations(resources["Deployment"]["spec"]["template"]["spec"]) == []
+    assert_replicas_consistent(resources, env)
+    expected = environment_values(env)
+    assert resources["HorizontalPodAutoscaler"]["spec"]["maxReplicas"] == expected["autoscaling.maxReplicas"]
+
+
+def test_dev_runs_one_replica_that_a_drain_may_evict_and_prod_keeps_one_serving(rendered_envs):
+    dev, prod = (env_resources(rendered_envs, env) for env in ENVS)
+    assert dev["Deployment"]["spec"]["replicas"] == 1 and dev["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+    assert prod["Deployment"]["spec"]["replicas"] >= 2
+    assert prod["HorizontalPodAutoscaler"]["spec"]["minReplicas"] - prod["PodDisruptionBudget"]["spec"]["maxUnavailable"] >= 1
+
+
+def test_replica_check_catches_a_pdb_that_blocks_drains(resources):
+    broken = yaml.safe_load(yaml.safe_dump(resources))
+    broken["PodDisruptionBudget"]["spec"] = {"minAvailable": 1, "selector": broken["PodDisruptionBudget"]["spec"]["selector"]}
+    with pytest.raises(AssertionError, match="minAvailable"):
+        assert_replicas_consistent(broken, "one replica, minAvailable 1")
+
+
+def test_checkov_passes_on_every_environment(rendered_envs):
+    report = run_checkov(rendered_envs, "kubernetes")
+    assert report["resource_count"] >= 16 and report["parsing_errors"] == 0
+    assert not report["failed"], "checkov failed checks:\n" + describe(report["failed"])
+    assert {c["check_id"] for c in report["skipped"]} == {"CKV_K8S_35"}
 
 
 def test_service_account_uses_irsa_and_no_api_token(resources):

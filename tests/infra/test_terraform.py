@@ -47,6 +47,7 @@ NOT_TAGGABLE = {
     "aws_s3_bucket_public_access_block", "aws_s3_bucket_ownership_controls", "aws_s3_bucket_versioning",
     "aws_s3_bucket_server_side_encryption_configuration", "aws_s3_bucket_lifecycle_configuration",
     "aws_s3_bucket_logging", "aws_s3_bucket_policy", "aws_ecr_lifecycle_policy", "aws_secretsmanager_secret_version",
+    "aws_autoscaling_group_tag",  # it is a tag (of an ASG that EKS creates)
 }  # fmt: skip
 
 
@@ -64,6 +65,12 @@ def unq(value):
 def parse(path: Path) -> dict:
     with path.open() as fh:
         return hcl2.load(fh)
+
+
+def module_locals(directory: Path) -> dict:
+    """Every `locals` entry of a module's main.tf, all blocks merged."""
+    return {k: v for block in parse(directory / "main.tf").get("locals", []) for k, v in block.items()
+            if not k.startswith("__")}
 
 
 def tf_files(directory: Path | None = None) -> list[Path]:
@@ -339,8 +346,7 @@ def test_no_iam_policy_grants_s3_on_wildcard_resources():
 
 def test_irsa_roles_are_least_privilege():
     """Read what modules/iam grants each workload, as the issue lists it: exactly, for every role."""
-    (iam_locals,) = parse(TF / "modules" / "iam" / "main.tf")["locals"]
-    access = iam_locals["access"]
+    access = module_locals(TF / "modules" / "iam")["access"]
 
     def grants(workload: str, kind: str) -> set[tuple[str, str]]:
         return {(unq(r["bucket"]), unq(r["prefix"])) for r in access[workload][kind]}
@@ -577,3 +583,240 @@ def test_environment_passes_the_settings_inputs_to_platform():
     assert unq(platform["image_tag"]) == "var.image_tag"
     for env in ENVIRONMENTS:
         assert unq(environment_call(env)["image_tag"]) == "var.image_tag", env.name
+
+
+# -- GPU capacity and the cluster autoscaler -----------------------------------------------------
+
+EKS = TF / "modules" / "eks"
+IAM = TF / "modules" / "iam"
+# (NVIDIA GPUs, vCPUs, GiB) of the single-GPU sizes modules/eks allows (AWS instance type specs).
+GPU_INSTANCES = {
+    **{f"{family}.{size}": (1, cpus, gib) for family in ("g4dn", "g5", "g6")
+       for size, cpus, gib in (("xlarge", 4, 16), ("2xlarge", 8, 32), ("4xlarge", 16, 64), ("8xlarge", 32, 128),
+                               ("16xlarge", 64, 256))},
+    **{f"g6e.{size}": (1, cpus, gib) for size, cpus, gib in (("xlarge", 4, 32), ("2xlarge", 8, 64),
+                                                             ("4xlarge", 16, 128), ("8xlarge", 32, 256),
+                                                             ("16xlarge", 64, 512))},
+}
+# What a node keeps for itself before pods: the kubelet's and the system's reservations and the
+# eviction threshold on EKS AMIs (about 0.1 CPU and 1 GiB on these sizes), plus the DaemonSets on
+# the GPU nodes (aws-node, kube-proxy, the NVIDIA device plugin, node-exporter); rounded up.
+NODE_OVERHEAD = (0.5, 2.5)
+
+
+def quantity(value: str, memory: bool) -> float:
+    """A Kubernetes quantity as CPUs, or as GiB for memory."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+    match = re.fullmatch(r"([0-9.]+)(m|Ki|Mi|Gi|Ti|K|M|G|T)?", str(value))
+    assert match, value
+    number, unit = float(match.group(1)), match.group(2)
+    if not memory:
+        return number / 1000 if unit == "m" else number
+    return number * units.get(unit, 1) / 2**30
+
+
+def gpu_pod_requests() -> dict[str, tuple[float, float]]:
+    """(CPUs, GiB) requested by every pod that takes a GPU: the training pod as Airflow and KFP run
+    it, and a Triton replica as the chart renders it."""
+    import yaml
+
+    from components.airflow_runtime import STAGE_RESOURCES
+    from pipelines.cli import COMPILED_DIR
+    from tests.infra.helm_lite import render_chart
+
+    train = STAGE_RESOURCES["train"]
+    out = {"train (Airflow)": (quantity(train.cpu, False), quantity(train.memory, True))}
+    spec, _ = yaml.safe_load_all((COMPILED_DIR / "training.yaml").read_text())
+    kfp = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
+    out["train (KFP)"] = (quantity(kfp["resourceCpuRequest"], False), quantity(kfp["resourceMemoryRequest"], True))
+    deployment = yaml.safe_load(render_chart(REPO / "infra" / "k8s" / "triton")["deployment.yaml"])
+    (triton,) = deployment["spec"]["template"]["spec"]["containers"]
+    requests = triton["resources"]["requests"]
+    assert requests["nvidia.com/gpu"] == "1"
+    out["triton"] = (quantity(requests["cpu"], False), quantity(requests["memory"], True))
+    return out
+
+
+def rolling_update_surge() -> int:
+    """Extra Triton pods a rolling update runs at once (maxSurge, with maxUnavailable 0)."""
+    import yaml
+
+    from tests.infra.helm_lite import render_chart
+
+    deployment = yaml.safe_load(render_chart(REPO / "infra" / "k8s" / "triton")["deployment.yaml"])
+    rolling = deployment["spec"]["strategy"]["rollingUpdate"]
+    assert rolling["maxUnavailable"] == 0, "a rollout that removes a replica first needs no surge room: update this"
+    return int(rolling["maxSurge"])
+
+
+def test_gpu_instance_table_is_what_modules_eks_allows():
+    """The table above is exactly the set the GPU node group's validation admits (single-GPU sizes)."""
+    (validation, *_) = [v for v in {n: b for _, n, b in blocks("variable", EKS)}["gpu_node_group"]["validation"]
+                        if "instance_types" in unq(v["condition"])]
+    pattern = re.search(r'regex\("(.+?)", t\)', unq(validation["condition"])).group(1).replace("\\\\", "\\")
+    families = re.search(r"\^\(([^)]*)\)", pattern).group(1).split("|")
+    sizes = re.search(r"\.\(([^)]*)\)\$", pattern).group(1).split("|")
+    assert {f"{f}.{s}" for f in families for s in sizes} == set(GPU_INSTANCES)
+    assert all(re.fullmatch(pattern, t) for t in GPU_INSTANCES)
+    assert not re.fullmatch(pattern, "p4d.24xlarge") and not re.fullmatch(pattern, "g5.12xlarge")  # 8 and 4 GPUs
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS, ids=lambda e: e.name)
+def test_gpu_capacity_holds_triton_at_max_plus_a_training_pod(env):
+    """At its max size the GPU node group holds every Triton replica the HPA may run, the one extra
+    replica of a rolling update, and a training pod; every GPU instance type fits each GPU pod."""
+    call = environment_call(env)
+    gpu, triton = call["gpu_node_group"], call["triton_replicas"]
+    types = [unq(t) for t in gpu["instance_types"]]
+    capacity = gpu["max_size"] * min(GPU_INSTANCES[t][0] for t in types)
+    needed = triton["max"] + rolling_update_surge() + 1
+    assert capacity >= needed, (
+        f"{env.name}: {capacity} GPUs at max, Triton needs {triton['max']} + {rolling_update_surge()} (surge) "
+        f"and a training pod 1")
+    assert 1 <= triton["min"] <= triton["max"] and gpu["min_size"] <= gpu["desired_size"] <= gpu["max_size"]
+    cpu_overhead, gib_overhead = NODE_OVERHEAD
+    for pod, (cpus, gib) in gpu_pod_requests().items():
+        for t in types:
+            _, node_cpus, node_gib = GPU_INSTANCES[t]
+            assert cpus + cpu_overhead <= node_cpus and gib + gib_overhead <= node_gib, (
+                f"{env.name}: a {pod} pod ({cpus} CPU, {gib:.1f} GiB) does not fit a {t} ({node_cpus} CPU, {node_gib} GiB)")
+
+
+def test_capacity_check_catches_an_undersized_group():
+    """dev as it was: g5.xlarge (a training pod's 4 CPU / 16 GiB do not fit), max 2 for Triton's 2."""
+    cpus, gib = gpu_pod_requests()["train (Airflow)"]
+    _, node_cpus, node_gib = GPU_INSTANCES["g5.xlarge"]
+    assert cpus + NODE_OVERHEAD[0] > node_cpus and gib + NODE_OVERHEAD[1] > node_gib
+    assert 2 * GPU_INSTANCES["g5.xlarge"][0] < 2 + rolling_update_surge() + 1
+
+
+def test_dev_gpu_group_can_be_empty_and_prod_keeps_triton_serving():
+    dev, prod = (environment_call(env) for env in ENVIRONMENTS)
+    assert dev["gpu_node_group"]["min_size"] == 0  # real with the autoscaler and the node template
+    assert prod["gpu_node_group"]["min_size"] >= prod["triton_replicas"]["min"] >= 2
+    assert dev["triton_replicas"]["min"] == 1
+
+
+def test_triton_replica_counts_come_from_the_environment():
+    """The roots' triton_replicas reach the chart's values through modules/environment and platform."""
+    for env in ENVIRONMENTS:
+        assert unq(environment_call(env)["triton_replicas"]["min"]) >= 1
+    ((_, _, platform),) = [c for c in module_calls(TF / "modules" / "environment") if c[1] == "platform"]
+    assert unq(platform["triton_replicas"]) == "var.triton_replicas"
+    (release,) = [b for _, n, b in resources("helm_release") if n == "triton"]
+    values = unq(release["values"][0])
+    for fragment in ("replicas = var.triton_replicas.min",
+                     "autoscaling = {minReplicas = var.triton_replicas.min, maxReplicas = var.triton_replicas.max}",
+                     "disruption = {maxUnavailable = var.triton_replicas.max_unavailable}"):
+        assert fragment in values, fragment
+    # modules/environment refuses a GPU group too small for them (checked for real by terraform in
+    # test_variable_validations_accept_the_environments_and_reject_bad_values).
+    env_vars = {n: b for _, n, b in blocks("variable", TF / "modules" / "environment")}
+    conditions = [unq(v["condition"]) for v in env_vars["triton_replicas"]["validation"]]
+    assert "var.gpu_node_group.max_size >= var.triton_replicas.max + 2" in conditions
+
+
+def test_node_groups_leave_the_desired_size_to_the_autoscaler():
+    for _, name, body in resources("aws_eks_node_group"):
+        (lifecycle,) = body["lifecycle"]
+        assert [unq(c) for c in lifecycle["ignore_changes"]] == ["scaling_config[0].desired_size"], name
+
+
+def test_gpu_asg_tells_the_autoscaler_what_a_gpu_node_is():
+    """Scale-from-zero of a tainted GPU group: the ASG's node-template tags say the label, taint and
+    GPU count a new node will have, and they are the node group's own."""
+    groups = {n: b for _, n, b in resources("aws_eks_node_group")}
+    gpu = groups["gpu"]
+    ((_, name, tag_resource),) = resources("aws_autoscaling_group_tag")
+    assert unq(tag_resource["autoscaling_group_name"]) == "one(aws_eks_node_group.gpu.resources[0].autoscaling_groups[*].name)"
+    assert unq(tag_resource["for_each"]) == "local.gpu_node_template_tags"
+    (tag,) = tag_resource["tag"]
+    assert (unq(tag["key"]), unq(tag["value"]), tag["propagate_at_launch"]) == ("each.key", "each.value", False)
+    tags = {unq(k): unq(v) for k, v in module_locals(EKS)["gpu_node_template_tags"].items()}
+    prefix = "k8s.io/cluster-autoscaler/node-template/"
+    labels = {unq(k): unq(v) for k, v in gpu["labels"].items()}
+    (taint,) = [{k: unq(v) for k, v in t.items() if k != "__is_block__"} for t in gpu["taint"]]
+    effects = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
+    assert tags == {
+        **{f"{prefix}label/{k}": v for k, v in labels.items()},
+        f"{prefix}taint/{taint['key']}": f"{taint['value']}:{effects[taint['effect']]}",
+        f"{prefix}resources/nvidia.com/gpu": "1",  # single-GPU types only (test_gpu_instance_table_...)
+    }
+
+
+def test_cluster_autoscaler_is_installed_with_its_irsa_role():
+    (release,) = [b for _, n, b in resources("helm_release") if n == "cluster_autoscaler"]
+    local = platform_locals()
+    assert unq(release["chart"]) == "cluster-autoscaler" and unq(release["namespace"]) == "kube-system"
+    assert unq(release["repository"]) == "https://kubernetes.github.io/autoscaler"
+    assert unq(release["version"]) == "var.chart_versions.cluster_autoscaler"
+    values = unq(release["values"][0])
+    for fragment in ('cloudProvider = "aws"', "awsRegion = var.aws_region", "autoDiscovery = {clusterName = var.cluster_name}",
+                     "image = {tag = local.cluster_autoscaler_images[var.kubernetes_version]}",
+                     "name = local.cluster_autoscaler_service_account",
+                     '"eks.amazonaws.com/role-arn" = var.role_arns["cluster_autoscaler"]',
+                     'nodeSelector = {"flightdeck.io/node-pool" = "system"}'):
+        assert fragment in values, fragment
+    # The image's minor is the cluster's (the autoscaler simulates that version's scheduler).
+    images = {unq(k): unq(v) for k, v in local["cluster_autoscaler_images"].items()}
+    for minor, tag in images.items():
+        assert re.fullmatch(rf"v{re.escape(minor)}\.\d+", tag), (minor, tag)
+    eks_vars = {n: b for _, n, b in blocks("variable", EKS)}
+    assert unq(eks_vars["kubernetes_version"]["default"]) in images
+    platform_vars = {n: b for _, n, b in blocks("variable", PLATFORM)}
+    allowed = re.search(r"contains\(\[([^]]*)\]", unq(platform_vars["kubernetes_version"]["validation"][0]["condition"]))
+    assert {unq(v.strip()) for v in allowed.group(1).split(",")} == set(images)
+    # Trusted by exactly its service account, in the namespace the release runs in.
+    iam = {n: b for _, n, b in blocks("variable", IAM)}
+    assert [unq(a) for a in iam["service_accounts"]["default"]["cluster_autoscaler"]] == \
+        [f"kube-system:{unq(local['cluster_autoscaler_service_account'])}"]
+    ((_, _, platform),) = [c for c in module_calls(TF / "modules" / "environment") if c[1] == "platform"]
+    assert unq(platform["cluster_name"]) == "module.eks.cluster_name"
+    assert unq(platform["kubernetes_version"]) == "module.eks.kubernetes_version"
+
+
+# The "Full Cluster Autoscaler Features Policy" of cluster-autoscaler/cloudprovider/aws/README.md:
+# the read-only calls (none of which takes resource-level permissions) and the two that act.
+AUTOSCALER_DESCRIBE = {
+    "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
+    "autoscaling:DescribeLaunchConfigurations", "autoscaling:DescribeScalingActivities", "ec2:DescribeImages",
+    "ec2:DescribeInstanceTypes", "ec2:DescribeLaunchTemplateVersions", "ec2:GetInstanceTypesFromInstanceRequirements",
+}  # fmt: skip
+AUTOSCALER_ACT = {"autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"}
+
+
+def test_cluster_autoscaler_role_is_scoped_to_this_cluster():
+    (document,) = [b for _, t, n, b in blocks("data", IAM) if (t, n) == ("aws_iam_policy_document", "cluster_autoscaler")]
+    statements = {unq(s["sid"]): s for s in document["statement"]}
+    assert set(statements) == {"DiscoverGroupsAndInstanceTypes", "DescribeOwnNodeGroups", "ResizeOwnNodeGroups"}
+
+    def actions(sid):
+        return {unq(a) for a in statements[sid]["actions"]}
+
+    assert actions("DiscoverGroupsAndInstanceTypes") == AUTOSCALER_DESCRIBE
+    assert [unq(r) for r in statements["DiscoverGroupsAndInstanceTypes"]["resources"]] == ["*"]
+    assert not statements["DiscoverGroupsAndInstanceTypes"].get("condition")
+    assert actions("DescribeOwnNodeGroups") == {"eks:DescribeNodegroup"}
+    assert unq(statements["DescribeOwnNodeGroups"]["resources"]) == "var.node_group_arns"
+    resize = statements["ResizeOwnNodeGroups"]
+    assert actions("ResizeOwnNodeGroups") == AUTOSCALER_ACT
+    assert unq(resize["resources"]) == "local.autoscaling_group_arns"
+    conditions = {(unq(c["test"]), unq(c["variable"])): [unq(v) for v in c["values"]] for c in resize["condition"]}
+    assert conditions == {
+        ("StringEquals", "aws:ResourceTag/k8s.io/cluster-autoscaler/${var.cluster_name}"): ["owned"],
+        ("StringEquals", "aws:ResourceTag/k8s.io/cluster-autoscaler/enabled"): ["true"],
+    }
+    arns = unq(module_locals(IAM)["autoscaling_group_arns"])
+    assert arns.startswith("[for name in var.autoscaling_group_names : ") and \
+        ":autoScalingGroup:*:autoScalingGroupName/${name}" in arns
+    assert not any(a.startswith("s3:") for s in statements.values() for a in actions(unq(s["sid"])))
+    (policy,) = [b for _, n, b in resources("aws_iam_role_policy") if n == "cluster_autoscaler"]
+    assert unq(policy["policy"]) == "data.aws_iam_policy_document.cluster_autoscaler.json"
+    # Given exactly this cluster's node groups and their ASGs.
+    ((_, _, iam),) = [c for c in module_calls(TF / "modules" / "environment") if c[1] == "iam"]
+    assert {k: unq(iam[k]) for k in ("cluster_name", "node_group_arns", "autoscaling_group_names")} == {
+        "cluster_name": "module.eks.cluster_name", "node_group_arns": "module.eks.node_group_arns",
+        "autoscaling_group_names": "module.eks.autoscaling_group_names"}
+    outputs = {n: b["value"] for _, n, b in blocks("output", EKS)}
+    assert [unq(a) for a in outputs["node_group_arns"]] == ["aws_eks_node_group.system.arn", "aws_eks_node_group.gpu.arn"]
+    assert "aws_eks_node_group.system, aws_eks_node_group.gpu" in unq(outputs["autoscaling_group_names"])

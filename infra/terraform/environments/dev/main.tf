@@ -1,4 +1,4 @@
-# The dev environment: small nodes, one NAT gateway, a GPU group that scales to zero, and
+# The dev environment: small nodes, one NAT gateway, a GPU group the autoscaler may empty, and
 # buckets and database that `terraform destroy` may delete. How it differs from prod is the
 # arguments of module "flightdeck" below; terraform.tfvars holds what changes per deployment.
 locals {
@@ -27,12 +27,24 @@ module "flightdeck" {
     max_size       = 3
     desired_size   = 2
   }
-  # Scales to zero when nothing needs a GPU.
+  # GPU nodes (one GPU each) for Triton and training. g5.2xlarge, not g5.xlarge: a training pod
+  # asks for 4 CPUs and 16 GiB, more than a g5.xlarge can give after the kubelet's reservation.
+  # The cluster autoscaler (modules/platform) moves the group between min and max: Triton's one
+  # replica keeps one node while it serves; min 0 lets the group go to zero when Triton is scaled
+  # to zero (`kubectl -n flightdeck scale deployment triton --replicas 0`, which also parks its HPA)
+  # and a training pod brings a node back from zero. max = Triton's max + a rolling-update surge
+  # + one training pod (modules/environment validates it).
   gpu_node_group = {
-    instance_types = ["g5.xlarge"]
+    instance_types = ["g5.2xlarge"]
     min_size       = 0
-    max_size       = 2
+    max_size       = 4
     desired_size   = 1
+  }
+  # Triton: one replica, the HPA may add one; the PDB lets a node drain evict it (dev accepts the gap).
+  triton_replicas = {
+    min             = 1
+    max             = 2
+    max_unavailable = 1
   }
 
   redis_node_type        = "cache.t4g.small"

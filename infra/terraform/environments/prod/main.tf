@@ -27,11 +27,20 @@ module "flightdeck" {
     max_size       = 9
     desired_size   = 3
   }
+  # GPU nodes (one GPU each) for Triton and training; the cluster autoscaler (modules/platform)
+  # moves the group between min and max. max = Triton's max + a rolling-update surge + one
+  # training pod (modules/environment validates it).
   gpu_node_group = {
     instance_types = ["g5.2xlarge"]
     min_size       = 2
     max_size       = 6
     desired_size   = 2
+  }
+  # Triton: two replicas at least, the HPA may go to four; a drain evicts one at a time.
+  triton_replicas = {
+    min             = 2
+    max             = 4
+    max_unavailable = 1
   }
 
   redis_node_type        = "cache.r7g.large"

@@ -1,6 +1,22 @@
 # EKS: private API endpoint, secrets encrypted with KMS, all control-plane logs, an OIDC provider
 # for IRSA, a CPU "system" node group and a tainted GPU node group with the NVIDIA device plugin.
+# The cluster autoscaler (modules/platform, IAM in modules/iam) moves each group's desired size
+# between its min and max; the GPU group's ASG carries the node-template tags it needs to scale
+# that group up from zero nodes.
 data "aws_partition" "current" {}
+
+locals {
+  # What a GPU node is before one exists, for the cluster autoscaler (cloudprovider/aws/README.md,
+  # "Auto-Discovery Setup"): with the group at zero it has no node to look at, so the ASG's tags
+  # say which label and taint the nodes get (the node group's labels and taint below) and that
+  # each has one nvidia.com/gpu (single-GPU instance types only, variables.tf). Without them a
+  # pending GPU pod would never scale the group up from zero.
+  gpu_node_template_tags = {
+    "k8s.io/cluster-autoscaler/node-template/label/flightdeck.io/node-pool" = "gpu"
+    "k8s.io/cluster-autoscaler/node-template/taint/nvidia.com/gpu"          = "true:NoSchedule"
+    "k8s.io/cluster-autoscaler/node-template/resources/nvidia.com/gpu"      = "1"
+  }
+}
 
 data "aws_iam_policy_document" "cluster_assume" {
   statement {
@@ -145,6 +161,11 @@ resource "aws_eks_node_group" "system" {
     max_unavailable = 1
   }
 
+  # The cluster autoscaler owns the desired size once the group exists; an apply must not reset it.
+  lifecycle {
+    ignore_changes = [scaling_config[0].desired_size]
+  }
+
   tags       = var.tags
   depends_on = [aws_iam_role_policy_attachment.node]
 }
@@ -181,8 +202,24 @@ resource "aws_eks_node_group" "gpu" {
     max_unavailable = 1
   }
 
+  lifecycle {
+    ignore_changes = [scaling_config[0].desired_size]
+  }
+
   tags       = var.tags
   depends_on = [aws_iam_role_policy_attachment.node]
+}
+
+# EKS tags a managed node group's ASG for auto-discovery (k8s.io/cluster-autoscaler/enabled and
+# .../<cluster>) but copies neither the node group's tags nor its labels and taints onto it.
+resource "aws_autoscaling_group_tag" "gpu_node_template" {
+  for_each               = local.gpu_node_template_tags
+  autoscaling_group_name = one(aws_eks_node_group.gpu.resources[0].autoscaling_groups[*].name)
+  tag {
+    key                 = each.key
+    value               = each.value
+    propagate_at_launch = false
+  }
 }
 
 # Advertises nvidia.com/gpu on the GPU nodes; it tolerates their taint and runs only there.

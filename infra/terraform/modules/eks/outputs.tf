@@ -32,3 +32,18 @@ output "gpu_taint" {
   description = "The taint on the GPU nodes; GPU pods must tolerate it."
   value       = one(aws_eks_node_group.gpu.taint)
 }
+
+output "kubernetes_version" {
+  description = "Kubernetes MAJOR.MINOR of the control plane (the cluster autoscaler's image follows it)."
+  value       = aws_eks_cluster.this.version
+}
+
+output "node_group_arns" {
+  description = "ARNs of the managed node groups (the cluster autoscaler may describe exactly these)."
+  value       = [aws_eks_node_group.system.arn, aws_eks_node_group.gpu.arn]
+}
+
+output "autoscaling_group_names" {
+  description = "Names of the node groups' Auto Scaling groups (the cluster autoscaler may resize exactly these)."
+  value       = flatten([for g in [aws_eks_node_group.system, aws_eks_node_group.gpu] : g.resources[0].autoscaling_groups[*].name])
+}

@@ -61,7 +61,7 @@ variable "system_node_group" {
 }
 
 variable "gpu_node_group" {
-  description = "The GPU node group (Triton, training); tainted nvidia.com/gpu=true:NoSchedule so only pods that tolerate it land there."
+  description = "The GPU node group (Triton, training); tainted nvidia.com/gpu=true:NoSchedule so only pods that tolerate it land there. One GPU per node: its max_size is the GPU capacity."
   type = object({
     instance_types = list(string)
     min_size       = number
@@ -69,8 +69,10 @@ variable "gpu_node_group" {
     desired_size   = number
   })
   validation {
-    condition     = alltrue([for t in var.gpu_node_group.instance_types : can(regex("^(g4dn|g5|g6|g6e|p3|p4d|p5)\\.", t))])
-    error_message = "gpu_node_group.instance_types must be NVIDIA GPU instance types (g4dn, g5, g6, g6e, p3, p4d, p5)."
+    # Every size below has exactly one NVIDIA GPU: each pod takes one, and the ASG's node template
+    # advertises nvidia.com/gpu=1 to the cluster autoscaler (main.tf gpu_node_template_tags).
+    condition     = length(var.gpu_node_group.instance_types) >= 1 && alltrue([for t in var.gpu_node_group.instance_types : can(regex("^(g4dn|g5|g6|g6e)\\.(xlarge|2xlarge|4xlarge|8xlarge|16xlarge)$", t))])
+    error_message = "gpu_node_group.instance_types must be single-GPU NVIDIA types: g4dn, g5, g6 or g6e in size xlarge, 2xlarge, 4xlarge, 8xlarge or 16xlarge."
   }
   validation {
     condition     = var.gpu_node_group.min_size >= 0 && var.gpu_node_group.min_size <= var.gpu_node_group.desired_size && var.gpu_node_group.desired_size <= var.gpu_node_group.max_size

@@ -102,7 +102,11 @@ module "iam" {
   oidc_issuer       = module.eks.oidc_issuer
   bucket_arns       = module.storage.bucket_arns
   kms_key_arn       = module.kms_data.key_arn
-  tags              = var.tags
+  # The cluster autoscaler's role may resize this cluster's node groups only.
+  cluster_name            = module.eks.cluster_name
+  node_group_arns         = module.eks.node_group_arns
+  autoscaling_group_names = module.eks.autoscaling_group_names
+  tags                    = var.tags
 }
 
 module "platform" {
@@ -117,5 +121,9 @@ module "platform" {
   # The stage pods' settings (the flightdeck-settings ConfigMap).
   aws_region     = data.aws_region.current.name
   redis_endpoint = module.online_store.primary_endpoint
-  depends_on     = [module.eks]
+  # The cluster autoscaler, and Triton's replica counts (sized against the GPU node group here).
+  cluster_name       = module.eks.cluster_name
+  kubernetes_version = module.eks.kubernetes_version
+  triton_replicas    = var.triton_replicas
+  depends_on         = [module.eks]
 }

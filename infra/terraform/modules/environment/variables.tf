@@ -54,13 +54,37 @@ variable "system_node_group" {
 }
 
 variable "gpu_node_group" {
-  description = "GPU node group sizing (Triton, training); its nodes are tainted nvidia.com/gpu."
+  description = "GPU node group sizing (Triton, training); its nodes are tainted nvidia.com/gpu, one GPU each (modules/eks)."
   type = object({
     instance_types = list(string)
     min_size       = number
     max_size       = number
     desired_size   = number
   })
+  validation {
+    condition     = var.gpu_node_group.min_size >= 0 && var.gpu_node_group.min_size <= var.gpu_node_group.desired_size && var.gpu_node_group.desired_size <= var.gpu_node_group.max_size
+    error_message = "gpu_node_group needs 0 <= min_size <= desired_size <= max_size."
+  }
+}
+
+variable "triton_replicas" {
+  description = "Triton replicas (modules/platform): min (install count, HPA minimum), max (HPA maximum), max_unavailable (the PodDisruptionBudget). Each takes one GPU node."
+  type = object({
+    min             = number
+    max             = number
+    max_unavailable = number
+  })
+  validation {
+    condition     = var.triton_replicas.min >= 1 && var.triton_replicas.min <= var.triton_replicas.max
+    error_message = "triton_replicas needs 1 <= min <= max."
+  }
+  validation {
+    # One GPU per node (modules/eks): at its max size the GPU group holds every Triton replica the
+    # HPA may ask for, the one extra replica of a rolling update (maxSurge 1, maxUnavailable 0 in
+    # infra/k8s/triton) and one training pod, so neither Triton nor training waits on the other.
+    condition     = var.gpu_node_group.max_size >= var.triton_replicas.max + 2
+    error_message = "gpu_node_group.max_size must be at least triton_replicas.max + 2 (a rolling-update surge and one training pod)."
+  }
 }
 
 variable "redis_node_type" {

@@ -7,6 +7,7 @@
 #   triton        reads models, nothing else
 #   pipelines     KFP runs: the union of data, trainer and batch_predict (one SA per run)
 #   airflow       its remote task logs under artifacts/airflow-logs/
+# and the cluster autoscaler's role (no S3): resize this cluster's node groups, nothing else.
 locals {
   b = var.bucket_arns
   access = {
@@ -39,10 +40,12 @@ locals {
     }
   }
   workloads = { for k, v in local.access : k => v if contains(keys(var.service_accounts), k) }
+  # Every role: the S3 workloads above and, when its service account is given, the autoscaler's.
+  roles = toset(concat(keys(local.workloads), [for k in keys(var.service_accounts) : k if k == "cluster_autoscaler"]))
 }
 
 data "aws_iam_policy_document" "assume" {
-  for_each = local.workloads
+  for_each = local.roles
   statement {
     actions = ["sts:AssumeRoleWithWebIdentity"]
     principals {
@@ -106,7 +109,7 @@ data "aws_iam_policy_document" "access" {
 }
 
 resource "aws_iam_role" "workload" {
-  for_each             = local.workloads
+  for_each             = local.roles
   name                 = "${var.name}-${replace(each.key, "_", "-")}"
   description          = "IRSA role of the flightdeck ${each.key} workload"
   assume_role_policy   = data.aws_iam_policy_document.assume[each.key].json
@@ -119,4 +122,67 @@ resource "aws_iam_role_policy" "workload" {
   name     = "s3-access"
   role     = aws_iam_role.workload[each.key].id
   policy   = data.aws_iam_policy_document.access[each.key].json
+}
+
+# The cluster autoscaler (modules/platform), with the "Full Cluster Autoscaler Features Policy" of
+# its AWS docs (cluster-autoscaler/cloudprovider/aws/README.md) narrowed where AWS allows it:
+# the Describe*/Get* calls have no resource-level permissions ("*" is the only resource they
+# take); DescribeNodegroup is limited to this cluster's node groups; the two calls that change
+# anything are limited to this cluster's Auto Scaling groups, and only while those carry the tags
+# EKS puts on its managed node groups' ASGs for this cluster (the docs' tag-based conditions).
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+data "aws_caller_identity" "current" {}
+
+locals {
+  autoscaling_group_arns = [
+    for name in var.autoscaling_group_names :
+    "arn:${data.aws_partition.current.partition}:autoscaling:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:autoScalingGroup:*:autoScalingGroupName/${name}"
+  ]
+}
+
+data "aws_iam_policy_document" "cluster_autoscaler" {
+  statement {
+    sid = "DiscoverGroupsAndInstanceTypes"
+    actions = [
+      "autoscaling:DescribeAutoScalingGroups",
+      "autoscaling:DescribeAutoScalingInstances",
+      "autoscaling:DescribeLaunchConfigurations",
+      "autoscaling:DescribeScalingActivities",
+      "ec2:DescribeImages",
+      "ec2:DescribeInstanceTypes",
+      "ec2:DescribeLaunchTemplateVersions",
+      "ec2:GetInstanceTypesFromInstanceRequirements",
+    ]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "DescribeOwnNodeGroups"
+    actions   = ["eks:DescribeNodegroup"]
+    resources = var.node_group_arns
+  }
+
+  statement {
+    sid       = "ResizeOwnNodeGroups"
+    actions   = ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"]
+    resources = local.autoscaling_group_arns
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/k8s.io/cluster-autoscaler/${var.cluster_name}"
+      values   = ["owned"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/k8s.io/cluster-autoscaler/enabled"
+      values   = ["true"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "cluster_autoscaler" {
+  for_each = setintersection(local.roles, ["cluster_autoscaler"])
+  name     = "resize-node-groups"
+  role     = aws_iam_role.workload[each.key].id
+  policy   = data.aws_iam_policy_document.cluster_autoscaler.json
 }

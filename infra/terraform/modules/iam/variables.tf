@@ -49,10 +49,44 @@ variable "service_accounts" {
     triton        = ["flightdeck:triton"]
     pipelines     = ["kubeflow:flightdeck-pipelines"]
     airflow       = ["airflow:airflow-worker", "airflow:airflow-scheduler", "airflow:airflow-api-server"]
+    # The cluster-autoscaler chart's account (modules/platform, rbac.serviceAccount.name).
+    cluster_autoscaler = ["kube-system:cluster-autoscaler"]
+  }
+  validation {
+    condition     = alltrue([for k in keys(var.service_accounts) : contains(["data", "trainer", "batch_predict", "triton", "pipelines", "airflow", "cluster_autoscaler"], k)])
+    error_message = "service_accounts keys are workloads this module has a role for: data, trainer, batch_predict, triton, pipelines, airflow, cluster_autoscaler."
   }
   validation {
     condition     = alltrue(flatten([for sas in values(var.service_accounts) : [for sa in sas : can(regex("^[a-z0-9-]+:[a-z0-9-]+$", sa))]]))
     error_message = "Service accounts are written namespace:name."
+  }
+}
+
+variable "cluster_name" {
+  description = "EKS cluster whose node groups the cluster autoscaler may resize (modules/eks output cluster_name)."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{2,38}$", var.cluster_name))
+    error_message = "cluster_name must be 3-39 lowercase letters, digits or dashes, starting with a letter (modules/eks name)."
+  }
+}
+
+variable "node_group_arns" {
+  description = "ARNs of the cluster's managed node groups (modules/eks output node_group_arns): all the autoscaler may describe."
+  type        = list(string)
+  validation {
+    condition     = length(var.node_group_arns) >= 1 && alltrue([for a in var.node_group_arns : can(regex("^arn:aws[a-z-]*:eks:[a-z0-9-]+:[0-9]{12}:nodegroup/[A-Za-z0-9_-]+/[A-Za-z0-9_-]+/[0-9a-f-]+$", a))])
+    error_message = "node_group_arns must be EKS node group ARNs (arn:aws:eks:<region>:<account>:nodegroup/<cluster>/<group>/<id>)."
+  }
+}
+
+variable "autoscaling_group_names" {
+  description = "Auto Scaling groups of the cluster's managed node groups (modules/eks output autoscaling_group_names): all the autoscaler may resize."
+  type        = list(string)
+  validation {
+    # EKS names them eks-<node group>-<id>.
+    condition     = length(var.autoscaling_group_names) >= 1 && alltrue([for n in var.autoscaling_group_names : can(regex("^eks-[A-Za-z0-9_-]+$", n))])
+    error_message = "autoscaling_group_names must be the EKS node groups' Auto Scaling groups (eks-<node group>-<id>)."
   }
 }
 

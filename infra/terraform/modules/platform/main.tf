@@ -1,8 +1,8 @@
 # What runs on the cluster: namespaces with Pod Security Standards labels, the stage service
 # accounts (IRSA), the stage pods' settings ConfigMap and Triton admin-key Secret, and the Helm
-# releases: Airflow (official chart), Triton (the chart in infra/k8s/triton),
-# kube-prometheus-stack and the Pushgateway; Kubeflow Pipelines from its kustomize manifests
-# (KFP publishes no Helm chart; its manifests create the kubeflow namespace).
+# releases: the cluster autoscaler, Airflow (official chart), Triton (the chart in
+# infra/k8s/triton), kube-prometheus-stack and the Pushgateway; Kubeflow Pipelines from its
+# kustomize manifests (KFP publishes no Helm chart; its manifests create the kubeflow namespace).
 locals {
   part_of = { "app.kubernetes.io/part-of" = "flightdeck" }
   # Pod Security Standards per namespace: the platform's own pods meet "restricted"; the
@@ -26,6 +26,17 @@ locals {
   # The Triton chart's Service (infra/k8s/triton/templates/service.yaml) and its ports.
   triton_service = "triton"
   triton_host    = "${local.triton_service}.${kubernetes_namespace_v1.this["flightdeck"].metadata[0].name}.svc.cluster.local"
+  # The cluster autoscaler's account (trusted by modules/iam's cluster_autoscaler role).
+  cluster_autoscaler_service_account = "cluster-autoscaler"
+  # Its image must match the cluster's Kubernetes minor (the autoscaler simulates that version's
+  # scheduler); these are released patches of each minor (registry.k8s.io/autoscaling).
+  cluster_autoscaler_images = {
+    "1.30" = "v1.30.6"
+    "1.31" = "v1.31.4"
+    "1.32" = "v1.32.3"
+    "1.33" = "v1.33.1"
+    "1.34" = "v1.34.0"
+  }
   # The Pushgateway chart names its Service after the release (the name contains the chart's).
   pushgateway_release = "prometheus-pushgateway"
   pushgateway_url     = "http://${local.pushgateway_release}.${kubernetes_namespace_v1.this["monitoring"].metadata[0].name}.svc.cluster.local:9091"
@@ -218,6 +229,12 @@ resource "helm_release" "triton" {
     serviceAccount  = { roleArn = var.role_arns["triton"] }
     modelRepository = "s3://${var.bucket_names["models"]}/triton/model_repository"
     adminKeySecret  = kubernetes_secret_v1.triton_admin_key["flightdeck"].metadata[0].name
+    # The online model reads the stage settings (artifact store, Redis) like the stage pods.
+    settingsConfigMap = kubernetes_config_map_v1.settings["flightdeck"].metadata[0].name
+    # Per environment (the roots' triton_replicas): one GPU node per replica.
+    replicas    = var.triton_replicas.min
+    autoscaling = { minReplicas = var.triton_replicas.min, maxReplicas = var.triton_replicas.max }
+    disruption  = { maxUnavailable = var.triton_replicas.max_unavailable }
     # The deploy stage's pods (containers/images.yaml service_accounts.deploy) and KFP runs may
     # read the Service's EndpointSlices to find the replicas (the chart's rbac.yaml).
     deployServiceAccount = {
@@ -227,6 +244,39 @@ resource "helm_release" "triton" {
     pipelinesServiceAccount = {
       name      = kubernetes_service_account_v1.pipelines.metadata[0].name
       namespace = kubernetes_service_account_v1.pipelines.metadata[0].namespace
+    }
+  })]
+}
+
+# Resizes the node groups between their min and max: adds nodes for pending pods (a GPU node for
+# a Triton replica the HPA added or a training pod, from zero too: modules/eks tags the GPU ASG
+# with its node template) and removes unneeded ones. Runs on the system nodes, never on the GPU
+# nodes it scales. Finds this cluster's ASGs by the tags EKS puts on managed node groups.
+resource "helm_release" "cluster_autoscaler" {
+  name       = "cluster-autoscaler"
+  repository = "https://kubernetes.github.io/autoscaler"
+  chart      = "cluster-autoscaler"
+  version    = var.chart_versions.cluster_autoscaler
+  namespace  = "kube-system"
+  atomic     = true
+  timeout    = 600
+  values = [yamlencode({
+    cloudProvider = "aws"
+    awsRegion     = var.aws_region
+    autoDiscovery = { clusterName = var.cluster_name }
+    image         = { tag = local.cluster_autoscaler_images[var.kubernetes_version] }
+    rbac = {
+      serviceAccount = {
+        name        = local.cluster_autoscaler_service_account
+        annotations = { "eks.amazonaws.com/role-arn" = var.role_arns["cluster_autoscaler"] }
+      }
+    }
+    nodeSelector = { "flightdeck.io/node-pool" = "system" }
+    extraArgs = {
+      # Of the groups that fit a pending pod, the one that leaves the least idle CPU and memory.
+      expander = "least-waste"
+      # A GPU node takes minutes to come back: remove one only after 15 minutes without work.
+      "scale-down-unneeded-time" = "15m"
     }
   })]
 }

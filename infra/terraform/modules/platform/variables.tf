@@ -4,11 +4,52 @@ variable "name" {
 }
 
 variable "role_arns" {
-  description = "IRSA role ARN by workload (modules/iam output role_arns): data, trainer, batch_predict, triton, pipelines, airflow."
+  description = "IRSA role ARN by workload (modules/iam output role_arns): data, trainer, batch_predict, triton, pipelines, airflow, cluster_autoscaler."
   type        = map(string)
   validation {
-    condition     = alltrue([for k in ["data", "trainer", "batch_predict", "triton", "pipelines", "airflow"] : contains(keys(var.role_arns), k)])
-    error_message = "role_arns must hold data, trainer, batch_predict, triton, pipelines and airflow."
+    condition     = alltrue([for k in ["data", "trainer", "batch_predict", "triton", "pipelines", "airflow", "cluster_autoscaler"] : contains(keys(var.role_arns), k)])
+    error_message = "role_arns must hold data, trainer, batch_predict, triton, pipelines, airflow and cluster_autoscaler."
+  }
+  validation {
+    condition     = alltrue([for a in values(var.role_arns) : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,64}$", a))])
+    error_message = "role_arns values must be IAM role ARNs."
+  }
+}
+
+variable "cluster_name" {
+  description = "EKS cluster the autoscaler discovers the node groups of (modules/eks output cluster_name)."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{2,38}$", var.cluster_name))
+    error_message = "cluster_name must be 3-39 lowercase letters, digits or dashes, starting with a letter (modules/eks name)."
+  }
+}
+
+variable "kubernetes_version" {
+  description = "The cluster's Kubernetes MAJOR.MINOR (modules/eks output kubernetes_version): picks the cluster autoscaler image of that minor."
+  type        = string
+  validation {
+    condition     = contains(["1.30", "1.31", "1.32", "1.33", "1.34"], var.kubernetes_version)
+    error_message = "kubernetes_version must be one the cluster autoscaler image map of main.tf knows (1.30-1.34): add the new minor's image there."
+  }
+}
+
+variable "triton_replicas" {
+  description = "Triton replicas: min (the Deployment's count at install and the HPA's minimum), max (the HPA's maximum), max_unavailable (what a node drain may evict at a time, the PodDisruptionBudget). One GPU node each."
+  type = object({
+    min             = number
+    max             = number
+    max_unavailable = number
+  })
+  validation {
+    condition     = floor(var.triton_replicas.min) == var.triton_replicas.min && floor(var.triton_replicas.max) == var.triton_replicas.max && var.triton_replicas.min >= 1 && var.triton_replicas.min <= var.triton_replicas.max && var.triton_replicas.max <= 20
+    error_message = "triton_replicas needs whole numbers 1 <= min <= max <= 20."
+  }
+  validation {
+    # >= 1: a drain never blocks on the PDB, even with one replica; < min with two or more: a
+    # drain never takes the last serving replica.
+    condition     = floor(var.triton_replicas.max_unavailable) == var.triton_replicas.max_unavailable && var.triton_replicas.max_unavailable >= 1 && (var.triton_replicas.min == 1 ? var.triton_replicas.max_unavailable == 1 : var.triton_replicas.max_unavailable < var.triton_replicas.min)
+    error_message = "triton_replicas.max_unavailable must be 1 with one replica (drains must not block), and below min with two or more (one keeps serving)."
   }
 }
 
@@ -90,17 +131,19 @@ variable "airflow_metadata_secret" {
 }
 
 variable "chart_versions" {
-  description = "Pinned chart versions: airflow (apache-airflow/airflow), kube_prometheus_stack, pushgateway (prometheus-community/prometheus-pushgateway), and the Kubeflow Pipelines manifests ref."
+  description = "Pinned chart versions: airflow (apache-airflow/airflow), kube_prometheus_stack, pushgateway (prometheus-community/prometheus-pushgateway), cluster_autoscaler (kubernetes/autoscaler), and the Kubeflow Pipelines manifests ref (a release tag)."
   type = object({
     airflow               = string
     kube_prometheus_stack = string
     pushgateway           = string
+    cluster_autoscaler    = string
     kubeflow_pipelines    = string
   })
   default = {
     airflow               = "1.18.0"
     kube_prometheus_stack = "77.6.0"
     pushgateway           = "3.11.2"
+    cluster_autoscaler    = "9.50.0"
     kubeflow_pipelines    = "2.14.3"
   }
   validation {
