@@ -52,8 +52,11 @@ clean:
 .PHONY: images pin-base-images container-locks lint-containers infra-validate
 TF_ENVS := dev prod
 
+# `make images PUSH=1` also pushes them and records their digests in containers/image-digests.json
+# (containers/build_images.py --push); a make variable, since `make images --push` is not make syntax.
+PUSH ?=
 images:  ## build + tag every image of containers/images.yaml; fails clearly without a Docker engine
-	$(PY) containers/build_images.py
+	$(PY) containers/build_images.py$(if $(filter 1 true yes,$(PUSH)), --push)
 
 pin-base-images:  ## compare the base digests in containers/images.yaml with the registries (needs Docker)
 	$(PY) containers/build_images.py --check-bases

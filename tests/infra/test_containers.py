@@ -258,3 +258,20 @@ def test_lock_closure_check_catches_a_missing_package(tmp_path):
     rc, result = _online_model_closure(without_duckdb, tmp_path)
     assert rc == 1 and "duckdb" in result["refused"]
     assert any("duckdb" in e for e in result["errors"])
+
+
+def test_make_images_push_is_a_make_variable():
+    """`make images --push` is not make syntax (make takes --push as its own option): the docs say
+    `make images PUSH=1`, which passes --push to build_images.py."""
+    def dry(*args):
+        out = subprocess.run(["make", "-n", "-s", "images", *args], capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    assert "containers/build_images.py --push" in dry("PUSH=1")
+    assert "--push" not in dry()
+    documented = [REPO / "README.md", *sorted((REPO / "infra").rglob("*.tf")), *sorted((REPO / "infra").rglob("*.tfvars")),
+                  *sorted((REPO / "docs").glob("*.md"))]
+    for path in documented:
+        assert "make images --push" not in path.read_text(), f"{path.relative_to(REPO)}: use `make images PUSH=1`"
+    assert "make images PUSH=1" in (REPO / "README.md").read_text()

@@ -243,6 +243,43 @@ def test_remote_state_backend_is_documented():
         assert re.search(r"#\s*use_lockfile\s*=\s*true", text) and re.search(r"#\s*encrypt\s*=\s*true", text)
 
 
+def minimum_version(constraint: str) -> tuple[int, ...]:
+    match = re.match(r">= (\d+)\.(\d+)\.(\d+)", constraint)
+    assert match, constraint
+    return tuple(int(x) for x in match.groups())
+
+
+def test_required_version_covers_the_features_used():
+    """One Terraform constraint everywhere, new enough for what the code and the documented
+    backend use: S3 lock files (use_lockfile, 1.10) and validations that refer to other
+    variables (1.9)."""
+    constraints = {d.relative_to(TF): unq(parse(d / "versions.tf")["terraform"][0]["required_version"])
+                   for d in [*MODULES, *ENVIRONMENTS]}
+    assert len(set(constraints.values())) == 1, constraints
+    minimum = minimum_version(next(iter(constraints.values())))
+    for env in ENVIRONMENTS:
+        if "use_lockfile" in (env / "versions.tf").read_text():
+            assert minimum >= (1, 10, 0), f"{env.name}: the S3 backend's use_lockfile needs Terraform >= 1.10"
+    cross = [(path.parent.name, name) for path, name, body in blocks("variable") for v in body.get("validation", [])
+             if set(re.findall(r"\bvar\.([a-z_0-9]+)", unq(v["condition"]))) - {name}]
+    assert cross, "no validation refers to another variable any more: the 1.9 reason below can go"
+    assert minimum >= (1, 9, 0), f"validations referring to other variables need Terraform >= 1.9: {cross}"
+    terraform = shutil.which("terraform")
+    if terraform:  # the installed binary can run these modules (tests below run it on variables.tf)
+        out = subprocess.run([terraform, "version", "-json"], capture_output=True, text=True, check=True)
+        import json
+
+        installed = tuple(int(x) for x in json.loads(out.stdout)["terraform_version"].split("-")[0].split("."))
+        assert installed >= minimum, f"terraform {installed} is older than required {minimum}"
+
+
+def test_backend_comment_says_what_init_backend_false_does():
+    for env in ENVIRONMENTS:
+        text = (env / "versions.tf").read_text()
+        assert "`terraform init -backend=false`" in text and "skips the backend block" in text, env.name
+        assert "Terraform >= 1.10" in text, env.name
+
+
 # -- security invariants ------------------------------------------------------------------------
 
 

@@ -1,5 +1,7 @@
 terraform {
-  required_version = ">= 1.6.0, < 2.0.0"
+  # 1.10: the S3 backend's native locking (use_lockfile, below); 1.9 already: variable validations
+  # that refer to other variables (modules/environment checks GPU capacity against Triton's replicas).
+  required_version = ">= 1.10.0, < 2.0.0"
 
   required_providers {
     aws = {
@@ -29,10 +31,12 @@ terraform {
   }
 
   # Remote state: one S3 bucket per AWS account (versioned, SSE-KMS, public access blocked),
-  # created once by hand or by a bootstrap stack, with S3-native state locking (Terraform >= 1.10,
-  # no DynamoDB table). Uncomment, fill in, then `terraform init -migrate-state`.
-  # Left commented so `terraform init -backend=false && terraform validate` (make infra-validate)
-  # and local experiments need no AWS account.
+  # created once by hand or by a bootstrap stack, with S3-native state locking (`use_lockfile`:
+  # Terraform >= 1.10, hence required_version above; no DynamoDB table). Uncomment, fill in the
+  # bucket and key alias, then `terraform init -migrate-state`.
+  # It is commented out because the bucket is per account: until it is filled in, a plain
+  # `terraform init` keeps local state. `make infra-validate` runs `terraform init -backend=false`,
+  # which skips the backend block whether it is commented or not, so it needs no AWS account.
   #
   # backend "s3" {
   #   bucket       = "<account-id>-flightdeck-tfstate"

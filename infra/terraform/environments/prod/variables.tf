@@ -1,7 +1,7 @@
 # Only what changes from one deployment of this environment to the next (terraform.tfvars, or
 # -var in CI); everything else about the environment is in main.tf. Checked in modules/.
 variable "triton_image_digest" {
-  description = "sha256 digest of the flightdeck/triton image to serve (containers/image-digests.json after `make images --push`)."
+  description = "sha256 digest of the flightdeck/triton image to serve (containers/image-digests.json after `make images PUSH=1`)."
   type        = string
 }
 
@@ -12,7 +12,7 @@ variable "eks_public_access_cidrs" {
 }
 
 variable "image_tag" {
-  description = "Tag of the flightdeck stage images this deployment runs (`make images --push`); empty: the package version."
+  description = "Tag of the flightdeck stage images this deployment runs (`make images PUSH=1`); empty: the package version."
   type        = string
   default     = ""
 }

@@ -1,5 +1,5 @@
 terraform {
-  required_version = ">= 1.6.0, < 2.0.0"
+  required_version = ">= 1.10.0, < 2.0.0"
 
   # Every provider the modules below use, so that each name means the same provider down the
   # tree (kustomization is not a hashicorp/ provider, so it must be declared at every level).

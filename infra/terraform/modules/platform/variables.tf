@@ -116,7 +116,7 @@ variable "image_registry" {
 }
 
 variable "triton_image_digest" {
-  description = "sha256 digest of the flightdeck/triton image to run (containers/image-digests.json after `make images --push`)."
+  description = "sha256 digest of the flightdeck/triton image to run (containers/image-digests.json after `make images PUSH=1`)."
   type        = string
   validation {
     condition     = can(regex("^sha256:[0-9a-f]{64}$", var.triton_image_digest))
