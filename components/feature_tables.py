@@ -8,6 +8,8 @@ Point-in-time rules, which the tests check independently:
 - carrier/route daily stats are stamped at the END of local day D (local midnight of D+1, in UTC)
   and use only flights scheduled on D-w .. D-1 whose outcome was known by that stamp (see
   `outcome_known_at`). A flight scheduled on D therefore never feeds a stat stamped at the end of D.
+  A key has a row for D iff it had a flight scheduled on D-28 .. D-1 (counts may still be 0 while
+  none has landed): rebuilding any range gives the same rows, and later flights never create one.
 - plane_attributes are static facts (build year, seats), stamped at the Unix epoch.
 """
 
@@ -94,9 +96,11 @@ WITH agg AS (  -- pre-aggregate per key, scheduled day and effective day: the wi
            sum(arr_delay) AS arr_sum, count(arr_delay) AS arr_n
     FROM outcomes GROUP BY ALL
 ),
-grid AS (
-    SELECT k, d::DATE AS d FROM (SELECT DISTINCT k FROM agg)
-    CROSS JOIN generate_series(DATE '{first}', DATE '{last}', INTERVAL 1 DAY) AS t(d)
+grid AS (  -- a key gets a row for day d iff it had a flight scheduled in the window before d: whether a
+           -- row exists never depends on the build's range or on later flights (no look-ahead)
+    SELECT DISTINCT a.k, t.d::DATE AS d
+    FROM generate_series(DATE '{first}', DATE '{last}', INTERVAL 1 DAY) AS t(d)
+    JOIN agg a ON a.sd BETWEEN t.d::DATE - {hist} AND t.d::DATE - 1
 )
 SELECT g.k AS key, g.d AS day,
     {selects}

@@ -143,6 +143,30 @@ def test_rebuilding_a_range_is_idempotent(fenv):
         pd.testing.assert_frame_equal(after, before[view], check_exact=True)
 
 
+def test_daily_stats_rows_exist_only_for_keys_that_flew_in_their_window(fenv):
+    """A (route | carrier, day) row exists iff that key had a flight scheduled in the 28 days before the day,
+    so a row's existence never depends on the build's range or on flights after its stamp (a route that
+    first flies on the last day of a build must not get zero-count rows for the days before)."""
+    flights = F._read_days(fenv.store, "flights", schema.day_range("2013-01-01", "2013-01-21"), required=True)
+    local_day = flights["sched_dep_utc"].dt.tz_convert(schema.LOCAL_TZ).dt.tz_localize(None).dt.normalize()
+    keys = {"route": flights["origin"] + "-" + flights["dest"], "carrier": flights["carrier"]}
+    for view, key in (("route_daily_stats", "route"), ("carrier_daily_stats", "carrier")):
+        table = fenv.store.read_parquet(F.table_key(view)).drop(columns="as_of_date").drop_duplicates()
+        day = table[ft.TS].dt.tz_convert(schema.LOCAL_TZ).dt.tz_localize(None).dt.normalize() - pd.Timedelta(days=1)
+        table = table.assign(day=day)  # the local day D whose end the row is stamped at
+        flown = pd.DataFrame({key: keys[key], "fday": local_day}).drop_duplicates()
+        pairs = table[[key, "day"]].merge(flown, on=key, how="left")
+        active = pairs[(pairs["fday"] >= pairs["day"] - pd.Timedelta(days=ft.HISTORY_DAYS))
+                       & (pairs["fday"] <= pairs["day"] - pd.Timedelta(days=1))][[key, "day"]].drop_duplicates()
+        rows = table[[key, "day"]].drop_duplicates()
+        assert len(rows) == len(active), f"{view}: {len(rows) - len(active)} rows for keys that did not fly before them"
+        # and every key that did fly in the window has its row on every day of the build
+        expected = flown.assign(k=1).merge(pd.DataFrame({"day": sorted(rows["day"].unique()), "k": 1}), on="k")
+        expected = expected[(expected["fday"] >= expected["day"] - pd.Timedelta(days=ft.HISTORY_DAYS))
+                            & (expected["fday"] <= expected["day"] - pd.Timedelta(days=1))][[key, "day"]]
+        assert len(expected.drop_duplicates().merge(rows, on=[key, "day"])) == len(expected.drop_duplicates())
+
+
 def test_missing_validated_partition_is_refused(fenv):
     with pytest.raises(StageFailed, match="not validated"):
         F.build(FeaturesBuildParams(start="2013-01-20", end="2013-01-23"), fenv.store)
