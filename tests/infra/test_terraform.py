@@ -381,36 +381,167 @@ def test_no_iam_policy_grants_s3_on_wildcard_resources():
     assert checked >= 4  # read, write and list of the IRSA roles, the access-log delivery
 
 
-def test_irsa_roles_are_least_privilege():
-    """Read what modules/iam grants each workload, as the issue lists it: exactly, for every role."""
-    access = module_locals(TF / "modules" / "iam")["access"]
+def iam_grants(workload: str, kind: str) -> set[tuple[str, str]]:
+    """(bucket, key prefix) pairs modules/iam grants a workload to read or write."""
+    access = module_locals(IAM)["access"]
+    return {(unq(r["bucket"]), unq(r["prefix"])) for r in access[workload][kind]}
 
-    def grants(workload: str, kind: str) -> set[tuple[str, str]]:
-        return {(unq(r["bucket"]), unq(r["prefix"])) for r in access[workload][kind]}
 
-    everything = {("data", ""), ("artifacts", ""), ("models", "")}
-    expected = {
-        "data": (everything, {("data", ""), ("artifacts", "")}),
-        "trainer": (everything, {("artifacts", ""), ("models", "")}),
-        "batch_predict": ({("data", ""), ("models", "")}, {("data", "predictions/")}),
-        "triton": ({("models", "")}, set()),
-        "pipelines": (everything, everything),
-        "airflow": ({("artifacts", "airflow-logs/")}, {("artifacts", "airflow-logs/")}),
+def covers(grants: set[tuple[str, str]], bucket: str, key: str) -> bool:
+    """Whether a grant's resource pattern (<bucket>/<prefix>*, IAM wildcards) matches the key."""
+    from fnmatch import fnmatchcase
+
+    return any(b == bucket and fnmatchcase(key, prefix + "*") for b, prefix in grants)
+
+
+def bucket_of(key: str) -> str:
+    """The bucket a key lives in on AWS (components/store.py routes by the first segment)."""
+    from components.store import DATA_AREAS, MODEL_AREAS
+
+    area = key.split("/", 1)[0]
+    return "data" if area in DATA_AREAS else "models" if area in MODEL_AREAS else "artifacts"
+
+
+def code_keys() -> dict[str, dict[str, list[str]]]:
+    """Keys the stages of each narrowly scoped workload read and write, built with the code's own
+    key functions (a moved prefix in the code fails the grants check below)."""
+    from datetime import date
+
+    import yaml
+
+    from components import evaluate, features, runlog, schema, train
+    from components.registry import Registry
+    from components.triton import routing
+
+    day, model = date(2013, 4, 1), "flight_delay"
+    registry = Registry.__new__(Registry)
+    registry.prefix = f"models/{model}"  # as Registry.__init__ sets it
+    feast = yaml.safe_load((REPO / "feature_repo" / "profiles" / "aws" / "feature_store.yaml").read_text())
+    feast_key = feast["registry"]["path"].split("}/", 1)[1]  # s3://${FLIGHTDECK_S3_BUCKET}/<key>
+    repo_root = "triton/model_repository"  # components/triton/repository.py (tests/infra/test_k8s.py checks it)
+    return {
+        "batch_predict": {
+            "read": [f"{schema.validated_prefix('flights', day)}/_PUBLISHED.json",
+                     f"{schema.validated_prefix('flights', day)}/v-1/part.parquet",
+                     features.table_key("weather"), f"{schema.predictions_prefix(day)}/_PUBLISHED.json",
+                     feast_key, routing.state_key(model), registry.aliases_key,
+                     f"{registry.version_prefix(3)}/model.pt"],
+            "write": [f"{schema.predictions_prefix(day)}/v-1/predictions.parquet",
+                      f"{routing.records_prefix(model, 3, 4)}/20130401T000000-abc.parquet"],
+        },
+        "trainer": {
+            "read": [train.training_set_key("2013-01-01", "2013-03-31"),
+                     *(f"{schema.validated_prefix(t, None if t in schema.REFERENCE else day)}/_PUBLISHED.json"
+                       for t in schema.TABLE_COLUMNS),
+                     f"{train.run_prefix('r-1')}/v-1/model.pt", train.LATEST, evaluate.LATEST,
+                     f"{evaluate.run_prefix('e-1')}/v-1/evaluation.json", registry.aliases_key,
+                     f"{registry.version_prefix(3)}/version.json", routing.state_key(model),
+                     f"serving/{model}/deploy.lock", f"{repo_root}/{model}/config.pbtxt"],
+            "write": [f"{train.run_prefix('r-1')}/v-1/model.pt", f"{evaluate.run_prefix('e-1')}/_PUBLISHED.json",
+                      f"{registry.version_prefix(3)}/model.pt", f"{registry.prefix}/claims/3.json", registry.aliases_key,
+                      routing.state_key(model), f"serving/{model}/deploy.lock", f"{repo_root}/{model}/3/model.pt",
+                      f"{repo_root}/{model}_online/1/model.py"],
+        },
+        "triton": {
+            "read": [f"{repo_root}/{model}/config.pbtxt", f"{repo_root}/{model}/3/model.pt", routing.state_key(model),
+                     feast_key],
+            "write": [f"{routing.records_prefix(model, 3, 4)}/20130401T000000-abc.parquet"],
+        },
+        "airflow": {
+            "read": [f"{runlog.PREFIX}/training/latest.json", "airflow-logs/dag_id=x/run_id=y/task_id=z/attempt=1.log"],
+            "write": [f"{runlog.PREFIX}/training/latest.json", f"{runlog.PREFIX}/training/events/x.json",
+                      "airflow-logs/dag_id=x/run_id=y/task_id=z/attempt=1.log"],
+        },
     }
-    assert set(access) == set(expected)
-    for workload, (read, write) in expected.items():
-        assert (grants(workload, "read"), grants(workload, "write")) == (read, write), workload
 
-    # KFP sets one service account per run (kfp-kubernetes 2.16 has no per-step setting), so the
-    # pipelines role is the union of the roles of the stages a run runs, and no more.
-    def union(kind: str) -> set[tuple[str, str]]:
-        out = set().union(*(grants(w, kind) for w in ("data", "trainer", "batch_predict")))
-        return {(b, p) for b, p in out if p == "" or (b, "") not in out}  # data/predictions/ is in data/
 
-    assert grants("pipelines", "read") == union("read") and grants("pipelines", "write") == union("write")
-    trust = [b for p, t, n, b in blocks("data", TF / "modules" / "iam") if n == "assume"][0]
+# What each workload may touch, exactly (bucket, key prefix; a `*` matches a model name).
+EXPECTED_GRANTS = {
+    "data": ({("data", ""), ("artifacts", ""), ("models", "")}, {("data", ""), ("artifacts", "")}),
+    "trainer": ({("data", "training_sets/"), ("data", "validated/*/_PUBLISHED.json"), ("artifacts", "runs/"),
+                 ("models", "models/"), ("models", "serving/"), ("models", "triton/model_repository/")},
+                {("artifacts", "runs/"), ("models", "models/"), ("models", "serving/"),
+                 ("models", "triton/model_repository/")}),
+    "batch_predict": ({("data", "validated/flights/"), ("data", "features/"), ("data", "predictions/"),
+                       ("artifacts", "feast/"), ("models", "serving/*/state.json"), ("models", "models/")},
+                      {("data", "predictions/"), ("models", "serving/*/challenger/")}),
+    "triton": ({("models", "triton/model_repository/"), ("models", "serving/*/state.json"), ("artifacts", "feast/")},
+               {("models", "serving/*/challenger/")}),
+    "pipelines": ({("data", ""), ("artifacts", ""), ("models", "")},
+                  {("data", ""), ("artifacts", ""), ("models", "models/"), ("models", "serving/"),
+                   ("models", "triton/model_repository/")}),
+    "airflow": ({("artifacts", "airflow-logs/"), ("artifacts", "runlog/")},
+                {("artifacts", "airflow-logs/"), ("artifacts", "runlog/")}),
+}  # fmt: skip
+
+
+def test_irsa_roles_are_least_privilege():
+    """Read what modules/iam grants each workload: exactly the expected prefixes, for every role;
+    batch prediction reads what it scores from and writes only predictions (and a challenger's
+    outputs on the same flights), nothing of the data bucket beyond that."""
+    assert set(module_locals(IAM)["access"]) == set(EXPECTED_GRANTS)
+    for workload, (read, write) in EXPECTED_GRANTS.items():
+        assert (iam_grants(workload, "read"), iam_grants(workload, "write")) == (read, write), workload
+    assert not any(p == "" for _, p in iam_grants("batch_predict", "read") | iam_grants("batch_predict", "write"))
+    assert {b for b, _ in iam_grants("batch_predict", "write")} == {"data", "models"}
+    trust = [b for p, t, n, b in blocks("data", IAM) if n == "assume"][0]
     conditions = {unq(c["variable"]): c for c in first(trust, "statement")["condition"]}
     assert set(conditions) == {"${var.oidc_issuer}:aud", "${var.oidc_issuer}:sub"}
+
+
+def test_scoped_grants_cover_every_key_the_code_touches():
+    """The keys each scoped workload's code builds (its own key functions) fall inside its grants,
+    in the bucket components/store.py routes them to; a key of another area does not."""
+    for workload, kinds in code_keys().items():
+        for kind, keys in kinds.items():
+            grants = iam_grants(workload, kind)
+            for key in keys:
+                assert covers(grants, bucket_of(key), key), f"{workload} cannot {kind} {bucket_of(key)}/{key}"
+    # ... and the check has teeth: what batch prediction must never touch is outside its grants.
+    read, write = iam_grants("batch_predict", "read"), iam_grants("batch_predict", "write")
+    assert not covers(read, "data", "raw/flights/date=2013-04-01/part.parquet")
+    assert not covers(read, "data", "validated/weather/date=2013-04-01/_PUBLISHED.json")
+    assert not covers(read, "data", "training_sets/2013-01-01_2013-03-31.parquet")
+    assert not covers(read, "artifacts", "runs/train/r-1/v-1/model.pt")
+    assert not covers(write, "data", "validated/flights/date=2013-04-01/_PUBLISHED.json")
+    assert not covers(write, "models", "models/flight_delay/aliases.json")
+    assert not covers(write, "models", "serving/flight_delay/state.json")
+    assert not covers(iam_grants("triton", "write"), "models", "triton/model_repository/flight_delay/config.pbtxt")
+    assert not covers(iam_grants("trainer", "read"), "data", "validated/flights/date=2013-04-01/v-1/part.parquet")
+
+
+def test_pipelines_role_is_the_union_of_the_stage_roles():
+    """KFP sets one service account per run (kfp-kubernetes 2.16 has no per-step setting), so the
+    pipelines role is the union of the roles of the stages a run runs, and no more: every grant of
+    data, trainer and batch_predict is covered, and every pipelines grant is one of theirs (less
+    those another of theirs already covers)."""
+    for kind in ("read", "write"):
+        stages = set().union(*(iam_grants(w, kind) for w in ("data", "trainer", "batch_predict")))
+        union = {(b, p) for b, p in stages
+                 if not any(b == b2 and p != p2 and covers({(b2, p2)}, b, p) for b2, p2 in stages)}
+        assert iam_grants("pipelines", kind) == union, kind
+
+
+def test_list_conditions_follow_the_grants():
+    """ListBucket on a bucket is limited to the workload's prefixes there (s3:prefix); IfExists only
+    on the buckets whose clients call HeadBucket (Feast's S3 registry, Triton's S3 loader)."""
+    local = module_locals(IAM)
+    head = {unq(k): {unq(b) for b in v} for k, v in local["head_bucket"].items()}
+    assert head == {"batch_predict": {"artifacts"}, "triton": {"artifacts", "models"}}
+    feast = (REPO / ".venv" / "lib").glob("python3*/site-packages/feast/infra/registry/s3.py")
+    for path in feast:  # the reason for the artifacts entries, where Feast is installed
+        assert "head_bucket(" in path.read_text()
+    (document,) = [b for _, t, n, b in blocks("data", IAM) if (t, n) == ("aws_iam_policy_document", "access")]
+    (listing,) = [s for s in _statements(document) if unq(s.get("sid", "")).startswith("List")]
+    assert [unq(a) for a in listing["actions"]] == ["s3:ListBucket"]
+    ((label, condition),) = [item for d in listing["dynamic"] for item in d.items()]
+    assert unq(label) == "condition"
+    content = condition["content"][0]
+    assert unq(content["test"]) == \
+        'contains(lookup(local.head_bucket, each.key, []), statement.key) ? "StringLikeIfExists" : "StringLike"'
+    assert unq(content["variable"]) == "s3:prefix"
+    assert unq(content["values"]) == '[for p in distinct(statement.value) : "${p}*"]'
+    assert unq(condition["for_each"]) == 'contains(statement.value, "") ? [] : [1]'
 
 
 def test_every_taggable_resource_is_tagged():

@@ -1,12 +1,21 @@
-# IAM roles for service accounts (IRSA), one per workload, each scoped to named buckets and
-# prefixes. Least privilege, as the platform needs it:
+# IAM roles for service accounts (IRSA), one per workload, each scoped to named buckets and key
+# prefixes: exactly what the code of the workload's stages reads and writes (tests/infra checks the
+# grants against the code's key builders). Keys are from the bucket root (FLIGHTDECK_S3_PREFIX is
+# empty on the cluster); a `*` inside a prefix matches any model name.
 #   data          ingest/validate/features/monitor: read+write the data and artifacts buckets,
 #                 read models (monitor compares with the serving version's reference sample)
-#   trainer       train/evaluate/register: read data and artifacts, write artifacts and models
-#   batch_predict reads models and data, writes only data/predictions/
-#   triton        reads models, nothing else
+#   trainer       train: its training set, the validated partitions' pointers (lineage) -> runs/;
+#                 evaluate: runs/, training sets, the champion; register: runs/ -> models/;
+#                 deploy: models/ -> the Triton repository, serving/<model>/ (state, lock), the
+#                 registry's deployment record
+#   batch_predict the day's validated flights, the feature tables and Feast's registry, the
+#                 serving state and (--in-process) the registry; writes data/predictions/ and, with
+#                 a shadow/canary challenger, its outputs on the same flights (serving/*/challenger/)
+#   triton        the model repository, the serving state and Feast's registry (the online model);
+#                 writes the online challenger's outputs (serving/*/challenger/)
 #   pipelines     KFP runs: the union of data, trainer and batch_predict (one SA per run)
-#   airflow       its remote task logs under artifacts/airflow-logs/
+#   airflow       its remote task logs (artifacts/airflow-logs/) and the run log the DAG callbacks
+#                 write (artifacts/runlog/, components/runlog.py)
 # and the cluster autoscaler's role (no S3): resize this cluster's node groups, nothing else.
 locals {
   b = var.bucket_arns
@@ -16,28 +25,69 @@ locals {
       write = [{ bucket = "data", prefix = "" }, { bucket = "artifacts", prefix = "" }]
     }
     trainer = {
-      read  = [{ bucket = "data", prefix = "" }, { bucket = "artifacts", prefix = "" }, { bucket = "models", prefix = "" }]
-      write = [{ bucket = "artifacts", prefix = "" }, { bucket = "models", prefix = "" }]
+      read = [
+        { bucket = "data", prefix = "training_sets/" },
+        { bucket = "data", prefix = "validated/*/_PUBLISHED.json" }, # pointers only: lineage hashes
+        { bucket = "artifacts", prefix = "runs/" },
+        { bucket = "models", prefix = "models/" },
+        { bucket = "models", prefix = "serving/" },
+        { bucket = "models", prefix = "triton/model_repository/" },
+      ]
+      write = [
+        { bucket = "artifacts", prefix = "runs/" },
+        { bucket = "models", prefix = "models/" },
+        { bucket = "models", prefix = "serving/" },
+        { bucket = "models", prefix = "triton/model_repository/" },
+      ]
     }
     batch_predict = {
-      read  = [{ bucket = "data", prefix = "" }, { bucket = "models", prefix = "" }]
-      write = [{ bucket = "data", prefix = "predictions/" }]
+      read = [
+        { bucket = "data", prefix = "validated/flights/" },
+        { bucket = "data", prefix = "features/" },
+        { bucket = "data", prefix = "predictions/" }, # the partition's pointer, replaced on a rerun
+        { bucket = "artifacts", prefix = "feast/" },
+        { bucket = "models", prefix = "serving/*/state.json" },
+        { bucket = "models", prefix = "models/" },
+      ]
+      write = [
+        { bucket = "data", prefix = "predictions/" },
+        { bucket = "models", prefix = "serving/*/challenger/" },
+      ]
     }
     triton = {
-      read  = [{ bucket = "models", prefix = "" }]
-      write = []
+      read = [
+        { bucket = "models", prefix = "triton/model_repository/" },
+        { bucket = "models", prefix = "serving/*/state.json" },
+        { bucket = "artifacts", prefix = "feast/" },
+      ]
+      write = [{ bucket = "models", prefix = "serving/*/challenger/" }]
     }
     # Kubeflow Pipelines v2 sets one service account per run, not per step (kfp-kubernetes
     # 2.16.1 has no per-task setting), so a pipeline run needs the union of the stage roles it
     # runs (data + trainer + batch_predict); tests/infra checks it is exactly that union.
     pipelines = {
-      read  = [{ bucket = "data", prefix = "" }, { bucket = "artifacts", prefix = "" }, { bucket = "models", prefix = "" }]
-      write = [{ bucket = "data", prefix = "" }, { bucket = "artifacts", prefix = "" }, { bucket = "models", prefix = "" }]
+      read = [{ bucket = "data", prefix = "" }, { bucket = "artifacts", prefix = "" }, { bucket = "models", prefix = "" }]
+      write = [
+        { bucket = "data", prefix = "" },
+        { bucket = "artifacts", prefix = "" },
+        { bucket = "models", prefix = "models/" },
+        { bucket = "models", prefix = "serving/" },
+        { bucket = "models", prefix = "triton/model_repository/" },
+      ]
     }
     airflow = {
-      read  = [{ bucket = "artifacts", prefix = "airflow-logs/" }]
-      write = [{ bucket = "artifacts", prefix = "airflow-logs/" }]
+      read  = [{ bucket = "artifacts", prefix = "airflow-logs/" }, { bucket = "artifacts", prefix = "runlog/" }]
+      write = [{ bucket = "artifacts", prefix = "airflow-logs/" }, { bucket = "artifacts", prefix = "runlog/" }]
     }
+  }
+  # Buckets on which a workload's client calls HeadBucket, which S3 authorizes as s3:ListBucket
+  # with no s3:prefix in the request: Feast's S3 registry (feast/infra/registry/s3.py) before it
+  # reads registry.db, Triton's S3 repository loader before it lists the repository. There the
+  # prefix condition is StringLikeIfExists: HeadBucket (and a listing without any prefix, which
+  # shows key names, never contents) passes; every listing with a prefix stays inside the grants.
+  head_bucket = {
+    batch_predict = ["artifacts"]
+    triton        = ["artifacts", "models"]
   }
   workloads = { for k, v in local.access : k => v if contains(keys(var.service_accounts), k) }
   # Every role: the S3 workloads above and, when its service account is given, the autoscaler's.
@@ -90,10 +140,13 @@ data "aws_iam_policy_document" "access" {
       sid       = "List${title(statement.key)}"
       actions   = ["s3:ListBucket"]
       resources = [local.b[statement.key]]
+      # S3 also answers a GET of a missing key with 404 (not 403) only when this allows listing
+      # with s3:prefix = that key, which the read prefixes below cover (what the stores rely on:
+      # a missing pointer is "not published yet", components/store.py).
       dynamic "condition" {
         for_each = contains(statement.value, "") ? [] : [1]
         content {
-          test     = "StringLike"
+          test     = contains(lookup(local.head_bucket, each.key, []), statement.key) ? "StringLikeIfExists" : "StringLike"
           variable = "s3:prefix"
           values   = [for p in distinct(statement.value) : "${p}*"]
         }
