@@ -988,3 +988,65 @@ def test_cluster_autoscaler_role_is_scoped_to_this_cluster():
     outputs = {n: b["value"] for _, n, b in blocks("output", EKS)}
     assert [unq(a) for a in outputs["node_group_arns"]] == ["aws_eks_node_group.system.arn", "aws_eks_node_group.gpu.arn"]
     assert "aws_eks_node_group.system, aws_eks_node_group.gpu" in unq(outputs["autoscaling_group_names"])
+
+
+# -- Kubeflow Pipelines (kustomize, the one non-Helm install) and the Airflow chart's accounts ----------
+
+
+def test_kfp_manifests_come_from_a_pinned_release_tag():
+    """KFP has no Helm chart: its kustomize manifests are built at a ref, which must be a release
+    tag of kubeflow/pipelines (X.Y.Z), not a branch; the exception is stated in the module and the
+    README."""
+    builds = {n: b for _, t, n, b in blocks("data", PLATFORM) if t == "kustomization_build"}
+    assert set(builds) == {"kfp_cluster", "kfp"}
+    for name, body in builds.items():
+        match = re.fullmatch(r"github\.com/kubeflow/pipelines/manifests/kustomize/([a-z/-]+)\?ref=\$\{([^}]+)\}",
+                             unq(body["path"]))
+        assert match, f"{name}: {unq(body['path'])}"
+        assert match.group(2) == "var.chart_versions.kubeflow_pipelines", name
+    assert {re.search(r"kustomize/([a-z/-]+)\?", unq(b["path"])).group(1) for b in builds.values()} == \
+        {"cluster-scoped-resources", "env/platform-agnostic"}
+    declared = {n: b for _, n, b in blocks("variable", PLATFORM)}["chart_versions"]
+    ref = unq(declared["default"]["kubeflow_pipelines"])
+    assert re.fullmatch(r"\d+\.\d+\.\d+", ref), f"{ref} is not a release tag"
+    conditions = [unq(v["condition"]) for v in declared["validation"]]
+    assert any("var.chart_versions.kubeflow_pipelines" in c for c in conditions)
+    main = (PLATFORM / "main.tf").read_text()
+    assert "KFP publishes no\n# Helm chart" in main and "never a branch" in main
+    readme = (REPO / "README.md").read_text()
+    kfp_section = readme[readme.index("## Kubeflow Pipelines"):]
+    kfp_section = kfp_section[:kfp_section.index("\n## ", 3)]
+    assert "no Helm chart" in kfp_section and "release tag" in kfp_section and ref in kfp_section
+
+
+# Components of the official Airflow chart (1.18, values.schema.json) that have a serviceAccount
+# block, with the account name the chart gives them (<release>-<suffix>). The chart has no
+# chart-wide serviceAccount key; its values schema refuses unknown keys.
+AIRFLOW_CHART_ACCOUNTS = {
+    "workers": "worker", "scheduler": "scheduler", "apiServer": "api-server", "webserver": "webserver",
+    "triggerer": "triggerer", "dagProcessor": "dag-processor", "flower": "flower", "statsd": "statsd",
+    "redis": "redis", "pgbouncer": "pgbouncer", "cleanup": "cleanup", "migrateDatabaseJob": "migrate-database-job",
+    "createUserJob": "create-user-job",
+}  # fmt: skip
+# The ones that read or write S3 (the remote task logs, the run log): Airflow 3 components.
+AIRFLOW_S3_COMPONENTS = {"workers", "scheduler", "apiServer", "triggerer", "dagProcessor"}
+
+
+def test_every_airflow_component_that_uses_s3_has_the_irsa_role():
+    (release,) = [b for _, n, b in resources("helm_release") if n == "airflow"]
+    assert unq(release["name"]) == "airflow" and unq(release["chart"]) == "airflow"
+    values = unq(release["values"][0])
+    top = values.removeprefix("yamlencode({")
+    annotated = set(re.findall(r"\b([A-Za-z]+) = \{serviceAccount = \{annotations = local\.airflow_irsa\}\}", values))
+    assert annotated == AIRFLOW_S3_COMPONENTS
+    assert annotated <= set(AIRFLOW_CHART_ACCOUNTS)
+    assert not re.search(r"(^|, )serviceAccount = ", top), "the Airflow chart has no chart-wide serviceAccount value"
+    assert {unq(k): unq(v) for k, v in platform_locals()["airflow_irsa"].items() if not k.startswith("__")} == \
+        {"eks.amazonaws.com/role-arn": 'var.role_arns["airflow"]'}
+    # The airflow role trusts exactly those accounts, by the names the chart gives them.
+    iam = {n: b for _, n, b in blocks("variable", IAM)}
+    trusted = {unq(a) for a in iam["service_accounts"]["default"]["airflow"]}
+    assert trusted == {f"airflow:airflow-{AIRFLOW_CHART_ACCOUNTS[c]}" for c in AIRFLOW_S3_COMPONENTS}
+    # Remote logging goes where that role may write.
+    assert 'remote_base_log_folder = "s3://${var.bucket_names["artifacts"]}/airflow-logs"' in values
+    assert ("artifacts", "airflow-logs/") in iam_grants("airflow", "write")

@@ -48,7 +48,11 @@ variable "service_accounts" {
     batch_predict = ["flightdeck:flightdeck-predict"]
     triton        = ["flightdeck:triton"]
     pipelines     = ["kubeflow:flightdeck-pipelines"]
-    airflow       = ["airflow:airflow-worker", "airflow:airflow-scheduler", "airflow:airflow-api-server"]
+    # The Airflow chart's per-component accounts (<release>-<component>) that modules/platform annotates.
+    airflow = [
+      "airflow:airflow-worker", "airflow:airflow-scheduler", "airflow:airflow-api-server",
+      "airflow:airflow-triggerer", "airflow:airflow-dag-processor",
+    ]
     # The cluster-autoscaler chart's account (modules/platform, rbac.serviceAccount.name).
     cluster_autoscaler = ["kube-system:cluster-autoscaler"]
   }

@@ -26,6 +26,7 @@ locals {
   # The Triton chart's Service (infra/k8s/triton/templates/service.yaml) and its ports.
   triton_service = "triton"
   triton_host    = "${local.triton_service}.${kubernetes_namespace_v1.this["flightdeck"].metadata[0].name}.svc.cluster.local"
+  airflow_irsa   = { "eks.amazonaws.com/role-arn" = var.role_arns["airflow"] }
   # The cluster autoscaler's account (trusted by modules/iam's cluster_autoscaler role).
   cluster_autoscaler_service_account = "cluster-autoscaler"
   # Its image must match the cluster's Kubernetes minor (the autoscaler simulates that version's
@@ -309,9 +310,17 @@ resource "helm_release" "airflow" {
         delete_local_logs      = "True"
       }
     }
-    serviceAccount = { annotations = { "eks.amazonaws.com/role-arn" = var.role_arns["airflow"] } }
-    workers        = { serviceAccount = { annotations = { "eks.amazonaws.com/role-arn" = var.role_arns["airflow"] } } }
-    scheduler      = { serviceAccount = { annotations = { "eks.amazonaws.com/role-arn" = var.role_arns["airflow"] } } }
+    # IRSA (the airflow role: airflow-logs/ and runlog/) on each component's own service account;
+    # the chart (1.18, values.schema.json) has no chart-wide serviceAccount key. Workers write the
+    # task logs; the API server (Airflow 3's UI backend) reads them; the triggerer writes the
+    # logs of deferred tasks; the DAG processor writes its parsing logs and runs the DAG-level
+    # callbacks that write the run log (components/airflow_runtime.py run_callbacks); the
+    # scheduler writes task-context messages into a task's log (a pod that never started).
+    workers      = { serviceAccount = { annotations = local.airflow_irsa } }
+    scheduler    = { serviceAccount = { annotations = local.airflow_irsa } }
+    apiServer    = { serviceAccount = { annotations = local.airflow_irsa } }
+    triggerer    = { serviceAccount = { annotations = local.airflow_irsa } }
+    dagProcessor = { serviceAccount = { annotations = local.airflow_irsa } }
   })]
 }
 
@@ -351,7 +360,12 @@ resource "helm_release" "pushgateway" {
   depends_on = [helm_release.kube_prometheus_stack] # the ServiceMonitor CRD
 }
 
-# Kubeflow Pipelines, standalone, from the project's own kustomize manifests at a pinned ref.
+# Kubeflow Pipelines, standalone: the one component not installed through Helm. KFP publishes no
+# Helm chart; its documented standalone install is `kubectl apply -k` of its kustomize manifests
+# at a release tag (cluster-scoped-resources, then an env). Here the same manifests, built by the
+# kustomization provider, at chart_versions.kubeflow_pipelines: a release tag of
+# kubeflow/pipelines (X.Y.Z, validated in variables.tf), never a branch, so a plan always builds
+# the same objects.
 data "kustomization_build" "kfp_cluster" {
   path = "github.com/kubeflow/pipelines/manifests/kustomize/cluster-scoped-resources?ref=${var.chart_versions.kubeflow_pipelines}"
 }

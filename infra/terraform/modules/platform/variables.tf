@@ -150,4 +150,10 @@ variable "chart_versions" {
     condition     = alltrue([for v in values(var.chart_versions) : can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", v))])
     error_message = "Pin exact versions (X.Y.Z)."
   }
+  validation {
+    # The KFP manifests are fetched from git at this ref: a release tag of kubeflow/pipelines
+    # (its tags are X.Y.Z, no leading v), never a branch such as master or release-2.x.
+    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.chart_versions.kubeflow_pipelines))
+    error_message = "chart_versions.kubeflow_pipelines must be a kubeflow/pipelines release tag (X.Y.Z), not a branch."
+  }
 }
