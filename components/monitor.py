@@ -99,6 +99,8 @@ def drift_statistics(reference: pd.DataFrame, current: pd.DataFrame, policy: Ret
     """
     policy = policy or load_policy()
     columns = list(columns or (NUMERIC + CATEGORICAL + ([SCORE] if SCORE in reference.columns else [])))
+    current_rows = len(current)
+    current = capped_sample(current, policy.max_current_rows)
     usable, skipped = _usable_columns(reference, current, columns, policy)
     tests = drift_tests(policy, usable)
     ref, cur = _prepared(reference, usable), _prepared(current, usable)
@@ -122,7 +124,19 @@ def drift_statistics(reference: pd.DataFrame, current: pd.DataFrame, policy: Ret
     n_drifted = sum(e["drifted"] for e in features.values())
     return {"features": features, "prediction": prediction, "skipped": skipped, "n_tested": len(features),
             "n_drifted": n_drifted, "drift_share": n_drifted / len(features) if features else None,
+            "current_rows": current_rows, "sampled_rows": len(current) if len(current) < current_rows else None,
             "snapshot": snapshot}
+
+
+SAMPLE_SEED = 0  # fixed: the same window always gives the same sample, so a rerun gives the same verdict
+
+
+def capped_sample(current: pd.DataFrame, max_rows: int) -> pd.DataFrame:
+    """At most max_rows rows of current (0: all): a seeded uniform sample without replacement, in row order."""
+    if not max_rows or len(current) <= max_rows:
+        return current
+    rng = np.random.default_rng(SAMPLE_SEED)
+    return current.iloc[np.sort(rng.choice(len(current), max_rows, replace=False))]
 
 
 def _evidently_scores(ref: pd.DataFrame, cur: pd.DataFrame, tests: dict[str, tuple[str, float]]):

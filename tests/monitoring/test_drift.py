@@ -73,3 +73,22 @@ def test_prediction_drift_uses_psi_on_the_scores(frame, jan_mar_scorer, policy):
     e = drift_statistics(reference, blanked, policy, ["probability"])["prediction"]
     s = drift_statistics(reference, july.iloc[1::2], policy, ["probability"], engine="scipy")["prediction"]
     assert e["n_current"] == len(july.iloc[1::2]) and e["score"] == pytest.approx(s["score"], rel=1e-9)
+
+
+def test_a_large_window_is_compared_through_a_seeded_sample_with_the_same_verdicts(frame, policy):
+    """Above max_current_rows the current data is a fixed uniform sample: cost stops growing with traffic,
+    the scores stay those of all rows (within sampling error far below the thresholds), reruns agree."""
+    reference = mb.reference_sample(frame, "2013-01-01", "2013-03-31", n=5000)
+    year = mb.days(frame, "2013-01-01", "2013-12-30")
+    assert len(year) > 3 * policy.max_current_rows
+    capped = drift_statistics(reference, year, policy)
+    assert capped["sampled_rows"] == policy.max_current_rows and capped["current_rows"] == len(year)
+    assert all(e["n_current"] <= policy.max_current_rows for e in capped["features"].values())
+    every_row = drift_statistics(reference, year, load_policy(env={}, max_current_rows=0), engine="scipy")
+    assert every_row["sampled_rows"] is None
+    for col, entry in capped["features"].items():
+        assert entry["score"] == pytest.approx(every_row["features"][col]["score"], abs=0.01), col
+        assert entry["drifted"] == every_row["features"][col]["drifted"], col
+    again = drift_statistics(reference, year, policy, engine="scipy")
+    assert {c: e["score"] for c, e in again["features"].items()} == pytest.approx(
+        {c: e["score"] for c, e in capped["features"].items()}, rel=1e-6, abs=1e-9)
