@@ -94,8 +94,10 @@ def retrain_branch(**context) -> str:
 
     A rerun of a day whose earlier run already requested the retrain (`already_requested`) goes to
     no_drift: one drift event per day, however often the day is monitored."""
+    from components.retrain_policy import starts_training
+
     result = context["ti"].xcom_pull(task_ids="monitor") or {}
-    if result.get("retrain") and not result.get("already_requested"):
+    if starts_training(result):
         log.info("retraining policy says retrain (%s): %s", result.get("trigger"), _monitor_reason(result))
         return "emit_drift"
     log.info("no retraining requested: %s", _monitor_reason(result))

@@ -182,3 +182,10 @@ def decide(policy: RetrainPolicy, today: date, history: list[DayEvidence], model
         return decision
     decision.retrain = True
     return decision
+
+
+def starts_training(result: dict) -> bool:
+    """Whether a monitor stage result should start a training run (the Airflow drift event, the KFP
+    `retrain` output): the policy said retrain, and no earlier run of the same day already asked for it
+    (a rerun of a day reports `already_requested`), so one drifted day starts one retrain."""
+    return bool(result.get("retrain")) and not result.get("already_requested")

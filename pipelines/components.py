@@ -111,7 +111,9 @@ def monitor(date: str, predictions_ready: str, metrics: Output[Metrics], report:
     import json
     from collections import namedtuple
 
+    from components.retrain_policy import starts_training
     from pipelines.steps import run_stage
 
     out = run_stage("monitor", {"date": date}, metrics=metrics, report=report)
-    return namedtuple("MonitorOutputs", ["result", "retrain"])(out, bool(json.loads(out)["retrain"]))
+    # A rerun of a day that already asked for a retrain says retrain=False here: one day, one training run.
+    return namedtuple("MonitorOutputs", ["result", "retrain"])(out, starts_training(json.loads(out)))

@@ -74,3 +74,12 @@ def test_overrides_from_the_environment_and_bad_values():
         load_policy(env={"FLIGHTDECK_RETRAIN_CONSECUTIVE_DAYS": "three"})
     with pytest.raises(ValueError, match="drift_share_threshold"):
         load_policy(env={"FLIGHTDECK_RETRAIN_DRIFT_SHARE_THRESHOLD": "1.5"})
+
+
+def test_one_drifted_day_starts_one_training_run():
+    """The rule both orchestrators use (Airflow's drift event, KFP's `retrain` output)."""
+    from components.retrain_policy import starts_training
+
+    assert starts_training({"retrain": True, "already_requested": None}) is True
+    assert starts_training({"retrain": True, "already_requested": "2013-07-14T06:00:00+00:00"}) is False
+    assert starts_training({"retrain": False}) is False and starts_training({}) is False
