@@ -1,6 +1,8 @@
 """Static checks of infra/terraform (no provider downloads here): fmt, checkov, and invariants
-read with python-hcl2 -- private encrypted TLS-only buckets, tainted GPU nodes, IAM scoped to
-named buckets, tags everywhere, documented variables, pinned versions."""
+read with python-hcl2 -- private encrypted TLS-only buckets, tainted GPU nodes and their capacity,
+IAM scoped to named buckets and prefixes, tags everywhere, documented and validated variables
+(the validations run for real: `terraform plan` of each module's variables.tf needs no
+provider), pinned versions."""
 
 from __future__ import annotations
 
@@ -164,12 +166,6 @@ def test_every_variable_and_output_is_described():
         assert len(unq(body.get("description", ""))) > 10, (
             f"{path.relative_to(REPO)}: {name} has no description"
         )
-
-
-def test_module_variables_with_free_form_values_are_validated():
-    for module in MODULES:
-        validated = [n for p, n, b in blocks("variable", module) if "validation" in b]
-        assert validated, f"module {module.name} validates none of its variables"
 
 
 def environment_call(env: Path) -> dict:
@@ -1050,3 +1046,258 @@ def test_every_airflow_component_that_uses_s3_has_the_irsa_role():
     # Remote logging goes where that role may write.
     assert 'remote_base_log_folder = "s3://${var.bucket_names["artifacts"]}/airflow-logs"' in values
     assert ("artifacts", "airflow-logs/") in iam_grants("airflow", "write")
+
+
+# -- every variable is validated, and the validations work ----------------------------------------
+
+# Variables without a validation block, each with its reason. Kept short on purpose: a new
+# variable gets a validation, or an entry here that says why none makes sense.
+VALIDATION_EXEMPT_TYPES = {
+    "bool": "true and false are both valid settings; Terraform's type check is the whole check",
+}
+VALIDATION_EXEMPT: dict[tuple[str, str], str] = {}
+
+
+def variable_type(body: dict) -> str:
+    return unq(body.get("type", ""))
+
+
+def test_every_variable_is_validated_or_exempt_with_a_reason():
+    missing, exempted = [], set()
+    for path, name, body in blocks("variable"):
+        where = (str(path.parent.relative_to(TF)), name)
+        if "validation" in body:
+            assert where not in VALIDATION_EXEMPT, f"{where} is validated: drop its exemption"
+            for validation in body["validation"]:
+                assert len(unq(validation["error_message"])) > 20, f"{where}: say what a valid value is"
+            continue
+        if variable_type(body) in VALIDATION_EXEMPT_TYPES:
+            continue
+        if where in VALIDATION_EXEMPT:
+            exempted.add(where)
+            continue
+        missing.append(where)
+    assert not missing, f"variables without a validation (add one, or an exemption with its reason): {missing}"
+    assert exempted == set(VALIDATION_EXEMPT), f"stale exemptions: {set(VALIDATION_EXEMPT) - exempted}"
+    for reason in [*VALIDATION_EXEMPT.values(), *VALIDATION_EXEMPT_TYPES.values()]:
+        assert len(reason) >= 20
+
+
+def test_shared_formats_are_validated_the_same_way_everywhere():
+    """One rule per kind of value (a KMS key ARN, a VPC id, tags): a module cannot be looser."""
+    for kind in ("kms_key_arn", "vpc_id", "tags", "client_security_group_ids"):
+        conditions = {(path.parent.name, unq(v["condition"])) for path, name, body in blocks("variable")
+                      if name == kind and path.parent.name != "environment" for v in body["validation"]}
+        assert len({c for _, c in conditions}) == 1, f"{kind}: {sorted(conditions)}"
+
+
+# Valid inputs of every module, as the environment module passes them (unknown values aside).
+KMS_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+VPC_ID, SUBNETS, SGS = "vpc-0123456789abcdef0", ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"], ["sg-0123456789abcdef0"]
+TAGS = {"Project": "flightdeck", "Environment": "dev", "Owner": "ml-platform", "ManagedBy": "terraform"}
+DIGEST = "sha256:" + "3f" * 32
+NODE_GROUP = {"instance_types": ["m6i.xlarge"], "min_size": 1, "max_size": 3, "desired_size": 2}
+GPU_GROUP = {"instance_types": ["g5.2xlarge"], "min_size": 0, "max_size": 4, "desired_size": 1}
+ROLE = "arn:aws:iam::123456789012:role/flightdeck-dev-{}"
+GOOD_INPUTS = {
+    "modules/network": {"name": "flightdeck-dev", "cidr_block": "10.40.0.0/16",
+                        "availability_zones": ["us-east-1a", "us-east-1b"], "kms_key_arn": KMS_ARN, "tags": TAGS},
+    "modules/eks": {"name": "flightdeck-dev", "vpc_id": VPC_ID, "subnet_ids": SUBNETS, "kms_key_arn": KMS_ARN,
+                    "system_node_group": NODE_GROUP, "gpu_node_group": GPU_GROUP, "tags": TAGS,
+                    "public_access_cidrs": ["203.0.113.0/24"]},
+    "modules/storage": {"name": "flightdeck-dev", "kms_key_arn": KMS_ARN, "tags": TAGS},
+    "modules/ecr": {"repositories": ["flightdeck/stage", "flightdeck/train", "flightdeck/triton"],
+                    "kms_key_arn": KMS_ARN, "tags": TAGS},
+    "modules/online_store": {"name": "flightdeck-dev", "vpc_id": VPC_ID, "subnet_ids": SUBNETS,
+                             "client_security_group_ids": SGS, "kms_key_arn": KMS_ARN, "tags": TAGS},
+    "modules/airflow_db": {"name": "flightdeck-dev-airflow", "vpc_id": VPC_ID, "subnet_ids": SUBNETS,
+                           "client_security_group_ids": SGS, "kms_key_arn": KMS_ARN, "tags": TAGS},
+    "modules/iam": {"name": "flightdeck-dev",
+                    "oidc_provider_arn": "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE",
+                    "oidc_issuer": "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE",
+                    "bucket_arns": {b: f"arn:aws:s3:::flightdeck-dev-{b}-123456789012" for b in ("data", "artifacts", "models")},
+                    "kms_key_arn": KMS_ARN, "cluster_name": "flightdeck-dev",
+                    "node_group_arns": ["arn:aws:eks:us-east-1:123456789012:nodegroup/flightdeck-dev/gpu/0ac7d9a2-1b2c-4d5e-8f90-123456789abc"],
+                    "autoscaling_group_names": ["eks-gpu-0ac7d9a2-1b2c-4d5e-8f90-123456789abc"], "tags": TAGS},
+    "modules/kms": {"name": "flightdeck-dev-data", "description": "flightdeck dev: S3 data, artifacts and models",
+                    "tags": TAGS},
+    "modules/platform": {"name": "flightdeck-dev",
+                         "role_arns": {w: ROLE.format(w.replace("_", "-")) for w in
+                                       ("data", "trainer", "batch_predict", "triton", "pipelines", "airflow", "cluster_autoscaler")},
+                         "bucket_names": {b: f"flightdeck-dev-{b}-123456789012" for b in ("data", "artifacts", "models")},
+                         "aws_region": "us-east-1", "redis_endpoint": "master.flightdeck-dev.abcdef.use1.cache.amazonaws.com:6379",
+                         "image_registry": "123456789012.dkr.ecr.us-east-1.amazonaws.com", "triton_image_digest": DIGEST,
+                         "cluster_name": "flightdeck-dev", "kubernetes_version": "1.33",
+                         "triton_replicas": {"min": 1, "max": 2, "max_unavailable": 1}},
+}
+# One bad value per validated variable (its validation must refuse it).
+BAD_INPUTS = {
+    "modules/network": {"name": "Flightdeck", "cidr_block": "10.40.0.0/24", "availability_zones": ["us-east-1a"],
+                        "flow_log_retention_days": 30, "kms_key_arn": "alias/flightdeck", "tags": {"aws:owner": "me"}},
+    "modules/eks": {"name": "fd", "kubernetes_version": "1.29", "vpc_id": "vpc-123", "subnet_ids": ["subnet-zz", "subnet-0123456789abcdef0"],
+                    "public_access_cidrs": ["0.0.0.0/0"], "kms_key_arn": "1234abcd-12ab-34cd-56ef-1234567890ab",
+                    "system_node_group": {**NODE_GROUP, "min_size": 0},
+                    "gpu_node_group": {**GPU_GROUP, "instance_types": ["p4d.24xlarge"]},
+                    "nvidia_device_plugin_version": "latest", "log_retention_days": 30, "tags": {"": "empty key"}},
+    "modules/storage": {"name": "FD", "buckets": {"data": {"noncurrent_version_expiration_days": 30}},
+                        "kms_key_arn": "arn:aws:kms:us-east-1:123456789012:alias/x", "access_log_retention_days": 7,
+                        "tags": {"k": "v" * 300}},
+    "modules/ecr": {"repositories": ["Flightdeck/Stage"], "kms_key_arn": "", "keep_images": 1,
+                    "tags": {f"k{i}": "v" for i in range(41)}},
+    "modules/online_store": {"name": "-x", "vpc_id": "vpc", "subnet_ids": ["subnet-0123456789abcdef0"],
+                             "client_security_group_ids": [], "node_type": "r7g.large", "replicas": 0,
+                             "engine_version": "6.2", "snapshot_retention_days": 0, "kms_key_arn": "arn:aws:kms:",
+                             "tags": {"AWS:x": "y"}},
+    "modules/airflow_db": {"name": "1db", "vpc_id": "subnet-0123456789abcdef0", "subnet_ids": ["sg-01234567", "sg-89abcdef"],
+                           "client_security_group_ids": ["vpc-01234567"], "instance_class": "r6g.large",
+                           "engine_version": "12", "allocated_storage_gb": 10, "backup_retention_days": 1,
+                           "kms_key_arn": "arn:aws:kms:us-east-1:1234:key/x", "tags": {"x" * 129: "y"}},
+    "modules/iam": {"name": "x", "oidc_provider_arn": "arn:aws:iam::123456789012:role/x",
+                    "oidc_issuer": "https://oidc.eks.us-east-1.amazonaws.com/id/X", "bucket_arns": {"data": "arn:aws:s3:::d"},
+                    "kms_key_arn": "arn:aws:kms:us-east-1:123456789012:key/", "service_accounts": {"everything": ["ns:sa"]},
+                    "cluster_name": "Flightdeck_Dev", "node_group_arns": ["arn:aws:eks:us-east-1:123456789012:cluster/flightdeck-dev"],
+                    "autoscaling_group_names": ["my-asg"], "tags": {"aws:cloudformation:stack": "x"}},
+    "modules/kms": {"name": "aws/ebs", "description": "   ", "deletion_window_in_days": 3, "tags": {"k": "v" * 257}},
+    "modules/platform": {"name": "a", "role_arns": {"data": ROLE.format("data")}, "cluster_name": "c",
+                         "kubernetes_version": "1.29", "triton_replicas": {"min": 2, "max": 1, "max_unavailable": 2},
+                         "bucket_names": {"data": "d"}, "aws_region": "us-east", "redis_endpoint": "redis://host",
+                         "image_tag": "-bad", "model_name": "Flight-Delay", "lead_time_hours": 72,
+                         "image_registry": "https://123456789012.dkr.ecr.us-east-1.amazonaws.com/flightdeck",
+                         "triton_image_digest": "sha256:" + "0" * 64, "airflow_metadata_secret": "Airflow_Metadata",
+                         "chart_versions": {"airflow": "1.18.0", "kube_prometheus_stack": "77.6.0", "pushgateway": "3.11.2",
+                                            "cluster_autoscaler": "9.50.0", "kubeflow_pipelines": "master"}},
+}
+
+
+def terraform_plan(module: str, values: dict, tmp_path: Path) -> tuple[int, str]:
+    """`terraform plan` of a module's variables.tf alone, with these inputs: it evaluates every
+    variable's validations, needs no provider and no network (CHECKPOINT_DISABLE)."""
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.skip("terraform is not installed")
+    import json
+
+    work = tmp_path / module.replace("/", "-")
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.copy(TF / module / "variables.tf", work / "variables.tf")
+    (work / "terraform.tfvars.json").write_text(json.dumps(values))
+    (work / "cli.tfrc").write_text("")
+    env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(work), "CHECKPOINT_DISABLE": "1",
+           "TF_IN_AUTOMATION": "1", "TF_CLI_CONFIG_FILE": str(work / "cli.tfrc")}
+    out = subprocess.run([terraform, f"-chdir={work}", "plan", "-input=false", "-no-color", "-lock=false", "-refresh=false"],
+                         capture_output=True, text=True, timeout=120, env=env)
+    return out.returncode, out.stdout + out.stderr
+
+
+def refused(output: str, variables_tf: Path) -> dict[str, str]:
+    """{variable: its error message} for every "Invalid value for variable" in a plan's output;
+    the variable is the one whose block holds the validation rule the diagnostic names."""
+    starts = [(n, re.match(r'variable "([a-z_0-9]+)"', line).group(1))
+              for n, line in enumerate(variables_tf.read_text().splitlines(), 1) if line.startswith("variable ")]
+    out = {}
+    for block in output.split("Error: Invalid value for variable")[1:]:
+        line = int(re.search(r"checked by the validation rule at variables\.tf:(\d+),", block).group(1))
+        name = [v for n, v in starts if n <= line][-1]
+        message = block.split("\n\n", 2)[2].split("This was checked by")[0] if block.count("\n\n") >= 2 else block
+        out.setdefault(name, " ".join(message.split()))
+    return out
+
+
+def error_messages(module: str) -> dict[str, list[str]]:
+    return {n: [" ".join(unq(v["error_message"]).split()) for v in b.get("validation", [])]
+            for _, n, b in blocks("variable", TF / module)}
+
+
+@pytest.mark.parametrize("module", sorted(GOOD_INPUTS))
+def test_module_validations_accept_good_inputs_and_refuse_each_bad_one(module, tmp_path):
+    rc, output = terraform_plan(module, GOOD_INPUTS[module], tmp_path / "good")
+    assert rc == 0, f"{module} refuses valid inputs:\n{output[-3000:]}"
+    rc, output = terraform_plan(module, {**GOOD_INPUTS[module], **BAD_INPUTS[module]}, tmp_path / "bad")
+    assert rc != 0
+    got, messages = refused(output, TF / module / "variables.tf"), error_messages(module)
+    assert set(got) == set(BAD_INPUTS[module]), f"{module}: refused {sorted(got)}, expected {sorted(BAD_INPUTS[module])}\n{output[-3000:]}"
+    for name, text in got.items():
+        assert any(m in text for m in messages[name]), f"{module}.{name}: {text}"
+    validated = {n for n, m in messages.items() if m}
+    assert validated == set(BAD_INPUTS[module]), f"{module}: no bad case for {validated - set(BAD_INPUTS[module])}"
+
+
+def environment_inputs(env: Path) -> dict:
+    """What a root passes modules/environment, with its locals and variables resolved (a real
+    digest for the tfvars placeholder)."""
+    call = environment_call(env)
+    (env_locals,) = parse(env / "main.tf")["locals"]
+    tags = {unq(k): unq(v) for k, v in env_locals["tags"].items()}
+    root_vars = {n: b for _, n, b in blocks("variable", env)}
+
+    def resolve(value):
+        if isinstance(value, dict):
+            return {k: resolve(v) for k, v in value.items() if not k.startswith("__")}
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        text = unq(value)
+        if text == "local.tags":
+            return tags
+        if text == "local.tags.Environment":
+            return tags["Environment"]
+        if isinstance(text, str) and text.startswith("var."):
+            name = text.removeprefix("var.")
+            return DIGEST if name == "triton_image_digest" else resolve(root_vars[name]["default"])
+        return text
+
+    return {k: resolve(v) for k, v in call.items() if k not in MODULE_META_ARGUMENTS and not k.startswith("__")}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS, ids=lambda e: e.name)
+def test_environment_module_accepts_what_each_root_passes(env, tmp_path):
+    rc, output = terraform_plan("modules/environment", environment_inputs(env), tmp_path)
+    assert rc == 0, f"{env.name}: modules/environment refuses the root's inputs:\n{output[-3000:]}"
+
+
+def test_environment_module_refuses_each_bad_input(tmp_path):
+    dev = environment_inputs(ENVIRONMENTS[0])
+    bad = {
+        "environment": "Dev-1", "vpc_cidr": "8.8.0.0/16",
+        "availability_zones": ["us-east-1a", "us-west-2b"], "eks_public_access_cidrs": ["0.0.0.0/0"],
+        "system_node_group": {**NODE_GROUP, "instance_types": ["g5.xlarge"]},
+        "gpu_node_group": {**GPU_GROUP, "min_size": 2, "desired_size": 1},
+        "redis_node_type": "t4g.small", "redis_replicas": 0, "db_instance_class": "t4g.small",
+        "triton_image_digest": "sha256:" + "0" * 64, "image_tag": "with space",
+    }
+    # Validations that refer to another variable run only when that one is valid: separately.
+    cross = {
+        "tags": {**TAGS, "Environment": "prod"},
+        # Triton's max 3 + a surge + a training pod do not fit dev's 4 GPU nodes.
+        "triton_replicas": {"min": 1, "max": 3, "max_unavailable": 1},
+    }
+    messages = error_messages("modules/environment")
+    assert {n for n, m in messages.items() if m} == set(bad) | set(cross)
+    got = {}
+    for case, values in (("bad", bad), ("cross", cross)):
+        rc, output = terraform_plan("modules/environment", {**dev, **values}, tmp_path / case)
+        assert rc != 0
+        got[case] = refused(output, TF / "modules/environment/variables.tf")
+        assert set(got[case]) == set(values), f"refused {sorted(got[case])}, expected {sorted(values)}\n{output[-3000:]}"
+        for name, text in got[case].items():
+            assert any(m in text for m in messages[name]), f"{name}: {text}"
+    assert "placeholder" in got["bad"]["triton_image_digest"]
+    assert "triton_replicas.max + 2" in got["cross"]["triton_replicas"]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS, ids=lambda e: e.name)
+def test_roots_refuse_the_placeholder_digest_until_it_is_filled_in(env, tmp_path):
+    """terraform.tfvars ships an all-zero digest: the root's validation refuses it with a message
+    that says where the real one comes from; a real digest passes."""
+    tfvars = parse(env / "terraform.tfvars")
+    placeholder = unq(tfvars["triton_image_digest"])
+    assert re.fullmatch(r"sha256:0{64}", placeholder)
+    assert "placeholder" in (env / "terraform.tfvars").read_text()
+    rc, output = terraform_plan(str(env.relative_to(TF)), {"triton_image_digest": placeholder}, tmp_path / "zero")
+    variables_tf = env / "variables.tf"
+    assert rc != 0 and set(refused(output, variables_tf)) == {"triton_image_digest"}
+    assert "make images PUSH=1" in refused(output, variables_tf)["triton_image_digest"]
+    rc, output = terraform_plan(str(env.relative_to(TF)), {"triton_image_digest": DIGEST}, tmp_path / "real")
+    assert rc == 0, output[-3000:]
+    rc, output = terraform_plan(str(env.relative_to(TF)), {"triton_image_digest": DIGEST, "image_tag": "-x",
+                                                           "eks_public_access_cidrs": ["0.0.0.0/0"]}, tmp_path / "bad")
+    assert set(refused(output, variables_tf)) == {"image_tag", "eks_public_access_cidrs"}

@@ -1,18 +1,35 @@
 # Only what changes from one deployment of this environment to the next (terraform.tfvars, or
-# -var in CI); everything else about the environment is in main.tf. Checked in modules/.
+# -var in CI); everything else about the environment is in main.tf. Validated here and in modules/.
 variable "triton_image_digest" {
   description = "sha256 digest of the flightdeck/triton image to serve (containers/image-digests.json after `make images PUSH=1`)."
   type        = string
+  validation {
+    condition     = can(regex("^sha256:[0-9a-f]{64}$", var.triton_image_digest))
+    error_message = "triton_image_digest must be sha256:<64 hex digits>."
+  }
+  validation {
+    # terraform.tfvars ships an all-zero placeholder: refuse it, so no plan deploys an image that does not exist.
+    condition     = !can(regex("^sha256:0{64}$", var.triton_image_digest))
+    error_message = "triton_image_digest is the all-zero placeholder of terraform.tfvars: put the digest `make images PUSH=1` recorded in containers/image-digests.json (images.triton)."
+  }
 }
 
 variable "eks_public_access_cidrs" {
   description = "CIDRs allowed to reach the EKS API from outside the VPC (operators' VPN); empty: private only."
   type        = list(string)
   default     = []
+  validation {
+    condition     = alltrue([for c in var.eks_public_access_cidrs : can(cidrnetmask(c)) && c != "0.0.0.0/0"])
+    error_message = "eks_public_access_cidrs must be valid IPv4 CIDRs, and not 0.0.0.0/0."
+  }
 }
 
 variable "image_tag" {
   description = "Tag of the flightdeck stage images this deployment runs (`make images PUSH=1`); empty: the package version."
   type        = string
   default     = ""
+  validation {
+    condition     = can(regex("^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$", var.image_tag))
+    error_message = "image_tag must be empty or a Docker tag (letters, digits, _ . -, at most 128)."
+  }
 }

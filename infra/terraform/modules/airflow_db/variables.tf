@@ -10,6 +10,10 @@ variable "name" {
 variable "vpc_id" {
   description = "VPC of the database."
   type        = string
+  validation {
+    condition     = can(regex("^vpc-([0-9a-f]{8}|[0-9a-f]{17})$", var.vpc_id))
+    error_message = "vpc_id must be a VPC id (vpc- and 8 or 17 hex digits)."
+  }
 }
 
 variable "subnet_ids" {
@@ -19,11 +23,19 @@ variable "subnet_ids" {
     condition     = length(var.subnet_ids) >= 2
     error_message = "RDS needs subnets in at least two availability zones."
   }
+  validation {
+    condition     = alltrue([for s in var.subnet_ids : can(regex("^subnet-([0-9a-f]{8}|[0-9a-f]{17})$", s))])
+    error_message = "subnet_ids must be subnet ids (subnet- and 8 or 17 hex digits)."
+  }
 }
 
 variable "client_security_group_ids" {
   description = "Security groups allowed to connect on 5432 (the EKS nodes)."
   type        = list(string)
+  validation {
+    condition     = length(var.client_security_group_ids) >= 1 && alltrue([for s in var.client_security_group_ids : can(regex("^sg-([0-9a-f]{8}|[0-9a-f]{17})$", s))])
+    error_message = "client_security_group_ids must be one or more security group ids (sg- and 8 or 17 hex digits)."
+  }
 }
 
 variable "instance_class" {
@@ -81,10 +93,19 @@ variable "deletion_protection" {
 variable "kms_key_arn" {
   description = "KMS key for storage, Performance Insights and the managed master password."
   type        = string
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/(mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$", var.kms_key_arn))
+    error_message = "kms_key_arn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>), not an alias or a key id."
+  }
 }
 
 variable "tags" {
   description = "Tags added to every resource."
   type        = map(string)
   default     = {}
+  validation {
+    # AWS tag limits (keys 1-128 characters, values 256, 50 per resource, aws: reserved).
+    condition     = length(var.tags) <= 40 && alltrue([for k, val in var.tags : length(k) >= 1 && length(k) <= 128 && length(val) <= 256 && !startswith(lower(k), "aws:")])
+    error_message = "tags: at most 40 (AWS allows 50 per resource, and some resources add their own), keys of 1-128 characters not starting with aws: (reserved), values of at most 256."
+  }
 }

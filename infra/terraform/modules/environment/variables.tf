@@ -24,11 +24,19 @@ variable "tags" {
 variable "vpc_cidr" {
   description = "IPv4 CIDR of the environment's VPC (/20 or larger; modules/network)."
   type        = string
+  validation {
+    condition     = can(cidrnetmask(var.vpc_cidr)) && tonumber(split("/", var.vpc_cidr)[1]) <= 20 && can(regex("^(10\\.|172\\.(1[6-9]|2[0-9]|3[01])\\.|192\\.168\\.)", var.vpc_cidr))
+    error_message = "vpc_cidr must be a private (RFC 1918) IPv4 CIDR of /20 or larger."
+  }
 }
 
 variable "availability_zones" {
   description = "Availability zones to spread subnets and nodes over (two to four)."
   type        = list(string)
+  validation {
+    condition     = length(var.availability_zones) >= 2 && length(var.availability_zones) <= 4 && length(distinct(var.availability_zones)) == length(var.availability_zones) && alltrue([for z in var.availability_zones : can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9][a-z]$", z))]) && length(distinct([for z in var.availability_zones : substr(z, 0, length(z) - 1)])) == 1
+    error_message = "availability_zones must be two to four distinct zone names of one region (e.g. us-east-1a, us-east-1b)."
+  }
 }
 
 variable "single_nat_gateway" {
@@ -41,6 +49,10 @@ variable "eks_public_access_cidrs" {
   description = "CIDRs allowed to reach the EKS API from outside the VPC (operators' VPN); empty: private only."
   type        = list(string)
   default     = []
+  validation {
+    condition     = alltrue([for c in var.eks_public_access_cidrs : can(cidrnetmask(c)) && c != "0.0.0.0/0"])
+    error_message = "eks_public_access_cidrs must be valid IPv4 CIDRs, and not 0.0.0.0/0."
+  }
 }
 
 variable "system_node_group" {
@@ -51,6 +63,14 @@ variable "system_node_group" {
     max_size       = number
     desired_size   = number
   })
+  validation {
+    condition     = var.system_node_group.min_size >= 1 && var.system_node_group.min_size <= var.system_node_group.desired_size && var.system_node_group.desired_size <= var.system_node_group.max_size
+    error_message = "system_node_group needs 1 <= min_size <= desired_size <= max_size."
+  }
+  validation {
+    condition     = length(var.system_node_group.instance_types) >= 1 && alltrue([for t in var.system_node_group.instance_types : can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", t)) && !can(regex("^(g[0-9]|p[0-9]|inf|trn|dl)", t))])
+    error_message = "system_node_group.instance_types must be CPU EC2 instance types (GPU and accelerator types belong in gpu_node_group)."
+  }
 }
 
 variable "gpu_node_group" {
@@ -90,16 +110,28 @@ variable "triton_replicas" {
 variable "redis_node_type" {
   description = "ElastiCache node type of the Feast online store."
   type        = string
+  validation {
+    condition     = can(regex("^cache\\.[a-z0-9]+\\.[a-z0-9]+$", var.redis_node_type))
+    error_message = "redis_node_type must be an ElastiCache node type (cache.<family>.<size>)."
+  }
 }
 
 variable "redis_replicas" {
   description = "Read replicas of the online store besides the primary (at least one, for failover)."
   type        = number
+  validation {
+    condition     = var.redis_replicas >= 1 && var.redis_replicas <= 5 && floor(var.redis_replicas) == var.redis_replicas
+    error_message = "redis_replicas must be a whole number 1-5 (automatic failover needs one)."
+  }
 }
 
 variable "db_instance_class" {
   description = "RDS instance class of Airflow's metadata database."
   type        = string
+  validation {
+    condition     = can(regex("^db\\.[a-z0-9]+\\.[a-z0-9]+$", var.db_instance_class))
+    error_message = "db_instance_class must be an RDS instance class (db.<family>.<size>)."
+  }
 }
 
 variable "db_multi_az" {
@@ -123,6 +155,15 @@ variable "force_destroy_buckets" {
 variable "triton_image_digest" {
   description = "sha256 digest of the flightdeck/triton image to serve (containers/image-digests.json)."
   type        = string
+  validation {
+    condition     = can(regex("^sha256:[0-9a-f]{64}$", var.triton_image_digest))
+    error_message = "triton_image_digest must be sha256:<64 hex digits>."
+  }
+  validation {
+    # terraform.tfvars ships an all-zero placeholder: refuse it, so no plan deploys an image that does not exist.
+    condition     = !can(regex("^sha256:0{64}$", var.triton_image_digest))
+    error_message = "triton_image_digest is the all-zero placeholder of terraform.tfvars: put the digest `make images PUSH=1` recorded in containers/image-digests.json (images.triton)."
+  }
 }
 
 variable "image_tag" {

@@ -10,6 +10,10 @@ variable "name" {
 variable "description" {
   description = "What the key encrypts."
   type        = string
+  validation {
+    condition     = length(trimspace(var.description)) > 0 && length(var.description) <= 8192
+    error_message = "description must say what the key encrypts (1-8192 characters, the KMS limit)."
+  }
 }
 
 variable "allow_cloudwatch_logs" {
@@ -32,4 +36,9 @@ variable "tags" {
   description = "Tags added to every resource."
   type        = map(string)
   default     = {}
+  validation {
+    # AWS tag limits (keys 1-128 characters, values 256, 50 per resource, aws: reserved).
+    condition     = length(var.tags) <= 40 && alltrue([for k, val in var.tags : length(k) >= 1 && length(k) <= 128 && length(val) <= 256 && !startswith(lower(k), "aws:")])
+    error_message = "tags: at most 40 (AWS allows 50 per resource, and some resources add their own), keys of 1-128 characters not starting with aws: (reserved), values of at most 256."
+  }
 }

@@ -1,6 +1,10 @@
 variable "name" {
   description = "Environment name prefix (e.g. flightdeck-dev)."
   type        = string
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{2,30}$", var.name))
+    error_message = "name must be 3-31 lowercase letters, digits or dashes, starting with a letter."
+  }
 }
 
 variable "role_arns" {
@@ -113,6 +117,10 @@ variable "lead_time_hours" {
 variable "image_registry" {
   description = "Registry host of the flightdeck images (the ECR registry, <account>.dkr.ecr.<region>.amazonaws.com)."
   type        = string
+  validation {
+    condition     = can(regex("^[0-9]{12}\\.dkr\\.ecr\\.[a-z0-9-]+\\.amazonaws\\.com(\\.cn)?$", var.image_registry))
+    error_message = "image_registry must be an ECR registry host (<account>.dkr.ecr.<region>.amazonaws.com), without a repository or scheme."
+  }
 }
 
 variable "triton_image_digest" {
@@ -122,12 +130,20 @@ variable "triton_image_digest" {
     condition     = can(regex("^sha256:[0-9a-f]{64}$", var.triton_image_digest))
     error_message = "triton_image_digest must be sha256:<64 hex digits>."
   }
+  validation {
+    condition     = !can(regex("^sha256:0{64}$", var.triton_image_digest))
+    error_message = "triton_image_digest is the all-zero placeholder: put the digest `make images PUSH=1` recorded in containers/image-digests.json (images.triton)."
+  }
 }
 
 variable "airflow_metadata_secret" {
   description = "Kubernetes Secret (in the airflow namespace) with key `connection`: the RDS PostgreSQL URL, synced from the RDS-managed Secrets Manager secret."
   type        = string
   default     = "airflow-metadata"
+  validation {
+    condition     = can(regex("^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", var.airflow_metadata_secret))
+    error_message = "airflow_metadata_secret must be a Kubernetes Secret name (lowercase DNS subdomain)."
+  }
 }
 
 variable "chart_versions" {
