@@ -14,9 +14,12 @@ COPY containers/locks/stage.lock /tmp/stage.lock
 # The lock pins torch==2.13.0+cpu, a build published only on the PyTorch CPU index: install that
 # one wheel from there first; the rest of the lock then comes from PyPI (torch already satisfied).
 # This keeps the index override to one package (no dependency confusion for the others).
+# --no-deps: the lock is the complete, resolved set, so nothing outside it can come in; `uv pip
+# check` then fails the build if the lock ever misses a dependency.
 RUN uv pip install --python /opt/venv/bin/python --no-deps \
       --index-url https://download.pytorch.org/whl/cpu torch==2.13.0+cpu \
- && uv pip install --python /opt/venv/bin/python -r /tmp/stage.lock
+ && uv pip install --python /opt/venv/bin/python --no-deps -r /tmp/stage.lock \
+ && uv pip check --python /opt/venv/bin/python
 # The project keeps the checkout's layout under /app (the feature repo sits next to the code).
 WORKDIR /app
 COPY pyproject.toml README.md ./

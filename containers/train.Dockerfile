@@ -15,7 +15,10 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 UV_NO_CACHE=1 UV_LINK_MOD
 RUN python -m pip install uv==0.13.9 \
  && python -m venv /opt/venv
 COPY containers/locks/train.lock /tmp/train.lock
-RUN uv pip install --python /opt/venv/bin/python -r /tmp/train.lock
+# --no-deps: the lock is the complete, resolved set (nothing outside it comes in); `uv pip check`
+# fails the build if it ever misses a dependency.
+RUN uv pip install --python /opt/venv/bin/python --no-deps -r /tmp/train.lock \
+ && uv pip check --python /opt/venv/bin/python
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY components ./components
