@@ -41,9 +41,9 @@ backtest: bootstrap
 airflow: bootstrap
 	@scripts/airflow_standalone.sh
 
-lock:
-	uv pip compile requirements/dev.in --python-version 3.11 $(foreach d,$(PIP_FIND_LINKS),--find-links $(d)) --no-emit-find-links -o requirements/dev.lock
-	uv pip compile requirements/tools.in --python-version 3.11 -o requirements/tools.lock
+lock: bootstrap
+	$(VENV)/bin/uv pip compile requirements/dev.in --python-version 3.11 $(foreach d,$(PIP_FIND_LINKS),--find-links $(d)) --no-emit-find-links -o requirements/dev.lock
+	$(VENV)/bin/uv pip compile requirements/tools.in --python-version 3.11 -o requirements/tools.lock
 
 clean:
 	rm -rf $(FLIGHTDECK_HOME) test-artifacts bench-results

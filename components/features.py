@@ -197,13 +197,19 @@ def offline_store_ready(settings: Settings | None = None) -> None:
 
     con = ibis.get_backend()
     try:
-        con.load_extension("httpfs")
+        packaged = _packaged_httpfs(con.raw_sql("PRAGMA version").fetchone()[0])
+        if packaged:  # the duckdb-extension-httpfs wheel of the lock file: nothing to download
+            # Installed (copied into DuckDB's extension directory under HOME), not only loaded: ibis
+            # re-installs any extension not marked both installed and loaded before reading s3://.
+            con.raw_sql(f"INSTALL '{packaged}'; LOAD httpfs")
+        else:
+            con.load_extension("httpfs")
     except Exception as exc:  # duckdb.IOException / HTTPException when the repository is out of reach
         raise StageFailed(
             f"the aws profile's offline store reads s3:// feature tables through DuckDB's httpfs extension, "
             f"which is not installed here and could not be downloaded ({str(exc).splitlines()[0][:200]}). "
-            "Install it where the image is built (python -c \"import duckdb; duckdb.sql('INSTALL httpfs')\"), "
-            "or point DuckDB at a reachable extension repository."
+            "Install the duckdb-extension-httpfs wheel that matches the installed duckdb (requirements/base.in "
+            "pins both), or point DuckDB at a reachable extension repository."
         ) from exc
     import boto3
 
@@ -219,6 +225,16 @@ def offline_store_ready(settings: Settings | None = None) -> None:
         parts += [f"ENDPOINT '{endpoint.netloc}'", "URL_STYLE 'path'",
                   f"USE_SSL {'true' if endpoint.scheme == 'https' else 'false'}"]
     con.raw_sql(f"CREATE OR REPLACE SECRET flightdeck_s3 ({', '.join(parts)})")
+
+
+def _packaged_httpfs(duckdb_version: str) -> str | None:
+    """Path of the httpfs extension shipped by the duckdb-extension-httpfs wheel for this DuckDB, if any."""
+    try:
+        import duckdb_extension_httpfs
+    except ImportError:
+        return None
+    path = Path(duckdb_extension_httpfs.__file__).parent / "extensions" / duckdb_version / "httpfs.duckdb_extension"
+    return str(path) if path.is_file() else None
 
 
 @contextlib.contextmanager

@@ -2,12 +2,8 @@
 registry in the artifact bucket, the Redis online store on a real redis-server, the profile's own
 feature_store.yaml (feature_repo/profiles/aws). Small window: three January days.
 
-The offline store reads the s3:// tables through DuckDB's httpfs extension, which DuckDB downloads
-from its extension repository on first use (components.features.offline_store_ready). Where it can
-neither load nor download it (this project's machines: no network but the package registries, and no
-httpfs build for duckdb 2.0.0 on PyPI), the training set and materialization must fail with that
-reason, and that is what is checked; the round trip (training set, materialize into Redis, online ==
-offline) runs where httpfs loads.
+The offline store reads the s3:// tables through DuckDB's httpfs extension, loaded from the
+duckdb-extension-httpfs wheel that requirements/base.in pins with duckdb (no download at run time).
 """
 
 from __future__ import annotations
@@ -18,7 +14,6 @@ import pytest
 from components import feature_tables as ft
 from components import features as F
 from components import schema
-from components.errors import StageFailed
 from components.stages import (
     FeaturesBuildParams,
     IngestParams,
@@ -30,22 +25,12 @@ from components.stages import (
 START, END = "2013-01-01", "2013-01-03"
 
 
-def httpfs_loads() -> bool:
+def test_the_locked_duckdb_has_its_packaged_httpfs_extension():
+    """Bumping duckdb without the matching duckdb-extension-httpfs would leave the aws profile unable
+    to read its feature tables (DuckDB would try to download the extension at run time)."""
     import duckdb
 
-    con = duckdb.connect()
-    try:
-        con.load_extension("httpfs")
-        return True
-    except Exception:
-        try:
-            con.install_extension("httpfs")
-            con.load_extension("httpfs")
-            return True
-        except Exception:
-            return False
-    finally:
-        con.close()
+    assert F._packaged_httpfs(duckdb.connect().sql("PRAGMA version").fetchone()[0]) is not None, duckdb.__version__
 
 
 @pytest.fixture
@@ -91,8 +76,6 @@ def test_aws_build_writes_tables_and_the_feast_registry_to_s3(aws):
     assert str(table[ft.TS].dtype) == "datetime64[us, UTC]" and len(table) > 100
 
 
-@pytest.mark.skipif(not httpfs_loads(), reason="DuckDB's httpfs extension can be neither loaded nor downloaded "
-                    "here; test_aws_offline_reads_without_httpfs_fail_clearly checks this machine's case")
 def test_aws_training_set_and_materialize_online_equals_offline(aws):
     import redis
 
@@ -116,16 +99,3 @@ def test_aws_training_set_and_materialize_online_equals_offline(aws):
         assert (pd.isna(a) and pd.isna(b)) or a == b, (col, a, b)
         compared += not pd.isna(a)
     assert compared >= 3
-
-
-@pytest.mark.skipif(httpfs_loads(), reason="httpfs loads here: the round trip test runs instead")
-def test_aws_offline_reads_without_httpfs_fail_clearly(aws):
-    import redis
-
-    for run in (lambda: F.training_set(TrainingSetParams(start=END, end=END), aws["store"]),
-                lambda: F.materialize(MaterializeParams(start=END, end=END), aws["store"])):
-        with pytest.raises(StageFailed, match="DuckDB's httpfs extension, which is not installed here") as err:
-            run()
-        assert "INSTALL httpfs" in str(err.value)
-    assert redis.Redis.from_url(f"redis://{aws['redis']}").dbsize() == 0  # nothing half-materialized
-    assert not aws["store"].exists(f"training_sets/{END}_{END}.parquet")
