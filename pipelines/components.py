@@ -50,7 +50,8 @@ def training_set(start: str, end: str, tables_ready: str, training_set: Output[D
 def materialize(end: str, start: str, tables_ready: str) -> str:
     from pipelines.steps import run_stage
 
-    return run_stage("features-materialize", {"start": start, "end": end})
+    # No start: the run's day alone, as the Airflow DAG materializes its logical date (an explicit interval).
+    return run_stage("features-materialize", {"start": start or end, "end": end})
 
 
 @dsl.component(base_image=_image("train"), install_kfp_package=False)

