@@ -37,6 +37,7 @@ def _add_params(parser: argparse.ArgumentParser, params_cls) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    _load_extra_commands()  # the parser names every command, whoever builds it (main, tests, docs)
     parser = argparse.ArgumentParser(
         prog="flightdeck",
         description="flightdeck: the ML lifecycle (ingest, validate, features, train, evaluate, register, "
@@ -73,7 +74,6 @@ EXTRA_COMMAND_MODULES: list[str] = ["components.serve", "components.registry_cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    _load_extra_commands()
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
