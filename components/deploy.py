@@ -25,6 +25,7 @@ import os
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -155,6 +156,8 @@ def deploy(params: DeployParams, store: ArtifactStore | None = None, settings=No
     settings = settings or load_settings()
     store = store or open_store(settings)
     model = settings.model_name
+    if not params.target:
+        params = replace(params, target=default_target(store, settings))
     if params.mode not in MODES:
         raise DeployFailed(f"--mode {params.mode!r} is not one of {', '.join(MODES)}")
     if params.target not in repository.TARGETS:
@@ -373,3 +376,17 @@ def _wait_until_not_loading(client: TritonClient, model: str, timeout_s: float) 
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)
+
+
+def natural_target(settings) -> str:
+    """The Triton target of the runtime: the GPU Triton (libtorch) on the cluster, else the local CPU server."""
+    return "gpu" if settings.runtime == "kubernetes" else "cpu"
+
+
+def default_target(store: ArtifactStore, settings) -> str:
+    """The target of a deploy that names none: what the serving state says serves now (so a rollback or
+    a redeploy never switches backends behind the operator's back), else the runtime's natural target."""
+    state, _ = read_state(store, settings.model_name)
+    if state is not None and state.target in repository.TARGETS:
+        return state.target
+    return natural_target(settings)

@@ -200,8 +200,12 @@ def render(status: dict) -> str:
     return "\n".join(out)
 
 
-def rollback(target: str = "cpu", timeout_s: float = 120.0, store=None, settings=None) -> dict:
-    """Deploy the previous champion through deploy(); only when it serves, roll the registry back."""
+def rollback(target: str = "", timeout_s: float = 120.0, store=None, settings=None) -> dict:
+    """Deploy the previous champion through deploy(); only when it serves, roll the registry back.
+
+    target "" (the default): the target that serves now (the serving state's), else the runtime's
+    natural one (components.deploy.default_target): a rollback never switches backends.
+    """
     from components.deploy import deploy
     from components.registry import Registry
     from components.settings import load_settings
@@ -217,14 +221,19 @@ def rollback(target: str = "cpu", timeout_s: float = 120.0, store=None, settings
         raise StageFailed(f"model {settings.model_name} has no previous champion to roll back to "
                           f"(champion history: {history or 'empty'}); nothing was changed")
     current, restored = history[-1], history[-2]
-    deployed = deploy(DeployParams(version=str(restored), mode="full", target=target, timeout_s=timeout_s),
-                      store=store, settings=settings)
+    try:
+        deployed = deploy(DeployParams(version=str(restored), mode="full", target=target, timeout_s=timeout_s),
+                          store=store, settings=settings)
+    except StageFailed as exc:
+        raise StageFailed(f"rollback of {settings.model_name} from v{current} to v{restored} failed; the registry "
+                          f"is unchanged (champion v{current}). {exc}") from exc
     aliases = registry.rollback()
     if aliases["champion"] != restored:
         raise StageFailed(f"v{restored} now serves, but the registry rolled back to v{aliases['champion']} (another "
                           "promotion changed the history meanwhile); check `flightdeck status` and deploy the champion")
     runlog.record_run("rollback", "success", {"from": current, "to": restored}, store=store)
     return {"model": settings.model_name, "from": current, "to": restored, "serving": deployed["serving"],
+            "target": deployed["target"],
             "parity_max_abs_diff": deployed["parity_max_abs_diff"], "champion": aliases["champion"],
             "previous": aliases["previous"]}
 
@@ -240,7 +249,9 @@ def _run_status(args: argparse.Namespace) -> int:
 
 
 def _add_rollback(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", default="cpu", choices=("cpu", "gpu"), help="Triton target of the deploy")
+    p.add_argument("--target", default="", choices=("", "cpu", "gpu"),
+                   help="Triton target of the deploy (default: the target that serves now, else gpu on the "
+                        "kubernetes runtime and cpu locally)")
     p.add_argument("--timeout-s", type=float, default=120.0, help="seconds a load may take on each replica")
 
 

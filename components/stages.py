@@ -193,7 +193,8 @@ class DeployParams:
     mode: str = param("full", help="full (serve it), shadow (score beside the serving version, never served) "
                                    "or canary (serve a stable share of flights)")
     canary_fraction: float = param(0.1, help="canary: share of flights (by flight_id hash) served by the version")
-    target: str = param("cpu", help="cpu (python backend, the local Triton) or gpu (pytorch_libtorch, production)")
+    target: str = param("", help="cpu (python backend, the local Triton) or gpu (pytorch_libtorch, production); "
+                                 "default: the target that serves now, else gpu on the kubernetes runtime, cpu locally")
     timeout_s: float = param(120.0, help="seconds a load may take to become ready on each replica")
     online: bool = param(True, help="also publish and load the online model (<model>_online: Feast online "
                                     "features + BLS to the serving version)")
