@@ -154,10 +154,13 @@ def _training(af, dags, day: str, window_days: int) -> bool:
     window = af.xcom(tis["plan_window"])
     trained = af.xcom(tis["train"]) or {}
     evaluation = af.xcom(tis["evaluate"]) or {}
-    say(f"   window {window['start']} .. {window['end']}: {trained.get('rows')} rows, "
-        f"{trained.get('epochs_run')} epochs, {trained.get('seconds_per_epoch')} s/epoch on {trained.get('device')}")
-    say("   holdout ROC AUC:  model {:.4f}".format(evaluation.get("roc_auc") or float("nan")) + "".join(
-        f"  {name} {auc:.4f}" for name, auc in sorted((evaluation.get("baselines_roc_auc") or {}).items())))
+    say(f"   window {window['start']} .. {window['end']}")
+    for line in _data_summary(af, tis):
+        say(f"   {line}")
+    say(f"   trained: {trained.get('rows')} rows, {trained.get('epochs_run')} epochs, "
+        f"{trained.get('seconds_per_epoch')} s/epoch on {trained.get('device')}")
+    for line in _metrics_table(evaluation.get("eval_id")):
+        say(f"   {line}")
     say(f"   blessed: {evaluation.get('blessed')}" + (f"  ({'; '.join(evaluation.get('failed') or [])})"
                                                        if not evaluation.get("blessed") else ""))
     if evaluation.get("blessed"):
@@ -167,6 +170,45 @@ def _training(af, dags, day: str, window_days: int) -> bool:
             f"deployed to Triton: serving v{deployed.get('serving')} (parity max |diff| "
             f"{deployed.get('parity_max_abs_diff')}), previous v{deployed.get('previous')}")
     return bool(evaluation.get("blessed"))
+
+
+def _data_summary(af, tis) -> list[str]:
+    """Rows per data stage, partitions, the training set's shape (what the run's XComs say)."""
+    ingested = (af.xcom(tis["ingest"]) or {}).get("tables", {})
+    validated = af.xcom(tis["validate"]) or {}
+    built = af.xcom(tis["features_build"]) or {}
+    tset = af.xcom(tis["features_training_set"]) or {}
+    flights, weather = ingested.get("flights", {}), ingested.get("weather", {})
+    return [
+        f"ingest: {flights.get('rows')} flights and {weather.get('rows')} weather rows in "
+        f"{flights.get('partitions')} daily partitions each",
+        f"validate: {validated.get('passed')} partitions passed, {validated.get('failed')} quarantined "
+        f"({(validated.get('rows') or {}).get('flights')} flights validated)",
+        "features: " + ", ".join(f"{view} {rows}" for view, rows in sorted((built.get("table_rows") or {}).items()))
+        + " rows",
+        f"training set: {tset.get('shape')} (rows x columns), late rate {tset.get('label_rate')}",
+    ]
+
+
+def _metrics_table(eval_id: str | None) -> list[str]:
+    """The holdout metrics of the model and the baselines, from the evaluation the run published."""
+    if not eval_id:
+        return []
+    from components import evaluate
+    from components.store import open_store
+
+    store = open_store()
+    report = json.loads(store.read_published(evaluate.run_prefix(eval_id), "evaluation.json"))
+    cols = ("roc_auc", "pr_auc", "log_loss", "brier", "ece")
+    rows = [("model (MLP)", report["model"]["overall"])] + [
+        (name, m) for name, m in report["baselines"].items() if not m.get("skipped")]
+    if report.get("champion"):
+        rows.append((f"champion v{report['champion']['version']}", report["champion"]))
+    out = [f"holdout ({report['holdout']['rows']} flights)".ljust(24) + "".join(c.rjust(10) for c in cols)]
+    for name, m in rows:
+        out.append(name.ljust(24) + "".join(
+            (f"{m[c]:.4f}" if isinstance(m.get(c), float) else "-").rjust(10) for c in cols))
+    return out
 
 
 def _score_and_monitor(af, dags, day: str) -> dict:

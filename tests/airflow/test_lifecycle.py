@@ -60,6 +60,14 @@ def test_lifecycle(lifecycle_env, dags):
     deployed = xcom(tis["deploy"])
     print("deployed:", deployed)
     store = open_store()
+    # What `make demo` prints of such a run (components/demo.py) comes from these XComs and the evaluation.
+    from components import airflow_local, demo
+
+    summary = demo._data_summary(airflow_local, tis)
+    assert "None" not in " ".join(summary) and "28 daily partitions" in summary[0], summary
+    table = demo._metrics_table(evaluation["eval_id"])
+    assert table[1].startswith("model (MLP)") and f"{evaluation['roc_auc']:.4f}" in table[1], table
+    assert {row.split()[0] for row in table[2:]} >= {"carrier_rate", "logistic_regression"}, table
 
     # 2. batch prediction of a quiet and a drifted day, through Triton.
     unpause("monitoring", "continuous_training")
