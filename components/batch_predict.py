@@ -6,6 +6,13 @@ the serving state's routing (shadow / canary challengers are scored and recorded
 partition is published atomically: a rerun for the same date replaces it, never duplicates.
 If Triton cannot be reached the client retries with backoff, then the stage fails and writes
 nothing. In-process scoring exists only behind --in-process.
+
+The partition holds the scoring frame's columns plus probability, model_version (the version that
+served the row), challenger_probability (only while a shadow or canary is active), feature_service,
+scored_by (triton | in-process) and scored_at (UTC). The run's summary counts the flights with
+missing features: a flight counts once when any model feature has no value as the model sees it
+(numeric: NaN or +-inf, e.g. no weather observation in the lookback window or an unknown plane;
+categorical: no value), and `missing_by_feature` counts each feature's missing values.
 """
 
 from __future__ import annotations
@@ -64,7 +71,7 @@ def predict_batch(params: PredictBatchParams, store: ArtifactStore | None = None
     out["feature_service"] = feature_service
     out["scored_by"] = how
     out["scored_at"] = pd.Timestamp(datetime.now(UTC)).as_unit("us")
-    missing = out[signature.NUMERIC].isna().any(axis=1)
+    missing = missing_features(frame)
     prefix = schema.predictions_prefix(day)
     meta = {"date": day.isoformat(), "rows": len(out), "scored_by": how,
             "model_versions": sorted(int(v) for v in np.unique(served_by))}
@@ -72,14 +79,24 @@ def predict_batch(params: PredictBatchParams, store: ArtifactStore | None = None
     result = {
         **meta,
         "uri": store.uri(prefix),
-        "flights_with_missing_features": int(missing.sum()),
-        "missing_by_feature": {c: int(out[c].isna().sum()) for c in signature.NUMERIC if out[c].isna().any()},
+        "flights_with_missing_features": int(missing.any(axis=1).sum()),
+        "missing_by_feature": {c: int(n) for c, n in missing.sum().items() if n},
         "mean_probability": round(float(probability.mean()), 4),
         "challenger_scored": challenger is not None,
         "seconds": round(time.perf_counter() - t0, 3),
     }
     log.info("predict-batch %s: %s", day, result)
     return result
+
+
+def missing_features(frame: pd.DataFrame) -> pd.DataFrame:
+    """True where a model feature has no value as the model sees it (components.model: a numeric value
+    that is NaN or +-inf is missing; a categorical one that is None/NaN maps to the unknown slot)."""
+    numeric = frame[signature.NUMERIC].astype("float64")
+    out = pd.DataFrame(~np.isfinite(numeric.to_numpy()), columns=signature.NUMERIC, index=frame.index)
+    for c in signature.CATEGORICAL:
+        out[c] = frame[c].isna()
+    return out[signature.CATEGORICAL + signature.NUMERIC]
 
 
 def _score_in_process(frame: pd.DataFrame, settings, store: ArtifactStore) -> tuple[np.ndarray, int]:

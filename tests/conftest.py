@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -137,3 +138,27 @@ def triton_settings(home: Path, env: dict[str, str] | None = None):
         for name, value in (env or {}).items():
             mp.setenv(name, value)
         yield {"home": home, "ports": ports, "key": key}
+
+
+@contextlib.contextmanager
+def redis_server(work: Path):
+    """A throwaway redis-server (no persistence) on a free loopback port; yields "127.0.0.1:<port>"."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.fail("redis-server is not installed (scripts/bootstrap.sh installs it)")
+    port = free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(work)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc=proc)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A real redis-server for one test (Feast's Redis online store, the aws profile's)."""
+    with redis_server(tmp_path) as url:
+        yield url

@@ -7,7 +7,9 @@ Copied into <repo>/<model>_online/1/model.py by components.triton.online. Per re
   2. routing from the serving state (re-read every few seconds): the serving version, or the
      canary's challenger for its share of flight_ids
   3. a BLS call to the TorchScript model `<model>` at that version; in shadow/canary the
-     challenger is scored too and its outputs are appended to a buffer flushed to the store
+     challenger is scored too and its outputs are appended to a buffer flushed to the store (every
+     FLUSH_ROWS rows or FLUSH_S seconds, and when the model is unloaded), each row recorded with the
+     routing that served it
 Outputs: probability FP32 [1], model_version INT64 [1]. Triton's metrics cover the whole path.
 The stub inherits Triton's environment, so the FLIGHTDECK_* settings are the server's.
 """
@@ -92,8 +94,8 @@ class TritonPythonModel:
             flight_id = str(row.get("flight_id") or flight.get("flight_id", ""))
             if ch.mode == "canary" and canary_mask(np.array([flight_id]), ch.fraction, canary_salt(state))[0]:
                 probability, version = challenger, ch.version
-            with self._lock:
-                self._shadow.append((flight_id, champion, challenger, version))
+            with self._lock:  # with the state that routed it: a later flush must not record it as another mode
+                self._shadow.append((state, flight_id, champion, challenger, version))
         return probability, version
 
     def _flush(self, force=False):
@@ -107,11 +109,14 @@ class TritonPythonModel:
 
         from components.triton.routing import record_challenger
 
-        state = self._serving_state()
-        if state.challenger is None:
-            return
-        ids, champ, chall, served = zip(*rows, strict=True)
-        record_challenger(self.store, state, np.array(ids), np.array(champ), np.array(chall), np.array(served))
+        groups = {}  # one record file per routing (serving version, challenger version, mode) seen
+        for state, *row in rows:
+            key = (state.serving, state.challenger.version, state.challenger.mode)
+            groups.setdefault(key, (state, []))[1].append(row)
+        for state, group in groups.values():
+            ids, champ, chall, served = zip(*group, strict=True)
+            record_challenger(self.store, state, np.array(ids), np.array(champ, dtype=np.float32),
+                              np.array(chall, dtype=np.float32), np.array(served, dtype=np.int64))
 
     # -- Triton entry points ---------------------------------------------------------------
     def execute(self, requests):
@@ -135,5 +140,5 @@ class TritonPythonModel:
     def finalize(self):
         try:
             self._flush(force=True)
-        except Exception:
-            pass
+        except Exception as exc:  # the model is going away regardless; say what was lost
+            pb_utils.Logger.log_warn(f"could not record {len(self._shadow)} challenger outputs at unload: {exc}")

@@ -1,9 +1,14 @@
-"""Online prediction inside Triton: the `<model>_online` python-backend model reads the Feast online
-store (SQLite, materialized by the real features stages) and calls the serving version through BLS."""
+"""Online prediction inside Triton: the `<model>_online` python-backend model reads the Feast online store
+(materialized by the real features stages) and calls the serving version through BLS, with the serving
+state's routing (canary share, shadow records). Every test runs on both online stores: SQLite (local
+profile) and Redis (the aws profile's, on a real redis-server)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import time
 
 import numpy as np
 import pandas as pd
@@ -14,55 +19,90 @@ from components.cli import main as cli_main
 from components.registry import Registry
 from components.stages import DeployParams
 from components.triton import repository
+from components.triton.online import ONLINE_MODEL, online_name
+from components.triton.routing import canary_mask, canary_salt, read_state, records_prefix
 from components.triton.server import TritonServer
-from tests.conftest import free_port
+from tests.conftest import free_port, redis_server
+from tests.serving.conftest import DAY, copy_home, flights_of, metric
 from tests.serving.fixture_models import in_process, scripted_bytes
 
-START = END = "2013-01-02"  # one day keeps the feature pipeline small
-# ingest + validate + features build + materialize of one real day dominate this module's time.
+END = DAY
+MODEL = "flight_delay"
+ONLINE = online_name(MODEL)
+# How long the online model keeps a serving state before reading it again (online_model.py).
+STATE_TTL_S = float(re.search(r"^STATE_TTL_S = ([\d.]+)", ONLINE_MODEL.read_text(), re.M).group(1))
+# ingest + validate + features build of one real day (shared) and a materialization per store dominate.
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def online(tmp_path_factory):
-    from components.deploy import deploy
-    from components.features import build, materialize
-    from components.ingest import ingest
-    from components.stages import FeaturesBuildParams, IngestParams, MaterializeParams, ValidateParams
-    from components.store import open_store
-    from components.validate import validate
+def _redis_feast_yaml(path):
+    """The local profile's Feast config with the aws profile's online store (Redis)."""
+    import yaml
 
-    home = tmp_path_factory.mktemp("fd-online")
+    from components.features import REPO_DIR
+
+    aws = yaml.safe_load((REPO_DIR / "profiles" / "aws" / "feature_store.yaml").read_text())
+    local = yaml.safe_load((REPO_DIR / "profiles" / "local" / "feature_store.yaml").read_text())
+    path.write_text(yaml.safe_dump({**local, "online_store": aws["online_store"]}))
+    return path
+
+
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def online(request, real_days, tmp_path_factory):
+    from components import features
+    from components.deploy import deploy
+    from components.features import materialize
+    from components.stages import MaterializeParams
+    from components.store import open_store
+
+    home = copy_home(real_days, tmp_path_factory.mktemp(f"fd-online-{request.param}"))
     ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, contextlib.ExitStack() as stack:
         for k, v in {"FLIGHTDECK_HOME": str(home), "FLIGHTDECK_PROFILE": "local", "FLIGHTDECK_RUNTIME": "local",
                      "FLIGHTDECK_TRITON_URL": f"127.0.0.1:{ports['grpc']}", "FLIGHTDECK_TRITON_ADMIN_KEY": "k"}.items():
             mp.setenv(k, v)
         mp.delenv("FLIGHTDECK_FEAST_YAML", raising=False)
+        if request.param == "redis":  # set before Triton starts: the online model's stub inherits it
+            mp.setenv("FLIGHTDECK_REDIS_URL", stack.enter_context(redis_server(home)))
+            mp.setenv("FLIGHTDECK_FEAST_YAML", str(_redis_feast_yaml(home / "feature_store_redis.yaml")))
         store = open_store()
-        ingest(IngestParams(start=START, end=END), store)
-        validate(ValidateParams(start=START, end=END), store)
-        build(FeaturesBuildParams(start=START, end=END), store)
         materialize(MaterializeParams(end=END), store)
-        registry = Registry(store, "flight_delay")
-        data = scripted_bytes(31)
-        registry.promote(registry.create_version({"model.pt": data}, {"blessed": True}))
+        assert features.feature_store().config.online_store.type == request.param
+        registry = Registry(store, MODEL)
+        data = {}
+        for seed in (31, 32):  # the champion, then a challenger for the canary and shadow tests
+            data[registry.create_version({"model.pt": scripted_bytes(seed)}, {"blessed": True})] = scripted_bytes(seed)
+        registry.promote(1)
         _, uri = repository.prepare_repository()
         with TritonServer(uri, http_port=ports["http"], grpc_port=ports["grpc"], metrics_port=ports["metrics"],
                           admin_key="k") as server:
             result = deploy(DeployParams(online=True))
-            yield {"store": store, "server": server, "data": data, "deploy": result}
+            yield {"store": store, "server": server, "data": data, "deploy": result, "kind": request.param}
 
 
-def flights_of(store, day: str) -> pd.DataFrame:
-    keys = [k for k in store.list(f"validated/flights/date={day}/") if k.endswith(".parquet")]
-    return pd.concat([store.read_parquet(k) for k in keys], ignore_index=True)
+def requests_of(store, n: int | None = None) -> list[dict]:
+    flights = flights_of(store, END)
+    flights = flights if n is None else flights.head(n)
+    return [{"flight_id": f.flight_id, "carrier": f.carrier, "origin": f.origin, "dest": f.dest,
+             "tailnum": f.tailnum if isinstance(f.tailnum, str) else None, "distance": float(f.distance),
+             "sched_dep_utc": pd.Timestamp(f.sched_dep_utc).isoformat()} for f in flights.itertuples()]
+
+
+def expected_outputs(requests: list[dict], data: bytes) -> np.ndarray:
+    """The model's outputs on the same features, read in this process from the same online store."""
+    from components import features
+
+    frame = pd.DataFrame([features.online_features(r) for r in requests])
+    numeric, categorical = signature.to_tensors(frame)
+    return in_process(data, numeric, categorical)
 
 
 def test_predict_online_reads_the_online_store_and_serves_the_champion(online, capsys):
     from components import features
 
     assert online["deploy"]["online_model"] == "ready"
+    metrics = online["server"].endpoints["metrics"]
+    before = metric(metrics, "nv_inference_request_success", ONLINE)
     flight = flights_of(online["store"], END).dropna(subset=["tailnum"]).iloc[100]
     request = {"flight_id": flight["flight_id"], "carrier": flight["carrier"], "origin": flight["origin"],
                "dest": flight["dest"], "tailnum": flight["tailnum"], "distance": float(flight["distance"]),
@@ -76,18 +116,23 @@ def test_predict_online_reads_the_online_store_and_serves_the_champion(online, c
     row = features.online_features(request)
     assert any(np.isfinite(row[c]) for c in signature.NUMERIC if c not in ("distance",))  # features were found
     numeric, categorical = signature.to_tensors(pd.DataFrame([row]))
-    expected = in_process(online["data"], numeric, categorical)[0]
+    expected = in_process(online["data"][1], numeric, categorical)[0]
     assert abs(answer["probability"] - expected) <= 1e-6
+    # Triton counted the request on the online model (and the BLS call on the scoring model).
+    assert metric(metrics, "nv_inference_request_success", ONLINE) == before + 1
 
 
 def test_online_errors_are_reported_per_request(online):
     from components.triton.client import TritonClient, TritonRequestFailed
     from components.triton.online import predict_one
 
+    metrics = online["server"].endpoints["metrics"]
+    failed = metric(metrics, "nv_inference_request_failure", ONLINE)
     with TritonClient(online["server"].endpoints["grpc"]) as client:
         with pytest.raises(TritonRequestFailed, match="online prediction failed"):
-            predict_one({"carrier": "UA"}, client, "flight_delay")  # no schedule: refused, server keeps serving
-        assert client.model_ready("flight_delay_online", 1)
+            predict_one({"carrier": "UA"}, client, MODEL)  # no schedule: refused, server keeps serving
+        assert client.model_ready(ONLINE, 1)
+    assert metric(metrics, "nv_inference_request_failure", ONLINE) == failed + 1
 
 
 def test_online_row_tensors_equal_the_batch_encoding(online):
@@ -110,3 +155,76 @@ def test_online_row_tensors_equal_the_batch_encoding(online):
         assert numeric.dtype == want_n.dtype and categorical.dtype == want_c.dtype
         np.testing.assert_array_equal(numeric, want_n)
         np.testing.assert_array_equal(categorical, want_c)
+
+
+def _predict_all(online, requests: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    from components.triton.client import TritonClient
+    from components.triton.online import predict_one
+
+    with TritonClient(online["server"].endpoints["grpc"]) as client:
+        answers = [predict_one(r, client, MODEL) for r in requests]
+    return (np.array([a["probability"] for a in answers], dtype=np.float32),
+            np.array([a["model_version"] for a in answers]))
+
+
+def test_online_canary_serves_the_challenger_to_its_stable_share_of_flights(online):
+    from components.deploy import deploy
+
+    deploy(DeployParams(version="2", mode="canary", canary_fraction=0.3, online=True))
+    time.sleep(STATE_TTL_S + 0.5)  # the online model re-reads the serving state
+    metrics = online["server"].endpoints["metrics"]
+    counts = {v: metric(metrics, "nv_inference_request_success", MODEL, str(v)) for v in (1, 2)}
+    online_count = metric(metrics, "nv_inference_request_success", ONLINE)
+    requests = requests_of(online["store"], 300)
+    probability, version = _predict_all(online, requests)
+    again = _predict_all(online, requests[::-1])[1][::-1]  # the same flights, another order: the same versions
+
+    state, _ = read_state(online["store"], MODEL)
+    mask = canary_mask(np.array([r["flight_id"] for r in requests]), 0.3, canary_salt(state))
+    np.testing.assert_array_equal(version, np.where(mask, 2, 1))
+    np.testing.assert_array_equal(again, version)
+    assert 0.2 < mask.mean() < 0.4
+    champion, challenger = expected_outputs(requests, online["data"][1]), expected_outputs(requests, online["data"][2])
+    np.testing.assert_allclose(probability, np.where(mask, challenger, champion), atol=1e-6)
+    # Every online request scored both versions through BLS, and Triton counted each.
+    assert metric(metrics, "nv_inference_request_success", ONLINE) == online_count + 600
+    for v in (1, 2):
+        assert metric(metrics, "nv_inference_request_success", MODEL, str(v)) == counts[v] + 600
+    online["canary"] = {"requests": requests, "mask": mask}
+
+
+def test_online_shadow_records_the_challenger_without_serving_it(online):
+    from components.deploy import deploy
+    from components.triton.client import TritonClient
+
+    deploy(DeployParams(version="2", mode="shadow", online=True))
+    time.sleep(STATE_TTL_S + 0.5)
+    requests = requests_of(online["store"])[300:450]
+    probability, version = _predict_all(online, requests)
+    champion, challenger = expected_outputs(requests, online["data"][1]), expected_outputs(requests, online["data"][2])
+    assert (version == 1).all()  # shadow never serves the challenger
+    np.testing.assert_allclose(probability, champion, atol=1e-6)
+    assert np.abs(challenger - champion).max() > 1e-3  # two different models: serving the challenger would show
+
+    # Unloading the online model flushes what it still holds; then every routed request is on record,
+    # each with the routing that served it.
+    with TritonClient(online["server"].endpoints["grpc"], admin_key="k") as admin:
+        admin.unload(ONLINE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(  # until the stub has finished (finalize flushes)
+                m["name"] == ONLINE and m.get("state") != "UNAVAILABLE" for m in admin.repository_index()):
+            time.sleep(0.2)
+        store = online["store"]
+        prefix = records_prefix(MODEL, 1, 2)
+        rec = pd.concat([store.read_parquet(k) for k in store.list(prefix + "/") if k.endswith(".parquet")],
+                        ignore_index=True)
+        admin.load(ONLINE)
+    shadow = rec[rec["mode"] == "shadow"].set_index("flight_id").loc[[r["flight_id"] for r in requests]]
+    assert len(shadow) == len(requests) and (shadow["served_version"] == 1).all()
+    np.testing.assert_allclose(shadow["challenger_probability"], challenger, atol=1e-6)
+    np.testing.assert_allclose(shadow["champion_probability"], champion, atol=1e-6)
+    canary = rec[rec["mode"] == "canary"]
+    assert len(canary) == 2 * len(online["canary"]["requests"])  # both passes of the canary test
+    first = canary.drop_duplicates("flight_id").set_index("flight_id").loc[
+        [r["flight_id"] for r in online["canary"]["requests"]]]
+    np.testing.assert_array_equal(first["served_version"], np.where(online["canary"]["mask"], 2, 1))
