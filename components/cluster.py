@@ -5,8 +5,12 @@ pipelines/definitions.py), matching what infra/terraform/modules/platform create
 - Settings: the non-secret FLIGHTDECK_* settings come from the ConfigMap `flightdeck-settings`
   (Airflow: envFrom; KFP: one key -> env var mapping per key), created by Terraform in every
   namespace where stage pods run. Its keys are `settings_env_names()`.
-- Secrets: the Triton admin key comes from the Secret `triton-admin-key` (key `admin-key`), by
-  reference, only in the pods of stages that call Triton's model-control API.
+- Secrets, by reference (secretKeyRef / kfp.kubernetes.use_secret_as_env), each only in the pods
+  of the stages that use it (`stage_secret_env`): the Triton admin key from the Secret
+  `triton-admin-key` (key `admin-key`) for the stages that call Triton's model-control API; the
+  Redis online store's password (FLIGHTDECK_REDIS_PASSWORD, a secret setting) from the Secret
+  `flightdeck-redis-auth` (key `password`) for the stages that open the online store. Secret
+  settings are never ConfigMap keys.
 - Pod Security Standards "restricted" (the flightdeck namespace enforces it): non-root uid 10001
   (the images' user), no privilege escalation, every capability dropped, RuntimeDefault seccomp,
   a read-only root filesystem with an emptyDir at /tmp for everything a stage writes locally
@@ -26,6 +30,19 @@ TRITON_ADMIN_SECRET_KEY = "admin-key"
 ADMIN_KEY_ENV = "FLIGHTDECK_TRITON_ADMIN_KEY"  # = components.triton.server.ADMIN_KEY_ENV (tests check it)
 # Stages that call Triton's model-control API (load/unload, repository index), so need the key.
 NEEDS_TRITON_ADMIN_KEY = ("deploy",)
+# The Redis online store's AUTH password (modules/platform kubernetes_secret_v1.redis_auth, from
+# the online_store module's token); the Triton chart's pods read the same Secret (values redisAuthSecret).
+REDIS_AUTH_SECRET = "flightdeck-redis-auth"
+REDIS_AUTH_SECRET_KEY = "password"
+REDIS_PASSWORD_ENV = "FLIGHTDECK_REDIS_PASSWORD"  # = components.settings Settings.redis_password (tests check it)
+# Stages that open the Redis online store (components/features.py): features-materialize only (it
+# writes the store; tests/features/test_redis_auth.py). Not features-build: its `feast apply` is
+# partial, so Feast 0.67 passes no tables to delete and its Redis store's update() never connects
+# (a test counts the connections). Not predict-online: its pod only calls Triton, whose online model
+# reads the store in the Triton pods (infra/k8s/triton gets the Secret too). Not
+# features-training-set, predict-batch (offline store only), monitor or status (they read the
+# materialization record in the artifact store, never Redis).
+NEEDS_REDIS_PASSWORD = ("features-materialize",)
 
 # Settings fields that are not cluster settings: `home` is the local profile's root (a pod's
 # FLIGHTDECK_HOME is its scratch directory, set below); `s3_endpoint_url` names an S3-compatible
@@ -38,11 +55,23 @@ EXTRA_ENV_SETTINGS = ("FLIGHTDECK_TRITON_SERVICE", "FLIGHTDECK_TRITON_NAMESPACE"
 
 
 def settings_env_names() -> tuple[str, ...]:
-    """The keys of the `flightdeck-settings` ConfigMap: env var names, so envFrom works as is."""
+    """The keys of the `flightdeck-settings` ConfigMap: env var names, so envFrom works as is.
+    Never a secret setting: those come from Secrets (`stage_secret_env`)."""
     from components.settings import Settings
 
-    own = tuple(f"FLIGHTDECK_{f.name.upper()}" for f in fields(Settings) if f.name not in NOT_CLUSTER_SETTINGS)
+    own = tuple(f"FLIGHTDECK_{f.name.upper()}" for f in fields(Settings)
+                if f.name not in NOT_CLUSTER_SETTINGS and not f.metadata.get("secret"))
     return own + EXTRA_ENV_SETTINGS
+
+
+def stage_secret_env(stage: str) -> list[tuple[str, str, str]]:
+    """(env var, Secret, key) of every secret the stage's pod gets, by reference."""
+    out = []
+    if stage in NEEDS_TRITON_ADMIN_KEY:
+        out.append((ADMIN_KEY_ENV, TRITON_ADMIN_SECRET, TRITON_ADMIN_SECRET_KEY))
+    if stage in NEEDS_REDIS_PASSWORD:
+        out.append((REDIS_PASSWORD_ENV, REDIS_AUTH_SECRET, REDIS_AUTH_SECRET_KEY))
+    return out
 
 
 def stage_pod_labels(stage: str) -> dict[str, str]:

@@ -16,6 +16,7 @@ import contextlib
 import importlib
 import importlib.util
 import io
+import json
 import logging
 import math
 import os
@@ -37,7 +38,7 @@ import pyarrow.parquet as pq
 from components import feature_tables as ft
 from components import schema, signature
 from components.errors import StageFailed
-from components.settings import Settings, load_settings
+from components.settings import SECRET_SETTINGS, Settings, load_settings, secret_env_names
 from components.stages import FeaturesBuildParams, MaterializeParams, TrainingSetParams
 from components.store import ArtifactNotFound, ArtifactStore, open_store, parquet_bytes
 
@@ -86,7 +87,8 @@ def repo_definitions(settings: Settings | None = None, store: ArtifactStore | No
 
 def _yaml_values(settings: Settings) -> dict[str, str]:
     """What a feature_store.yaml's ${FLIGHTDECK_*} names mean for these settings (FLIGHTDECK_HOME absolute)."""
-    values = {f"FLIGHTDECK_{f.name.upper()}": str(getattr(settings, f.name)) for f in fields(Settings)}
+    values = {f"FLIGHTDECK_{f.name.upper()}": str(getattr(settings, f.name)) for f in fields(Settings)
+              if f.name not in SECRET_SETTINGS}
     values["FLIGHTDECK_HOME"] = str(settings.home_path)
     return values
 
@@ -101,10 +103,13 @@ def expand_feast_yaml(text: str, settings: Settings, source: str = "feature_stor
     that names only settings means the same thing to the stages and to the CLI.
     """
     values = _yaml_values(settings)
-    missing = []
+    missing, secret = [], []
 
     def one(m: re.Match) -> str:
         name = m.group(1)
+        if name in secret_env_names():
+            secret.append(name)
+            return m.group(0)
         value = values.get(name, os.environ.get(name))
         if value is None:
             missing.append(name)
@@ -112,21 +117,143 @@ def expand_feast_yaml(text: str, settings: Settings, source: str = "feature_stor
         return value
 
     out = _VARIABLE.sub(one, text)
+    if secret:  # the text may be shown (yaml errors quote it); secrets are added after parsing
+        raise StageFailed(f"{source} names ${{{secret[0]}}}, a secret setting: a feature_store.yaml names only "
+                          "non-secret settings (components.features.feast_config adds the Redis password)")
     if missing:
         raise StageFailed(f"{source} names ${{{missing[0]}}}, which is neither a flightdeck setting nor set in "
                           "the environment")
     return out
 
 
+def redis_connection_string(connection_string: str, password: str) -> str:
+    """Feast's Redis connection string (host:port[,key=value...]) with the AUTH password added.
+
+    Feast 0.67 (RedisOnlineStore._parse_connection_string) splits the string at every comma, each
+    key=value at its first `=`, and json-decodes each value when it can: a password is given as a
+    JSON string literal, so it reaches redis-py exactly as set ("123", "true" or "null" would
+    otherwise arrive as a number, a bool or no password). A comma cannot be carried at all.
+    """
+    if not password:
+        return connection_string
+    if "," in password:
+        raise StageFailed("FLIGHTDECK_REDIS_PASSWORD contains a comma, which Feast's Redis connection string "
+                          "(host:port,key=value,...) cannot carry: use a password without commas")
+    if any(p.split("=", 1)[0].strip().lower() == "password" for p in connection_string.split(",") if "=" in p):
+        raise StageFailed("the Redis connection string already has a password= parameter and "
+                          "FLIGHTDECK_REDIS_PASSWORD is set: give the password only in FLIGHTDECK_REDIS_PASSWORD")
+    return f"{connection_string},password={json.dumps(password)}"
+
+
 def feast_config(settings: Settings, yaml_path: Path):
-    """Feast's RepoConfig from the profile's feature_store.yaml, expanded with the settings."""
+    """Feast's RepoConfig from the profile's feature_store.yaml, expanded with the settings.
+
+    A Redis online store also gets the password setting (FLIGHTDECK_REDIS_PASSWORD), added to the
+    connection string after the yaml is parsed: the yaml names only non-secret settings, so its text
+    (which parse errors quote) never holds the password.
+    """
     import yaml
     from feast.repo_config import RepoConfig
 
     raw = yaml.safe_load(expand_feast_yaml(yaml_path.read_text(), settings, str(yaml_path)))
-    config = RepoConfig(**raw)
+    online = raw.get("online_store") if isinstance(raw, dict) else None
+    if isinstance(online, dict) and online.get("type") == "redis" and settings.redis_password:
+        raw["online_store"] = {**online, "connection_string": redis_connection_string(
+            str(online.get("connection_string", "")), settings.redis_password)}
+    try:
+        config = RepoConfig(**raw)
+    except Exception as exc:  # pydantic quotes the input it refused: never show the password
+        if settings.redis_password and settings.redis_password in str(exc):
+            raise StageFailed(f"{yaml_path}: Feast refused the configuration: {settings.redact(str(exc))}") from None
+        raise
     config.repo_path = REPO_DIR
     return config
+
+
+def _in_chain(exc: BaseException | None, kind: type) -> BaseException | None:
+    """`exc` or the first of its causes (Feast wraps some) that is a `kind`."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, kind):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _redis_auth_probe(cfg) -> BaseException | None:
+    """One PING with the online store's own connection parameters: its AuthenticationError, if any.
+
+    Redis answers an unauthenticated client's first commands with NOAUTH, but closes the connection
+    on a request of more than a few arguments (Feast's HMGETs of a whole view): redis-py then reports
+    "Connection closed by server", which says nothing about the password. The probe tells them apart.
+    """
+    import redis
+    from feast.infra.online_stores.redis import RedisOnlineStore
+
+    if str(getattr(getattr(cfg, "redis_type", "redis"), "value", "redis")) != "redis":
+        return None
+    nodes, params = RedisOnlineStore._parse_connection_string(cfg.connection_string)
+    if not nodes:
+        return None
+    client = redis.Redis(**{**params, "host": nodes[0]["host"], "port": int(nodes[0]["port"]),
+                            "socket_timeout": 5, "socket_connect_timeout": 5})
+    try:
+        client.ping()
+    except redis.exceptions.AuthenticationError as exc:
+        return exc
+    except Exception:  # down, unreachable, TLS: not a password problem
+        return None
+    finally:
+        client.close()
+    return None
+
+
+def _redis_auth_error(exc: BaseException, fs) -> BaseException | None:
+    """The redis-py AuthenticationError behind `exc`, or behind a dropped connection (see the probe)."""
+    cfg = fs.config.online_store
+    if getattr(cfg, "type", "") != "redis":
+        return None
+    try:
+        from redis.exceptions import AuthenticationError
+        from redis.exceptions import ConnectionError as RedisConnectionError
+    except ImportError:
+        return None
+    auth = _in_chain(exc, AuthenticationError)
+    if auth is None and _in_chain(exc, RedisConnectionError) is not None:
+        auth = _redis_auth_probe(cfg)
+    return auth
+
+
+def _online_store_refused(exc: BaseException, settings: Settings, fs) -> StageFailed | None:
+    """A StageFailed that says what is wrong with the Redis password, when the store refused it."""
+    auth = _redis_auth_error(exc, fs)
+    if auth is None:
+        return None
+    where = str(getattr(fs.config.online_store, "connection_string", "")).split(",")[0] or "?"
+    said = settings.redact(str(auth).strip()) or type(auth).__name__
+    if not settings.redis_password:
+        what = ("requires a password and FLIGHTDECK_REDIS_PASSWORD is not set (on the cluster it comes from "
+                "the flightdeck-redis-auth Secret, key password; on AWS the token is in Secrets Manager, "
+                "<environment>/redis-auth-token)")
+    elif "no password is set" in said or "without any password configured" in said:
+        what = "has no password configured, but FLIGHTDECK_REDIS_PASSWORD is set: unset it, or configure the server"
+    else:
+        what = ("refused the password in FLIGHTDECK_REDIS_PASSWORD: it is wrong (rotated? the Secret and the "
+                "server's AUTH token must match; RUNBOOK.md, Redis AUTH token)")
+    return StageFailed(f"the Redis online store at {where} {what} (Redis: {said})")
+
+
+@contextlib.contextmanager
+def _online_store_access(settings: Settings, fs):
+    """Feast calls that open the online store: a refused Redis password becomes one clear error."""
+    try:
+        yield
+    except Exception as exc:
+        refused = _online_store_refused(exc, settings, fs)
+        if refused is None:
+            raise
+        raise refused from None
 
 
 def _prepare_feast_env(settings: Settings) -> None:
@@ -260,7 +387,8 @@ def apply(settings: Settings | None = None, store: ArtifactStore | None = None) 
         if old is not None and old.batch_source.path != view.batch_source.path:
             view.materialization_intervals = list(old.materialization_intervals)
             fs.registry.delete_feature_view(view.name, fs.project, commit=True)
-    with _feast_quiet():
+    # Partial: Feast deletes no online tables, so on Redis this never connects (tests/features/test_redis_auth.py).
+    with _feast_quiet(), _online_store_access(settings, fs):
         fs.apply(defs.objects())
     return [v.name for v in defs.views]
 
@@ -543,7 +671,13 @@ def online_features(flight: dict, settings: Settings | None = None) -> dict:
     row = {"origin": origin, "carrier": carrier, "route": f"{origin}-{dest}", "tailnum": tailnum or "",
            "as_of_date": at.strftime("%Y-%m-%d")}
     fs = feature_store(settings)
-    values = fs.get_online_features(features=_service(fs), entity_rows=[row]).to_dict()
+    try:
+        values = fs.get_online_features(features=_service(fs), entity_rows=[row]).to_dict()
+    except Exception as exc:
+        refused = _online_store_refused(exc, settings, fs)
+        if refused is None:
+            raise
+        raise refused from None
     out = {
         "flight_id": str(flight.get("flight_id", "")), "event_timestamp": at, "sched_dep_utc": sched,
         "tailnum": tailnum, "month": local.month, "carrier": carrier, "origin": origin, "dest": dest,
@@ -672,7 +806,7 @@ def materialize(params: MaterializeParams, store: ArtifactStore | None = None) -
     offline_store_ready(settings)
     progress = _read_progress(store)
     done: dict[str, dict] = {}
-    with _feast_quiet():
+    with _feast_quiet(), _online_store_access(settings, fs):
         fs.materialize(ft.STATIC_SINCE.to_pydatetime(), end.to_pydatetime(), feature_views=list(defs.STATIC_VIEWS))
     for view in defs.STATIC_VIEWS:
         done[view] = {"from": ft.STATIC_SINCE.isoformat(), "to": end.isoformat(), "chunks": 1, "repair_chunks": 0}
@@ -706,7 +840,7 @@ def materialize(params: MaterializeParams, store: ArtifactStore | None = None) -
                       "repair_chunks": len(steps) - fresh}
     # Sorted by start: each view's windows are disjoint and in time order, so they are written so.
     for (a, b), views in sorted(work.items()):
-        with _feast_quiet():
+        with _feast_quiet(), _online_store_access(settings, fs):
             fs.materialize(a.to_pydatetime(), b.to_pydatetime(), feature_views=list(views))
         for v in views:
             _record(progress, v, a, b)

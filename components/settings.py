@@ -3,13 +3,19 @@
 Precedence: explicit environment variable > config file (FLIGHTDECK_CONFIG) > default.
 The profile picks where artifacts live and which Feast store configuration is used;
 no code path depends on anything else.
+
+Secret settings (`secret()` fields: the Redis online store's password) are read the same way but
+never shown: they are left out of the repr, of the cluster's settings ConfigMap
+(components/cluster.py settings_env_names) and of every result; on the cluster they come from a
+Kubernetes Secret, by reference. `Settings.redact` masks them in text meant for people.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 PROFILES = ("local", "aws")
@@ -17,6 +23,15 @@ PROFILES = ("local", "aws")
 
 class SettingsError(ValueError):
     pass
+
+
+def secret(default: str = ""):
+    """A secret setting: never in the repr, the settings ConfigMap, a log line or a result."""
+    return field(default=default, repr=False, metadata={"secret": True})
+
+
+# A password= parameter in a Redis connection string (host:port,key=value,...: Feast's format).
+_REDIS_PASSWORD_PARAM = re.compile(r"(^|,)\s*password\s*=", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -34,8 +49,13 @@ class Settings:
     # Any S3-compatible server (MinIO, moto); empty means AWS itself.
     s3_endpoint_url: str = ""
     aws_region: str = "us-east-1"
-    # Feast online store in the aws profile.
+    # Feast online store in the aws profile: host:port[,ssl=true] (Feast's Redis connection string,
+    # without the password: this one is in the settings ConfigMap).
     redis_url: str = "localhost:6379"
+    # Its AUTH password (the ElastiCache AUTH token); empty: no AUTH. Secret: on the cluster it
+    # comes from the flightdeck-redis-auth Secret (components/cluster.py), and components/features.py
+    # adds it to Feast's connection string.
+    redis_password: str = secret()
     # Predictions are made this long before scheduled departure; features must be known by then.
     lead_time_hours: float = 2.0
     # Stage runtime in the DAGs: in-process Python calls, or pods (KubernetesPodOperator).
@@ -62,6 +82,14 @@ class Settings:
         prefix = self.s3_prefix.strip("/")
         return f"s3://{self.s3_bucket}/{prefix}" if prefix else f"s3://{self.s3_bucket}"
 
+    def redact(self, text: str) -> str:
+        """`text` with every secret setting's value masked."""
+        for name in SECRET_SETTINGS:
+            value = getattr(self, name)
+            if value:
+                text = text.replace(value, "***")
+        return text
+
     def validate(self) -> Settings:
         if self.profile not in PROFILES:
             raise SettingsError(f"FLIGHTDECK_PROFILE={self.profile!r} is not one of {', '.join(PROFILES)}")
@@ -71,7 +99,20 @@ class Settings:
             raise SettingsError(f"FLIGHTDECK_RUNTIME={self.runtime!r} is not one of local, kubernetes")
         if self.lead_time_hours < 0:
             raise SettingsError("FLIGHTDECK_LEAD_TIME_HOURS must be >= 0")
+        if _REDIS_PASSWORD_PARAM.search(self.redis_url):
+            # The URL is a plain setting (the cluster's ConfigMap, printed, logged): never the password.
+            raise SettingsError("FLIGHTDECK_REDIS_URL carries a password= parameter: it is not a secret setting "
+                                "(it is in the settings ConfigMap and in logs); give the password in "
+                                "FLIGHTDECK_REDIS_PASSWORD instead")
         return self
+
+
+# Names of the secret settings (fields), and their environment variables.
+SECRET_SETTINGS = tuple(f.name for f in fields(Settings) if f.metadata.get("secret"))
+
+
+def secret_env_names() -> tuple[str, ...]:
+    return tuple(f"FLIGHTDECK_{name.upper()}" for name in SECRET_SETTINGS)
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:

@@ -3,6 +3,8 @@ by the real stages, feature tables built once for the module run."""
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -62,17 +64,40 @@ def fenv(built_home, tmp_path, monkeypatch) -> FeatureEnv:
     return FeatureEnv(home=home, store=open_store())
 
 
-@pytest.fixture
-def redis_url(tmp_path):
+@contextlib.contextmanager
+def redis_server(work: Path, password: str | None = None):
+    """A real redis-server (no persistence) on a free loopback port, with AUTH when `password` is
+    given (--requirepass, as ElastiCache's AUTH token); yields "127.0.0.1:<port>"."""
     exe = shutil.which("redis-server")
     if exe is None:
         pytest.fail("redis-server is not installed (scripts/bootstrap.sh installs it)")
     port = free_port()
+    auth = ["--requirepass", password] if password is not None else []
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--dir", str(work), *auth], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port, proc=proc)
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    with redis_server(tmp_path) as url:
+        yield url
+
+
+@dataclass
+class RedisAuth:
+    url: str
+    password: str
+
+
+@pytest.fixture
+def redis_auth(tmp_path):
+    """A real redis-server that refuses every command until AUTH with its password."""
+    password = "pw-" + secrets.token_urlsafe(24)  # distinctive, so a leak into any output is found
+    with redis_server(tmp_path, password) as url:
+        yield RedisAuth(url=url, password=password)
