@@ -7,8 +7,9 @@
 - kubernetes: a KubernetesPodOperator running the stage's image (containers/images.yaml)
   with the same CLI arguments, per-stage resources, a GPU node for specs with gpu=True,
   a service account (IRSA) for cloud access, the settings from the `flightdeck-settings`
-  ConfigMap and the Triton admin key from its Secret, both by reference (components/cluster.py:
-  the same as the KFP steps), and Pod Security Standards "restricted"; no secrets in the DAG.
+  ConfigMap and the secrets a stage uses (the Triton admin key, the Redis password) from their
+  Secrets, all by reference (components/cluster.py: the same as the KFP steps), and Pod Security
+  Standards "restricted"; no secrets in the DAG.
 
 The runtime is a setting (FLIGHTDECK_RUNTIME); DAG files call `stage_task` and never change.
 Only cheap modules are imported here: DAG files must parse fast, without torch/feast/GX.
@@ -203,10 +204,11 @@ def _pod_task(spec, res: Resources, settings, params: dict, common: dict):
     # copied from the scheduler's environment; only the pod's own paths are set here.
     env = [k8s.V1EnvVar(name=RESULT_PATH_ENV, value=XCOM_RESULT_PATH)]
     env += [k8s.V1EnvVar(name=k, value=v) for k, v in cluster.SCRATCH_ENV.items()]
-    if spec.name in cluster.NEEDS_TRITON_ADMIN_KEY:
-        env.append(k8s.V1EnvVar(name=cluster.ADMIN_KEY_ENV, value_from=k8s.V1EnvVarSource(
-            secret_key_ref=k8s.V1SecretKeySelector(name=cluster.TRITON_ADMIN_SECRET,
-                                                   key=cluster.TRITON_ADMIN_SECRET_KEY))))
+    # Secrets by reference, each only for the stages that use it (the Triton admin key: deploy; the
+    # Redis online store's password: materialize).
+    for name, secret, key in cluster.stage_secret_env(spec.name):
+        env.append(k8s.V1EnvVar(name=name, value_from=k8s.V1EnvVarSource(
+            secret_key_ref=k8s.V1SecretKeySelector(name=secret, key=key))))
     return StagePodOperator(
         name=f"flightdeck-{spec.name}",
         namespace=K8S_NAMESPACE,

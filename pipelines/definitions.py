@@ -6,8 +6,10 @@ Airflow pods (components/cluster.py, components/images.py, the StageSpec's gpu f
   limit, node selector and toleration matching the tainted GPU node group in infra/terraform.
 - Settings reach every pod from the `flightdeck-settings` ConfigMap (every key, by name); the
   Triton admin key from the `triton-admin-key` Secret (key `admin-key`), by reference, for the
-  steps that call Triton's model-control API (deploy). infra/terraform/modules/platform creates
-  both in the KFP namespace.
+  steps that call Triton's model-control API (deploy); the Redis online store's password
+  (FLIGHTDECK_REDIS_PASSWORD) from the `flightdeck-redis-auth` Secret (key `password`), by
+  reference, for the steps that open the online store (materialize).
+  infra/terraform/modules/platform creates them in the KFP namespace.
 - Security context: uid/gid 10001 (the images' user), runAsNonRoot, an emptyDir at /tmp with
   HOME, MPLCONFIGDIR and FLIGHTDECK_HOME in it. That is all kfp-kubernetes 2.16.1 can ask for:
   its SecurityContext message holds only runAsUser, runAsGroup and runAsNonRoot, so neither a
@@ -36,6 +38,7 @@ from pipelines import components as c
 
 SETTINGS_CONFIG_MAP = cluster.SETTINGS_CONFIG_MAP
 TRITON_ADMIN_SECRET = cluster.TRITON_ADMIN_SECRET
+REDIS_AUTH_SECRET = cluster.REDIS_AUTH_SECRET
 
 
 def _configure(task: dsl.PipelineTask, stage: str, *, cache: bool = False, retries: int = 0, cpu: str = "1",
@@ -62,9 +65,8 @@ def _configure(task: dsl.PipelineTask, stage: str, *, cache: bool = False, retri
         for label, value in GPU_NODE_SELECTOR.items():
             kubernetes.add_node_selector(task, label, value)
         kubernetes.add_toleration(task, **GPU_TOLERATION)
-    if stage in cluster.NEEDS_TRITON_ADMIN_KEY:
-        kubernetes.use_secret_as_env(task, cluster.TRITON_ADMIN_SECRET,
-                                     secret_key_to_env={cluster.TRITON_ADMIN_SECRET_KEY: cluster.ADMIN_KEY_ENV})
+    for env, secret, key in cluster.stage_secret_env(stage):
+        kubernetes.use_secret_as_env(task, secret, secret_key_to_env={key: env})
     return task
 
 

@@ -2,8 +2,8 @@
 KubernetesPodOperator per stage; every pod spec is checked against the Kubernetes schemas
 (kubernetes-validate, offline, strict), against Pod Security Standards "restricted" (the
 flightdeck namespace enforces it), and for image, args, resources, GPU placement (train only), service
-account, settings (the flightdeck-settings ConfigMap) and the Triton admin key (a Secret, by
-reference)."""
+account, settings (the flightdeck-settings ConfigMap) and the secrets (the Triton admin key for deploy,
+the Redis online store's password for materialize: Secrets, by reference)."""
 
 from __future__ import annotations
 
@@ -117,13 +117,32 @@ def test_settings_come_from_the_config_map_and_no_value_is_secret(pods):
         assert literal == own_paths, where
         assert not (literal & settings) - {"FLIGHTDECK_HOME"}, where  # home is the pod's scratch dir
         assert "flightdeck-artifacts" not in json.dumps(container), where
-        assert not [k for k in env if "PASSWORD" in k or k.startswith("AWS_")], where
+        assert not [k for k in env if k.startswith("AWS_")], where
+        assert not [k for k in literal if "PASSWORD" in k or "KEY" in k], where  # secrets only by reference
         by_reference = {k: e["valueFrom"] for k, e in env.items() if "valueFrom" in e}
+        expected = {}
         if spec.name in cluster.NEEDS_TRITON_ADMIN_KEY:
-            assert by_reference == {"FLIGHTDECK_TRITON_ADMIN_KEY": {
-                "secretKeyRef": {"name": "triton-admin-key", "key": "admin-key"}}}, where
-        else:
-            assert by_reference == {}, where
+            expected["FLIGHTDECK_TRITON_ADMIN_KEY"] = {"secretKeyRef": {"name": "triton-admin-key", "key": "admin-key"}}
+        if spec.name in cluster.NEEDS_REDIS_PASSWORD:
+            expected["FLIGHTDECK_REDIS_PASSWORD"] = {"secretKeyRef": {"name": "flightdeck-redis-auth", "key": "password"}}
+        assert by_reference == expected, where
+
+
+def test_exactly_the_stages_that_open_the_online_store_get_the_redis_password(pods):
+    """materialize writes the Redis online store; no other stage pod opens it (features-build's
+    partial apply never connects: tests/features/test_redis_auth.py), so no other pod gets the Secret."""
+    from components.settings import Settings
+
+    assert cluster.REDIS_PASSWORD_ENV == "FLIGHTDECK_REDIS_PASSWORD" and "redis_password" in Settings.__dataclass_fields__
+    with_password = set()
+    for where, (spec, pod) in pods.items():
+        env = {e["name"]: e for e in pod["spec"]["containers"][0].get("env", [])}
+        if cluster.REDIS_PASSWORD_ENV in env:
+            assert env[cluster.REDIS_PASSWORD_ENV] == {"name": cluster.REDIS_PASSWORD_ENV, "valueFrom": {
+                "secretKeyRef": {"name": cluster.REDIS_AUTH_SECRET, "key": cluster.REDIS_AUTH_SECRET_KEY}}}, where
+            with_password.add(spec.name)
+    assert with_password == {"features-materialize"}
+    assert any(spec.name == "features-build" for spec, _ in pods.values())  # the DAGs still build features
 
 
 def test_the_deploy_pod_gets_the_key_admin_key_reads(pods):

@@ -2,7 +2,8 @@
 every step of the three pipelines runs its stage's image (containers/images.yaml), asks for a GPU
 node exactly when its StageSpec says so (train only; deploy runs on a CPU node), runs as the images' non-root user with
 an emptyDir for its local writes, takes every setting from the flightdeck-settings ConfigMap and
-the Triton admin key (deploy only) from its Secret, by reference."""
+the Triton admin key (deploy only) and the Redis online store's password (materialize only) from their
+Secrets, by reference."""
 
 from __future__ import annotations
 
@@ -122,14 +123,24 @@ def test_settings_and_secret_by_reference(name):
             {k: k for k in cluster.settings_env_names()}, executor
         env = {e["name"]: e["value"] for e in container.get("env", [])}
         assert not {k for k in env if k in cluster.settings_env_names()}, executor  # no literal setting
+        assert not {k for k in env if "PASSWORD" in k or "KEY" in k}, executor  # secrets only by reference
+        secrets = {s["secretName"]: s["keyToEnv"] for s in k8s.get("secretAsEnv", [])}
+        expected = {}
         if stage in cluster.NEEDS_TRITON_ADMIN_KEY:
-            (secret,) = k8s["secretAsEnv"]
-            assert secret["secretName"] == "triton-admin-key", executor
-            assert secret["keyToEnv"] == [{"secretKey": "admin-key", "envVar": "FLIGHTDECK_TRITON_ADMIN_KEY"}]
-        else:
-            assert "secretAsEnv" not in k8s, executor
+            expected["triton-admin-key"] = [{"secretKey": "admin-key", "envVar": "FLIGHTDECK_TRITON_ADMIN_KEY"}]
+        if stage in cluster.NEEDS_REDIS_PASSWORD:
+            expected["flightdeck-redis-auth"] = [{"secretKey": "password", "envVar": "FLIGHTDECK_REDIS_PASSWORD"}]
+        assert secrets == expected, executor
+        assert all(s["optional"] is False for s in k8s.get("secretAsEnv", [])), executor
     if name == "training":
         assert any(stage == "deploy" for _, stage, _, _ in _steps(name))
+
+
+def test_exactly_the_materialize_step_gets_the_redis_password():
+    """The one step that opens the Redis online store (components/cluster.py NEEDS_REDIS_PASSWORD)."""
+    with_password = {(name, stage) for name in PIPELINE_STEPS for _, stage, _, k8s in _steps(name)
+                     if any(s["secretName"] == cluster.REDIS_AUTH_SECRET for s in k8s.get("secretAsEnv", []))}
+    assert with_password == {("batch_prediction", "features-materialize")}
 
 
 @pytest.mark.parametrize("name", sorted(PIPELINE_STEPS))
