@@ -152,7 +152,8 @@ def test_gpu_probes_and_ports(resources):
     restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}=$({ADMIN_KEY_ENV})"
     assert f"--http-restricted-api={restricted}" in triton["args"]
     assert f"--grpc-restricted-protocol={restricted}" in triton["args"]
-    assert [e["name"] for e in triton["env"]] == [ADMIN_KEY_ENV]
+    assert [e["name"] for e in triton["env"]] == [ADMIN_KEY_ENV, "FLIGHTDECK_REDIS_PASSWORD"]
+    assert all(set(e) == {"name", "valueFrom"} for e in triton["env"])  # secrets by reference only
 
 
 def test_only_platform_pods_reach_triton(resources):
@@ -195,6 +196,24 @@ def test_triton_reads_the_stage_settings(resources):
     assert triton["envFrom"] == [{"configMapRef": {"name": cluster.SETTINGS_CONFIG_MAP}}]
     platform = (REPO / "infra" / "terraform" / "modules" / "platform" / "main.tf").read_text()
     assert 'settingsConfigMap = kubernetes_config_map_v1.settings["flightdeck"].metadata[0].name' in platform
+
+
+def test_triton_gets_the_redis_password_from_the_secret(resources):
+    """The online model reads the Redis online store (components/features.py, the same code path as
+    the stages) with the settings of the Triton pod: FLIGHTDECK_REDIS_PASSWORD comes from the
+    Secret the values name, which modules/platform creates from the online store's AUTH token."""
+    from components import cluster
+    from components.settings import secret_env_names
+
+    (triton,) = resources["Deployment"]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in triton["env"]}
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["redisAuthSecret"] == cluster.REDIS_AUTH_SECRET
+    assert env[cluster.REDIS_PASSWORD_ENV]["valueFrom"] == {
+        "secretKeyRef": {"name": values["redisAuthSecret"], "key": cluster.REDIS_AUTH_SECRET_KEY}}
+    assert set(secret_env_names()) <= set(env)  # every secret setting the online model may need
+    platform = (REPO / "infra" / "terraform" / "modules" / "platform" / "main.tf").read_text()
+    assert 'redisAuthSecret = kubernetes_secret_v1.redis_auth["flightdeck"].metadata[0].name' in platform
 
 
 # -- values: the schema, and what Terraform sets per environment ----------------------------------
@@ -254,7 +273,8 @@ def test_values_match_the_chart_schema():
 
 
 @pytest.mark.parametrize("bad", [{"autoscaling.maxReplicas": 0}, {"disruption.maxUnavailable": 0},
-                                 {"replicas": "2"}, {"image.digest": "latest"}, {"nope": 1}])
+                                 {"replicas": "2"}, {"image.digest": "latest"}, {"nope": 1},
+                                 {"redisAuthSecret": "Not_A_Secret_Name"}])
 def test_schema_refuses_bad_values(bad):
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(merged_values(bad), SCHEMA)

@@ -615,12 +615,14 @@ def test_settings_config_map_holds_exactly_the_cluster_settings():
     import dataclasses
 
     from components import cluster
-    from components.settings import Settings
+    from components.settings import SECRET_SETTINGS, Settings
 
     settings = platform_locals()["stage_settings"]
     fields = {f.name for f in dataclasses.fields(Settings)}
-    assert set(cluster.NOT_CLUSTER_SETTINGS) <= fields
-    expected = {f"FLIGHTDECK_{n.upper()}" for n in fields - set(cluster.NOT_CLUSTER_SETTINGS)}
+    assert set(cluster.NOT_CLUSTER_SETTINGS) <= fields and set(SECRET_SETTINGS) <= fields
+    # Secret settings (the Redis password) come from Secrets, never from the ConfigMap.
+    expected = {f"FLIGHTDECK_{n.upper()}" for n in fields - set(cluster.NOT_CLUSTER_SETTINGS) - set(SECRET_SETTINGS)}
+    assert "FLIGHTDECK_REDIS_PASSWORD" not in settings and "redis_password" in SECRET_SETTINGS
     replicas = (REPO / "components" / "triton" / "replicas.py").read_text()
     for name in cluster.EXTRA_ENV_SETTINGS:
         assert f'os.environ.get("{name}"' in replicas, f"{name}: replicas.py does not read it any more"
@@ -678,6 +680,37 @@ def test_settings_config_map_and_admin_key_secret_exist_wherever_stage_pods_run(
     compiled = (COMPILED_DIR / "training.yaml").read_text()
     assert f"secretName: {cluster.TRITON_ADMIN_SECRET}" in compiled
     assert f"configMapName: {cluster.SETTINGS_CONFIG_MAP}" in compiled
+
+
+def test_redis_auth_secret_exists_wherever_its_pods_run():
+    """The online store's AUTH token reaches the materialize pods (Airflow: flightdeck, KFP: kubeflow)
+    and Triton (flightdeck) from one Secret per namespace, made from modules/online_store's token;
+    the names agree with components/cluster.py, the compiled KFP YAML and the Triton chart."""
+    from components import cluster
+    from pipelines.cli import COMPILED_DIR
+
+    secret = platform_resource("kubernetes_secret_v1", "redis_auth")
+    assert unq(first(secret, "metadata")["name"]) == cluster.REDIS_AUTH_SECRET
+    assert {unq(k): unq(v) for k, v in secret["data"].items()} == {cluster.REDIS_AUTH_SECRET_KEY: "var.redis_auth_token"}
+    assert unq(secret["for_each"]) == "local.stage_namespaces"  # flightdeck (Airflow pods, Triton) and kubeflow
+    (triton,) = [b for _, n, b in resources("helm_release") if n == "triton"]
+    assert 'redisAuthSecret = kubernetes_secret_v1.redis_auth["flightdeck"].metadata[0].name' in unq(triton["values"][0])
+    # The token: a sensitive output of online_store (the same random_password as the replication
+    # group's auth_token), a sensitive, validated input of platform, wired by environment.
+    store_outputs = {n: b for _, n, b in blocks("output", TF / "modules" / "online_store")}
+    assert unq(store_outputs["auth_token"]["value"]) == "random_password.auth.result"
+    assert store_outputs["auth_token"]["sensitive"] is True
+    (group,) = [b for _, n, b in resources("aws_elasticache_replication_group") if n == "this"]
+    assert unq(group["auth_token"]) == "random_password.auth.result"
+    declared = {n: b for _, n, b in blocks("variable", PLATFORM)}
+    assert declared["redis_auth_token"]["sensitive"] is True and "validation" in declared["redis_auth_token"]
+    ((_, _, platform),) = [c for c in module_calls(TF / "modules" / "environment") if c[1] == "platform"]
+    assert unq(platform["redis_auth_token"]) == "module.online_store.auth_token"
+    # Never in the ConfigMap; the compiled materialize step names the Secret.
+    assert not [k for k, v in platform_locals()["stage_settings"].items() if "redis_auth" in str(unq(v))]
+    compiled = (COMPILED_DIR / "batch_prediction.yaml").read_text()
+    assert f"secretName: {cluster.REDIS_AUTH_SECRET}" in compiled
+    assert f"secretKey: {cluster.REDIS_AUTH_SECRET_KEY}" in compiled and f"envVar: {cluster.REDIS_PASSWORD_ENV}" in compiled
 
 
 def test_kfp_runs_service_account_is_created_and_trusted():
@@ -1128,7 +1161,8 @@ GOOD_INPUTS = {
                          "aws_region": "us-east-1", "redis_endpoint": "master.flightdeck-dev.abcdef.use1.cache.amazonaws.com:6379",
                          "image_registry": "123456789012.dkr.ecr.us-east-1.amazonaws.com", "triton_image_digest": DIGEST,
                          "cluster_name": "flightdeck-dev", "kubernetes_version": "1.33",
-                         "triton_replicas": {"min": 1, "max": 2, "max_unavailable": 1}},
+                         "triton_replicas": {"min": 1, "max": 2, "max_unavailable": 1},
+                         "redis_auth_token": "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v2W3x4Y5z6A7b8C9d0E1f2"},
 }
 # One bad value per validated variable (its validation must refuse it).
 BAD_INPUTS = {
@@ -1164,6 +1198,7 @@ BAD_INPUTS = {
                          "image_tag": "-bad", "model_name": "Flight-Delay", "lead_time_hours": 72,
                          "image_registry": "https://123456789012.dkr.ecr.us-east-1.amazonaws.com/flightdeck",
                          "triton_image_digest": "sha256:" + "0" * 64, "airflow_metadata_secret": "Airflow_Metadata",
+                         "redis_auth_token": "has,a-comma-and-is-long-enough",
                          "chart_versions": {"airflow": "1.18.0", "kube_prometheus_stack": "77.6.0", "pushgateway": "3.11.2",
                                             "cluster_autoscaler": "9.50.0", "kubeflow_pipelines": "master"}},
 }

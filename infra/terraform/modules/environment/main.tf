@@ -121,6 +121,8 @@ module "platform" {
   # The stage pods' settings (the flightdeck-settings ConfigMap).
   aws_region     = data.aws_region.current.name
   redis_endpoint = module.online_store.primary_endpoint
+  # Its AUTH token, for the flightdeck-redis-auth Secret (sensitive; never in the ConfigMap).
+  redis_auth_token = module.online_store.auth_token
   # The cluster autoscaler, and Triton's replica counts (sized against the GPU node group here).
   cluster_name       = module.eks.cluster_name
   kubernetes_version = module.eks.kubernetes_version

@@ -1,5 +1,5 @@
 # What runs on the cluster: namespaces with Pod Security Standards labels, the stage service
-# accounts (IRSA), the stage pods' settings ConfigMap and Triton admin-key Secret, and the Helm
+# accounts (IRSA), the stage pods' settings ConfigMap, Triton admin-key and Redis AUTH Secrets, and the Helm
 # releases: the cluster autoscaler, Airflow (official chart), Triton (the chart in
 # infra/k8s/triton), kube-prometheus-stack and the Pushgateway; Kubeflow Pipelines from its
 # kustomize manifests (KFP publishes no Helm chart; its manifests create the kubeflow namespace).
@@ -219,6 +219,21 @@ moved {
   to   = kubernetes_secret_v1.triton_admin_key["flightdeck"]
 }
 
+# The Feast online store's AUTH token (modules/online_store), as FLIGHTDECK_REDIS_PASSWORD of the
+# pods that open the store, by reference (components/cluster.py REDIS_AUTH_SECRET): the materialize
+# stage in both namespaces where stage pods run, and Triton (its online model) in flightdeck.
+# Never in the settings ConfigMap. Rotating the token re-applies this Secret (RUNBOOK.md).
+resource "kubernetes_secret_v1" "redis_auth" {
+  for_each = local.stage_namespaces
+  metadata {
+    name      = "flightdeck-redis-auth"
+    namespace = each.value
+    labels    = local.part_of
+  }
+  data       = { password = var.redis_auth_token }
+  depends_on = [kustomization_resource.kfp_cluster] # the kubeflow namespace
+}
+
 resource "helm_release" "triton" {
   name      = "triton"
   chart     = "${path.module}/../../../k8s/triton"
@@ -230,6 +245,8 @@ resource "helm_release" "triton" {
     serviceAccount  = { roleArn = var.role_arns["triton"] }
     modelRepository = "s3://${var.bucket_names["models"]}/triton/model_repository"
     adminKeySecret  = kubernetes_secret_v1.triton_admin_key["flightdeck"].metadata[0].name
+    # The online model's Feast lookups authenticate to Redis with it (FLIGHTDECK_REDIS_PASSWORD).
+    redisAuthSecret = kubernetes_secret_v1.redis_auth["flightdeck"].metadata[0].name
     # The online model reads the stage settings (artifact store, Redis) like the stage pods.
     settingsConfigMap = kubernetes_config_map_v1.settings["flightdeck"].metadata[0].name
     # Per environment (the roots' triton_replicas): one GPU node per replica.

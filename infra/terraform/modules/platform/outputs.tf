@@ -13,6 +13,11 @@ output "triton_admin_key_secret" {
   value       = [for s in kubernetes_secret_v1.triton_admin_key : "${s.metadata[0].namespace}/${s.metadata[0].name}"]
 }
 
+output "redis_auth_secret" {
+  description = "namespace/name of the Secrets with the Redis online store's AUTH token (key password; the flightdeck and KFP namespaces)."
+  value       = [for s in kubernetes_secret_v1.redis_auth : "${s.metadata[0].namespace}/${s.metadata[0].name}"]
+}
+
 output "settings_config_maps" {
   description = "namespace/name of the ConfigMaps with the stage pods' FLIGHTDECK_* settings."
   value       = [for c in kubernetes_config_map_v1.settings : "${c.metadata[0].namespace}/${c.metadata[0].name}"]

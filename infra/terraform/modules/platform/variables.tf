@@ -84,6 +84,18 @@ variable "redis_endpoint" {
   }
 }
 
+variable "redis_auth_token" {
+  description = "AUTH token of the Feast online store (modules/online_store output auth_token): the flightdeck-redis-auth Secret's `password`, FLIGHTDECK_REDIS_PASSWORD of the materialize pods and Triton."
+  type        = string
+  sensitive   = true
+  validation {
+    # ElastiCache AUTH tokens: 16-128 characters, letters, digits and only ! & # $ ^ < > - (so no
+    # comma either, which Feast's Redis connection string could not carry; components/features.py).
+    condition     = can(regex("^[A-Za-z0-9!&#$^<>-]{16,128}$", var.redis_auth_token))
+    error_message = "redis_auth_token must be an ElastiCache AUTH token: 16-128 letters, digits or ! & # $ ^ < > -."
+  }
+}
+
 variable "image_tag" {
   description = "Tag of the flightdeck stage images (FLIGHTDECK_IMAGE_TAG); empty: the package version. Digests in containers/image-digests.json win."
   type        = string
