@@ -30,7 +30,7 @@ resource "random_password" "auth" {
 }
 
 resource "aws_secretsmanager_secret" "auth" {
-  #checkov:skip=CKV2_AWS_57:rotating an ElastiCache AUTH token needs a coordinated ROTATE/SET on the replication group; done by re-applying with a new random_password (see README)
+  #checkov:skip=CKV2_AWS_57:rotating an ElastiCache AUTH token needs a coordinated ROTATE/SET on the replication group; done by re-applying with a new random_password (RUNBOOK.md, "Redis AUTH token")
   name                    = "${var.name}/redis-auth-token"
   description             = "AUTH token of the Feast online store (ElastiCache Redis)"
   kms_key_id              = var.kms_key_arn
