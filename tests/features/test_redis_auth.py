@@ -64,10 +64,16 @@ def test_with_the_password_materialize_and_online_lookup_work_and_never_show_it(
     result_file = tmp_path / "result.json"
     monkeypatch.setenv("FLIGHTDECK_RESULT_PATH", str(result_file))
     caplog.set_level(logging.DEBUG)  # every logger, Feast's and redis-py's included, at debug
-    code, out, err = _cli(["-v", "features", "materialize", "--start", "2013-01-15", "--end", "2013-01-16",
-                           "--chunk-days", "1"], capsys)
-    assert code == 0, err[-3000:]
-    result = json.loads(out)
+    shown = []  # every output of every command: stdout (the result JSON), stderr, the result file
+
+    def cli(args: list[str]) -> str:
+        code, out, err = _cli(args, capsys)
+        assert code == 0, err[-3000:]
+        shown.extend([out, err, result_file.read_text()])
+        return out
+
+    result = json.loads(cli(["-v", "features", "materialize", "--start", "2013-01-15", "--end", "2013-01-16",
+                             "--chunk-days", "1"]))
     assert result["chunks"] == 2 and result["online_store_keeps_newest"] is True
     assert json.loads(result_file.read_text()) == result
     # The rows are in the protected server, and online lookups (the online prediction path, also the
@@ -76,15 +82,14 @@ def test_with_the_password_materialize_and_online_lookup_work_and_never_show_it(
     assert client.dbsize() > 0
     assert _assert_online_equals_offline(on_redis.store, _day_end("2013-01-16"), "2013-01-17") > 10
     # feast apply through the build stage, on the same store.
-    code, out, err = _cli(["-v", "features", "build", "--start", START, "--end", END], capsys)
-    assert code == 0, err[-3000:]
+    cli(["-v", "features", "build", "--start", START, "--end", END])
     # Status reads the materialization record, never the password.
-    code, status_out, status_err = _cli(["status", "--json"], capsys)
-    assert code == 0, status_err[-3000:]
-    assert json.loads(status_out)["freshness"]
-    shown = [out, err, status_out, status_err, result_file.read_text(), caplog.text,
-             *(str(r.args) for r in caplog.records), repr(load_settings())]
-    assert caplog.records and not [s for s in shown if redis_auth.password in s]
+    assert json.loads(cli(["status", "--json"]))["freshness"]
+    cli(["status"])
+    assert len(shown) == 3 * 4
+    shown += [caplog.text, *(str(r.args) for r in caplog.records), repr(load_settings())]
+    assert caplog.records
+    assert not [s for s in shown if redis_auth.password in s]
 
 
 def test_without_the_password_every_access_fails_saying_so(on_redis, redis_auth, capsys):
