@@ -63,7 +63,7 @@ class Settings:
     model_name: str = "flight_delay"
     triton_url: str = "localhost:8001"
     triton_http_url: str = "localhost:8000"
-    # aws profile: the monitor pushes its metrics here (host:port or URL); empty = do not push.
+    # The monitor and the run log push their metrics here (host:port or URL), on any profile; empty = do not push.
     pushgateway_url: str = ""
     # Where stage images are pulled from in the kubernetes runtime and KFP (e.g. an ECR registry).
     image_registry: str = "localhost:5000"

@@ -226,7 +226,7 @@ class MonitorParams:
     min_rows: int = param(0, help="fewest scored rows in the window for a drift verdict (0: the policy's, 500)")
     reference: str = param("", help="store key or URI of a reference parquet; default: the reference sample "
                                     "of the model version that scored the day, from the registry")
-    push: bool = param(True, help="push the metrics to the Pushgateway (aws profile with pushgateway_url set)")
+    push: bool = param(True, help="push the metrics to the Pushgateway (when FLIGHTDECK_PUSHGATEWAY_URL is set, on any profile)")
 
 
 MONITOR = register_stage(StageSpec(
