@@ -23,7 +23,8 @@ trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT INT TERM
 passwords=$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated
 for _ in $(seq 1 600); do
   kill -0 $pid 2>/dev/null || { echo "airflow standalone exited; see $AIRFLOW_HOME/standalone.log" >&2; tail -20 "$AIRFLOW_HOME/standalone.log" >&2; exit 1; }
-  if [ -s "$passwords" ] && curl -fsS -o /dev/null "http://127.0.0.1:$AIRFLOW__API__PORT/api/v2/monitor/health" 2>/dev/null; then
+  if [ -s "$passwords" ] && python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)' \
+       "http://127.0.0.1:$AIRFLOW__API__PORT/api/v2/monitor/health" 2>/dev/null; then
     break
   fi
   sleep 1

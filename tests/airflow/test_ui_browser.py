@@ -1,30 +1,40 @@
-"""Browser test of the Airflow UI: api-server + dag-processor on free ports in a fresh
-AIRFLOW_HOME; headless Chromium (selenium + the Debian chromium-driver) logs in with the
-SimpleAuthManager password Airflow generated, and finds the three DAGs with no import errors.
-Screenshots go to test-artifacts/airflow-ui/."""
+"""Browser test of the Airflow UI as `make airflow` serves it: scripts/airflow_standalone.sh (airflow
+standalone: api-server, scheduler, dag-processor, triggerer) on a free port in a fresh AIRFLOW_HOME;
+headless Chromium (selenium + the Debian chromium-driver) logs in with the login the script prints,
+and finds the three DAGs with no import errors. Screenshots go to test-artifacts/airflow-ui/."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.airflow.conftest import AIRFLOW_ENV, DAGS, REPO
-from tests.conftest import free_port, wait_for_port
+from tests.airflow.conftest import REPO
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite's long poles
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 DAG_IDS = ("continuous_training", "batch_prediction", "monitoring")
 SHOTS = REPO / "test-artifacts" / "airflow-ui"
 
-pytestmark = pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-                                reason="needs the Debian chromium and chromium-driver (scripts/bootstrap.sh)")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def chromium_installed():
+    # A missing browser fails the test (scripts/bootstrap.sh installs it), it is never silently skipped.
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail("the browser test needs the Debian packages chromium and chromium-driver "
+                    "(scripts/bootstrap.sh installs them: apt-get install chromium chromium-driver)")
 
 
 def api(base: str, path: str, token: str | None = None, body: dict | None = None) -> dict:
@@ -37,42 +47,44 @@ def api(base: str, path: str, token: str | None = None, body: dict | None = None
 
 @pytest.fixture(scope="module")
 def airflow_ui(tmp_path_factory):
+    """`make airflow`'s script, as a newcomer runs it; yields the URL, the printed password and an API token."""
     home = tmp_path_factory.mktemp("airflow-ui-home")
     port = free_port()
-    env = {**os.environ, **AIRFLOW_ENV,
-           "AIRFLOW_HOME": str(home),
-           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-           "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-           "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-           "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port),
-           "AIRFLOW__API__WORKERS": "1",
-           "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-           "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5"}
-    airflow = str(Path(sys.executable).parent / "airflow")
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-    log = open(home / "servers.log", "w")
-    procs = [subprocess.Popen([airflow, cmd], env=env, stdout=log, stderr=subprocess.STDOUT)
-             for cmd in ("api-server", "dag-processor")]
+    # The session's Airflow settings (tests/airflow/conftest.py) must not leak into the newcomer's setup.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update({"FLIGHTDECK_HOME": str(home), "AIRFLOW_HOME": str(home / "airflow"), "AIRFLOW_PORT": str(port),
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5"})
+    log = open(home / "make-airflow.out", "w+")
+    # Its own session: teardown stops the script and every Airflow process it started.
+    proc = subprocess.Popen([str(REPO / "scripts" / "airflow_standalone.sh")], cwd=REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for_port(port, timeout=180, proc=procs[0])
+        deadline, printed = time.monotonic() + 300, ""
+        while "login:" not in printed:
+            assert proc.poll() is None, f"make airflow exited with {proc.returncode}: {printed[-3000:]}"
+            assert time.monotonic() < deadline, f"make airflow printed no login within 300 s: {printed[-3000:]}"
+            time.sleep(1)
+            printed = (home / "make-airflow.out").read_text()
+        url = re.search(r"Airflow UI:\s+(\S+)", printed).group(1)
+        password = re.search(r"login:\s+admin / (\S+)", printed).group(1)
+        assert url == f"http://localhost:{port}", printed
         base = f"http://127.0.0.1:{port}"
-        passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
-        token = api(base, "/auth/token", body={"username": "admin", "password": passwords["admin"]})["access_token"]
+        token = api(base, "/auth/token", body={"username": "admin", "password": password})["access_token"]
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:  # until the dag-processor has parsed the folder
             found = {d["dag_id"] for d in api(base, "/api/v2/dags", token)["dags"]}
             if set(DAG_IDS) <= found:
                 break
             time.sleep(2)
-        yield {"base": base, "password": passwords["admin"], "token": token}
+        yield {"base": base, "password": password, "token": token}
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
         log.close()
 
 
