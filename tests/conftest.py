@@ -19,6 +19,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(config, items):
+    """The long end-to-end files (marked slow) first: under `make test`'s workers (pytest -n, one file
+    per worker at a time) the short files then fill the other workers around them, not after them."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -141,20 +147,38 @@ def triton_settings(home: Path, env: dict[str, str] | None = None):
 
 
 @contextlib.contextmanager
-def redis_server(work: Path):
-    """A throwaway redis-server (no persistence) on a free loopback port; yields "127.0.0.1:<port>"."""
+def redis_server(work: Path, password: str | None = None):
+    """A throwaway redis-server (no persistence) on a free loopback port, with AUTH when `password` is
+    given (--requirepass, as ElastiCache's AUTH token); yields "127.0.0.1:<port>"."""
     exe = shutil.which("redis-server")
     if exe is None:
         pytest.fail("redis-server is not installed (scripts/bootstrap.sh installs it)")
     port = free_port()
+    auth = ["--requirepass", password] if password is not None else []
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(work)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--dir", str(work), *auth], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port, proc=proc)
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def redis_feast_yaml(path: Path, registry: Path | None = None) -> Path:
+    """Write the local profile's Feast config with the aws profile's online store section (Redis) to
+    `path` (optionally with its own registry file); returns `path`."""
+    import yaml
+
+    from components.features import REPO_DIR
+
+    aws = yaml.safe_load((REPO_DIR / "profiles" / "aws" / "feature_store.yaml").read_text())
+    config = yaml.safe_load((REPO_DIR / "profiles" / "local" / "feature_store.yaml").read_text())
+    config["online_store"] = aws["online_store"]
+    if registry is not None:
+        config["registry"] = {**config["registry"], "path": str(registry)}
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 @pytest.fixture

@@ -3,16 +3,14 @@ by the real stages, feature tables built once for the module run."""
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, wait_for_port
+from tests.conftest import redis_server
 
 START, END = "2013-01-01", "2013-01-21"
 
@@ -52,7 +50,6 @@ def built_home(tmp_path_factory) -> Path:
 @pytest.fixture
 def fenv(built_home, tmp_path, monkeypatch) -> FeatureEnv:
     """A private copy of the built home (its own registry, online store and progress record)."""
-    import shutil
 
     from components.store import open_store
 
@@ -62,31 +59,6 @@ def fenv(built_home, tmp_path, monkeypatch) -> FeatureEnv:
     monkeypatch.setenv("FLIGHTDECK_PROFILE", "local")
     monkeypatch.delenv("FLIGHTDECK_FEAST_YAML", raising=False)
     return FeatureEnv(home=home, store=open_store())
-
-
-@contextlib.contextmanager
-def redis_server(work: Path, password: str | None = None):
-    """A real redis-server (no persistence) on a free loopback port, with AUTH when `password` is
-    given (--requirepass, as ElastiCache's AUTH token); yields "127.0.0.1:<port>"."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.fail("redis-server is not installed (scripts/bootstrap.sh installs it)")
-    port = free_port()
-    auth = ["--requirepass", password] if password is not None else []
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(work), *auth], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, proc=proc)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@pytest.fixture
-def redis_url(tmp_path):
-    with redis_server(tmp_path) as url:
-        yield url
 
 
 @dataclass

@@ -15,6 +15,7 @@ from components import features as F
 from components import schema, signature
 from components.errors import StageFailed
 from components.stages import FeaturesBuildParams, MaterializeParams, TrainingSetParams
+from tests.conftest import redis_feast_yaml
 
 TS_START, TS_END = "2013-01-08", "2013-01-21"
 LEAD = pd.Timedelta(hours=2)
@@ -319,18 +320,16 @@ def test_scoring_frame_matches_the_training_rows(training, monkeypatch, built_ho
     pd.testing.assert_frame_equal(frame, rows)
 
 
+def redis_yaml(tmp_path):
+    """The local profile's Feast config with the aws profile's online store section (Redis)."""
+    return redis_feast_yaml(tmp_path / "feature_store.yaml", registry=tmp_path / "redis-registry.db")
+
+
 def test_redis_online_store_matches_offline(fenv, redis_url, monkeypatch, tmp_path):
     """The aws profile's online store section (Redis), on a real redis-server, with the local offline store."""
     import redis
-    import yaml
 
-    aws = yaml.safe_load((F.REPO_DIR / "profiles" / "aws" / "feature_store.yaml").read_text())
-    local = yaml.safe_load((F.REPO_DIR / "profiles" / "local" / "feature_store.yaml").read_text())
-    config = {**local, "online_store": aws["online_store"]}
-    config["registry"] = {**local["registry"], "path": str(tmp_path / "redis-registry.db")}
-    path = tmp_path / "feature_store.yaml"
-    path.write_text(yaml.safe_dump(config))
-    monkeypatch.setenv("FLIGHTDECK_FEAST_YAML", str(path))
+    monkeypatch.setenv("FLIGHTDECK_FEAST_YAML", str(redis_yaml(tmp_path)))
     monkeypatch.setenv("FLIGHTDECK_REDIS_URL", redis_url)
     assert F.feature_store().config.online_store.type == "redis"
 

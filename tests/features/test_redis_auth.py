@@ -14,32 +14,23 @@ import os
 import shutil
 
 import pytest
-import yaml
 
 from components import features as F
 from components.cli import main as cli_main
 from components.errors import StageFailed
 from components.settings import SettingsError, load_settings
 from components.stages import FeaturesBuildParams, MaterializeParams
-from tests.features.conftest import END, START, redis_server
-from tests.features.test_features import _assert_online_equals_offline, _day_end, _probe_flights
+from tests.conftest import redis_server
+from tests.features.conftest import END, START
+from tests.features.test_features import _assert_online_equals_offline, _day_end, _probe_flights, redis_yaml
 
-
-def _redis_yaml(tmp_path):
-    """The local profile's Feast config with the aws profile's online store section (Redis)."""
-    aws = yaml.safe_load((F.REPO_DIR / "profiles" / "aws" / "feature_store.yaml").read_text())
-    local = yaml.safe_load((F.REPO_DIR / "profiles" / "local" / "feature_store.yaml").read_text())
-    config = {**local, "online_store": aws["online_store"]}
-    config["registry"] = {**local["registry"], "path": str(tmp_path / "redis-registry.db")}
-    path = tmp_path / "feature_store.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite's long poles
 
 
 @pytest.fixture
 def on_redis(fenv, redis_auth, monkeypatch, tmp_path):
     """fenv's feature tables, the online store on the password-protected redis-server, no password set."""
-    monkeypatch.setenv("FLIGHTDECK_FEAST_YAML", str(_redis_yaml(tmp_path)))
+    monkeypatch.setenv("FLIGHTDECK_FEAST_YAML", str(redis_yaml(tmp_path)))
     monkeypatch.setenv("FLIGHTDECK_REDIS_URL", redis_auth.url)
     monkeypatch.delenv("FLIGHTDECK_REDIS_PASSWORD", raising=False)
     return fenv
@@ -145,7 +136,7 @@ def test_a_wrong_password_is_refused_saying_so(on_redis, redis_auth, monkeypatch
 
 
 def test_a_password_for_a_server_without_one_is_refused_saying_so(fenv, redis_url, monkeypatch, tmp_path):
-    monkeypatch.setenv("FLIGHTDECK_FEAST_YAML", str(_redis_yaml(tmp_path)))
+    monkeypatch.setenv("FLIGHTDECK_FEAST_YAML", str(redis_yaml(tmp_path)))
     monkeypatch.setenv("FLIGHTDECK_REDIS_URL", redis_url)
     monkeypatch.setenv("FLIGHTDECK_REDIS_PASSWORD", "pw-not-needed")
     with pytest.raises(StageFailed, match="has no password configured, but FLIGHTDECK_REDIS_PASSWORD is set"):
@@ -163,7 +154,7 @@ def test_feast_gets_the_password_exactly(password, monkeypatch, tmp_path):
         monkeypatch.setenv("FLIGHTDECK_REDIS_URL", url)
         monkeypatch.setenv("FLIGHTDECK_REDIS_PASSWORD", password)
         monkeypatch.setenv("FLIGHTDECK_HOME", str(tmp_path))
-        config = F.feast_config(load_settings(), _redis_yaml(tmp_path))
+        config = F.feast_config(load_settings(), redis_yaml(tmp_path))
         _, params = RedisOnlineStore._parse_connection_string(config.online_store.connection_string)
         assert params["password"] == password
         client = RedisOnlineStore()._get_client(config.online_store)
@@ -174,7 +165,7 @@ def test_connection_string_refusals_do_not_show_the_password(monkeypatch, tmp_pa
     monkeypatch.setenv("FLIGHTDECK_HOME", str(tmp_path))
     monkeypatch.setenv("FLIGHTDECK_REDIS_PASSWORD", "pw,with-comma")
     with pytest.raises(StageFailed, match="contains a comma") as refused:
-        F.feast_config(load_settings(), _redis_yaml(tmp_path))
+        F.feast_config(load_settings(), redis_yaml(tmp_path))
     assert "pw,with-comma" not in str(refused.value)
     # The URL is a ConfigMap value: a password there is refused when the settings are read.
     with pytest.raises(SettingsError, match="FLIGHTDECK_REDIS_URL carries a password") as refused:

@@ -22,7 +22,7 @@ from components.triton import repository
 from components.triton.online import ONLINE_MODEL, online_name
 from components.triton.routing import canary_mask, canary_salt, read_state, records_prefix
 from components.triton.server import TritonServer
-from tests.conftest import free_port, redis_server
+from tests.conftest import free_port, redis_feast_yaml, redis_server
 from tests.serving.conftest import DAY, copy_home, flights_of, metric
 from tests.serving.fixture_models import in_process, scripted_bytes
 
@@ -33,18 +33,6 @@ ONLINE = online_name(MODEL)
 STATE_TTL_S = float(re.search(r"^STATE_TTL_S = ([\d.]+)", ONLINE_MODEL.read_text(), re.M).group(1))
 # ingest + validate + features build of one real day (shared) and a materialization per store dominate.
 pytestmark = pytest.mark.slow
-
-
-def _redis_feast_yaml(path):
-    """The local profile's Feast config with the aws profile's online store (Redis)."""
-    import yaml
-
-    from components.features import REPO_DIR
-
-    aws = yaml.safe_load((REPO_DIR / "profiles" / "aws" / "feature_store.yaml").read_text())
-    local = yaml.safe_load((REPO_DIR / "profiles" / "local" / "feature_store.yaml").read_text())
-    path.write_text(yaml.safe_dump({**local, "online_store": aws["online_store"]}))
-    return path
 
 
 @pytest.fixture(scope="module", params=["sqlite", "redis"])
@@ -64,7 +52,7 @@ def online(request, real_days, tmp_path_factory):
         mp.delenv("FLIGHTDECK_FEAST_YAML", raising=False)
         if request.param == "redis":  # set before Triton starts: the online model's stub inherits it
             mp.setenv("FLIGHTDECK_REDIS_URL", stack.enter_context(redis_server(home)))
-            mp.setenv("FLIGHTDECK_FEAST_YAML", str(_redis_feast_yaml(home / "feature_store_redis.yaml")))
+            mp.setenv("FLIGHTDECK_FEAST_YAML", str(redis_feast_yaml(home / "feature_store_redis.yaml")))
         store = open_store()
         materialize(MaterializeParams(end=END), store)
         assert features.feature_store().config.online_store.type == request.param

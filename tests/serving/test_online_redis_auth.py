@@ -19,24 +19,11 @@ from components.registry import Registry
 from components.stages import DeployParams, MaterializeParams
 from components.triton import repository
 from components.triton.server import TritonServer
-from tests.conftest import free_port
-from tests.features.conftest import redis_server
+from tests.conftest import free_port, redis_feast_yaml, redis_server
 from tests.serving.conftest import DAY, copy_home, flights_of
 from tests.serving.fixture_models import in_process, scripted_bytes
 
 pytestmark = pytest.mark.slow
-
-
-def _redis_feast_yaml(path):
-    """The local profile's Feast config with the aws profile's online store section (Redis)."""
-    import yaml
-
-    from components.features import REPO_DIR
-
-    aws = yaml.safe_load((REPO_DIR / "profiles" / "aws" / "feature_store.yaml").read_text())
-    local = yaml.safe_load((REPO_DIR / "profiles" / "local" / "feature_store.yaml").read_text())
-    path.write_text(yaml.safe_dump({**local, "online_store": aws["online_store"]}))
-    return path
 
 
 def _predict_online_args(store) -> tuple[dict, list[str]]:
@@ -61,7 +48,7 @@ def test_the_online_model_authenticates_with_the_password_of_its_environment(rea
         for k, v in {"FLIGHTDECK_HOME": str(home), "FLIGHTDECK_PROFILE": "local", "FLIGHTDECK_RUNTIME": "local",
                      "FLIGHTDECK_TRITON_URL": f"127.0.0.1:{ports['grpc']}", "FLIGHTDECK_TRITON_ADMIN_KEY": "k",
                      "FLIGHTDECK_REDIS_URL": url, "FLIGHTDECK_REDIS_PASSWORD": password,
-                     "FLIGHTDECK_FEAST_YAML": str(_redis_feast_yaml(home / "feature_store_redis.yaml"))}.items():
+                     "FLIGHTDECK_FEAST_YAML": str(redis_feast_yaml(home / "feature_store_redis.yaml"))}.items():
             mp.setenv(k, v)
         store = open_store()
         materialize(MaterializeParams(end=DAY), store)
