@@ -26,6 +26,8 @@ import pytest
 
 from tests.airflow.conftest import DAGS
 
+pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite's long poles
+
 
 @pytest.fixture(scope="module")
 def dags(airflow_db):

@@ -14,6 +14,8 @@ import pytest
 from tests.airflow.test_dag_runs import run_dag, xcom
 from tests.conftest import local_triton
 
+pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite's long poles
+
 TRAIN_DAY = "2013-03-01"  # trains on the window_days before it
 QUIET_DAY = "2013-03-02"  # the day after the training window: same season
 DRIFTED_DAY = "2013-07-15"  # summer: temperatures ~45 F above the training window's

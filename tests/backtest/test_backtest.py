@@ -23,6 +23,8 @@ import pytest
 
 from components.backtest import BacktestParams, backtest, read_day
 
+pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite's long poles
+
 REPO = Path(__file__).resolve().parents[2]
 START, END = "2013-01-27", "2013-02-05"  # crosses a month end: a partial report on Jan 31
 SMALL = dict(start=START, end=END, train_window_days=10, retrain_every=5, max_epochs=1, patience=1, hidden="16",

@@ -12,6 +12,8 @@ import pytest
 
 from components import features as F
 
+pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite's long poles
+
 REPO = Path(__file__).resolve().parents[2]
 FEAST = REPO / ".venv" / "bin" / "feast"
 YAML = "profiles/local/feature_store.yaml"

@@ -10,6 +10,8 @@ import pytest
 from components.evaluate import Policy, decide, expected_calibration_error, run_prefix, scores
 from components.model import ModelIntegrityError
 
+pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite's long poles
+
 GOOD_CHECKS = [{"name": "invariance", "passed": True}]
 BASELINES = {"carrier_rate": {"roc_auc": 0.62}, "logistic_regression": {"roc_auc": 0.68}, "lightgbm": {"roc_auc": 0.71}}
 

@@ -18,6 +18,8 @@ from components.store import open_store
 from tests.conftest import local_triton
 from tests.serving.fixture_models import scripted_bytes
 
+pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite's long poles
+
 
 @pytest.fixture(scope="module")
 def triton_env(tmp_path_factory):

@@ -22,6 +22,8 @@ from tests.conftest import free_port
 from tests.serving.conftest import flights_frame
 from tests.serving.fixture_models import in_process, scripted_bytes, wrong_signature_bytes
 
+pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite's long poles
+
 MODEL = "flight_delay"
 
 

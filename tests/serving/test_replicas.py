@@ -23,6 +23,8 @@ from tests.conftest import free_port, triton_settings
 from tests.serving.conftest import flights_frame
 from tests.serving.fixture_models import in_process, scripted_bytes
 
+pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite's long poles
+
 MODEL = "flight_delay"
 DATA = {1: scripted_bytes(51), 2: scripted_bytes(52), 3: scripted_bytes(53)}
 
