@@ -23,7 +23,6 @@ GATES = {"max_ece": 0.1, "baseline_margin": -0.02}
 
 def _direct(start: str, end: str) -> tuple[dict[str, float], bool]:
     """The DAG's stages called in order with the DAG's parameters; seconds per stage."""
-    from components.airflow_runtime import deploy_target
     from components.stages import STAGES
 
     seconds: dict[str, float] = {}
@@ -42,7 +41,7 @@ def _direct(start: str, end: str) -> tuple[dict[str, float], bool]:
     evaluation = stage("evaluate", run_id=trained["run_id"], **GATES)
     if evaluation.get("blessed"):
         stage("register", evaluation=evaluation["eval_id"])
-        stage("deploy", target=deploy_target())
+        stage("deploy")
     return seconds, bool(evaluation.get("blessed"))
 
 

@@ -87,11 +87,6 @@ def service_account(spec_name: str) -> str:
     return service_account_for_stage(spec_name)
 
 
-def deploy_target() -> str:
-    """Triton backend of the deployed model: the local CPU server, or the GPU Triton on the cluster."""
-    return "gpu" if load_settings().runtime == "kubernetes" else "cpu"
-
-
 def default_args() -> dict:
     """Retries with exponential backoff and the failure notifier, for every task."""
     delay = float(os.environ.get("FLIGHTDECK_RETRY_DELAY_S", "60"))

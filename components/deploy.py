@@ -378,15 +378,10 @@ def _wait_until_not_loading(client: TritonClient, model: str, timeout_s: float) 
         time.sleep(0.2)
 
 
-def natural_target(settings) -> str:
-    """The Triton target of the runtime: the GPU Triton (libtorch) on the cluster, else the local CPU server."""
-    return "gpu" if settings.runtime == "kubernetes" else "cpu"
-
-
 def default_target(store: ArtifactStore, settings) -> str:
     """The target of a deploy that names none: what the serving state says serves now (so a rollback or
     a redeploy never switches backends behind the operator's back), else the runtime's natural target."""
     state, _ = read_state(store, settings.model_name)
     if state is not None and state.target in repository.TARGETS:
         return state.target
-    return natural_target(settings)
+    return settings.triton_target

@@ -82,6 +82,12 @@ class Settings:
         prefix = self.s3_prefix.strip("/")
         return f"s3://{self.s3_bucket}/{prefix}" if prefix else f"s3://{self.s3_bucket}"
 
+    @property
+    def triton_target(self) -> str:
+        """The Triton target of this runtime: the GPU Triton (pytorch_libtorch) on the cluster, the
+        local CPU server (python backend) otherwise. Deploy falls back to it when nothing serves yet."""
+        return "gpu" if self.runtime == "kubernetes" else "cpu"
+
     def redact(self, text: str) -> str:
         """`text` with every secret setting's value masked."""
         for name in SECRET_SETTINGS:

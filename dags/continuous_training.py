@@ -13,7 +13,6 @@ from components.airflow_runtime import (
     DRIFT,
     START_DATE,
     default_args,
-    deploy_target,
     param_default,
     run_callbacks,
     stage_task,
@@ -55,7 +54,7 @@ with DAG(
     blessed = step(steps.blessed_branch, task_id="blessed", branch=True)
     rejected = step(steps.challenger_rejected)
     register = stage_task("register", evaluation=xcom("evaluate", "eval_id"))
-    deploy = stage_task("deploy", target=deploy_target())
+    deploy = stage_task("deploy")  # the target that serves now, else the runtime's (DeployParams.target)
 
     window >> ingest >> validate >> build >> training_set >> train >> evaluate >> blessed
     blessed >> [register, rejected]

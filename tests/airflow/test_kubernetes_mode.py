@@ -13,6 +13,7 @@ import json
 import pytest
 
 from components import cluster
+from components.settings import Settings
 from tests.airflow.conftest import DAGS
 from tests.infra.test_k8s import pss_restricted_violations
 
@@ -271,7 +272,11 @@ def test_rendered_args_are_the_stage_cli(k8s_dagbag):
         if task_id == "train":
             assert (parsed.train_start, parsed.train_end) == ("2013-03-04", "2013-05-26")
         elif task_id == "deploy":
-            assert parsed.target == "gpu"  # the cluster's Triton runs the libtorch backend on GPUs
+            # No target in the DAG: the stage deploys to the target that serves now, else its runtime's, and
+            # the pods' settings (the flightdeck-settings ConfigMap) say kubernetes: the libtorch Triton on GPUs.
+            # (tests/infra/test_terraform.py checks the ConfigMap's FLIGHTDECK_RUNTIME).
+            assert parsed.target == ""
+            assert Settings(runtime="kubernetes").triton_target == "gpu"
         elif task_id == "evaluate":
             assert (parsed.run_id, parsed.max_ece, parsed.baseline_margin) == ("r-1", 0.05, 0.0)
         else:
