@@ -498,6 +498,7 @@ def build(params: FeaturesBuildParams, store: ArtifactStore | None = None) -> di
         "rows_built": built, "table_rows": rows, "applied_views": views,
         "seconds": round(seconds, 3), "read_seconds": round(t_read, 3),
         "apply_seconds": round(time.perf_counter() - t_apply, 3),
+        "uri": store.uri("features"),  # features/<view>.parquet, one table per view (the KFP Dataset)
     }
     log.info("features build %s..%s: %s", first, last, built)
     return result
@@ -624,7 +625,7 @@ def training_set(params: TrainingSetParams, store: ArtifactStore | None = None) 
         uri = target
     seconds = time.perf_counter() - t0
     return {
-        "out": uri, "rows": len(frame), "columns": len(frame.columns), "shape": list(frame.shape),
+        "out": uri, "uri": uri, "rows": len(frame), "columns": len(frame.columns), "shape": list(frame.shape),
         "label_rate": round(float(frame[signature.LABEL].mean()), 4),
         "missing_rate": {c: round(float(frame[c].isna().mean()), 4) for c in signature.NUMERIC if frame[c].isna().any()},
         "seconds": round(seconds, 3),

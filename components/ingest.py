@@ -57,6 +57,7 @@ def ingest(params: IngestParams, store: ArtifactStore | None = None) -> dict:
             rows += len(part)
         result["tables"][name] = {"rows": rows, "partitions": len(days)}
     result["seconds"] = round(time.perf_counter() - t0, 3)
+    result["uri"] = store.uri("raw")  # raw/<table>/date=<day>/ for every day of the range (the KFP Dataset)
     log.info("ingest %s..%s from %s: %s", params.start, params.end, params.source, result["tables"])
     return result
 

@@ -133,6 +133,7 @@ def validate(params: ValidateParams, store: ArtifactStore | None = None) -> dict
         "quarantined": [o.report for o in failed],
         "seconds": seconds,
         "great_expectations": gx.gx_version,
+        "uri": store.uri("validated"),  # validated/<table>/date=<day>/ for every day of the range (the KFP Dataset)
     }
     log.info("validate %s..%s: %s passed, %s failed in %.1f s", params.start, params.end,
              result["passed"], result["failed"], seconds)

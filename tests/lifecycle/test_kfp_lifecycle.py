@@ -70,6 +70,72 @@ def test_batch_prediction_pipeline_scores_every_flight_once(quiet_day_scored, tr
     assert (preds["event_timestamp"] <= preds["sched_dep_utc"]).all()
 
 
+def _typed_outputs(pipeline: str) -> dict[tuple[str, str], list[dict]]:
+    """{(step, output): [metadata per kfp.local run]} of every Dataset and Model output the compiled
+    pipeline declares, read from the executor_output.json each step of each run wrote under the
+    pipeline root (run_local's: FLIGHTDECK_HOME/kfp/<pipeline>-<time>/<step>/)."""
+    import json
+
+    import yaml
+
+    from components.settings import load_settings
+    from pipelines.cli import COMPILED_DIR
+
+    spec = next(yaml.safe_load_all((COMPILED_DIR / f"{pipeline}.yaml").read_text()))
+    declared = {(comp.removeprefix("comp-"), output)
+                for comp, body in spec["components"].items()
+                for output, art in body.get("outputDefinitions", {}).get("artifacts", {}).items()
+                if art["artifactType"]["schemaTitle"] in ("system.Dataset", "system.Model")}
+    runs = sorted((load_settings().home_path / "kfp").glob(spec["pipelineInfo"]["name"] + "-2*"))
+    assert runs, f"no kfp.local run of {pipeline}"
+    found: dict[tuple[str, str], list[dict]] = {key: [] for key in declared}
+    for run in runs:
+        for step, output in declared:
+            written = json.loads((run / step / "executor_output.json").read_text())
+            (artifact,) = written["artifacts"][output]["artifacts"]
+            found[step, output].append(artifact["metadata"])
+    return found
+
+
+def _in_store(store, uri: str) -> bool:
+    """The store URI names an object, or a prefix with objects under it."""
+    root = store.uri().rstrip("/") + "/"
+    assert uri.startswith(root), f"{uri} is not in the artifact store {root}"
+    key = uri[len(root):]
+    return store.exists(key) or bool(store.list(key + "/"))
+
+
+def test_every_dataset_and_model_output_points_into_the_store(quiet_day_scored, trained):
+    """What the KFP UI links a step's Dataset/Model to: store_uri, the stage result's `uri`."""
+    from components.store import open_store
+
+    store = open_store()
+    expected = {
+        "training": {("ingest", "raw"), ("validate", "validated"), ("features-build", "tables"),
+                     ("training-set", "training_set"), ("train", "model"), ("register", "model")},
+        "batch_prediction": {("ingest", "raw"), ("validate", "validated"), ("features-build", "tables"),
+                             ("predict-batch", "predictions")},
+    }
+    for pipeline, outputs in expected.items():
+        found = _typed_outputs(pipeline)
+        assert set(found) == outputs, pipeline
+        for (step, output), runs in found.items():
+            for meta in runs:
+                uri = meta["store_uri"]
+                assert uri and _in_store(store, uri), (pipeline, step, output, meta)
+                if step in ("ingest", "validate"):  # the area holding the run's date range
+                    area = "raw" if step == "ingest" else "validated"
+                    assert uri == store.uri(area)
+                    day = schema.parse_day(meta["start"])
+                    key = schema.raw_key("flights", day) if step == "ingest" else schema.validated_prefix("flights", day)
+                    assert store.uri(key).startswith(uri + "/") and _in_store(store, store.uri(key))
+    (training_set,) = _typed_outputs("training")["training-set", "training_set"]
+    assert training_set["store_uri"] == training_set["out"]
+    assert training_set["store_uri"].endswith(f"training_sets/{TRAIN['start']}_{TRAIN['end']}.parquet")
+    (model,) = _typed_outputs("training")["train", "model"]
+    assert model["store_uri"] == store.uri(model["prefix"])
+
+
 def test_rerun_replaces_the_partition(quiet_day_scored):
     from components.batch_predict import read_predictions
     from components.stages import STAGES
