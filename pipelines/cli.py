@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,18 +31,22 @@ def code_version() -> str:
     return __version__
 
 
-def compile_all(out_dir: Path = COMPILED_DIR) -> list[Path]:
+def compile_pipeline(name: str, out_dir: Path) -> Path:
+    """Write one pipeline's IR YAML to out_dir/<name>.yaml."""
     from kfp import compiler
 
     from pipelines.definitions import PIPELINES
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, pipeline in PIPELINES.items():
-        path = out_dir / f"{name}.yaml"
-        compiler.Compiler().compile(pipeline, str(path))
-        written.append(path)
-    return written
+    path = out_dir / f"{name}.yaml"
+    compiler.Compiler().compile(PIPELINES[name], str(path))
+    return path
+
+
+def compile_all(out_dir: Path = COMPILED_DIR) -> list[Path]:
+    from pipelines.definitions import PIPELINES
+
+    return [compile_pipeline(name, out_dir) for name in PIPELINES]
 
 
 def run_local(name: str, arguments: dict, pipeline_root: str | None = None):
@@ -65,32 +73,59 @@ def local_arguments(name: str, arguments: dict, settings) -> dict:
     return dict(arguments)
 
 
-def submit(name: str, host: str, arguments: dict, experiment: str, service_account: str, namespace: str):
-    """Upload the compiled pipeline as a version named after the code version, and start a run."""
+def submit(name: str, host: str, arguments: dict, experiment: str, service_account: str, namespace: str) -> dict:
+    """Upload the compiled pipeline as a version named after the code version, and start a run named after it.
+
+    The pipeline (flightdeck-<name>) is uploaded on the first submit and found by name afterwards. Its
+    version is named `<pipeline>-<code version>-ir-<sha256 of the IR, 8 hex>`: KFP refuses a second version
+    of one name in a pipeline, so a submit of code that is already there (another date range, a rerun)
+    reuses that version, while an edited dirty tree (git describe unchanged) or other images
+    (FLIGHTDECK_IMAGE_TAG) make another IR and so a version of their own. The IR is compiled into a
+    temporary folder, removed afterwards. kfp prints its links to stderr; stdout stays the JSON result.
+    """
+    pipeline_name = f"flightdeck-{name.replace('_', '-')}"
+    version = code_version()
+    with tempfile.TemporaryDirectory(prefix="flightdeck-kfp-") as tmp, contextlib.redirect_stdout(sys.stderr):
+        package = str(compile_pipeline(name, Path(tmp)))
+        digest = hashlib.sha256(Path(package).read_bytes()).hexdigest()[:8]
+        version_name = f"{pipeline_name}-{version}-ir-{digest}"
+        client = _client(host, namespace)
+        pipeline_id = client.get_pipeline_id(pipeline_name)
+        if pipeline_id is None:
+            pipeline_id = client.upload_pipeline(package, pipeline_name=pipeline_name).pipeline_id
+        pv = _pipeline_version(client, pipeline_id, version_name)
+        if pv is None:
+            pv = client.upload_pipeline_version(package, pipeline_version_name=version_name, pipeline_id=pipeline_id)
+        run_name = f"{pipeline_name}-{version}-{time.strftime('%Y%m%dT%H%M%S')}"
+        experiment_id = client.create_experiment(experiment, namespace=namespace).experiment_id
+        # kfp 2.16 applies enable_caching only to a run from a package, not to one from a pipeline version:
+        # no step is cached because every task of the IR says so (definitions._configure, tests/kfp).
+        run = client.run_pipeline(experiment_id=experiment_id, job_name=run_name, params=arguments,
+                                  pipeline_id=pipeline_id, version_id=pv.pipeline_version_id,
+                                  service_account=service_account, enable_caching=False)
+    return {"pipeline": pipeline_name, "pipeline_id": pipeline_id, "pipeline_version": pv.display_name,
+            "pipeline_version_id": pv.pipeline_version_id, "run_name": run_name, "run_id": run.run_id}
+
+
+def _client(host: str, namespace: str):
     import kfp
 
-    out_dir = Path(f"/tmp/flightdeck-kfp-{int(time.time())}")
-    paths = {p.stem: p for p in compile_all(out_dir)}
-    version = code_version()
     try:
-        client = kfp.Client(host=host, namespace=namespace)
+        # The constructor asks the API's healthz (multi-user or not): the first call that needs the endpoint.
+        return kfp.Client(host=host, namespace=namespace)
     except Exception as exc:  # urllib3 / kfp_server_api raise several types for an unreachable host
         from components.errors import StageFailed
 
         raise StageFailed(f"cannot reach Kubeflow Pipelines at {host}: {exc}. The pipeline compiled fine; "
                           "check the URL, your port-forward or ingress, and credentials.") from exc
-    pipeline_name = f"flightdeck-{name.replace('_', '-')}"
-    pipeline_id = client.get_pipeline_id(pipeline_name)
-    if pipeline_id is None:
-        pipeline_id = client.upload_pipeline(str(paths[name]), pipeline_name=pipeline_name).pipeline_id
-    pv = client.upload_pipeline_version(str(paths[name]), pipeline_version_name=f"{pipeline_name}-{version}",
-                                        pipeline_id=pipeline_id)
-    run_name = f"{pipeline_name}-{version}-{time.strftime('%Y%m%dT%H%M%S')}"
-    experiment_id = client.create_experiment(experiment, namespace=namespace).experiment_id
-    run = client.run_pipeline(experiment_id=experiment_id, job_name=run_name, params=arguments,
-                              pipeline_id=pipeline_id, version_id=pv.pipeline_version_id,
-                              service_account=service_account, enable_caching=False)
-    return {"pipeline": pipeline_name, "pipeline_version": pv.display_name, "run_name": run_name, "run_id": run.run_id}
+
+
+def _pipeline_version(client, pipeline_id: str, version_name: str):
+    """The pipeline's version of that name, or None."""
+    name_filter = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name",
+                                              "stringValue": version_name}]})
+    found = client.list_pipeline_versions(pipeline_id=pipeline_id, filter=name_filter).pipeline_versions or []
+    return next((v for v in found if v.display_name == version_name), None)
 
 
 def _typed(value: str):

@@ -205,14 +205,16 @@ def test_side_effect_steps_are_never_cached_and_gate_never_retries():
             assert tasks["ingest"]["retryPolicy"]["maxRetryCount"] == 2
 
 
-def test_submit_reaches_the_client_call_and_names_the_host():
-    """Everything up to the API call runs here; the call itself needs a cluster."""
-    import pytest
+def test_submit_to_an_unreachable_host_names_it_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    """The API calls themselves against a stand-in server: tests/kfp/test_submit.py."""
+    import tempfile
 
     from components.errors import StageFailed
 
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where submit compiles the IR
     with pytest.raises(StageFailed, match="cannot reach Kubeflow Pipelines at http://127.0.0.1:9"):
         submit("training", "http://127.0.0.1:9", {"start": "2013-01-01"}, "flightdeck", "flightdeck-train", "kubeflow")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_deploy_step_serves_only_a_blessed_version(home):
