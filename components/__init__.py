@@ -1,3 +1,19 @@
 """flightdeck: the ML lifecycle stages. One module per stage, each with a typed spec and one entry function."""
 
 __version__ = "0.1.0"
+
+
+def code_version() -> str:
+    """The version of this code that lineage records, pipeline versions and run names carry:
+    `<package version>+<git describe>` in a checkout (dev, CI), else the package version (an image)."""
+    import subprocess
+    from pathlib import Path
+
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parents[1], timeout=10)
+        if out.returncode == 0 and out.stdout.strip():
+            return f"{__version__}+{out.stdout.strip()}"
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return __version__

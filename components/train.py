@@ -21,19 +21,17 @@ import json
 import logging
 import math
 import os
-import subprocess
 import time
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from components import schema
+from components import code_version, schema
 from components.errors import StageFailed
 from components.model import DelayModel, build_vocabularies, export_bytes, numeric_statistics
 from components.signature import CATEGORICAL, KEYS, LABEL, NUMERIC, signature_json, to_tensors
@@ -127,24 +125,6 @@ def pick_device(choice: str) -> torch.device:
     if choice not in ("cpu", "cuda"):
         raise StageFailed(f"--device {choice!r} is not one of auto, cpu, cuda")
     return torch.device(choice)
-
-
-def code_version() -> str:
-    """git describe of the checkout when there is one (dev, CI), else the installed package version."""
-    repo = Path(__file__).resolve().parents[1]
-    try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=repo, capture_output=True,
-                             text=True, timeout=10)
-        if out.returncode == 0 and out.stdout.strip():
-            return "git:" + out.stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return "flightdeck==" + version("flightdeck")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 # -- fitting ------------------------------------------------------------------------------------

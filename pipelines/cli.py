@@ -6,29 +6,15 @@ import argparse
 import contextlib
 import hashlib
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from components import code_version
 from components.cli import EXTRA_COMMANDS
 
 COMPILED_DIR = Path(__file__).resolve().parent / "compiled"
-
-
-def code_version() -> str:
-    """The code version that pipeline versions and run names carry: git describe, else the package version."""
-    from components import __version__
-
-    try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parents[1], timeout=5)
-        if out.returncode == 0 and out.stdout.strip():
-            return f"{__version__}+{out.stdout.strip()}"
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    return __version__
 
 
 def compile_pipeline(name: str, out_dir: Path) -> Path:
@@ -67,9 +53,9 @@ def run_local(name: str, arguments: dict, pipeline_root: str | None = None):
 def local_arguments(name: str, arguments: dict, settings) -> dict:
     """A kfp.local run's arguments. The compiled training pipeline deploys to the cluster's GPU
     Triton (deploy_target defaults to gpu, where its deploy step runs); kfp.local deploys to the
-    settings' Triton, the CPU server of the local runtime (as the Airflow DAG's deploy_target())."""
+    settings' Triton: its runtime's target (Settings.triton_target, the local CPU server)."""
     if name == "training":
-        return {"deploy_target": "gpu" if settings.runtime == "kubernetes" else "cpu", **arguments}
+        return {"deploy_target": settings.triton_target, **arguments}
     return dict(arguments)
 
 

@@ -26,7 +26,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import yaml
 
-from pipelines.cli import COMPILED_DIR, code_version
+from components import code_version
+from pipelines.cli import COMPILED_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 API = "/apis/v2beta1"
