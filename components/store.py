@@ -184,8 +184,18 @@ class ArtifactStore:
 
 
 def parquet_bytes(df: pd.DataFrame) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    # An object column with no values (an empty day's stats table) would be typed null, and a reader's
+    # join on it then fails ("carrier:int32 and carrier:string are not comparable"): our object
+    # columns hold strings, so say so.
+    for i, field in enumerate(table.schema):
+        if pa.types.is_null(field.type) and df[field.name].dtype == object:
+            table = table.set_column(i, pa.field(field.name, pa.string()), table.column(i).cast(pa.string()))
     buf = io.BytesIO()
-    df.to_parquet(buf, index=False, compression="zstd")
+    pq.write_table(table, buf, compression="zstd")
     return buf.getvalue()
 
 

@@ -311,6 +311,36 @@ def test_an_older_interval_after_a_newer_one_keeps_the_newer_online_values(fenv)
     assert regressed, "Feast's SQLite store now keeps the newest row: the repair chunks are no longer needed"
 
 
+def test_the_first_day_of_the_data_alone_builds_trains_and_materializes(tmp_path, monkeypatch):
+    """A build over 2013-01-01 alone has no earlier flights, so its daily stats tables are empty: they keep
+    their key types (not null, which Feast's join refused: "carrier:int32 and carrier:string are not
+    comparable") and the training rows carry missing stats, not an error."""
+    from components.ingest import ingest
+    from components.stages import IngestParams, ValidateParams
+    from components.store import open_store
+    from components.validate import validate
+
+    monkeypatch.setenv("FLIGHTDECK_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FLIGHTDECK_PROFILE", "local")
+    monkeypatch.delenv("FLIGHTDECK_FEAST_YAML", raising=False)
+    store, day = open_store(), "2013-01-01"
+    flights = ingest(IngestParams(start=day, end=day), store)
+    validate(ValidateParams(start=day, end=day), store)
+    built = F.build(FeaturesBuildParams(start=day, end=day), store)
+    assert built["rows_built"]["carrier_daily_stats"] == built["rows_built"]["route_daily_stats"] == 0
+    for view in ("carrier_daily_stats", "route_daily_stats"):
+        table = store.read_parquet(F.table_key(view))
+        assert table.empty and list(table.columns)[:2] == [_views()[view][0], "as_of_date"]
+    out = F.training_set(TrainingSetParams(start=day, end=day), store)
+    rows = store.read_parquet(f"training_sets/{day}_{day}.parquet")
+    assert out["rows"] == len(rows) == flights["tables"]["flights"]["rows"] > 800
+    stats = [c for c in rows.columns if c.startswith(("carrier_", "route_"))]
+    assert len(stats) == 7 and rows[stats].isna().all().all()
+    assert rows["temp"].notna().mean() > 0.9  # the other views still joined
+    done = F.materialize(MaterializeParams(start=day, end=day), store)
+    assert done["chunks"] >= 1
+
+
 def test_scoring_frame_matches_the_training_rows(training, monkeypatch, built_home):
     store, df, _ = training
     monkeypatch.setenv("FLIGHTDECK_HOME", str(built_home))

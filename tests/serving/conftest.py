@@ -15,8 +15,7 @@ from components import signature
 from tests.conftest import triton_settings
 
 # Real flights of a few days: the day that is scored (batch) or served (online) has carrier and route
-# statistics from the days before it. (With a single day those tables are empty, and Feast's DuckDB join
-# then fails on their null-typed key columns: "carrier:int32 and carrier:string are not comparable".)
+# statistics from the days before it (a first day alone would score with those features missing).
 START, DAY = "2013-01-01", "2013-01-03"
 
 
