@@ -199,6 +199,9 @@ def parquet_bytes(df: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+STALE_TEMP_SECONDS = 3600  # far longer than any single write takes
+
+
 class LocalStore(ArtifactStore):
     def __init__(self, root_dir: str | Path):
         self.base = Path(root_dir).resolve()
@@ -233,6 +236,14 @@ class LocalStore(ArtifactStore):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        # A writer killed mid-write (SIGKILL, OOM) leaves its hidden temp file; readers never see it,
+        # and the next write of the key sweeps it once it is clearly not a live writer's.
+        for stale in path.parent.glob(f".{path.name}.tmp-*"):
+            try:
+                if time.time() - stale.stat().st_mtime > STALE_TEMP_SECONDS:
+                    stale.unlink()
+            except FileNotFoundError:
+                pass
 
     def list(self, prefix: str = "") -> list[str]:
         start = self._path(prefix) if prefix else self.base

@@ -141,6 +141,26 @@ def test_killed_publisher_leaves_nothing_readable(home):
     assert list(store.published("big")["files"]) == ["f0.bin"]
 
 
+def test_a_killed_writers_temp_file_is_swept_by_the_next_write_of_its_key(home):
+    """What SIGKILL leaves mid-write_bytes (the hidden temp beside the key) is never listed, and the
+    next write of the key removes it once it is older than any live write; a fresh one (a writer
+    still at work) stays."""
+    from components.store import STALE_TEMP_SECONDS
+
+    store = open_store()
+    store.write_bytes("raw/day.parquet", b"v1")
+    folder = store._path("raw/day.parquet").parent
+    stale, live = folder / ".day.parquet.tmp-killed", folder / ".day.parquet.tmp-live"
+    stale.write_bytes(b"half")
+    live.write_bytes(b"half")
+    old = time.time() - STALE_TEMP_SECONDS - 60
+    os.utime(stale, (old, old))
+    assert store.list("raw/") == ["raw/day.parquet"]
+    store.write_bytes("raw/day.parquet", b"v2")
+    assert not stale.exists() and live.exists()
+    assert store.read_bytes("raw/day.parquet") == b"v2"
+
+
 def _slow_s3_publisher(env: dict) -> None:
     os.environ.update(env)
     store = open_store()
