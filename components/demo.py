@@ -211,14 +211,24 @@ def _metrics_table(eval_id: str | None) -> list[str]:
     return out
 
 
+def _scored_line(af, tis) -> str:
+    """What a batch-prediction run scored, as the demo prints it."""
+    scored = af.xcom(tis["predict_batch"]) if "predict_batch" in tis else af.xcom(tis["publish_predictions"])
+    scored = scored or {}
+    by_feature = sorted((scored.get("missing_by_feature") or {}).items(), key=lambda kv: -kv[1])
+    # wind_gust is missing in most of the source's hours (no gust reported): name the features, so a
+    # high count reads as what it is.
+    which = f" ({', '.join(f'{k} {n}' for k, n in by_feature[:4])})" if by_feature else ""
+    return (f"   scored {scored.get('rows')} flights through {scored.get('scored_by', 'triton')}, mean P(late) "
+            f"{scored.get('mean_probability')}, {scored.get('flights_with_missing_features')} with a missing "
+            f"feature{which}")
+
+
 def _score_and_monitor(af, dags, day: str) -> dict:
     dr, tis = _run(af, dags["batch_prediction"], day)
     if dr.state != "success":
         return {}
-    scored = af.xcom(tis["predict_batch"]) if "predict_batch" in tis else af.xcom(tis["publish_predictions"])
-    scored = scored or {}
-    say(f"   scored {scored.get('rows')} flights through {scored.get('scored_by', 'triton')}, mean P(late) "
-        f"{scored.get('mean_probability')}, {scored.get('flights_with_missing_features')} with missing features")
+    say(_scored_line(af, tis))
     dr, tis = _run(af, dags["monitoring"], day)
     result = af.xcom(tis["monitor"]) or {}
     drifted = ", ".join(result.get("drifted_features") or []) or "none"

@@ -78,6 +78,9 @@ def test_lifecycle(lifecycle_env, dags):
         assert dr.state == "success"
         assert store.published(f"predictions/date={day}") is not None
         assert xcom(tis["publish_predictions"])["date"] == day
+        scored, line = xcom(tis["predict_batch"]), demo._scored_line(airflow_local, tis)
+        worst = max(scored["missing_by_feature"], key=scored["missing_by_feature"].get)
+        assert f"scored {scored['rows']} flights through triton" in line and f"({worst} " in line, line
     events, queued = asset_rows("flight_delay_predictions")
     assert sorted(e[1]["date"] for e in events) == [QUIET_DAY, DRIFTED_DAY]
     assert set(queued) == {"monitoring"}  # each predictions event schedules monitoring
