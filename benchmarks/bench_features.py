@@ -12,13 +12,11 @@ Measured, each with a baseline from the same run on the same data:
   and in one-day chunks; baseline: the same interval in a single chunk. Each with its own peak RSS
   (VmHWM reset before it), since a bounded chunk is what keeps materialization's memory flat.
 
-Last full run (docs/BENCHMARKS.md, 2026-11-23, 2 shared cores, 1-minute load 1.1-2.7): Feast's
-point-in-time join 1.72 s vs the direct DuckDB join 0.95 s (1.82x, identical values in all 17 feature
-columns); the whole training-set stage 5.2 s on its first call, 4.2 s on the second; a fresh
-`flightdeck features training-set` process 12.6 s, of which 6.5 s are interpreter start and the feast
-import; build 97k flights/s (3.5 s for the year; apply 0.04 s); materialize in one-day chunks 71 s
-(366 chunks, 0.19 s each) vs 5.3 s as one chunk (13.5x), a re-run of the same interval 0 chunks in
-0.4 s; an online lookup of one flight (SQLite) p50 0.50 ms, p99 0.9 ms. Feast's join was 9x the
+Last full run (docs/BENCHMARKS.md, 2026-12-01, 2 slow cores): Feast's point-in-time join 2.23 s vs the
+direct DuckDB join 0.93 s (2.41x, identical values in all 17 feature columns); the whole training-set stage
+5.5 s on its first call; a fresh `flightdeck features training-set` process 19.4 s, 8.8 s of it
+interpreter start and the feast import; materialize of the year 15.0 s in 31-day chunks, 154 s in one-day
+chunks, 10.0 s as one chunk; a re-run of the same interval 0 chunks in 0.3 s. Feast's join was 9x the
 direct one before the feature tables got the as_of_date bucket key and the dense hourly weather series
 (DuckDB ran it as a hash join on one key per airport with the time conditions as a filter: ~1e9
 candidate pairs); what is left over the direct join is Feast's entity_row_id strings, its ROW_NUMBER()
