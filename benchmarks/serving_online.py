@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -186,36 +185,16 @@ def _check_http(host_port: str, path: str, body: str) -> None:
 
 @contextlib.contextmanager
 def _redis_server(work: Path):
-    """A throwaway redis-server on a free loopback port (as tests/features does); None if not installed."""
-    from tests.conftest import free_port, wait_for_port
+    """The tests' throwaway redis-server on a free loopback port; None if it is not installed."""
+    from tests.conftest import redis_server
 
-    exe = shutil.which("redis-server")
-    if exe is None:
+    if shutil.which("redis-server") is None:
         print("bench: redis-server is not installed (scripts/bootstrap.sh installs it): the Redis online "
               "store measurements are left out", file=sys.stderr)
         yield None
         return
-    port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(work)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, proc=proc)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _redis_feast_yaml(path: Path) -> Path:
-    """The local profile's Feast config with the aws profile's online store (Redis)."""
-    import yaml
-
-    from components.features import REPO_DIR
-
-    aws = yaml.safe_load((REPO_DIR / "profiles" / "aws" / "feature_store.yaml").read_text())
-    local = yaml.safe_load((REPO_DIR / "profiles" / "local" / "feature_store.yaml").read_text())
-    path.write_text(yaml.safe_dump({**local, "online_store": aws["online_store"]}))
-    return path
+    with redis_server(work) as url:
+        yield url
 
 
 @contextlib.contextmanager
@@ -246,7 +225,9 @@ def online_results(ctx: Context, ports: dict, version: int) -> list[Result]:
         runs = [_measure_store("SQLite", ctx, ports, version, requests, wrk)]
         with _redis_server(redis_home) as redis_url:
             if redis_url:
-                yaml_path = _redis_feast_yaml(redis_home / "feature_store_redis.yaml")
+                from tests.conftest import redis_feast_yaml
+
+                yaml_path = redis_feast_yaml(redis_home / "feature_store_redis.yaml")
                 with _env(FLIGHTDECK_HOME=str(redis_home), FLIGHTDECK_FEAST_YAML=str(yaml_path),
                           FLIGHTDECK_REDIS_URL=redis_url):
                     runs.append(_measure_store("Redis", ctx, ports, version, requests, wrk))

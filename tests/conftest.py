@@ -43,6 +43,20 @@ def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | Non
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout} s")
 
 
+@contextlib.contextmanager
+def listening(argv: list[str], port: int, **popen):
+    """Run a server process until it listens on 127.0.0.1:`port`; yields the process, stops it after.
+    Its output is discarded unless `popen` says otherwise (stdout=..., env=...)."""
+    popen = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, **popen}
+    proc = subprocess.Popen(argv, **popen)
+    try:
+        wait_for_port(port, proc=proc)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
     """A fresh local-profile FLIGHTDECK_HOME for one test."""
@@ -64,16 +78,9 @@ def s3_endpoint():
     """A real S3 HTTP endpoint: moto_server in a separate process on a free localhost port."""
     port = free_port()
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-    )
-    try:
-        wait_for_port(port, proc=proc)
+    with listening([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], port,
+                   env=env):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.fixture
@@ -155,14 +162,9 @@ def redis_server(work: Path, password: str | None = None):
         pytest.fail("redis-server is not installed (scripts/bootstrap.sh installs it)")
     port = free_port()
     auth = ["--requirepass", password] if password is not None else []
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(work), *auth], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, proc=proc)
+    with listening([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                    "--dir", str(work), *auth], port):
         yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def redis_feast_yaml(path: Path, registry: Path | None = None) -> Path:

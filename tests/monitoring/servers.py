@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import free_port, wait_for_port
+from tests.conftest import free_port, listening
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "infra/monitoring/alerts.yml"
@@ -45,15 +45,9 @@ def pushgateway(workdir: Path):
     """A real Pushgateway on a free localhost port; yields its host:port."""
     binary = required_tool("prometheus-pushgateway")
     port = free_port()
-    proc = subprocess.Popen([binary, f"--web.listen-address=127.0.0.1:{port}",
-                             f"--persistence.file={workdir / 'pgw.data'}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, proc=proc)
+    with listening([binary, f"--web.listen-address=127.0.0.1:{port}", f"--persistence.file={workdir / 'pgw.data'}"],
+                   port):
         yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 class Prometheus:
@@ -93,12 +87,9 @@ def prometheus(workdir: Path, pushgateway_address: str):
                             "static_configs": [{"targets": [pushgateway_address]}]}],
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log = (workdir / "prometheus.log").open("wb")
-    proc = subprocess.Popen([binary, f"--config.file={workdir / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={workdir / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, proc=proc)
+    argv = [binary, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}"]
+    with (workdir / "prometheus.log").open("wb") as log, listening(argv, port, stdout=log, stderr=subprocess.STDOUT):
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while True:
@@ -111,10 +102,6 @@ def prometheus(workdir: Path, pushgateway_address: str):
                 raise TimeoutError(f"Prometheus at {url} not ready; log:\n{(workdir / 'prometheus.log').read_text()}")
             time.sleep(0.2)
         yield Prometheus(url)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        log.close()
 
 
 def pushed_samples(address: str) -> dict[str, list]:
