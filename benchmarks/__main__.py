@@ -2,7 +2,8 @@
 
   python -m benchmarks [--quick] [AREA ...]
 
-Writes bench-results/bench.md and bench-results/bench.json. Each area runs in its own
+Writes bench-results/bench.md and bench-results/bench.json (a run of chosen areas replaces only
+their rows there; --quick rows say so in their notes). Each area runs in its own
 process so peak-memory figures are per area: a result that reports none gets its area
 process's peak (or its largest finished child process's, when that is larger).
 """
@@ -38,6 +39,13 @@ def run_area(area: str, out_dir: Path, quick: bool) -> list[dict]:
     return [r.as_dict() for r in results]
 
 
+def _previous_rows(out: Path) -> list[dict]:
+    try:
+        return json.loads((out / "bench.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+
+
 def fmt(v) -> str:
     if v is None:
         return ""
@@ -70,13 +78,21 @@ def main() -> int:
             continue
         rows += json.loads(proc.stdout.strip().splitlines()[-1])
         print(f"bench {area}: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    stamp = {"quick": args.quick, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    rows = [{**r, "run": stamp} for r in rows]
+    ran = {a for a in (args.areas or areas()) if a not in failures}
+    if args.areas:
+        # A run of chosen areas replaces only their rows: the last full run's other areas stay.
+        rows = [r for r in _previous_rows(out) if r["area"] not in ran] + rows
+        rows.sort(key=lambda r: r["area"])  # stable: each area's rows keep their order
     (out / "bench.json").write_text(json.dumps(rows, indent=2))
     lines = ["| area | measurement | value | unit | baseline | baseline value | ratio | peak RSS MB | target | notes |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = f"{r['ratio']:.2f}x" if r["ratio"] is not None else ""
+        notes = ("quick run; " if r.get("run", {}).get("quick") else "") + r["notes"]
         lines.append(f"| {r['area']} | {r['name']} | {fmt(r['value'])} | {r['unit']} | {r['baseline_name']} | "
-                     f"{fmt(r['baseline_value'])} | {ratio} | {fmt(r['peak_rss_mb'])} | {r['target']} | {r['notes']} |")
+                     f"{fmt(r['baseline_value'])} | {ratio} | {fmt(r['peak_rss_mb'])} | {r['target']} | {notes} |")
     (out / "bench.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 1 if failures else 0
