@@ -5,7 +5,8 @@ PY := $(VENV)/bin/python
 export FLIGHTDECK_HOME ?= $(CURDIR)/.flightdeck
 PYTEST_ARGS ?=
 # Test files run on this many workers (pytest-xdist, one file per worker at a time, so module fixtures
-# stay shared): most of the suite waits on servers and subprocesses, so 2 workers fit 2 cores.
+# stay shared): most of the suite waits on servers and subprocesses, so 2 workers fit 2 cores. The 15
+# slowest tests are listed at the end, to see where the suite's time goes.
 TEST_WORKERS ?= 2
 
 .PHONY: help bootstrap demo test lint bench lock clean airflow backtest
@@ -26,7 +27,7 @@ demo: bootstrap
 	$(PY) -m components.demo
 
 test: bootstrap
-	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc = 5 ]; then echo 'make test: pytest collected no tests' >&2; exit 1; fi; exit $$rc
 
 lint: bootstrap

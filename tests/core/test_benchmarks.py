@@ -17,20 +17,21 @@ def test_a_quick_area_run_writes_its_rows_and_keeps_the_other_areas(tmp_path):
                "notes": "from an earlier full run", "peak_rss_mb": 1758.0, "extra": {}, "ratio": 0.997,
                "run": {"quick": False, "at": "2026-12-01T11:21:00Z"}}
     (tmp_path / "bench.json").write_text(json.dumps([earlier]))
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path), "airflow"],
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(tmp_path), "monitor"],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads((tmp_path / "bench.json").read_text())
     assert [r["area"] for r in rows] == sorted(r["area"] for r in rows)
     assert [r for r in rows if r["area"] == "model"] == [earlier]
-    parses = [r for r in rows if r["area"] == "airflow" and r["name"].startswith("parse dags/")]
-    assert {r["name"] for r in parses} == {f"parse dags/{d}.py" for d in
-                                           ("continuous_training", "monitoring", "batch_prediction")}
-    for r in parses:
+    measured = [r for r in rows if r["area"] == "monitor"]
+    assert [r["name"] for r in measured] == ["monitor stage per 100k scored rows",
+                                             "Evidently drift report per 100k rows"]
+    for r in measured:
         assert r["value"] > 0 and r["baseline_value"] > 0 and r["ratio"] == r["value"] / r["baseline_value"]
-        assert r["notes"] == "heavy modules imported: none", r
         assert r["run"]["quick"] is True
+    # the monitor's drift scores (Evidently) equal the same statistics computed with scipy
+    assert "max |Evidently - scipy| 0.0e+00" in measured[0]["notes"], measured[0]["notes"]
     table = (tmp_path / "bench.md").read_text().splitlines()
     assert len(table) == 2 + len(rows)
     assert any("| model | holdout ROC AUC: MLP |" in line and "from an earlier full run" in line for line in table)
-    assert all("quick run; " in line for line in table if line.startswith("| airflow |"))
+    assert all("quick run; " in line for line in table if line.startswith("| monitor |"))

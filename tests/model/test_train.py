@@ -180,3 +180,19 @@ def test_class_imbalance_weighting(frame_and_split, train_params):
     assert raw_w > raw_p + 0.1, (raw_w, raw_p)  # the weighting raises the uncalibrated odds...
     assert abs(cal_w - rate) < 0.03 and abs(cal_p - rate) < 0.03, (cal_w, cal_p, rate)  # ...calibration undoes it
     assert m_w["calibration"]["b"] < m_p["calibration"]["b"]  # by a lower intercept
+
+
+def test_the_device_is_cuda_where_torch_sees_one_else_cpu_and_a_bad_choice_is_refused():
+    from components.errors import StageFailed
+    from components.train import pick_device
+
+    has_cuda = torch.cuda.is_available()
+    assert pick_device("auto").type == ("cuda" if has_cuda else "cpu")
+    assert pick_device("cpu").type == "cpu"
+    if has_cuda:
+        assert pick_device("cuda").type == "cuda"
+    else:
+        with pytest.raises(StageFailed, match="--device cuda was asked for, but torch sees no CUDA device"):
+            pick_device("cuda")
+    with pytest.raises(StageFailed, match="'tpu' is not one of auto, cpu, cuda"):
+        pick_device("tpu")
