@@ -24,7 +24,7 @@ bootstrap:
 	@scripts/bootstrap.sh
 
 demo: bootstrap
-	$(PY) -m components.demo
+	$(PY) -m components.ops.demo
 
 test: bootstrap
 	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS); rc=$$?; \
@@ -40,7 +40,7 @@ bench: bootstrap
 # Resumable: run it again after an interruption and it continues from the last finished day.
 BACKTEST_ARGS ?= --start 2013-02-01 --end 2013-12-30 --policies static,scheduled,drift
 backtest: bootstrap
-	$(PY) -m components.cli backtest $(BACKTEST_ARGS)
+	$(PY) -m components.ops.cli backtest $(BACKTEST_ARGS)
 
 airflow: bootstrap
 	@scripts/airflow_standalone.sh

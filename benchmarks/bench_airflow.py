@@ -47,7 +47,7 @@ RUN = r'''
 import json, sys, time
 from datetime import datetime, timezone
 start, end = sys.argv[1], sys.argv[2]
-from components.stages import STAGES
+from components.contracts.stages import STAGES
 t0 = time.perf_counter()
 STAGES["ingest"].run(start=start, end=end)
 direct = time.perf_counter() - t0

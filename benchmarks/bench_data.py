@@ -2,7 +2,7 @@
 
 Baselines, measured in the same run on the same data:
 - ingest: read the packaged CSV and write it as one parquet file (no typing, no partitions).
-- validate: the very same suite (components.expectations.checks) evaluated directly in pandas,
+- validate: the very same suite (components.data.expectations.checks) evaluated directly in pandas,
   partition by partition, on the same raw partitions and derived columns; it must reach the same
   verdicts as Great Expectations, or the benchmark fails.
 """
@@ -16,10 +16,11 @@ import time
 import pandas as pd
 
 from benchmarks.harness import Context, Result, peak_rss_mb, timed
-from components import expectations, schema
-from components.errors import BadInput
-from components.stages import IngestParams, ValidateParams
-from components.store import open_store
+from components.contracts import layout, schema
+from components.contracts.errors import BadInput
+from components.contracts.stages import IngestParams, ValidateParams
+from components.core.store import open_store
+from components.data import expectations
 
 AREA = "data"
 TYPE_OK = {
@@ -30,9 +31,9 @@ TYPE_OK = {
 
 
 def run(ctx: Context) -> list[Result]:
-    from components.ingest import ingest
-    from components.sources import nycflights13
-    from components.validate import suites, validate
+    from components.data.ingest import ingest
+    from components.data.sources import nycflights13
+    from components.data.validate import suites, validate
 
     start, end = ("2013-01-01", "2013-01-31") if ctx.quick else ("2013-01-01", "2013-12-31")
     store = open_store()
@@ -81,7 +82,7 @@ def run(ctx: Context) -> list[Result]:
 
 # -- the baseline: the suite's checks, written in pandas -----------------------------------------------
 def pandas_validate(store, days) -> list[tuple[str, str]]:
-    from components.validate import known_carriers
+    from components.data.validate import known_carriers
 
     carriers = known_carriers(store)
     bounds = {"flights": (ValidateParams.min_flight_rows, ValidateParams.max_flight_rows),
@@ -90,7 +91,7 @@ def pandas_validate(store, days) -> list[tuple[str, str]]:
     for table in schema.PARTITIONED:
         checks = expectations.checks(table)
         for day in days:
-            df = pd.read_parquet(io.BytesIO(store.read_bytes(schema.raw_key(table, day))))
+            df = pd.read_parquet(io.BytesIO(store.read_bytes(layout.raw_key(table, day))))
             params = expectations.parameters(table, min_rows=bounds[table][0], max_rows=bounds[table][1],
                                              carriers=carriers)
             prepared = expectations.prepare_batch(table, df, day)

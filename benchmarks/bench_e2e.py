@@ -23,7 +23,7 @@ GATES = {"max_ece": 0.1, "baseline_margin": -0.02}
 
 def _direct(start: str, end: str) -> tuple[dict[str, float], bool]:
     """The DAG's stages called in order with the DAG's parameters; seconds per stage."""
-    from components.stages import STAGES
+    from components.contracts.stages import STAGES
 
     seconds: dict[str, float] = {}
 
@@ -48,7 +48,7 @@ def _direct(start: str, end: str) -> tuple[dict[str, float], bool]:
 def run(ctx: Context) -> list[Result]:
     from datetime import date, timedelta
 
-    from components.airflow_local import configure
+    from components.orchestration.local import configure
 
     window_days = 7 if ctx.quick else 28
     day = date.fromisoformat(DAY)
@@ -63,7 +63,7 @@ def run(ctx: Context) -> list[Result]:
     import lightgbm  # noqa: F401
     import torch  # noqa: F401
 
-    from components.airflow_local import load_dags, run_dag
+    from components.orchestration.local import load_dags, run_dag
     from tests.conftest import local_triton
 
     # Warm-up, not timed: the stages once on a short window, so first-use costs (torch kernels,

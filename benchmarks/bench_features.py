@@ -44,10 +44,15 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.harness import Context, Result, peak_rss_mb, timed
-from components import features as F
-from components import schema
-from components.stages import FeaturesBuildParams, IngestParams, MaterializeParams, TrainingSetParams
-from components.store import open_store
+from components.contracts import layout, schema
+from components.contracts.stages import (
+    FeaturesBuildParams,
+    IngestParams,
+    MaterializeParams,
+    TrainingSetParams,
+)
+from components.core.store import open_store
+from components.features import build as F
 
 AREA = "features"
 
@@ -55,9 +60,9 @@ AREA = "features"
 def publish_validated(store, start: str, end: str) -> None:
     for table in schema.PARTITIONED:
         for day in schema.day_range(start, end):
-            store.publish(schema.validated_prefix(table, day), {"part.parquet": store.read_bytes(schema.raw_key(table, day))})
+            store.publish(layout.validated_prefix(table, day), {"part.parquet": store.read_bytes(layout.raw_key(table, day))})
     for table in schema.REFERENCE:
-        store.publish(schema.validated_prefix(table), {"part.parquet": store.read_bytes(schema.raw_key(table))})
+        store.publish(layout.validated_prefix(table), {"part.parquet": store.read_bytes(layout.raw_key(table))})
 
 
 def direct_asof(store, entities: pd.DataFrame) -> pd.DataFrame:
@@ -68,7 +73,7 @@ def direct_asof(store, entities: pd.DataFrame) -> pd.DataFrame:
         con.register("entities", entities)
         selects, joins = ["e.row"], []
         for i, (view, (key, features, ttl)) in enumerate(views.items()):
-            path = str(store.local_path(F.table_key(view)))
+            path = str(store.local_path(layout.feature_table_key(view)))
             cols = ", ".join(features)
             # The tables hold each row once per as_of_date bucket; the direct join wants them once.
             con.execute(f"CREATE TEMP TABLE v{i} AS SELECT DISTINCT {key}, event_timestamp, {cols} FROM read_parquet('{path}')")
@@ -96,7 +101,7 @@ def _compare(feast: pd.DataFrame, direct: pd.DataFrame) -> int:
 
 
 def run(ctx: Context) -> list[Result]:
-    from components.ingest import ingest
+    from components.data.ingest import ingest
 
     start, end = ("2013-01-01", "2013-01-31") if ctx.quick else ("2013-01-01", "2013-12-31")
     store = open_store()
@@ -151,7 +156,7 @@ def run(ctx: Context) -> list[Result]:
               f"vs {', '.join(f'{s:.2f}' for s in direct_s)} s"))
 
     env = {**os.environ, "FLIGHTDECK_HOME": str(ctx.home)}
-    cmd = [sys.executable, "-m", "components.cli", "features", "training-set", "--start", start, "--end", end,
+    cmd = [sys.executable, "-m", "components.ops.cli", "features", "training-set", "--start", start, "--end", end,
            "--out", "training_sets/bench_cli.parquet"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -159,7 +164,7 @@ def run(ctx: Context) -> list[Result]:
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
     with timed() as t_imports:
-        subprocess.run([sys.executable, "-c", "import feast, components.features"], env=env, check=True,
+        subprocess.run([sys.executable, "-c", "import feast, components.features.build"], env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results.append(Result(
         AREA, "training set, fresh CLI process end to end", cli_s, "s",
@@ -174,7 +179,7 @@ def run(ctx: Context) -> list[Result]:
     F.materialize(MaterializeParams(start=start, end=start), store)  # warm-up: first-call costs paid once
     runs = {}
     for label, chunk in (("one", len(days) + 2), ("default", default_chunk), ("daily", 1)):
-        store.delete(F.PROGRESS_KEY)  # the same interval from scratch each time
+        store.delete(layout.MATERIALIZATION_PROGRESS)  # the same interval from scratch each time
         _reset_peak()
         with timed() as t_run:
             out = F.materialize(MaterializeParams(start=start, end=end, chunk_days=chunk), store)

@@ -16,6 +16,7 @@ import logging
 import os
 
 from benchmarks.harness import Context, Result, peak_rss_mb, timed
+from components.contracts import layout
 
 # The source has no weather after 2013-12-30 18:00 local: validation (rightly) refuses 2013-12-31.
 FULL_YEAR = ("2013-01-01", "2013-12-30")
@@ -24,10 +25,15 @@ THREADS = 2  # the cores of the machine: the 2-thread epoch is measured against 
 
 
 def build_training_set(store, start: str, end: str) -> None:
-    from components.features import build, training_set
-    from components.ingest import ingest
-    from components.stages import FeaturesBuildParams, IngestParams, TrainingSetParams, ValidateParams
-    from components.validate import validate
+    from components.contracts.stages import (
+        FeaturesBuildParams,
+        IngestParams,
+        TrainingSetParams,
+        ValidateParams,
+    )
+    from components.data.ingest import ingest
+    from components.data.validate import validate
+    from components.features.build import build, training_set
 
     ingest(IngestParams(start=start, end=end), store)
     validate(ValidateParams(start=start, end=end), store)
@@ -38,10 +44,10 @@ def build_training_set(store, start: str, end: str) -> None:
 def run(ctx: Context) -> list[Result]:
     import torch
 
-    from components.evaluate import evaluate, run_prefix
-    from components.stages import EvaluateParams, TrainParams
-    from components.store import open_store
-    from components.train import assign_split, deterministic, fit, load_training_set, train
+    from components.contracts.stages import EvaluateParams, TrainParams
+    from components.core.store import open_store
+    from components.model.evaluate import evaluate
+    from components.model.train import assign_split, deterministic, fit, load_training_set, train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     start, end = QUICK if ctx.quick else FULL_YEAR
@@ -53,7 +59,7 @@ def run(ctx: Context) -> list[Result]:
         result = train(TrainParams(train_start=start, train_end=end, device="cpu"), store)  # default: 1 thread
     metrics = json.loads(store.read_published(f"runs/train/{result['run_id']}", "metrics.json"))
     evaluation = evaluate(EvaluateParams(run_id=result["run_id"], model_name="bench", threads=THREADS), store)
-    report = json.loads(store.read_published(run_prefix(evaluation["eval_id"]), "evaluation.json"))
+    report = json.loads(store.read_published(layout.eval_run_prefix(evaluation["eval_id"]), "evaluation.json"))
     mlp, base = report["model"]["overall"], report["baselines"]
     lgb = base["lightgbm"]
     rows = metrics["rows"]

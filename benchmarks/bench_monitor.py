@@ -22,11 +22,11 @@ ROWS = 100_000
 
 
 def run(ctx: Context) -> list[Result]:
-    from components import monitor_backtest as mb
-    from components.monitor import drift_statistics, monitor
-    from components.retrain_policy import load_policy
-    from components.stages import MonitorParams
-    from components.store import open_store
+    from components.contracts.stages import MonitorParams
+    from components.core.store import open_store
+    from components.monitoring import calibration as mb
+    from components.monitoring.monitor import drift_statistics, monitor
+    from components.monitoring.policy import load_policy
 
     rows_wanted = 20_000 if ctx.quick else ROWS
     store = open_store()
@@ -46,7 +46,7 @@ def run(ctx: Context) -> list[Result]:
     current["probability"] = scorer(current)
     import io
 
-    from components.registry import open_registry
+    from components.model.registry import open_registry
 
     reference = pd.read_parquet(io.BytesIO(open_registry(store=store).read_file(version, "reference.parquet")))
     reference = reference.rename(columns={"prediction": "probability"})

@@ -4,7 +4,7 @@ numeric columns: 5% of each column's standard deviation; missing values stay mis
 
 Measured in one run at each size, on the same rows (scoring: best of up to 3 runs while under 2 s in
 all, as sub-second timings on a shared machine are noisy; drift: one run):
-  - batch scoring in-process: components.model.predict (signature encoding + TorchScript), one torch thread
+  - batch scoring in-process: components.model.network.predict (signature encoding + TorchScript), one torch thread
   - batch scoring through a real Triton (deployed by the deploy stage, as bench_serving does), gRPC,
     8192-row requests, 4 in flight, streamed in 1M-row chunks (the client never holds more)
   - drift statistics as the monitor computes them (Evidently, one ValueDrift per column) against the
@@ -41,7 +41,7 @@ LINEAR = (0.85, 1.15)  # exponents in this band are called close to linear
 
 def scaled_frame(base: pd.DataFrame, factor: int, seed: int) -> pd.DataFrame:
     """`factor` x the rows of `base`: resampled with replacement, noise on numeric columns (vectorised)."""
-    from components.signature import CATEGORICAL, NUMERIC
+    from components.contracts.signature import CATEGORICAL, NUMERIC
 
     if factor == 1:
         return base
@@ -62,8 +62,8 @@ def scaled_frame(base: pd.DataFrame, factor: int, seed: int) -> pd.DataFrame:
 def _model_bytes(base: pd.DataFrame) -> bytes:
     import torch
 
-    from components import model as m
-    from components.signature import to_tensors
+    from components.contracts.signature import to_tensors
+    from components.model import network as m
 
     torch.manual_seed(0)
     numeric, categorical = to_tensors(base)
@@ -115,18 +115,18 @@ def run(ctx: Context) -> list[Result]:
 
     import torch
 
-    from components import model as m
-    from components import monitor_backtest as mb
-    from components.deploy import deploy
-    from components.monitor import SCORE, drift_statistics
-    from components.registry import Registry
-    from components.retrain_policy import load_policy
-    from components.signature import CATEGORICAL, NUMERIC, to_tensors
-    from components.stages import DeployParams
-    from components.store import open_store
-    from components.triton import repository
-    from components.triton.client import TritonClient
-    from components.triton.server import TritonServer
+    from components.contracts.signature import CATEGORICAL, NUMERIC, to_tensors
+    from components.contracts.stages import DeployParams
+    from components.core.store import open_store
+    from components.model import network as m
+    from components.model.registry import Registry
+    from components.monitoring import calibration as mb
+    from components.monitoring.monitor import SCORE, drift_statistics
+    from components.monitoring.policy import load_policy
+    from components.serving.deploy import deploy
+    from components.serving.triton import repository
+    from components.serving.triton.client import TritonClient
+    from components.serving.triton.server import TritonServer
     from tests.conftest import free_port
 
     factors = (1, 3, 10) if ctx.quick else (1, 10, 30)
@@ -209,7 +209,7 @@ def run(ctx: Context) -> list[Result]:
                 del current, local, ev_stats
 
     kmax = factors[-1]
-    label = {"in_process": "batch scoring in-process (components.model.predict, 1 thread)",
+    label = {"in_process": "batch scoring in-process (components.model.network.predict, 1 thread)",
              "triton": "batch scoring through Triton gRPC (8192-row requests, 4 in flight, 1M-row chunks)",
              "evidently": "drift statistics, monitor's Evidently path",
              "scipy": "drift statistics, scipy directly"}

@@ -7,7 +7,7 @@
 - the online path (`<model>_online`: Feast online store + BLS), SQLite and Redis online stores, from
   the Python client and from wrk on Triton's HTTP endpoint (benchmarks/serving_online.py)
 
-The model is the real DelayModel architecture (components.model) with vocabularies and
+The model is the real DelayModel architecture (components.model.network) with vocabularies and
 statistics from synthetic rows, exported to TorchScript, registered and deployed with the
 deploy stage: the path production takes, on the local profile.
 """
@@ -28,7 +28,7 @@ THREADS = serving_batch.THREADS
 
 
 def run(ctx: Context) -> list[Result]:
-    from components.deploy import parity_sample
+    from components.serving.deploy import parity_sample
     from tests.conftest import free_port
 
     rows = 50_000 if ctx.quick else 400_000

@@ -77,7 +77,7 @@ class BatchRun:
 
 def forward_chunk() -> int:
     """Rows per forward pass the deploy writes into the cpu target's config."""
-    from components.triton import repository
+    from components.serving.triton import repository
 
     return repository.forward_chunk(repository.DEFAULT_OPTIONS)
 
@@ -86,8 +86,7 @@ def model_bytes(numeric: np.ndarray, categorical: np.ndarray) -> bytes:
     """The real DelayModel architecture, vocabularies and statistics from the rows, as TorchScript."""
     import torch
 
-    from components import model as m
-
+    from components.model import network as m
     torch.manual_seed(0)
     vocabs = m.build_vocabularies(torch.from_numpy(categorical), min_count=1)
     mean, std = m.numeric_statistics(torch.from_numpy(numeric))
@@ -165,13 +164,13 @@ def measure(numeric: np.ndarray, categorical: np.ndarray, repeats: int, ports: d
     """
     import torch
 
-    from components.deploy import deploy
-    from components.registry import Registry
-    from components.stages import DeployParams
-    from components.store import open_store
-    from components.triton import repository
-    from components.triton.client import TritonClient
-    from components.triton.server import TritonServer
+    from components.contracts.stages import DeployParams
+    from components.core.store import open_store
+    from components.model.registry import Registry
+    from components.serving.deploy import deploy
+    from components.serving.triton import repository
+    from components.serving.triton.client import TritonClient
+    from components.serving.triton.server import TritonServer
 
     data = model_bytes(numeric, categorical)
     registry = Registry(open_store(), MODEL)
@@ -252,8 +251,8 @@ def measure(numeric: np.ndarray, categorical: np.ndarray, repeats: int, ports: d
 
 
 def main(argv=None) -> int:
-    from components.deploy import parity_sample
-    from components.triton import repository
+    from components.serving.deploy import parity_sample
+    from components.serving.triton import repository
     from tests.conftest import free_port
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.serving_batch", description=__doc__,

@@ -40,8 +40,8 @@ class StoreRun:
 
     store: str
     client_ms: np.ndarray  # Python gRPC client, sequential
-    sdk_ms: np.ndarray  # Feast lookup alone (components.features.online_features), in this process
-    tensors_ms: np.ndarray  # row -> tensors (components.triton.online.row_tensors), in this process
+    sdk_ms: np.ndarray  # Feast lookup alone (components.features.build.online_features), in this process
+    tensors_ms: np.ndarray  # row -> tensors (components.serving.triton.online.row_tensors), in this process
     frame_tensors_ms: np.ndarray  # the same through a one-row DataFrame (what the online model did before)
     server: dict  # per-request means from Triton's counters during the client run
     rss_mb: float
@@ -56,11 +56,11 @@ def _prepare(ctx: Context) -> list[dict]:
     """One real day ingested, validated and turned into feature tables; its flights as online requests."""
     import pandas as pd
 
-    from components.features import build
-    from components.ingest import ingest
-    from components.stages import FeaturesBuildParams, IngestParams, ValidateParams
-    from components.store import open_store
-    from components.validate import validate
+    from components.contracts.stages import FeaturesBuildParams, IngestParams, ValidateParams
+    from components.core.store import open_store
+    from components.data.ingest import ingest
+    from components.data.validate import validate
+    from components.features.build import build
 
     store = open_store()
     ingest(IngestParams(start=DAY, end=DAY), store)
@@ -122,14 +122,15 @@ def _measure_store(store_name: str, ctx: Context, ports: dict, version: int, req
     """Materialize this store, start Triton with the online model, measure client, wrk and breakdown."""
     import pandas as pd
 
-    from components import features, signature
-    from components.deploy import deploy
-    from components.features import materialize
-    from components.stages import DeployParams, MaterializeParams
-    from components.triton import repository
-    from components.triton.client import TritonClient
-    from components.triton.online import online_name, predict_one, row_tensors
-    from components.triton.server import TritonServer
+    from components.contracts import signature
+    from components.contracts.stages import DeployParams, MaterializeParams
+    from components.features import build as features
+    from components.features.build import materialize
+    from components.serving.deploy import deploy
+    from components.serving.triton import repository
+    from components.serving.triton.client import TritonClient
+    from components.serving.triton.online import online_name, predict_one, row_tensors
+    from components.serving.triton.server import TritonServer
 
     n = 300 if ctx.quick else 1500
     wrk_s = 3 if ctx.quick else 10

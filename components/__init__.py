@@ -1,4 +1,12 @@
-"""flightdeck: the ML lifecycle stages. One module per stage, each with a typed spec and one entry function."""
+"""flightdeck: the ML lifecycle, as a layered package.
+
+Each folder is a layer that imports only the layers below it (tests/core/test_layers.py checks it):
+
+  contracts < core < data < features < model < serving | monitoring < orchestration | backtest < ops
+
+Every stage has a typed spec (contracts/stages.py) and one entry function in its layer, called
+by the CLI (ops/cli.py), the Airflow tasks (orchestration/) and the KFP components (pipelines/).
+"""
 
 __version__ = "0.1.0"
 

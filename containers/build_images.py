@@ -26,7 +26,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES_YAML = ROOT / "containers" / "images.yaml"
-DIGESTS_JSON = ROOT / "containers" / "image-digests.json"  # read by components.images
+DIGESTS_JSON = ROOT / "containers" / "image-digests.json"  # read by components.core.images
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 

@@ -7,8 +7,8 @@ predictions asset event (naming the day) that schedules monitoring. Wiring only.
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param
 
-from components import airflow_steps as steps
-from components.airflow_runtime import (
+from components.orchestration import steps as steps
+from components.orchestration.runtime import (
     PREDICTIONS,
     START_DATE,
     default_args,

@@ -3,13 +3,13 @@
 Weekly, and also whenever monitoring records a drift event (asset-or-time schedule). The
 training window is the `window_days` days before the run's day (its logical date, or the
 drifted day named by the drift event), so a rerun for the same date does the same work.
-Wiring only: every stage is a StageSpec run by components.airflow_runtime.
+Wiring only: every stage is a StageSpec run by components.orchestration.runtime.
 """
 
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 
-from components import airflow_steps as steps
-from components.airflow_runtime import (
+from components.orchestration import steps as steps
+from components.orchestration.runtime import (
     DRIFT,
     START_DATE,
     default_args,

@@ -8,8 +8,8 @@ Wiring only.
 
 from airflow.sdk import DAG, Param
 
-from components import airflow_steps as steps
-from components.airflow_runtime import (
+from components.orchestration import steps as steps
+from components.orchestration.runtime import (
     DRIFT,
     PREDICTIONS,
     START_DATE,

@@ -3,7 +3,7 @@
 Built by a function, not at import time, because the sources' locations come from the settings
 (an absolute path under FLIGHTDECK_HOME locally, an s3:// URI of the artifact bucket on AWS): a
 relative FileSource path would resolve against the process's working directory.
-`repo.py` calls it with the current settings for the `feast` CLI; components.features calls it
+`repo.py` calls it with the current settings for the `feast` CLI; components.features.build calls it
 for the stages.
 """
 
@@ -18,7 +18,7 @@ from feast.types import Float64
 TIMESTAMP = "event_timestamp"
 FEATURE_SERVICE = "delay_model_v1"
 # Second join key of every time-varying view: the UTC date of the prediction time. Each feature row
-# is stored under every date its ttl reaches (components.feature_tables.bucket_by_date), so the
+# is stored under every date its ttl reaches (components.features.tables.bucket_by_date), so the
 # point-in-time join compares a flight only with the rows of its own day instead of a whole year of
 # its airport's or carrier's history (DuckDB runs Feast's join as a hash join on the keys with the
 # time conditions as a filter: one key per airport made it quadratic). Results are unchanged.
@@ -103,6 +103,6 @@ def build_definitions(table_uris: dict[str, str], s3_endpoint_override: str | No
     service = FeatureService(
         name=FEATURE_SERVICE,
         features=views,
-        description="every Feast feature the flight delay model reads (components/signature.py)",
+        description="every Feast feature the flight delay model reads (components/contracts/signature.py)",
     )
     return Definitions(entities=list(entities.values()), sources=sources, views=views, service=service)

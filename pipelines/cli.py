@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 from components import code_version
-from components.cli import EXTRA_COMMANDS
 
 COMPILED_DIR = Path(__file__).resolve().parent / "compiled"
 
@@ -39,7 +38,7 @@ def run_local(name: str, arguments: dict, pipeline_root: str | None = None):
     """Run a pipeline end to end with kfp.local: each step a subprocess of this Python, real stages."""
     import kfp.local
 
-    from components.settings import load_settings
+    from components.core.settings import load_settings
     from pipelines.definitions import PIPELINES
 
     if name not in PIPELINES:
@@ -100,7 +99,7 @@ def _client(host: str, namespace: str):
         # The constructor asks the API's healthz (multi-user or not): the first call that needs the endpoint.
         return kfp.Client(host=host, namespace=namespace)
     except Exception as exc:  # urllib3 / kfp_server_api raise several types for an unreachable host
-        from components.errors import StageFailed
+        from components.contracts.errors import StageFailed
 
         raise StageFailed(f"cannot reach Kubeflow Pipelines at {host}: {exc}. The pipeline compiled fine; "
                           "check the URL, your port-forward or ingress, and credentials.") from exc
@@ -133,7 +132,7 @@ def _parse_args(pairs: list[str]) -> dict:
     return out
 
 
-def _add(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="kfp_command", metavar="ACTION", required=True)
     p = sub.add_parser("compile", help="write the IR YAML of every pipeline")
     p.add_argument("--out", default=str(COMPILED_DIR), help=f"folder (default: {COMPILED_DIR})")
@@ -149,7 +148,7 @@ def _add(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--namespace", default="kubeflow", help="KFP namespace (default: kubeflow)")
 
 
-def _run(args) -> int:
+def run(args) -> int:
     if args.kfp_command == "compile":
         for path in compile_all(Path(args.out)):
             print(path)
@@ -162,6 +161,3 @@ def _run(args) -> int:
     print(json.dumps(submit(args.pipeline, args.host, arguments, args.experiment, args.service_account,
                             args.namespace), indent=2))
     return 0
-
-
-EXTRA_COMMANDS["kfp"] = ("Kubeflow Pipelines: compile, run locally, submit to a cluster", _add, _run)

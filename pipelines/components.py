@@ -10,7 +10,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Metrics, Model, Output
 
-from components.images import image_for_stage
+from components.core.images import image_for_stage
 
 
 def _image(stage: str) -> str:
@@ -112,7 +112,7 @@ def monitor(date: str, predictions_ready: str, metrics: Output[Metrics], report:
     import json
     from collections import namedtuple
 
-    from components.retrain_policy import starts_training
+    from components.monitoring.policy import starts_training
     from pipelines.steps import run_stage
 
     out = run_stage("monitor", {"date": date}, metrics=metrics, report=report)

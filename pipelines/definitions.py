@@ -1,7 +1,7 @@
 """The three KFP pipelines: training, batch_prediction, monitoring.
 
 Cluster settings (kfp-kubernetes) are set here per step, from the same definitions as the
-Airflow pods (components/cluster.py, components/images.py, the StageSpec's gpu flag):
+Airflow pods (components/core/cluster.py, components/core/images.py, the StageSpec's gpu flag):
 - Stages whose spec has gpu=True (train; deploy runs on CPU) ask for a GPU node: accelerator
   limit, node selector and toleration matching the tainted GPU node group in infra/terraform.
 - Settings reach every pod from the `flightdeck-settings` ConfigMap (every key, by name); the
@@ -31,9 +31,9 @@ Airflow pods (components/cluster.py, components/images.py, the StageSpec's gpu f
 
 from kfp import dsl, kubernetes
 
-from components import cluster
-from components.images import GPU_NODE_SELECTOR, GPU_TOLERATION
-from components.stages import STAGES
+from components.contracts.stages import STAGES
+from components.core import cluster
+from components.core.images import GPU_NODE_SELECTOR, GPU_TOLERATION
 from pipelines import components as c
 
 SETTINGS_CONFIG_MAP = cluster.SETTINGS_CONFIG_MAP

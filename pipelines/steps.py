@@ -11,9 +11,11 @@ import html
 import json
 import numbers
 
+from components.contracts import layout
+
 
 def run_stage(stage: str, params: dict, result=None, metrics=None, report=None, **artifacts) -> str:
-    from components.stages import STAGES
+    from components.contracts.stages import STAGES
 
     out = STAGES[stage].run(**params)
     if result is not None:
@@ -40,16 +42,15 @@ def _scalars(out: dict) -> dict:
 
 def _report_html(stage: str, out: dict) -> str:
     """The stage's own report: Evidently's HTML for monitor, the evaluation's markdown, else the result."""
-    from components import schema
-    from components.store import open_store
+    from components.contracts import schema
+    from components.core.store import open_store
 
     store = open_store()
     if stage == "monitor":
-        return store.read_published(schema.monitoring_prefix(schema.parse_day(out["date"])), "report.html").decode()
+        return store.read_published(layout.monitoring_prefix(schema.parse_day(out["date"])), "report.html").decode()
     if stage == "evaluate":
-        from components.evaluate import run_prefix
 
-        markdown = store.read_published(run_prefix(out["eval_id"]), "report.md").decode()
+        markdown = store.read_published(layout.eval_run_prefix(out["eval_id"]), "report.md").decode()
         return f"<html><body><pre>{html.escape(markdown)}</pre></body></html>"
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v, default=str))}</td></tr>"
                    for k, v in sorted(out.items()))

@@ -68,7 +68,7 @@ def home(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def local_store(home):
-    from components.store import open_store
+    from components.core.store import open_store
 
     return open_store()
 
@@ -104,7 +104,7 @@ def s3_bucket(aws_env) -> str:
 @pytest.fixture
 def s3_store(aws_env, s3_bucket, monkeypatch):
     """An S3Store on a fresh bucket of the moto server, selected through the aws profile settings."""
-    from components.store import open_store
+    from components.core.store import open_store
 
     monkeypatch.setenv("FLIGHTDECK_PROFILE", "aws")
     monkeypatch.setenv("FLIGHTDECK_S3_BUCKET", s3_bucket)
@@ -126,8 +126,8 @@ def local_triton(home: Path, env: dict[str, str] | None = None, extra_args: tupl
     Yields {"home", "ports", "key", "server"}.
     """
     with triton_settings(home, env) as settings:
-        from components.triton import repository
-        from components.triton.server import TritonServer
+        from components.serving.triton import repository
+        from components.serving.triton.server import TritonServer
 
         _, repo_uri = repository.repository_location()
         ports = settings["ports"]
@@ -172,7 +172,7 @@ def redis_feast_yaml(path: Path, registry: Path | None = None) -> Path:
     `path` (optionally with its own registry file); returns `path`."""
     import yaml
 
-    from components.features import REPO_DIR
+    from components.features.build import REPO_DIR
 
     aws = yaml.safe_load((REPO_DIR / "profiles" / "aws" / "feature_store.yaml").read_text())
     config = yaml.safe_load((REPO_DIR / "profiles" / "local" / "feature_store.yaml").read_text())

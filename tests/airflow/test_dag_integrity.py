@@ -28,7 +28,7 @@ def test_no_import_errors_and_all_dags(dagbag):
 
 
 def test_no_cycles_and_every_task_is_guarded(dagbag):
-    from components.airflow_notify import WebhookNotifier
+    from components.orchestration.notify import WebhookNotifier
 
     for dag_id in DAG_IDS:
         dag = dagbag.dags[dag_id]

@@ -39,7 +39,7 @@ def dags(airflow_db):
 
 
 def run_dag(dag, day: str, **kwargs):
-    from components.airflow_local import run_dag as run
+    from components.orchestration.local import run_dag as run
 
     dr, tis, seconds = run(dag, day, **kwargs)
     print(f"dag.test {dag.dag_id} {day}: {dr.state} in {seconds:.1f} s; "
@@ -48,7 +48,7 @@ def run_dag(dag, day: str, **kwargs):
 
 
 def xcom(ti, task_id=None):
-    from components.airflow_local import xcom as read
+    from components.orchestration.local import xcom as read
 
     return read(ti, task_id)
 
@@ -61,7 +61,7 @@ def store_digest(store) -> dict[str, str]:
 
 # -- continuous training, end to end, a rejected challenger -------------------------------------
 def test_continuous_training_end_to_end_with_a_rejected_challenger(dags, home, capfd, caplog):
-    from components.store import open_store
+    from components.core.store import open_store
 
     # No model is calibrated to an ECE of exactly 0: the gate rejects every challenger.
     dr, tis = run_dag(dags["continuous_training"], "2013-03-01", run_conf={"window_days": 7, "max_ece": 0.0})
@@ -130,7 +130,7 @@ def alert_sink(monkeypatch):
 
 def bad_source(folder, day: str):
     """The packaged data for one day, with flights from an airport the contract does not know."""
-    from components.sources import nycflights13
+    from components.data.sources import nycflights13
 
     folder.mkdir()
     y, m, d = (int(x) for x in day.split("-"))
@@ -156,8 +156,8 @@ def prometheus_stack(tmp_path, monkeypatch):
 
 
 def test_validation_failure_fails_the_run_and_alerts(dags, home, tmp_path, alert_sink, prometheus_stack):
-    from components import runlog
-    from components.store import open_store
+    from components.core import runlog
+    from components.core.store import open_store
     from tests.monitoring import servers
 
     source = bad_source(tmp_path / "bad-source", "2013-03-05")
@@ -193,7 +193,7 @@ def test_validation_failure_fails_the_run_and_alerts(dags, home, tmp_path, alert
 
 
 def test_pagerduty_payload_through_a_real_server(monkeypatch, alert_sink):
-    from components.airflow_notify import WebhookNotifier
+    from components.orchestration.notify import WebhookNotifier
 
     monkeypatch.setenv("AIRFLOW_CONN_PAGER", json.dumps(
         {"conn_type": "http", "host": "127.0.0.1", "port": alert_sink.server_port, "schema": "v2/enqueue",
@@ -261,8 +261,8 @@ def kill_when_stopped(marker, seen: dict, stop: threading.Event):
 
 
 def test_sigkilled_stage_is_retried_and_leaves_one_clean_run(dags, home, tmp_path, monkeypatch):
-    from components.stages import STAGES
-    from components.store import LocalStore, open_store
+    from components.contracts.stages import STAGES
+    from components.core.store import LocalStore, open_store
 
     hook = tmp_path / "hook"
     hook.mkdir()

@@ -12,8 +12,8 @@ import json
 
 import pytest
 
-from components import cluster
-from components.settings import Settings
+from components.core import cluster
+from components.core.settings import Settings
 from tests.airflow.conftest import DAGS
 from tests.infra.test_k8s import pss_restricted_violations
 
@@ -65,7 +65,7 @@ def rendered(task) -> dict:
 @pytest.fixture(scope="module")
 def pods(k8s_dagbag) -> dict[str, tuple]:
     """{dag_id.task_id: (StageSpec, rendered pod)} of every stage pod of the three DAGs."""
-    from components.stages import STAGES
+    from components.contracts.stages import STAGES
 
     return {f"{dag.dag_id}.{task.task_id}": (STAGES[task.labels["flightdeck/stage"]], rendered(task))
             for dag, task in stage_pods(k8s_dagbag)}
@@ -74,9 +74,9 @@ def pods(k8s_dagbag) -> dict[str, tuple]:
 def test_every_stage_task_is_a_valid_pod(k8s_dagbag, pods):
     import kubernetes_validate
 
-    from components.airflow_runtime import STAGE_RESOURCES, service_account
-    from components.images import image_key, load_mapping
-    from components.stages import STAGES
+    from components.contracts.stages import STAGES
+    from components.core.images import image_key, load_mapping
+    from components.orchestration.runtime import STAGE_RESOURCES, service_account
 
     assert k8s_dagbag.import_errors == {}
     registered = {spec.name.replace("-", "_") for spec in STAGES.values()}
@@ -106,7 +106,7 @@ def test_settings_come_from_the_config_map_and_no_value_is_secret(pods):
     DAG was parsed in: these DAGs were parsed with FLIGHTDECK_S3_BUCKET=flightdeck-artifacts."""
     import dataclasses
 
-    from components.settings import Settings
+    from components.core.settings import Settings
 
     own_paths = {"FLIGHTDECK_RESULT_PATH", *cluster.SCRATCH_ENV}
     settings = {f"FLIGHTDECK_{f.name.upper()}" for f in dataclasses.fields(Settings)}
@@ -132,7 +132,7 @@ def test_settings_come_from_the_config_map_and_no_value_is_secret(pods):
 def test_exactly_the_stages_that_open_the_online_store_get_the_redis_password(pods):
     """materialize writes the Redis online store; no other stage pod opens it (features-build's
     partial apply never connects: tests/features/test_redis_auth.py), so no other pod gets the Secret."""
-    from components.settings import Settings
+    from components.core.settings import Settings
 
     assert cluster.REDIS_PASSWORD_ENV == "FLIGHTDECK_REDIS_PASSWORD" and "redis_password" in Settings.__dataclass_fields__
     with_password = set()
@@ -147,7 +147,7 @@ def test_exactly_the_stages_that_open_the_online_store_get_the_redis_password(po
 
 
 def test_the_deploy_pod_gets_the_key_admin_key_reads(pods):
-    from components.triton.server import ADMIN_KEY_ENV
+    from components.serving.triton.server import ADMIN_KEY_ENV
 
     assert cluster.ADMIN_KEY_ENV == ADMIN_KEY_ENV
     deploys = [pod for spec, pod in pods.values() if spec.name == "deploy"]
@@ -175,7 +175,7 @@ def test_only_train_asks_for_a_gpu_node(pods):
     """Placement comes from the StageSpec's gpu flag, the same as the KFP steps (tests/kfp). Deploy
     runs on a CPU node: it talks to Triton over gRPC and checks parity with TorchScript on CPU, in
     the CPU stage image; the GPU node group is sized for Triton and training only (tests/infra)."""
-    from components.images import image_key
+    from components.core.images import image_key
 
     gpu_stages = {spec.name for spec, _ in pods.values() if spec.gpu}
     assert gpu_stages == {"train"}
@@ -191,8 +191,8 @@ def test_any_gpu_spec_gets_the_gpu_placement(k8s_dagbag, monkeypatch):
     accelerator limit, node selector and toleration; the same spec without it gets none."""
     import dataclasses
 
-    from components import airflow_runtime
-    from components.stages import STAGES
+    from components.contracts.stages import STAGES
+    from components.orchestration import runtime as airflow_runtime
 
     for gpu in (True, False):
         spec = dataclasses.replace(STAGES["deploy"], gpu=gpu)
@@ -254,7 +254,7 @@ def test_rendered_args_are_the_stage_cli(k8s_dagbag):
     """The templated arguments render to exactly what `flightdeck <stage>` takes."""
     import jinja2
 
-    from components.cli import build_parser
+    from components.ops.cli import build_parser
 
     dag = k8s_dagbag.dags["continuous_training"]
     window = {"start": "2013-03-04", "end": "2013-05-26", "day": "2013-05-27"}

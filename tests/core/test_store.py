@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from components.store import ArtifactNotFound, ConflictError, StoreError, open_store
+from components.core.store import ArtifactNotFound, ConflictError, StoreError, open_store
 
 
 def test_bytes_json_parquet_roundtrip(any_store):
@@ -76,7 +76,7 @@ def test_readers_during_repeated_publishes_never_fail(any_store):
     stop, errors, reads = threading.Event(), [], [0]
 
     def reader():
-        from components.store import open_store
+        from components.core.store import open_store
 
         own = open_store()  # its own client, as a separate stage process would have
         while not stop.is_set():
@@ -145,7 +145,7 @@ def test_a_killed_writers_temp_file_is_swept_by_the_next_write_of_its_key(home):
     """What SIGKILL leaves mid-write_bytes (the hidden temp beside the key) is never listed, and the
     next write of the key removes it once it is older than any live write; a fresh one (a writer
     still at work) stays."""
-    from components.store import STALE_TEMP_SECONDS
+    from components.core.store import STALE_TEMP_SECONDS
 
     store = open_store()
     store.write_bytes("raw/day.parquet", b"v1")

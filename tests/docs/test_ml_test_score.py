@@ -1,7 +1,7 @@
 """docs/ML_TEST_SCORE.md lists all 28 tests of the ML Test Score and names only things that exist.
 
 Test node ids are resolved by parsing the test files with ast (no collection, no imports); alert
-names against infra/monitoring/alerts.yml; metric names against components.metrics.METRICS.
+names against infra/monitoring/alerts.yml; metric names against components.core.metrics.METRICS.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def test_each_test_names_its_coverage_or_says_it_has_none():
 
 
 def test_every_named_test_alert_and_metric_exists():
-    from components.metrics import METRICS
+    from components.core.metrics import METRICS
 
     text = DOC.read_text()
     alerts = {rule["alert"] for group in yaml.safe_load((REPO / "infra/monitoring/alerts.yml").read_text())["groups"]

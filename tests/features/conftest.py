@@ -22,11 +22,11 @@ class FeatureEnv:
 
 
 def _prepare(home: Path, mp: pytest.MonkeyPatch) -> FeatureEnv:
-    from components.features import build
-    from components.ingest import ingest
-    from components.stages import FeaturesBuildParams, IngestParams, ValidateParams
-    from components.store import open_store
-    from components.validate import validate
+    from components.contracts.stages import FeaturesBuildParams, IngestParams, ValidateParams
+    from components.core.store import open_store
+    from components.data.ingest import ingest
+    from components.data.validate import validate
+    from components.features.build import build
 
     mp.setenv("FLIGHTDECK_HOME", str(home))
     mp.setenv("FLIGHTDECK_PROFILE", "local")
@@ -51,7 +51,7 @@ def built_home(tmp_path_factory) -> Path:
 def fenv(built_home, tmp_path, monkeypatch) -> FeatureEnv:
     """A private copy of the built home (its own registry, online store and progress record)."""
 
-    from components.store import open_store
+    from components.core.store import open_store
 
     home = tmp_path / "home"
     shutil.copytree(built_home, home)

@@ -11,16 +11,16 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from components import feature_tables as ft
-from components import features as F
-from components import schema
-from components.stages import (
+from components.contracts import layout, schema
+from components.contracts.stages import (
     FeaturesBuildParams,
     IngestParams,
     MaterializeParams,
     TrainingSetParams,
     ValidateParams,
 )
+from components.features import build as F
+from components.features import tables as ft
 
 START, END = "2013-01-01", "2013-01-03"
 
@@ -36,8 +36,8 @@ def test_the_locked_duckdb_has_its_packaged_httpfs_extension():
 @pytest.fixture
 def aws(s3_store, s3_bucket, aws_env, redis_url, monkeypatch):
     """The aws profile on the moto server and a real Redis, with three validated days and their features."""
-    from components.ingest import ingest
-    from components.validate import validate
+    from components.data.ingest import ingest
+    from components.data.validate import validate
 
     monkeypatch.setenv("FLIGHTDECK_REDIS_URL", redis_url)
     monkeypatch.delenv("FLIGHTDECK_FEAST_YAML", raising=False)
@@ -60,7 +60,7 @@ def test_aws_build_writes_tables_and_the_feast_registry_to_s3(aws):
     # A fresh FeatureStore from the aws yaml reads that registry back: every view, sourced from s3://.
     from feast import FeatureStore
 
-    from components.settings import load_settings
+    from components.core.settings import load_settings
 
     settings = load_settings()
     config = F.feast_config(settings, F.REPO_DIR / "profiles" / "aws" / "feature_store.yaml")
@@ -72,7 +72,7 @@ def test_aws_build_writes_tables_and_the_feast_registry_to_s3(aws):
     for name, fv in by_name.items():
         assert fv.batch_source.path == f"s3://{aws['bucket']}/features/{name}.parquet"
         assert fv.batch_source.s3_endpoint_override == aws["endpoint"]
-    table = aws["store"].read_parquet(F.table_key("weather_hourly"))
+    table = aws["store"].read_parquet(layout.feature_table_key("weather_hourly"))
     assert str(table[ft.TS].dtype) == "datetime64[us, UTC]" and len(table) > 100
 
 

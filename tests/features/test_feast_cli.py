@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from components import features as F
+from components.contracts import layout
+from components.features import build as F
 
 pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite's long poles
 
@@ -53,7 +54,7 @@ def test_feast_cli_apply_and_list_on_the_local_profile(fenv):
     by_name = {fv.name: fv for fv in fs.list_feature_views()}
     assert set(by_name) == set(F._definitions_module().VIEWS)
     for name, fv in by_name.items():
-        assert fv.batch_source.path == str(fenv.store.local_path(F.table_key(name)))
+        assert fv.batch_source.path == str(fenv.store.local_path(layout.feature_table_key(name)))
     assert fs.get_feature_service(F.feature_service_name()).name == "delay_model_v1"
     assert not list(F.REPO_DIR.glob("$*")), "nothing may be written under a literal ${...} path"
 
@@ -68,7 +69,7 @@ def test_feast_cli_without_the_settings_is_refused_clearly(tmp_path):
 @pytest.mark.parametrize("profile", ["local", "aws"])
 def test_profile_yaml_names_only_settings(profile, monkeypatch, tmp_path):
     """Every ${...} of the profile's yaml is a flightdeck setting, so the CLI and the stages expand it alike."""
-    from components.settings import load_settings
+    from components.core.settings import load_settings
 
     text = (F.REPO_DIR / "profiles" / profile / "feature_store.yaml").read_text()
     env = {"FLIGHTDECK_PROFILE": profile, "FLIGHTDECK_HOME": str(tmp_path), "FLIGHTDECK_S3_BUCKET": "b"}

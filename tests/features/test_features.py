@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components import feature_tables as ft
-from components import features as F
-from components import schema, signature
-from components.errors import StageFailed
-from components.stages import FeaturesBuildParams, MaterializeParams, TrainingSetParams
+from components.contracts import layout, schema, signature
+from components.contracts.errors import StageFailed
+from components.contracts.stages import FeaturesBuildParams, MaterializeParams, TrainingSetParams
+from components.features import build as F
+from components.features import tables as ft
 from tests.conftest import redis_feast_yaml
 
 TS_START, TS_END = "2013-01-08", "2013-01-21"
@@ -54,7 +54,7 @@ def built_home_module(built_home):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FLIGHTDECK_HOME", str(built_home))
         mp.setenv("FLIGHTDECK_PROFILE", "local")
-        from components.store import open_store
+        from components.core.store import open_store
 
         store = open_store()
         result = F.training_set(TrainingSetParams(start=TS_START, end=TS_END), store)
@@ -92,7 +92,7 @@ def test_no_feature_value_is_newer_than_the_prediction_time(training):
     and that check would catch a join that looked ahead."""
     store, df, _ = training
     for view, (key, features, ttl) in _views().items():
-        table = store.read_parquet(F.table_key(view))
+        table = store.read_parquet(layout.feature_table_key(view))
         past = _asof(df, table, key, features, ttl)
         assert (past["feature_ts"].dropna() <= past["event_timestamp"][past["feature_ts"].notna()]).all()
         got = df.set_index("flight_id").loc[past.index]
@@ -109,7 +109,7 @@ def test_daily_stats_use_only_flights_landed_by_the_stamp(training):
     """Recompute carrier 7-day stats from the validated flights with a separate, plain rule."""
     store, _, _ = training
     flights = F._read_days(store, "flights", schema.day_range("2013-01-01", "2013-01-21"), required=True)
-    table = store.read_parquet(F.table_key("carrier_daily_stats")).drop(columns="as_of_date").drop_duplicates()
+    table = store.read_parquet(layout.feature_table_key("carrier_daily_stats")).drop(columns="as_of_date").drop_duplicates()
     sched_day = flights["sched_dep_utc"].dt.tz_convert(schema.LOCAL_TZ).dt.date
     departed = flights["dep_time"].notna()
     landed = (flights["sched_dep_utc"] + pd.to_timedelta(flights["dep_delay"].clip(lower=0).fillna(0), unit="min")
@@ -134,11 +134,11 @@ def test_daily_stats_use_only_flights_landed_by_the_stamp(training):
 
 
 def test_rebuilding_a_range_is_idempotent(fenv):
-    before = {v: fenv.store.read_parquet(F.table_key(v)) for v in _views()}
+    before = {v: fenv.store.read_parquet(layout.feature_table_key(v)) for v in _views()}
     result = F.build(FeaturesBuildParams(start="2013-01-10", end="2013-01-12"), fenv.store)
     assert result["flights_read"] > 0
     for view, (key, _, _) in _views().items():
-        after = fenv.store.read_parquet(F.table_key(view))
+        after = fenv.store.read_parquet(layout.feature_table_key(view))
         cols = [c for c in (key, "as_of_date", ft.TS) if c in after.columns]
         assert not after.duplicated(cols).any(), view
         pd.testing.assert_frame_equal(after, before[view], check_exact=True)
@@ -152,7 +152,7 @@ def test_daily_stats_rows_exist_only_for_keys_that_flew_in_their_window(fenv):
     local_day = flights["sched_dep_utc"].dt.tz_convert(schema.LOCAL_TZ).dt.tz_localize(None).dt.normalize()
     keys = {"route": flights["origin"] + "-" + flights["dest"], "carrier": flights["carrier"]}
     for view, key in (("route_daily_stats", "route"), ("carrier_daily_stats", "carrier")):
-        table = fenv.store.read_parquet(F.table_key(view)).drop(columns="as_of_date").drop_duplicates()
+        table = fenv.store.read_parquet(layout.feature_table_key(view)).drop(columns="as_of_date").drop_duplicates()
         day = table[ft.TS].dt.tz_convert(schema.LOCAL_TZ).dt.tz_localize(None).dt.normalize() - pd.Timedelta(days=1)
         table = table.assign(day=day)  # the local day D whose end the row is stamped at
         flown = pd.DataFrame({key: keys[key], "fday": local_day}).drop_duplicates()
@@ -222,7 +222,7 @@ def test_materialize_incremental_idempotent_and_survives_reapply(fenv):
     first = F.materialize(MaterializeParams(end="2013-01-12", start="2013-01-10", chunk_days=1), store)
     end1 = _day_end("2013-01-12")
     assert first["chunks"] == 3 and first["repair_chunks"] == 0 and first["end"] == end1.isoformat()
-    progress = store.read_json(F.PROGRESS_KEY)
+    progress = store.read_json(layout.MATERIALIZATION_PROGRESS)
     for view in _views():
         assert progress["views"][view]["materialized_until"] == end1.isoformat()
     assert _assert_online_equals_offline(store, end1, "2013-01-13") > 10
@@ -231,7 +231,7 @@ def test_materialize_incremental_idempotent_and_survives_reapply(fenv):
     online = _online_rows(fenv.home)
     again = F.materialize(MaterializeParams(end="2013-01-12", start="2013-01-10", chunk_days=1), store)
     assert again["chunks"] == 0 and again["repair_chunks"] == 0
-    assert {v: e["intervals"] for v, e in store.read_json(F.PROGRESS_KEY)["views"].items()} == \
+    assert {v: e["intervals"] for v, e in store.read_json(layout.MATERIALIZATION_PROGRESS)["views"].items()} == \
         {v: e["intervals"] for v, e in progress["views"].items()}
     assert _online_rows(fenv.home) == online
     # A part of it too (the DAG's one-day interval, run again).
@@ -249,7 +249,7 @@ def test_materialize_incremental_idempotent_and_survives_reapply(fenv):
     end2 = _day_end("2013-01-14")
     assert nxt["chunks"] == 2
     assert nxt["views"]["weather_hourly"]["from"] == end1.isoformat()
-    weather = store.read_json(F.PROGRESS_KEY)["views"]["weather_hourly"]
+    weather = store.read_json(layout.MATERIALIZATION_PROGRESS)["views"]["weather_hourly"]
     assert weather["intervals"] == [[_day_start("2013-01-10").isoformat(), end2.isoformat()]]
     assert _assert_online_equals_offline(store, end2, "2013-01-15") > 10
 
@@ -296,7 +296,7 @@ def test_an_older_interval_after_a_newer_one_keeps_the_newer_online_values(fenv)
         assert len(after[view]) > len(rows) or view in F._definitions_module().STATIC_VIEWS  # the backfill loaded
     # The online store answers as of the newest materialized time (every key holds its latest row).
     assert _assert_online_equals_offline(store, _day_end("2013-01-15"), "2013-01-16") > 10
-    weather = store.read_json(F.PROGRESS_KEY)["views"]["weather_hourly"]
+    weather = store.read_json(layout.MATERIALIZATION_PROGRESS)["views"]["weather_hourly"]
     assert weather["intervals"] == [[_day_start("2013-01-12").isoformat(), _day_end("2013-01-15").isoformat()]]
     assert F.materialize(MaterializeParams(start="2013-01-12", end="2013-01-15"), store)["chunks"] == 0
 
@@ -315,10 +315,10 @@ def test_the_first_day_of_the_data_alone_builds_trains_and_materializes(tmp_path
     """A build over 2013-01-01 alone has no earlier flights, so its daily stats tables are empty: they keep
     their key types (not null, which Feast's join refused: "carrier:int32 and carrier:string are not
     comparable") and the training rows carry missing stats, not an error."""
-    from components.ingest import ingest
-    from components.stages import IngestParams, ValidateParams
-    from components.store import open_store
-    from components.validate import validate
+    from components.contracts.stages import IngestParams, ValidateParams
+    from components.core.store import open_store
+    from components.data.ingest import ingest
+    from components.data.validate import validate
 
     monkeypatch.setenv("FLIGHTDECK_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("FLIGHTDECK_PROFILE", "local")
@@ -329,7 +329,7 @@ def test_the_first_day_of_the_data_alone_builds_trains_and_materializes(tmp_path
     built = F.build(FeaturesBuildParams(start=day, end=day), store)
     assert built["rows_built"]["carrier_daily_stats"] == built["rows_built"]["route_daily_stats"] == 0
     for view in ("carrier_daily_stats", "route_daily_stats"):
-        table = store.read_parquet(F.table_key(view))
+        table = store.read_parquet(layout.feature_table_key(view))
         assert table.empty and list(table.columns)[:2] == [_views()[view][0], "as_of_date"]
     out = F.training_set(TrainingSetParams(start=day, end=day), store)
     rows = store.read_parquet(f"training_sets/{day}_{day}.parquet")

@@ -15,11 +15,11 @@ import shutil
 
 import pytest
 
-from components import features as F
-from components.cli import main as cli_main
-from components.errors import StageFailed
-from components.settings import SettingsError, load_settings
-from components.stages import FeaturesBuildParams, MaterializeParams
+from components.contracts.errors import StageFailed
+from components.contracts.stages import FeaturesBuildParams, MaterializeParams
+from components.core.settings import SettingsError, load_settings
+from components.features import build as F
+from components.ops.cli import main as cli_main
 from tests.conftest import redis_server
 from tests.features.conftest import END, START
 from tests.features.test_features import _assert_online_equals_offline, _day_end, _probe_flights, redis_yaml
@@ -97,14 +97,14 @@ def test_without_the_password_every_access_fails_saying_so(on_redis, redis_auth,
 
 
 def test_features_build_never_opens_the_online_store(on_redis, redis_auth, monkeypatch, tmp_path):
-    """Its feast apply is partial (components.features.apply): Feast 0.67 gives the Redis store no
+    """Its feast apply is partial (components.features.build.apply): Feast 0.67 gives the Redis store no
     tables to delete, and its update() connects only to delete. So the features-build pods get no
-    password (components/cluster.py NEEDS_REDIS_PASSWORD); this fails the day apply connects. Here
+    password (components/core/cluster.py NEEDS_REDIS_PASSWORD); this fails the day apply connects. Here
     with a view replaced too (its table moved to another home), without the password."""
     import redis
 
-    from components import cluster
-    from components.store import open_store
+    from components.core import cluster
+    from components.core.store import open_store
 
     def connections() -> int:
         return int(watcher.info("stats")["total_connections_received"])
@@ -177,8 +177,8 @@ def test_connection_string_refusals_do_not_show_the_password(monkeypatch, tmp_pa
 
 
 def test_the_password_is_a_secret_setting():
-    from components import cluster
-    from components.settings import SECRET_SETTINGS, secret_env_names
+    from components.core import cluster
+    from components.core.settings import SECRET_SETTINGS, secret_env_names
 
     settings = load_settings({"FLIGHTDECK_REDIS_PASSWORD": "pw-secret-value", "FLIGHTDECK_HOME": "/x"})
     assert settings.redis_password == "pw-secret-value"

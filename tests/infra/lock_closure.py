@@ -1,7 +1,7 @@
 """Run what a module imports, with only the packages of one lock file.
 
     python -m tests.infra.lock_closure containers/locks/triton.lock
-    python -m tests.infra.lock_closure containers/locks/stage.lock --entry components/evaluate.py \
+    python -m tests.infra.lock_closure containers/locks/stage.lock --entry components/model/evaluate.py \
         --optional lightgbm -- evaluate --run-id <run>
 
 Without --entry it checks the Triton image's online model (below). With --entry it imports every
@@ -14,7 +14,7 @@ The online model check:
 The image cannot be built here (no Docker engine), so this stands in for "does the online model
 start inside it": in this environment, every import of a distribution that the lock does not
 pin fails as if it were not installed (ModuleNotFoundError, which optional imports catch), then
-it imports every module components/triton/online_model.py names (at any depth: the request path
+it imports every module components/serving/triton/online_model.py names (at any depth: the request path
 imports lazily) and does what the model's initialize() does on the aws profile: open the S3
 artifact store and load Feast's configuration (which imports the offline and online store
 classes that feature_store.yaml names). `triton_python_backend_utils` is provided by Triton's
@@ -107,9 +107,9 @@ def _import_all(modules: list[str], optional: set[str], finder: OnlyLocked) -> t
 def _online_model_initialize() -> list[str]:
     """What the online model's initialize() does on the aws profile."""
     try:
-        from components import features
-        from components.settings import load_settings
-        from components.store import open_store
+        from components.core.settings import load_settings
+        from components.core.store import open_store
+        from components.features import build as features
 
         settings = load_settings()
         open_store(settings)
@@ -122,7 +122,7 @@ def _online_model_initialize() -> list[str]:
 
 
 def _run_cli(args: list[str]) -> tuple[dict, list[str]]:
-    from components.cli import main as cli
+    from components.ops.cli import main as cli
 
     out = io.StringIO()
     try:

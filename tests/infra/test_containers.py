@@ -41,11 +41,9 @@ def final_stage(dockerfile: Path) -> list[tuple[str, str]]:
 
 
 def all_stages() -> dict:
-    """Every StageSpec, including stages registered by the extra-command modules."""
-    from components import cli
-    from components.stages import STAGES
+    """Every StageSpec."""
+    from components.contracts.stages import STAGES
 
-    cli._load_extra_commands()
     return STAGES
 
 
@@ -81,7 +79,7 @@ def test_entrypoint_reaches_the_cli(key):
     # The `flightdeck` executable is the console script of pyproject.toml, installed by the
     # Dockerfile with the code; the same script here answers --help and lists every stage.
     pyproject = (REPO / "pyproject.toml").read_text()
-    assert re.search(r'^flightdeck\s*=\s*"components\.cli:main"', pyproject, re.M)
+    assert re.search(r'^flightdeck\s*=\s*"components\.ops\.cli:main"', pyproject, re.M)
     assert any(word == "RUN" and "-e /app" in args for word, args in instructions(REPO / image["dockerfile"]))
     out = subprocess.run(
         [str(VENV_BIN / "flightdeck"), "--help"], capture_output=True, text=True, timeout=120
@@ -121,10 +119,9 @@ def test_runs_as_non_root_with_oci_labels(key):
 
 @pytest.mark.parametrize("key", sorted({IMAGES["stages"][s] for s in IMAGES["stages"]}))
 def test_stage_images_run_as_the_uid_the_pods_ask_for(key):
-    """Stage pods (Airflow and KFP, components/cluster.py) set runAsUser/runAsGroup: the image's
+    """Stage pods (Airflow and KFP, components/core/cluster.py) set runAsUser/runAsGroup: the image's
     user must be that uid, and FLIGHTDECK_HOME must lie in the pods' scratch emptyDir."""
-    from components import cluster
-
+    from components.core import cluster
     stage = final_stage(REPO / IMAGES["images"][key]["dockerfile"])
     assert [args for word, args in stage if word == "USER"][-1] == f"{cluster.STAGE_UID}:{cluster.STAGE_GID}"
     run = " ".join(args for word, args in stage if word == "RUN")
@@ -246,11 +243,11 @@ def _online_model_closure(lock: Path, tmp_path: Path) -> tuple[int, dict]:
 
 
 def test_triton_lock_has_everything_the_online_model_imports(tmp_path):
-    """The Triton image runs components/triton/online_model.py with only triton.lock installed."""
+    """The Triton image runs components/serving/triton/online_model.py with only triton.lock installed."""
     rc, result = _online_model_closure(REPO / IMAGES["images"]["triton"]["lock"], tmp_path)
     assert rc == 0 and not result["errors"], result["errors"]
     # The list comes from online_model.py's own imports; these two are what it is for.
-    assert {"torch", "components.features"} <= set(result["modules"]), result["modules"]
+    assert {"torch", "components.features.build"} <= set(result["modules"]), result["modules"]
 
 
 def test_lock_closure_check_catches_a_missing_package(tmp_path):

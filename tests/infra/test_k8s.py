@@ -146,8 +146,8 @@ def test_gpu_probes_and_ports(resources):
     }
     assert sorted(p["port"] for p in resources["Service"]["spec"]["ports"]) == [8000, 8001, 8002]
     assert "@sha256:" in triton["image"]
-    # The model-control API is restricted to holders of the admin key (components/triton/server.py).
-    from components.triton.server import ADMIN_HEADER, ADMIN_KEY_ENV, RESTRICTED_APIS
+    # The model-control API is restricted to holders of the admin key (components/serving/triton/server.py).
+    from components.serving.triton.server import ADMIN_HEADER, ADMIN_KEY_ENV, RESTRICTED_APIS
 
     restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_HEADER}=$({ADMIN_KEY_ENV})"
     assert f"--http-restricted-api={restricted}" in triton["args"]
@@ -188,10 +188,9 @@ def test_hpa_and_pdb_target_the_deployment(resources):
 
 
 def test_triton_reads_the_stage_settings(resources):
-    """The online model (components/triton/online_model.py) loads the settings in the Triton pod:
+    """The online model (components/serving/triton/online_model.py) loads the settings in the Triton pod:
     the ConfigMap modules/platform creates for the stage pods, by reference."""
-    from components import cluster
-
+    from components.core import cluster
     (triton,) = resources["Deployment"]["spec"]["template"]["spec"]["containers"]
     assert triton["envFrom"] == [{"configMapRef": {"name": cluster.SETTINGS_CONFIG_MAP}}]
     platform = (REPO / "infra" / "terraform" / "modules" / "platform" / "main.tf").read_text()
@@ -199,11 +198,11 @@ def test_triton_reads_the_stage_settings(resources):
 
 
 def test_triton_gets_the_redis_password_from_the_secret(resources):
-    """The online model reads the Redis online store (components/features.py, the same code path as
+    """The online model reads the Redis online store (components/features/build.py, the same code path as
     the stages) with the settings of the Triton pod: FLIGHTDECK_REDIS_PASSWORD comes from the
     Secret the values name, which modules/platform creates from the online store's AUTH token."""
-    from components import cluster
-    from components.settings import secret_env_names
+    from components.core import cluster
+    from components.core.settings import secret_env_names
 
     (triton,) = resources["Deployment"]["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e for e in triton["env"]}
@@ -338,7 +337,7 @@ def test_checkov_kubernetes_checks_pass(checkov_k8s):
         assert len(skip_reason(check)) > 20, f"skip without a reason: {check['check_id']}"
 
 
-# -- replica discovery by `flightdeck deploy` (components/triton/replicas.py) -------------------
+# -- replica discovery by `flightdeck deploy` (components/serving/triton/replicas.py) -------------------
 
 # The client calls replicas.py makes -> the RBAC verb and resource each needs.
 CLIENT_VERBS = {"list": "list", "read": "get", "watch": "watch"}
@@ -373,7 +372,7 @@ def test_deploy_service_account_may_read_the_triton_endpoints_and_nothing_else(r
 
 
 def test_rbac_covers_every_call_replicas_makes(resources):
-    import components.triton.replicas as replicas
+    import components.serving.triton.replicas as replicas
 
     calls = re.findall(r"\.(list|read|watch)_namespaced_(endpoint_slice|endpoints)\(", Path(replicas.__file__).read_text())
     assert calls, "replicas.py makes no Kubernetes API call any more: update this test"
@@ -390,7 +389,7 @@ def test_replicas_are_found_on_the_service_grpc_port(resources):
     container ports they target) gives replicas.py each pod's gRPC address."""
     from kubernetes.client import models as k8s
 
-    from components.triton.replicas import from_endpoint_slices
+    from components.serving.triton.replicas import from_endpoint_slices
 
     (triton,) = resources["Deployment"]["spec"]["template"]["spec"]["containers"]
     container_ports = {p["name"]: p["containerPort"] for p in triton["ports"]}
@@ -415,8 +414,8 @@ def test_replicas_are_found_on_the_service_grpc_port(resources):
 def test_triton_reads_the_repository_deploy_writes(resources):
     """The chart's default and the value Terraform sets name the S3 prefix `flightdeck deploy`
     writes the model repository to on the aws profile."""
-    from components.settings import load_settings
-    from components.triton.repository import repository_location
+    from components.core.settings import load_settings
+    from components.serving.triton.repository import repository_location
 
     settings = load_settings({"FLIGHTDECK_PROFILE": "aws", "FLIGHTDECK_S3_BUCKET": "artifacts-bucket",
                               "FLIGHTDECK_S3_MODELS_BUCKET": "models-bucket", "FLIGHTDECK_HOME": "/nonexistent"})

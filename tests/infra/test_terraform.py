@@ -15,6 +15,7 @@ from pathlib import Path
 import hcl2
 import pytest
 
+from components.contracts import layout
 from tests.infra.checkov_run import describe, run_checkov, skip_reason
 
 REPO = Path(__file__).resolve().parents[2]
@@ -391,8 +392,8 @@ def covers(grants: set[tuple[str, str]], bucket: str, key: str) -> bool:
 
 
 def bucket_of(key: str) -> str:
-    """The bucket a key lives in on AWS (components/store.py routes by the first segment)."""
-    from components.store import DATA_AREAS, MODEL_AREAS
+    """The bucket a key lives in on AWS (components/core/store.py routes by the first segment)."""
+    from components.core.store import DATA_AREAS, MODEL_AREAS
 
     area = key.split("/", 1)[0]
     return "data" if area in DATA_AREAS else "models" if area in MODEL_AREAS else "artifacts"
@@ -405,43 +406,44 @@ def code_keys() -> dict[str, dict[str, list[str]]]:
 
     import yaml
 
-    from components import evaluate, features, runlog, schema, train
-    from components.registry import Registry
-    from components.triton import routing
+    from components.contracts import schema
+    from components.core import runlog
+    from components.features import build as features
+    from components.model.registry import Registry
 
     day, model = date(2013, 4, 1), "flight_delay"
     registry = Registry.__new__(Registry)
     registry.prefix = f"models/{model}"  # as Registry.__init__ sets it
     feast = yaml.safe_load((REPO / "feature_repo" / "profiles" / "aws" / "feature_store.yaml").read_text())
     feast_key = feast["registry"]["path"].split("}/", 1)[1]  # s3://${FLIGHTDECK_S3_BUCKET}/<key>
-    repo_root = "triton/model_repository"  # components/triton/repository.py (tests/infra/test_k8s.py checks it)
+    repo_root = "triton/model_repository"  # components/serving/triton/repository.py (tests/infra/test_k8s.py checks it)
     return {
         "batch_predict": {
-            "read": [f"{schema.validated_prefix('flights', day)}/_PUBLISHED.json",
-                     f"{schema.validated_prefix('flights', day)}/v-1/part.parquet",
-                     features.table_key("weather"), f"{schema.predictions_prefix(day)}/_PUBLISHED.json",
-                     feast_key, routing.state_key(model), registry.aliases_key,
+            "read": [f"{layout.validated_prefix('flights', day)}/_PUBLISHED.json",
+                     f"{layout.validated_prefix('flights', day)}/v-1/part.parquet",
+                     features.table_key("weather"), f"{layout.predictions_prefix(day)}/_PUBLISHED.json",
+                     feast_key, layout.serving_state_key(model), registry.aliases_key,
                      f"{registry.version_prefix(3)}/model.pt"],
-            "write": [f"{schema.predictions_prefix(day)}/v-1/predictions.parquet",
-                      f"{routing.records_prefix(model, 3, 4)}/20130401T000000-abc.parquet"],
+            "write": [f"{layout.predictions_prefix(day)}/v-1/predictions.parquet",
+                      f"{layout.challenger_records_prefix(model, 3, 4)}/20130401T000000-abc.parquet"],
         },
         "trainer": {
-            "read": [train.training_set_key("2013-01-01", "2013-03-31"),
-                     *(f"{schema.validated_prefix(t, None if t in schema.REFERENCE else day)}/_PUBLISHED.json"
+            "read": [layout.training_set_key("2013-01-01", "2013-03-31"),
+                     *(f"{layout.validated_prefix(t, None if t in schema.REFERENCE else day)}/_PUBLISHED.json"
                        for t in schema.TABLE_COLUMNS),
-                     f"{train.run_prefix('r-1')}/v-1/model.pt", train.LATEST, evaluate.LATEST,
-                     f"{evaluate.run_prefix('e-1')}/v-1/evaluation.json", registry.aliases_key,
-                     f"{registry.version_prefix(3)}/version.json", routing.state_key(model),
+                     f"{layout.train_run_prefix('r-1')}/v-1/model.pt", layout.TRAIN_LATEST, layout.EVAL_LATEST,
+                     f"{layout.eval_run_prefix('e-1')}/v-1/evaluation.json", registry.aliases_key,
+                     f"{registry.version_prefix(3)}/version.json", layout.serving_state_key(model),
                      f"serving/{model}/deploy.lock", f"{repo_root}/{model}/config.pbtxt"],
-            "write": [f"{train.run_prefix('r-1')}/v-1/model.pt", f"{evaluate.run_prefix('e-1')}/_PUBLISHED.json",
+            "write": [f"{layout.train_run_prefix('r-1')}/v-1/model.pt", f"{layout.eval_run_prefix('e-1')}/_PUBLISHED.json",
                       f"{registry.version_prefix(3)}/model.pt", f"{registry.prefix}/claims/3.json", registry.aliases_key,
-                      routing.state_key(model), f"serving/{model}/deploy.lock", f"{repo_root}/{model}/3/model.pt",
+                      layout.serving_state_key(model), f"serving/{model}/deploy.lock", f"{repo_root}/{model}/3/model.pt",
                       f"{repo_root}/{model}_online/1/model.py"],
         },
         "triton": {
-            "read": [f"{repo_root}/{model}/config.pbtxt", f"{repo_root}/{model}/3/model.pt", routing.state_key(model),
+            "read": [f"{repo_root}/{model}/config.pbtxt", f"{repo_root}/{model}/3/model.pt", layout.serving_state_key(model),
                      feast_key],
-            "write": [f"{routing.records_prefix(model, 3, 4)}/20130401T000000-abc.parquet"],
+            "write": [f"{layout.challenger_records_prefix(model, 3, 4)}/20130401T000000-abc.parquet"],
         },
         "airflow": {
             "read": [f"{runlog.PREFIX}/training/latest.json", "airflow-logs/dag_id=x/run_id=y/task_id=z/attempt=1.log"],
@@ -487,7 +489,7 @@ def test_irsa_roles_are_least_privilege():
 
 def test_scoped_grants_cover_every_key_the_code_touches():
     """The keys each scoped workload's code builds (its own key functions) fall inside its grants,
-    in the bucket components/store.py routes them to; a key of another area does not."""
+    in the bucket components/core/store.py routes them to; a key of another area does not."""
     for workload, kinds in code_keys().items():
         for kind, keys in kinds.items():
             grants = iam_grants(workload, kind)
@@ -609,13 +611,13 @@ def platform_resource(type_: str, name: str) -> dict:
 
 
 def test_settings_config_map_holds_exactly_the_cluster_settings():
-    """The ConfigMap's keys are the settings components/settings.py reads, less the local-only
-    ones, plus the Triton Service's name and namespace that components/triton/replicas.py reads;
+    """The ConfigMap's keys are the settings components/core/settings.py reads, less the local-only
+    ones, plus the Triton Service's name and namespace that components/serving/triton/replicas.py reads;
     the Airflow pods (envFrom) and the KFP steps (key by key) read it by these names."""
     import dataclasses
 
-    from components import cluster
-    from components.settings import SECRET_SETTINGS, Settings
+    from components.core import cluster
+    from components.core.settings import SECRET_SETTINGS, Settings
 
     settings = platform_locals()["stage_settings"]
     fields = {f.name for f in dataclasses.fields(Settings)}
@@ -648,7 +650,7 @@ def test_settings_config_map_holds_exactly_the_cluster_settings():
 
 
 def test_settings_config_map_and_admin_key_secret_exist_wherever_stage_pods_run():
-    from components import cluster
+    from components.core import cluster
     from pipelines.cli import COMPILED_DIR
 
     local = platform_locals()
@@ -685,8 +687,8 @@ def test_settings_config_map_and_admin_key_secret_exist_wherever_stage_pods_run(
 def test_redis_auth_secret_exists_wherever_its_pods_run():
     """The online store's AUTH token reaches the materialize pods (Airflow: flightdeck, KFP: kubeflow)
     and Triton (flightdeck) from one Secret per namespace, made from modules/online_store's token;
-    the names agree with components/cluster.py, the compiled KFP YAML and the Triton chart."""
-    from components import cluster
+    the names agree with components/core/cluster.py, the compiled KFP YAML and the Triton chart."""
+    from components.core import cluster
     from pipelines.cli import COMPILED_DIR
 
     secret = platform_resource("kubernetes_secret_v1", "redis_auth")
@@ -714,7 +716,7 @@ def test_redis_auth_secret_exists_wherever_its_pods_run():
 
 
 def test_kfp_runs_service_account_is_created_and_trusted():
-    from components.cli import build_parser
+    from components.ops.cli import build_parser
 
     args = build_parser().parse_args(["kfp", "submit", "training", "--host", "http://kfp"])
     sa = platform_resource("kubernetes_service_account_v1", "pipelines")
@@ -817,7 +819,7 @@ def gpu_pod_requests() -> dict[str, tuple[float, float]]:
     it, and a Triton replica as the chart renders it."""
     import yaml
 
-    from components.airflow_runtime import STAGE_RESOURCES
+    from components.orchestration.runtime import STAGE_RESOURCES
     from pipelines.cli import COMPILED_DIR
     from tests.infra.helm_lite import render_chart
 

@@ -12,9 +12,9 @@ import re
 import pytest
 import yaml
 
-from components import cluster
-from components.images import GPU_NODE_SELECTOR, GPU_TOLERATION, image_for_stage
-from components.stages import STAGES
+from components.contracts.stages import STAGES
+from components.core import cluster
+from components.core.images import GPU_NODE_SELECTOR, GPU_TOLERATION, image_for_stage
 from pipelines.cli import COMPILED_DIR, compile_all, local_arguments, submit
 
 PIPELINE_STEPS = {
@@ -137,7 +137,7 @@ def test_settings_and_secret_by_reference(name):
 
 
 def test_exactly_the_materialize_step_gets_the_redis_password():
-    """The one step that opens the Redis online store (components/cluster.py NEEDS_REDIS_PASSWORD)."""
+    """The one step that opens the Redis online store (components/core/cluster.py NEEDS_REDIS_PASSWORD)."""
     with_password = {(name, stage) for name in PIPELINE_STEPS for _, stage, _, k8s in _steps(name)
                      if any(s["secretName"] == cluster.REDIS_AUTH_SECRET for s in k8s.get("secretAsEnv", []))}
     assert with_password == {("batch_prediction", "features-materialize")}
@@ -170,7 +170,7 @@ def test_steps_carry_the_labels_tritons_network_policy_admits(name):
 
 
 def test_training_deploys_to_the_gpu_triton_by_default_and_kfp_local_to_the_cpu_one():
-    from components.settings import load_settings
+    from components.core.settings import load_settings
 
     spec, _ = _load(COMPILED_DIR / "training.yaml")
     assert spec["root"]["inputDefinitions"]["parameters"]["deploy_target"]["defaultValue"] == "gpu"
@@ -209,7 +209,7 @@ def test_submit_to_an_unreachable_host_names_it_and_leaves_nothing_behind(tmp_pa
     """The API calls themselves against a stand-in server: tests/kfp/test_submit.py."""
     import tempfile
 
-    from components.errors import StageFailed
+    from components.contracts.errors import StageFailed
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where submit compiles the IR
     with pytest.raises(StageFailed, match="cannot reach Kubeflow Pipelines at http://127.0.0.1:9"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from components import schema
+from components.contracts import layout, schema
 from tests.conftest import free_port, local_triton
 
 pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite's long poles
@@ -32,7 +32,7 @@ def trained(kfp_env):
     # A short window and few epochs: the blessing bars are loosened for so little data; the
     # blessing itself is tested in tests/model. This tests the wiring around it.
     run_local("training", {**TRAIN, "max_epochs": 4, "max_ece": 0.15, "baseline_margin": -0.05})
-    from components.registry import open_registry
+    from components.model.registry import open_registry
 
     return open_registry()
 
@@ -55,9 +55,9 @@ def quiet_day_scored(trained):
 
 
 def test_batch_prediction_pipeline_scores_every_flight_once(quiet_day_scored, trained):
-    from components.batch_predict import read_predictions
-    from components.store import open_store
-    from components.validate import read_validated
+    from components.core.store import open_store
+    from components.data.validate import read_validated
+    from components.serving.batch_predict import read_predictions
 
     store = open_store()
     day = schema.parse_day(quiet_day_scored)
@@ -78,7 +78,7 @@ def _typed_outputs(pipeline: str) -> dict[tuple[str, str], list[dict]]:
 
     import yaml
 
-    from components.settings import load_settings
+    from components.core.settings import load_settings
     from pipelines.cli import COMPILED_DIR
 
     spec = next(yaml.safe_load_all((COMPILED_DIR / f"{pipeline}.yaml").read_text()))
@@ -107,7 +107,7 @@ def _in_store(store, uri: str) -> bool:
 
 def test_every_dataset_and_model_output_points_into_the_store(quiet_day_scored, trained):
     """What the KFP UI links a step's Dataset/Model to: store_uri, the stage result's `uri`."""
-    from components.store import open_store
+    from components.core.store import open_store
 
     store = open_store()
     expected = {
@@ -127,7 +127,7 @@ def test_every_dataset_and_model_output_points_into_the_store(quiet_day_scored, 
                     area = "raw" if step == "ingest" else "validated"
                     assert uri == store.uri(area)
                     day = schema.parse_day(meta["start"])
-                    key = schema.raw_key("flights", day) if step == "ingest" else schema.validated_prefix("flights", day)
+                    key = layout.raw_key("flights", day) if step == "ingest" else layout.validated_prefix("flights", day)
                     assert store.uri(key).startswith(uri + "/") and _in_store(store, store.uri(key))
     (training_set,) = _typed_outputs("training")["training-set", "training_set"]
     assert training_set["store_uri"] == training_set["out"]
@@ -137,12 +137,12 @@ def test_every_dataset_and_model_output_points_into_the_store(quiet_day_scored, 
 
 
 def test_rerun_replaces_the_partition(quiet_day_scored):
-    from components.batch_predict import read_predictions
-    from components.stages import STAGES
-    from components.store import open_store
+    from components.contracts.stages import STAGES
+    from components.core.store import open_store
+    from components.serving.batch_predict import read_predictions
 
     store = open_store()
-    prefix = schema.predictions_prefix(schema.parse_day(quiet_day_scored))
+    prefix = layout.predictions_prefix(schema.parse_day(quiet_day_scored))
     first = read_predictions(quiet_day_scored)
     STAGES["predict-batch"].run(date=quiet_day_scored)
     second = read_predictions(quiet_day_scored)
@@ -161,12 +161,12 @@ def test_rerun_replaces_the_partition(quiet_day_scored):
 
 
 def test_unreachable_triton_fails_clearly_and_writes_nothing(quiet_day_scored, monkeypatch):
-    from components.errors import StageFailed
-    from components.stages import STAGES
-    from components.store import open_store
+    from components.contracts.errors import StageFailed
+    from components.contracts.stages import STAGES
+    from components.core.store import open_store
 
     store = open_store()
-    prefix = schema.predictions_prefix(schema.parse_day(quiet_day_scored))
+    prefix = layout.predictions_prefix(schema.parse_day(quiet_day_scored))
     before = store.published(prefix)
     monkeypatch.setenv("FLIGHTDECK_TRITON_URL", f"127.0.0.1:{free_port()}")
     with pytest.raises(StageFailed, match="(?i)triton"):
@@ -176,7 +176,7 @@ def test_unreachable_triton_fails_clearly_and_writes_nothing(quiet_day_scored, m
 
 def _score_week(first: str, last: str, through_kfp: str | None = None) -> None:
     """Ingest, validate and build features for a week, and score each day (one through KFP)."""
-    from components.stages import STAGES
+    from components.contracts.stages import STAGES
     from pipelines.cli import run_local
 
     STAGES["ingest"].run(start=first, end=last)
@@ -190,15 +190,15 @@ def _score_week(first: str, last: str, through_kfp: str | None = None) -> None:
 
 
 def _scored(day) -> bool:
-    from components.store import open_store
+    from components.core.store import open_store
 
-    return open_store().published(schema.predictions_prefix(day)) is not None
+    return open_store().published(layout.predictions_prefix(day)) is not None
 
 
 def test_monitoring_pipeline_says_retrain_on_a_drifted_week_only(quiet_day_scored):
     import json
 
-    from components.store import open_store
+    from components.core.store import open_store
     from pipelines.cli import run_local
 
     _score_week(*QUIET_WEEK)
@@ -209,7 +209,7 @@ def test_monitoring_pipeline_says_retrain_on_a_drifted_week_only(quiet_day_score
     assert drifted.output is True
 
     store = open_store()
-    summary = {d: json.loads(store.read_published(schema.monitoring_prefix(schema.parse_day(d)), "summary.json"))
+    summary = {d: json.loads(store.read_published(layout.monitoring_prefix(schema.parse_day(d)), "summary.json"))
                for d in (QUIET_WEEK[1], DRIFTED_WEEK[1])}
     assert summary[QUIET_WEEK[1]]["decision"]["retrain"] is False
     assert summary[DRIFTED_WEEK[1]]["decision"]["trigger"] == "drift"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.stages import TrainParams
+from components.contracts.stages import TrainParams
 
 WINDOW = ("2013-01-01", "2013-01-14")
 # Short but real training: small network, few epochs (early stopping still active).
@@ -17,10 +17,15 @@ TEST_TRAIN = dict(max_epochs=3, patience=2, hidden="32,16", batch_size=512, refe
 
 def build_training_set(store, start: str, end: str) -> str:
     """Write the window's training set to the store through the real data stages."""
-    from components.features import build, training_set
-    from components.ingest import ingest
-    from components.stages import FeaturesBuildParams, IngestParams, TrainingSetParams, ValidateParams
-    from components.validate import validate
+    from components.contracts.stages import (
+        FeaturesBuildParams,
+        IngestParams,
+        TrainingSetParams,
+        ValidateParams,
+    )
+    from components.data.ingest import ingest
+    from components.data.validate import validate
+    from components.features.build import build, training_set
 
     ingest(IngestParams(start=start, end=end), store)
     validate(ValidateParams(start=start, end=end), store)
@@ -32,7 +37,7 @@ def build_training_set(store, start: str, end: str) -> str:
 @pytest.fixture(scope="session")
 def model_home(tmp_path_factory):
     """A FLIGHTDECK_HOME (local profile) shared by the model tests, with the window's training set."""
-    from components.store import LocalStore
+    from components.core.store import LocalStore
 
     home = tmp_path_factory.mktemp("model-home")
     with pytest.MonkeyPatch.context() as mp:
@@ -51,7 +56,7 @@ def train_params() -> TrainParams:
 @pytest.fixture(scope="session")
 def trained(model_home, train_params):
     """One real training run on the window, published in the session store."""
-    from components.train import train
+    from components.model.train import train
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FLIGHTDECK_HOME", str(model_home["home"]))
@@ -61,8 +66,8 @@ def trained(model_home, train_params):
 
 @pytest.fixture(scope="session")
 def evaluated(trained):
-    from components.evaluate import evaluate
-    from components.stages import EvaluateParams
+    from components.contracts.stages import EvaluateParams
+    from components.model.evaluate import evaluate
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FLIGHTDECK_HOME", str(trained["home"]))
@@ -76,8 +81,8 @@ def tiny_model_bytes() -> bytes:
     """A small untrained DelayModel as TorchScript: enough for registry tests that do not need skill."""
     import torch
 
-    from components.model import DelayModel, export_bytes
-    from components.signature import NUMERIC
+    from components.contracts.signature import NUMERIC
+    from components.model.network import DelayModel, export_bytes
 
     gen = torch.Generator().manual_seed(0)
     vocabs = [torch.arange(1, 6) * 7 for _ in range(5)]

@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from components.evaluate import Policy, decide, expected_calibration_error, run_prefix, scores
-from components.model import ModelIntegrityError
+from components.contracts import layout
+from components.model.evaluate import Policy, decide, expected_calibration_error, scores
+from components.model.network import ModelIntegrityError
 
 pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite's long poles
 
@@ -57,7 +58,7 @@ def test_calibration_error_and_scores_on_known_values():
 
 def test_evaluation_of_a_real_run(evaluated):
     store, result = evaluated["store"], evaluated["evaluation"]
-    report = json.loads(store.read_published(run_prefix(result["eval_id"]), "evaluation.json"))
+    report = json.loads(store.read_published(layout.eval_run_prefix(result["eval_id"]), "evaluation.json"))
     overall = report["model"]["overall"]
     for key in ("roc_auc", "pr_auc", "log_loss", "brier", "ece"):
         assert overall[key] is not None and np.isfinite(overall[key]), key
@@ -74,21 +75,20 @@ def test_evaluation_of_a_real_run(evaluated):
     assert all(c["passed"] for c in report["checks"] if c["kind"] == "invariance")
     assert report["champion"] is None  # nothing registered in this model yet
     assert report["decision"]["blessed"] == result["blessed"]
-    md = store.read_published(run_prefix(result["eval_id"]), "report.md").decode()
+    md = store.read_published(layout.eval_run_prefix(result["eval_id"]), "report.md").decode()
     assert ("BLESSED" in md) and "| logistic_regression |" in md and "## Slices" in md
 
 
 def test_evaluate_refuses_a_tampered_training_run(trained, tmp_path):
-    from components.evaluate import evaluate
-    from components.stages import EvaluateParams
-    from components.store import LocalStore
-    from components.train import run_prefix as train_prefix
+    from components.contracts.stages import EvaluateParams
+    from components.core.store import LocalStore
+    from components.model.evaluate import evaluate
 
     source, run_id = trained["store"], trained["result"]["run_id"]
     store = LocalStore(tmp_path / "artifacts")  # a copy of the run, so the session's stays intact
-    for key in source.list(train_prefix(run_id) + "/"):
+    for key in source.list(layout.train_run_prefix(run_id) + "/"):
         store.write_bytes(key, source.read_bytes(key))
-    model_key = store.published_key(train_prefix(run_id), "model.pt")
+    model_key = store.published_key(layout.train_run_prefix(run_id), "model.pt")
     data = bytearray(store.read_bytes(model_key))
     data[-100] ^= 0xFF
     store.write_bytes(model_key, bytes(data))
@@ -98,7 +98,7 @@ def test_evaluate_refuses_a_tampered_training_run(trained, tmp_path):
 
 def test_lightgbm_never_gates_the_blessing():
     """The decision is the same with the LightGBM reference fitted, skipped, or missing."""
-    from components.evaluate import skipped_scores
+    from components.model.evaluate import skipped_scores
 
     for challenger in (model(0.70), model(0.60), model(0.72, ece=0.09)):
         with_lgb = decide(challenger, BASELINES, None, GOOD_CHECKS, Policy())
@@ -133,7 +133,7 @@ def test_evaluate_runs_with_only_the_stage_image_packages(trained, evaluated, tm
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "FLIGHTDECK_HOME": str(home),
            "FLIGHTDECK_PROFILE": "local"}
     out = subprocess.run(
-        [sys.executable, "-m", "tests.infra.lock_closure", str(lock), "--entry", "components/evaluate.py",
+        [sys.executable, "-m", "tests.infra.lock_closure", str(lock), "--entry", "components/model/evaluate.py",
          "--optional", "lightgbm", "--", "evaluate", "--run-id", run_id, "--model-name", "closure", "--threads", "1"],
         capture_output=True, text=True, timeout=600, cwd=repo, env=env,
     )
@@ -141,22 +141,22 @@ def test_evaluate_runs_with_only_the_stage_image_packages(trained, evaluated, tm
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert out.returncode == 0 and not result["errors"], (result["errors"], out.stderr[-3000:])
     assert "lightgbm" in result["refused"] and "lightgbm" in result["optional_refused"]
-    assert {"sklearn.metrics", "torch", "components.registry"} <= set(result["modules"])
+    assert {"sklearn.metrics", "torch", "components.model.registry"} <= set(result["modules"])
     stage = json.loads(result["stage"]["stdout"])
     assert stage["baselines_skipped"]["lightgbm"].startswith("lightgbm is not importable")
     assert set(stage["baselines_roc_auc"]) == {"carrier_rate", "logistic_regression"}
 
-    from components.store import LocalStore
+    from components.core.store import LocalStore
 
-    report = json.loads(LocalStore(home / "artifacts").read_published(run_prefix(stage["eval_id"]), "evaluation.json"))
+    report = json.loads(LocalStore(home / "artifacts").read_published(layout.eval_run_prefix(stage["eval_id"]), "evaluation.json"))
     lgb = report["baselines"]["lightgbm"]
     assert lgb["roc_auc"] is None and "dev/bench dependency" in lgb["skipped"]
     assert report["gap_to_lightgbm"] is None and report["gap_to_lightgbm_reason"] == lgb["skipped"]
     # The same run evaluated with LightGBM (the session's evaluation): the same decision, for the same reasons.
-    full = json.loads(evaluated["store"].read_published(run_prefix(evaluated["evaluation"]["eval_id"]),
+    full = json.loads(evaluated["store"].read_published(layout.eval_run_prefix(evaluated["evaluation"]["eval_id"]),
                                                          "evaluation.json"))
     assert full["baselines"]["lightgbm"]["roc_auc"] is not None
     assert report["decision"] == full["decision"]
     assert report["model"]["overall"] == full["model"]["overall"]
-    md = LocalStore(home / "artifacts").read_published(run_prefix(stage["eval_id"]), "report.md").decode()
+    md = LocalStore(home / "artifacts").read_published(layout.eval_run_prefix(stage["eval_id"]), "report.md").decode()
     assert "Baseline lightgbm skipped: lightgbm is not importable" in md

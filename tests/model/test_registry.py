@@ -11,12 +11,14 @@ import threading
 
 import pytest
 
-from components.errors import StageFailed
-from components.model import ModelIntegrityError
-from components.registry import PromotionConflict, Registry, register
-from components.signature import CATEGORICAL, NUMERIC
-from components.stages import RegisterParams
-from components.store import sha256_bytes
+from components.contracts import layout
+from components.contracts.errors import StageFailed
+from components.contracts.signature import CATEGORICAL, NUMERIC
+from components.contracts.stages import RegisterParams
+from components.core.store import sha256_bytes
+from components.model.network import ModelIntegrityError
+from components.model.register import register
+from components.model.registry import PromotionConflict, Registry
 
 WRITERS = 6
 
@@ -52,7 +54,7 @@ def backend(request):
     store = request.getfixturevalue("local_store" if request.param == "local" else "s3_store")
 
     def new_client():
-        from components.store import open_store
+        from components.core.store import open_store
 
         return open_store()  # the same settings: a separate client / file handle per writer
 
@@ -161,7 +163,6 @@ def test_record_deployment(local_store, tiny_model_bytes):
 
 
 def test_register_a_real_evaluation_with_complete_lineage(evaluated):
-    from components.train import run_prefix
 
     store = evaluated["store"]
     # The session's run (seed 13, 3 epochs of a small MLP on two weeks) is deterministic, and so is its
@@ -179,7 +180,7 @@ def test_register_a_real_evaluation_with_complete_lineage(evaluated):
     registry = Registry(store, "delay_test")
     assert registry.versions() == [first["version"]]
     record = registry.get(first["version"])
-    run = store.published(run_prefix(record["run_id"]))
+    run = store.published(layout.train_run_prefix(record["run_id"]))
     assert record["model_sha256"] == run["files"]["model.pt"]["sha256"]
     assert set(record["files"]) >= {"model.pt", "model.pt.sha256", "signature.json", "metrics.json",
                                     "evaluation.json", "evaluation.md", "lineage.json", "reference.parquet"}
@@ -209,7 +210,7 @@ def test_register_a_real_evaluation_with_complete_lineage(evaluated):
 
 
 def test_registry_show_cli(local_store, tiny_model_bytes, capsys):
-    from components.cli import main
+    from components.ops.cli import main
 
     registry = Registry(local_store, "flight_delay")
     v1, v2 = add_version(registry, tiny_model_bytes, tag="one"), add_version(registry, tiny_model_bytes, tag="two")
@@ -237,8 +238,8 @@ def test_registry_show_cli(local_store, tiny_model_bytes, capsys):
 
 
 def test_evaluate_compares_with_the_champion_loaded_from_the_registry(evaluated):
-    from components.evaluate import evaluate
-    from components.stages import EvaluateParams
+    from components.contracts.stages import EvaluateParams
+    from components.model.evaluate import evaluate
 
     store, run_id = evaluated["store"], evaluated["result"]["run_id"]
     registered = register(RegisterParams(evaluation=evaluated["evaluation"]["eval_id"], model_name="delay_champ",

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from components.model import load_scripted, predict
-from components.signature import CATEGORICAL, LABEL, NUMERIC, to_tensors
-from components.train import assign_split, deterministic, fit, load_training_set, run_prefix, time_split
+from components.contracts import layout
+from components.contracts.signature import CATEGORICAL, LABEL, NUMERIC, to_tensors
+from components.model.network import load_scripted, predict
+from components.model.train import assign_split, deterministic, fit, load_training_set, time_split
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_time_split_is_ordered_and_disjoint(frame_and_split):
 
 def test_published_run_has_every_output(trained):
     store, result = trained["store"], trained["result"]
-    prefix = run_prefix(result["run_id"])
+    prefix = layout.train_run_prefix(result["run_id"])
     files = store.published(prefix)["files"]
     assert set(files) >= {"model.pt", "signature.json", "metrics.json", "params.json", "lineage.json",
                           "curves.png", "reference.parquet"}
@@ -73,12 +74,12 @@ def test_published_run_has_every_output(trained):
 
 def _module(trained):
     store, result = trained["store"], trained["result"]
-    data = store.read_bytes(store.published_key(run_prefix(result["run_id"]), "model.pt"))
+    data = store.read_bytes(store.published_key(layout.train_run_prefix(result["run_id"]), "model.pt"))
     return load_scripted(data, result["model_sha256"], "test")
 
 
 def test_torchscript_matches_eager_model(frame_and_split, train_params):
-    from components.model import export_bytes
+    from components.model.network import export_bytes
 
     frame, split = frame_and_split
     model, _ = _fit(replace(train_params, max_epochs=1), frame, split)
@@ -183,8 +184,8 @@ def test_class_imbalance_weighting(frame_and_split, train_params):
 
 
 def test_the_device_is_cuda_where_torch_sees_one_else_cpu_and_a_bad_choice_is_refused():
-    from components.errors import StageFailed
-    from components.train import pick_device
+    from components.contracts.errors import StageFailed
+    from components.model.train import pick_device
 
     has_cuda = torch.cuda.is_available()
     assert pick_device("auto").type == ("cuda" if has_cuda else "cpu")

@@ -2,15 +2,15 @@
 
     python -m tests.monitoring.calibration_mlp
 
-`python -m components.monitor_backtest` builds the calibration table with a logistic-regression
+`python -m components.monitoring.calibration` builds the calibration table with a logistic-regression
 stand-in. This builds the same table (same frames, reference samples, windows, drift statistics,
-summary) with the delay MLP trained the way the train stage trains it: components.train.fit with
+summary) with the delay MLP trained the way the train stage trains it: components.model.train.fit with
 the stage's default TrainParams (seed, epochs, early stopping on the validation period, Platt
 scaling), on the reference window cut by time into 70% train / 15% validation / 15% test, and the
 holdout ROC AUC measured on the test period, as evaluate does. Only the model-dependent columns
 (prediction PSI, AUCs) can differ from the stand-in's table; the feature drift is the same.
 
-Prints the summary (components.monitor_backtest.summarize) and the time it took.
+Prints the summary (components.monitoring.calibration.summarize) and the time it took.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ class MLPScorer:
     def __init__(self, window: pd.DataFrame):
         import torch
 
-        from components.model import predict
-        from components.stages import TrainParams
-        from components.train import assign_split, deterministic, fit, time_split
+        from components.contracts.stages import TrainParams
+        from components.model.network import predict
+        from components.model.train import assign_split, deterministic, fit, time_split
 
         frame = window.sort_values(["sched_dep_utc", "flight_id"], kind="stable").reset_index(drop=True)
         params = TrainParams(train_start=str(frame["day"].min().date()), train_end=str(frame["day"].max().date()),
@@ -51,9 +51,9 @@ class MLPScorer:
 def calibration_table_mlp(reference_rows: int = 5000) -> tuple[pd.DataFrame, dict]:
     from sklearn.metrics import roc_auc_score
 
-    from components import monitor_backtest as mb
-    from components.monitor import drift_statistics
-    from components.retrain_policy import load_policy
+    from components.monitoring import calibration as mb
+    from components.monitoring.monitor import drift_statistics
+    from components.monitoring.policy import load_policy
 
     policy = load_policy()
     frame = mb.year_frame()
@@ -82,8 +82,7 @@ def calibration_table_mlp(reference_rows: int = 5000) -> tuple[pd.DataFrame, dic
 
 
 def main() -> int:
-    from components import monitor_backtest as mb
-
+    from components.monitoring import calibration as mb
     t0 = time.perf_counter()
     table, models = calibration_table_mlp()
     pd.set_option("display.width", 220)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from components import monitor_backtest as mb
+from components.monitoring import calibration as mb
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 JAN_MAR = ("2013-01-01", "2013-03-31")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from components.metrics import EXTERNAL_METRICS, METRICS, TRITON_METRICS
+from components.core.metrics import EXTERNAL_METRICS, METRICS, TRITON_METRICS
 
 from .promql import metric_names
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from components import monitor_backtest as mb
-from components.monitor import drift_statistics
-from components.retrain_policy import load_policy
+from components.monitoring import calibration as mb
+from components.monitoring.monitor import drift_statistics
+from components.monitoring.policy import load_policy
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from components import monitor_backtest as mb
-from components import runlog, schema
-from components.errors import StageFailed
-from components.monitor import decisions, drift_statistics, load_reference, monitor
-from components.stages import MonitorParams
-from components.store import parquet_bytes
+from components.contracts import layout, schema
+from components.contracts.errors import StageFailed
+from components.contracts.stages import MonitorParams
+from components.core import runlog
+from components.core.store import parquet_bytes
+from components.monitoring import calibration as mb
+from components.monitoring.monitor import decisions, drift_statistics, load_reference, monitor
 
 from .conftest import REPO_ROOT
 
@@ -30,7 +31,7 @@ def _publish_days(store, frame, scorer, version, first, last, labels_until=None)
 
 
 def _metrics(store, day):
-    text = store.read_published(schema.monitoring_prefix(schema.parse_day(day)), "metrics.prom").decode()
+    text = store.read_published(layout.monitoring_prefix(schema.parse_day(day)), "metrics.prom").decode()
     out = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -53,7 +54,7 @@ def test_monitor_publishes_report_summary_metrics_and_waits_for_late_labels(loca
     assert 0.5 < result["auc"] < 0.9 and result["holdout_auc"] == 0.70
     assert result["prediction_drift"] > 0.2  # a winter model's scores in July
 
-    prefix = schema.monitoring_prefix(schema.parse_day("2013-07-14"))
+    prefix = layout.monitoring_prefix(schema.parse_day("2013-07-14"))
     assert set(local_store.published(prefix)["files"]) == {"report.html", "summary.json", "metrics.prom"}
     summary = json.loads(local_store.read_published(prefix, "summary.json"))
     day_rows = len(mb.days(frame, "2013-07-14", "2013-07-14"))
@@ -116,12 +117,12 @@ def test_a_drift_streak_triggers_one_retrain_and_the_new_model_does_not_retrigge
     v2_rows = mb.days(frame, "2013-07-15", "2013-07-15").copy()
     v2_rows["probability"] = scorer2(v2_rows).astype("float32")
     expected = drift_statistics(reference, v2_rows, columns=["probability"], engine="scipy")["prediction"]
-    summary = json.loads(local_store.read_published(schema.monitoring_prefix(schema.parse_day("2013-07-15")),
+    summary = json.loads(local_store.read_published(layout.monitoring_prefix(schema.parse_day("2013-07-15")),
                                                     "summary.json"))
     assert summary["window"]["rows"] > 2 * len(v2_rows)
     assert summary["drift"]["prediction"]["n_current"] == len(v2_rows)
     assert after["prediction_drift"] == pytest.approx(expected["score"], rel=1e-9)
-    html = local_store.read_published(schema.monitoring_prefix(schema.parse_day("2013-07-15")), "report.html")
+    html = local_store.read_published(layout.monitoring_prefix(schema.parse_day("2013-07-15")), "report.html")
     assert "Drift in column 'probability'" in html.decode() and "Drift detection method: PSI" in html.decode()
 
 
@@ -132,7 +133,7 @@ def test_missing_days_are_listed_and_a_small_sample_gets_no_verdict(local_store,
     result = monitor(MonitorParams(date="2013-07-22", min_rows=5000), local_store)
     assert result["drift_status"] == "insufficient_sample" and result["drift_share"] is None
     assert result["retrain"] is False
-    summary = json.loads(local_store.read_published(schema.monitoring_prefix(schema.parse_day("2013-07-22")),
+    summary = json.loads(local_store.read_published(layout.monitoring_prefix(schema.parse_day("2013-07-22")),
                                                     "summary.json"))
     assert summary["window"]["missing_days"] == ["2013-07-16", "2013-07-17", "2013-07-18", "2013-07-19",
                                                  "2013-07-21"]
@@ -145,14 +146,14 @@ def test_missing_days_are_listed_and_a_small_sample_gets_no_verdict(local_store,
 def test_an_empty_day_and_a_missing_day_fail_with_a_clear_message(local_store, frame, jan_mar_model,
                                                                    jan_mar_scorer):
     rows = mb.publish_predictions(local_store, frame, "2013-07-20", jan_mar_model, jan_mar_scorer)
-    local_store.publish(schema.predictions_prefix(schema.parse_day("2013-07-21")),
+    local_store.publish(layout.predictions_prefix(schema.parse_day("2013-07-21")),
                         {"predictions.parquet": parquet_bytes(rows.iloc[:0])})
     with pytest.raises(StageFailed, match="the predictions of 2013-07-21 are empty"):
         monitor(MonitorParams(date="2013-07-21"), local_store)
     with pytest.raises(StageFailed, match="no predictions are published for 2013-07-25"):
         monitor(MonitorParams(date="2013-07-25"), local_store)
 
-    proc = subprocess.run([sys.executable, "-m", "components.cli", "monitor", "--date", "2013-07-25"],
+    proc = subprocess.run([sys.executable, "-m", "components.ops.cli", "monitor", "--date", "2013-07-25"],
                           capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert proc.returncode != 0
     assert "no predictions are published for 2013-07-25" in proc.stderr
@@ -178,7 +179,7 @@ def test_rerunning_a_day_replaces_its_decision_and_does_not_request_a_second_ret
     recorded = [e for e in decisions(local_store) if e["date"] == "2013-07-14"]
     assert len(recorded) == 1 and recorded[0]["requested_at"] == requested_at  # replaced, not added
     assert any("already requested" in r for r in recorded[0]["reasons"])
-    summary = json.loads(local_store.read_published(schema.monitoring_prefix(schema.parse_day("2013-07-14")),
+    summary = json.loads(local_store.read_published(layout.monitoring_prefix(schema.parse_day("2013-07-14")),
                                                     "summary.json"))
     assert summary["decision"]["already_requested"] == requested_at
 

@@ -8,13 +8,13 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from components import runlog
-from components.cli import main as cli_main
-from components.errors import StageFailed
-from components.metrics import TRITON_METRICS
-from components.registry import Registry
-from components.stages import DeployParams
-from components.store import open_store
+from components.contracts.errors import StageFailed
+from components.contracts.stages import DeployParams
+from components.core import runlog
+from components.core.metrics import TRITON_METRICS
+from components.core.store import open_store
+from components.model.registry import Registry
+from components.ops.cli import main as cli_main
 from tests.conftest import local_triton
 from tests.serving.fixture_models import scripted_bytes
 
@@ -32,7 +32,7 @@ def triton_env(tmp_path_factory):
 @pytest.fixture(scope="module")
 def two_champions(triton_env):
     """v1 promoted and deployed, then v2 promoted and deployed: v1 is the previous champion."""
-    from components.deploy import deploy
+    from components.serving.deploy import deploy
 
     registry = Registry(open_store(), "flight_delay")
     v1 = registry.create_version({"model.pt": scripted_bytes(1)}, {"blessed": True, "metrics": {"roc_auc": 0.71}})
@@ -45,7 +45,7 @@ def two_champions(triton_env):
 
 
 def test_status_shows_versions_health_runs_and_attention(triton_env, two_champions, capsys):
-    from components.oncall import gather, render
+    from components.ops.oncall import gather, render
 
     v1, v2 = two_champions
     runlog.record_run("batch_prediction", "failed", {"error": "Triton unreachable"})
@@ -75,7 +75,7 @@ def test_real_triton_exports_the_documented_metrics(triton_env, two_champions):
 
 
 def test_rollback_deploys_the_previous_champion_then_moves_the_aliases(triton_env, two_champions):
-    from components.oncall import gather, rollback
+    from components.ops.oncall import gather, rollback
 
     v1, v2 = two_champions
     result = rollback()

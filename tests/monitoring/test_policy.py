@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from components.retrain_policy import DayEvidence, decide, load_policy
+from components.monitoring.policy import DayEvidence, decide, load_policy
 
 D = date(2013, 7, 20)
 POLICY = load_policy(env={})
@@ -78,7 +78,7 @@ def test_overrides_from_the_environment_and_bad_values():
 
 def test_one_drifted_day_starts_one_training_run():
     """The rule both orchestrators use (Airflow's drift event, KFP's `retrain` output)."""
-    from components.retrain_policy import starts_training
+    from components.monitoring.policy import starts_training
 
     assert starts_training({"retrain": True, "already_requested": None}) is True
     assert starts_training({"retrain": True, "already_requested": "2013-07-14T06:00:00+00:00"}) is False

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from components import monitor_backtest as mb
-from components import runlog, schema
-from components.errors import StageFailed
-from components.monitor import monitor
-from components.settings import load_settings
-from components.stages import MonitorParams
+from components.contracts import layout, schema
+from components.contracts.errors import StageFailed
+from components.contracts.stages import MonitorParams
+from components.core import runlog
+from components.core.settings import load_settings
+from components.monitoring import calibration as mb
+from components.monitoring.monitor import monitor
 from tests.conftest import free_port
 
 from . import servers
@@ -48,7 +49,7 @@ def test_monitor_pushes_its_metrics_and_the_drift_alert_follows_the_policy(s3_st
     [threshold] = pushed["flightdeck_policy_drift_share_threshold"]
     assert threshold.value == 0.2  # the policy default, exported with the share
     assert not any(name.startswith("flightdeck_pipeline_") for name in pushed)  # the run log's job, not this one
-    published = s3_store.read_published(schema.monitoring_prefix(schema.parse_day("2013-07-14")), "metrics.prom")
+    published = s3_store.read_published(layout.monitoring_prefix(schema.parse_day("2013-07-14")), "metrics.prom")
     assert b"flightdeck_drift_share" in published and b"flightdeck_policy_drift_share_threshold" in published
 
     # Prometheus scrapes the gateway and evaluates the rule: a July day against a winter model drifts.

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components import signature
+from components.contracts import signature
 from tests.conftest import triton_settings
 
 # Real flights of a few days: the day that is scored (batch) or served (online) has carrier and route
@@ -27,8 +27,8 @@ def serving_env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def triton(serving_env):
-    from components.triton import repository
-    from components.triton.server import TritonServer
+    from components.serving.triton import repository
+    from components.serving.triton.server import TritonServer
 
     _, repo_uri = repository.prepare_repository()
     p = serving_env["ports"]
@@ -55,11 +55,11 @@ def flights_frame(rows: int, seed: int = 7) -> pd.DataFrame:
 def real_days(tmp_path_factory) -> Path:
     """A FLIGHTDECK_HOME where START..DAY went through the real ingest, validate and features-build stages
     (no online store yet). Copy it with `copy_home`; never write into it."""
-    from components.features import build
-    from components.ingest import ingest
-    from components.stages import FeaturesBuildParams, IngestParams, ValidateParams
-    from components.store import open_store
-    from components.validate import validate
+    from components.contracts.stages import FeaturesBuildParams, IngestParams, ValidateParams
+    from components.core.store import open_store
+    from components.data.ingest import ingest
+    from components.data.validate import validate
+    from components.features.build import build
 
     home = tmp_path_factory.mktemp("fd-real-days")
     with pytest.MonkeyPatch.context() as mp:

@@ -6,7 +6,7 @@ import io
 
 import torch
 
-from components import signature
+from components.contracts import signature
 
 
 class TinyDelayModel(torch.nn.Module):
@@ -64,8 +64,8 @@ def pass_size_echo_bytes() -> bytes:
 
 def delay_model_bytes(rows: int = 4000, seed: int = 3) -> bytes:
     """The real architecture (embeddings, vocabularies, 128-64 MLP) with statistics from parity-like rows."""
-    from components.deploy import parity_sample
-    from components.model import DelayModel, build_vocabularies, export_bytes, numeric_statistics
+    from components.model.network import DelayModel, build_vocabularies, export_bytes, numeric_statistics
+    from components.serving.deploy import parity_sample
 
     num, cat = parity_sample(rows, seed=seed)
     torch.manual_seed(seed)

@@ -1,4 +1,4 @@
-"""The cpu target's python-backend model (components/triton/backend_model.py) on a real Triton: forward passes
+"""The cpu target's python-backend model (components/serving/triton/backend_model.py) on a real Triton: forward passes
 of `forward_chunk` rows per request, one request's error answering that request only, bit-for-bit parity
 with in-process scoring, buffers reused across passes, and the sha256 check of model.pt at load time."""
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components import signature
-from components.model import FORWARD_CHUNK
-from components.triton import repository
-from components.triton.client import TritonClient, TritonRequestFailed
+from components.contracts import signature
+from components.model.network import FORWARD_CHUNK
+from components.serving.triton import repository
+from components.serving.triton.client import TritonClient, TritonRequestFailed
 from tests.serving.fixture_models import PassSizeEcho, delay_model_bytes, pass_size_echo_bytes, scripted_bytes
 
 N_NUM, N_CAT = len(signature.NUMERIC), len(signature.CATEGORICAL)
@@ -55,8 +55,7 @@ def test_config_carries_the_forward_chunk_of_in_process_scoring():
     # model.predict_arrays uses the same constant by default.
     import inspect
 
-    from components import model
-
+    from components.model import network as model
     assert inspect.signature(model.predict_arrays).parameters["batch_size"].default == FORWARD_CHUNK
 
 
@@ -117,12 +116,12 @@ def test_chunked_scoring_equals_in_process_bit_for_bit(admin):
 
     import torch
 
-    from components.model import predict_arrays
+    from components.model.network import predict_arrays
 
     data = delay_model_bytes()
     publish("delay", data)
     admin.load("delay")
-    from components.deploy import parity_sample
+    from components.serving.deploy import parity_sample
 
     numeric, categorical = parity_sample(20_000, seed=5)
     served = admin.score("delay", 1, numeric, categorical, rows_per_request=8192, in_flight=3)  # 4096-row passes
@@ -137,7 +136,7 @@ def test_chunked_scoring_equals_in_process_bit_for_bit(admin):
 
 
 def _stub_pids(server) -> list[int]:
-    from components.triton.server import _descendants
+    from components.serving.triton.server import _descendants
 
     return [p for p in _descendants(server.pid) if "triton_python_backend_stub" in Path(f"/proc/{p}/cmdline").read_text()]
 
@@ -151,7 +150,7 @@ def test_forward_passes_reuse_their_buffers(admin, triton):
     page faults per 4096-row pass of this model (measured), about half the rows/s. keep_freed_memory stops that."""
     publish("delay", delay_model_bytes())
     admin.load("delay")
-    from components.deploy import parity_sample
+    from components.serving.deploy import parity_sample
 
     numeric, categorical = parity_sample(8192, seed=6)
     for _ in range(3):  # warm: the allocator's heap grows to its working size

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components import signature
-from components.cli import main as cli_main
-from components.registry import Registry
-from components.stages import DeployParams, PredictBatchParams
+from components.contracts import signature
+from components.contracts.stages import DeployParams, PredictBatchParams
+from components.model.registry import Registry
+from components.ops.cli import main as cli_main
 from tests.conftest import free_port, local_triton
 from tests.serving.conftest import DAY, copy_home
 from tests.serving.fixture_models import in_process, scripted_bytes
@@ -24,10 +24,10 @@ pytestmark = pytest.mark.slow  # the shared day's ingest, validate and features 
 @pytest.fixture(scope="module")
 def scored(real_days, tmp_path_factory):
     """v1 serves, v2 is its shadow challenger; the day is scored through Triton once."""
-    from components.batch_predict import predict_batch, read_predictions
-    from components.deploy import deploy
-    from components.features import apply
-    from components.store import open_store
+    from components.core.store import open_store
+    from components.features.build import apply
+    from components.serving.batch_predict import predict_batch, read_predictions
+    from components.serving.deploy import deploy
 
     home = copy_home(real_days, tmp_path_factory.mktemp("fd-batch"))
     with local_triton(home) as env:
@@ -47,8 +47,7 @@ def scored(real_days, tmp_path_factory):
 
 
 def test_a_shadow_run_publishes_both_versions_outputs(scored):
-    from components import features
-
+    from components.features import build as features
     part, result = scored["partition"], scored["result"]
     frame = features.scoring_frame(DAY, store=scored["store"])
     assert len(part) == len(frame) == result["rows"] > 300
@@ -69,8 +68,7 @@ def test_a_shadow_run_publishes_both_versions_outputs(scored):
 def test_the_summary_counts_flights_with_missing_features(scored):
     """A flight counts once when any model feature has no value as the model sees it (NaN/inf numeric, no
     categorical value); missing_by_feature counts each feature's missing values."""
-    from components import features
-
+    from components.features import build as features
     frame = features.scoring_frame(DAY, store=scored["store"])
     numeric, categorical = signature.to_tensors(frame)
     # What the model treats as missing, from the tensors it is fed: non-finite numeric values; categorical
@@ -87,7 +85,7 @@ def test_the_summary_counts_flights_with_missing_features(scored):
 
 
 def test_in_process_scoring_needs_no_triton_and_replaces_the_partition(scored, monkeypatch, capsys):
-    from components.batch_predict import read_predictions
+    from components.serving.batch_predict import read_predictions
 
     monkeypatch.setenv("FLIGHTDECK_TRITON_URL", f"127.0.0.1:{free_port()}")  # nothing listens there
     assert cli_main(["predict", "batch", "--date", DAY, "--in-process"]) == 0
@@ -103,11 +101,11 @@ def test_in_process_scoring_needs_no_triton_and_replaces_the_partition(scored, m
 
 
 def test_missing_features_are_what_the_model_treats_as_missing():
-    from components.batch_predict import missing_features
+    from components.serving.batch_predict import missing_features
     from tests.serving.conftest import flights_frame
 
     frame = flights_frame(6, seed=1)
-    frame["temp"] = [np.nan, np.inf, -np.inf, 1.0, 2.0, 3.0]  # +-inf is missing to the model (components.model)
+    frame["temp"] = [np.nan, np.inf, -np.inf, 1.0, 2.0, 3.0]  # +-inf is missing to the model (components.model.network)
     frame["carrier"] = [None, "UA", "UA", "UA", "UA", "UA"]
     frame["sched_hour"] = [5.0, 0.0, 6.0, np.nan, 7.0, 8.0]  # hour 0 is midnight, a value
     got = missing_features(frame)

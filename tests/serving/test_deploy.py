@@ -7,17 +7,17 @@ import json
 import numpy as np
 import pytest
 
-from components import signature
-from components.cli import main as cli_main
-from components.errors import StageFailed
-from components.model import ModelIntegrityError
-from components.registry import Registry
-from components.stages import DeployParams
-from components.store import open_store, sha256_bytes
-from components.triton import repository
-from components.triton.client import RetryPolicy, TritonClient, TritonUnavailable
-from components.triton.routing import canary_mask, canary_salt, comparison_report, read_state
-from components.triton.scoring import score_frame, score_frame_detailed
+from components.contracts import signature
+from components.contracts.errors import StageFailed
+from components.contracts.stages import DeployParams
+from components.core.store import open_store, sha256_bytes
+from components.model.network import ModelIntegrityError
+from components.model.registry import Registry
+from components.ops.cli import main as cli_main
+from components.serving.triton import repository
+from components.serving.triton.client import RetryPolicy, TritonClient, TritonUnavailable
+from components.serving.triton.routing import canary_mask, canary_salt, comparison_report, read_state
+from components.serving.triton.scoring import score_frame, score_frame_detailed
 from tests.conftest import free_port
 from tests.serving.conftest import flights_frame
 from tests.serving.fixture_models import in_process, scripted_bytes, wrong_signature_bytes
@@ -51,7 +51,7 @@ def add_version(registry, data: bytes, **record) -> int:
 def champion(registry, triton):
     """Three versions registered through the real registry; the second is promoted and deployed
     (the first deploy of the model), the third is the challenger of the shadow and canary tests."""
-    from components.deploy import deploy
+    from components.serving.deploy import deploy
 
     add_version(registry, scripted_bytes(1))
     champ = add_version(registry, scripted_bytes(2))
@@ -114,7 +114,7 @@ def test_first_deploy_loads_checks_parity_and_records(champion, store, client):
 
 
 def test_sha256_mismatch_is_refused_and_nothing_changes(champion, registry, store, client):
-    from components.deploy import deploy
+    from components.serving.deploy import deploy
 
     before = serving_snapshot(store, client)
     v = add_version(registry, scripted_bytes(3))
@@ -145,7 +145,7 @@ def test_file_that_is_not_torchscript_fails_to_load_and_rolls_back(champion, reg
 
 
 def test_wrong_signature_fails_parity_and_rolls_back(champion, registry, store, client):
-    from components.deploy import deploy
+    from components.serving.deploy import deploy
 
     before = serving_snapshot(store, client)
     v = add_version(registry, wrong_signature_bytes())
@@ -161,7 +161,7 @@ def test_served_outputs_that_differ_from_the_registered_file_fail_parity_and_rol
                                                                                        client, before_load):
     """The repository holds another model under the new version (consistent with its checksum, so it loads):
     Triton's outputs differ from the registered file's and the parity check stops the deploy."""
-    from components.deploy import deploy
+    from components.serving.deploy import deploy
 
     before = serving_snapshot(store, client)
     v = add_version(registry, scripted_bytes(7))
@@ -186,7 +186,7 @@ def test_served_outputs_that_differ_from_the_registered_file_fail_parity_and_rol
 
 def test_a_model_file_changed_before_the_load_fails_its_checksum_and_rolls_back(champion, registry, store, client,
                                                                                 before_load):
-    from components.deploy import deploy
+    from components.serving.deploy import deploy
 
     before = serving_snapshot(store, client)
     v = add_version(registry, scripted_bytes(9))
@@ -200,7 +200,7 @@ def test_a_model_file_changed_before_the_load_fails_its_checksum_and_rolls_back(
 
 
 def test_a_version_not_ready_in_time_is_rolled_back_and_the_previous_keeps_serving(champion, registry, store, client):
-    from components.deploy import deploy
+    from components.serving.deploy import deploy
 
     before = serving_snapshot(store, client)
     v = add_version(registry, scripted_bytes(11))
@@ -223,7 +223,7 @@ def test_a_version_not_ready_in_time_is_rolled_back_and_the_previous_keeps_servi
 
 
 def test_shadow_scores_with_both_and_records_the_challenger(champion, store, client, capsys):
-    from components.deploy import deploy
+    from components.serving.deploy import deploy
 
     ch = champion["challenger_version"]
     result = deploy(DeployParams(version=str(ch), mode="shadow", online=False))
@@ -248,7 +248,7 @@ def test_shadow_scores_with_both_and_records_the_challenger(champion, store, cli
 
 
 def test_canary_serves_a_stable_share_of_flights(champion, store, client):
-    from components.deploy import deploy
+    from components.serving.deploy import deploy
 
     ch = champion["challenger_version"]
     result = deploy(DeployParams(version=str(ch), mode="canary", canary_fraction=0.25, online=False))
@@ -275,7 +275,7 @@ def test_unreachable_triton_retries_then_fails_clearly(champion, serving_env):
 
 
 def test_promoting_the_challenger_keeps_the_old_champion_as_previous(champion, store, client):
-    from components.deploy import deploy
+    from components.serving.deploy import deploy
 
     ch = champion["challenger_version"]
     result = deploy(DeployParams(version=str(ch), mode="full", online=False))
@@ -289,7 +289,7 @@ def test_promoting_the_challenger_keeps_the_old_champion_as_previous(champion, s
 
 
 def test_deploy_to_an_unreachable_triton_fails_before_touching_the_repository(champion, store, monkeypatch):
-    from components.deploy import deploy
+    from components.serving.deploy import deploy
 
     repo_store, _ = repository.repository_location()
     config = repository.read_config(repo_store, MODEL)

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from components import signature
-from components.registry import Registry
-from components.stages import DeployParams
-from components.triton import repository
-from components.triton.server import TritonServer
+from components.contracts import signature
+from components.contracts.stages import DeployParams
+from components.model.registry import Registry
+from components.serving.triton import repository
+from components.serving.triton.server import TritonServer
 from tests.conftest import free_port
 from tests.serving.conftest import flights_frame
 from tests.serving.fixture_models import in_process, scripted_bytes
 
 
 def test_deploy_on_the_aws_profile_serves_from_the_s3_repository(s3_store, monkeypatch, tmp_path):
-    from components.deploy import deploy
-    from components.triton.scoring import score_frame
+    from components.serving.deploy import deploy
+    from components.serving.triton.scoring import score_frame
 
     ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
     monkeypatch.setenv("FLIGHTDECK_HOME", str(tmp_path / "home"))

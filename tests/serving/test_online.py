@@ -14,14 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components import signature
-from components.cli import main as cli_main
-from components.registry import Registry
-from components.stages import DeployParams
-from components.triton import repository
-from components.triton.online import ONLINE_MODEL, online_name
-from components.triton.routing import canary_mask, canary_salt, read_state, records_prefix
-from components.triton.server import TritonServer
+from components.contracts import layout, signature
+from components.contracts.stages import DeployParams
+from components.model.registry import Registry
+from components.ops.cli import main as cli_main
+from components.serving.triton import repository
+from components.serving.triton.online import ONLINE_MODEL, online_name
+from components.serving.triton.routing import canary_mask, canary_salt, read_state
+from components.serving.triton.server import TritonServer
 from tests.conftest import free_port, redis_feast_yaml, redis_server
 from tests.serving.conftest import DAY, copy_home, flights_of, metric
 from tests.serving.fixture_models import in_process, scripted_bytes
@@ -37,11 +37,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module", params=["sqlite", "redis"])
 def online(request, real_days, tmp_path_factory):
-    from components import features
-    from components.deploy import deploy
-    from components.features import materialize
-    from components.stages import MaterializeParams
-    from components.store import open_store
+    from components.contracts.stages import MaterializeParams
+    from components.core.store import open_store
+    from components.features import build as features
+    from components.features.build import materialize
+    from components.serving.deploy import deploy
 
     home = copy_home(real_days, tmp_path_factory.mktemp(f"fd-online-{request.param}"))
     ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
@@ -78,16 +78,14 @@ def requests_of(store, n: int | None = None) -> list[dict]:
 
 def expected_outputs(requests: list[dict], data: bytes) -> np.ndarray:
     """The model's outputs on the same features, read in this process from the same online store."""
-    from components import features
-
+    from components.features import build as features
     frame = pd.DataFrame([features.online_features(r) for r in requests])
     numeric, categorical = signature.to_tensors(frame)
     return in_process(data, numeric, categorical)
 
 
 def test_predict_online_reads_the_online_store_and_serves_the_champion(online, capsys):
-    from components import features
-
+    from components.features import build as features
     assert online["deploy"]["online_model"] == "ready"
     metrics = online["server"].endpoints["metrics"]
     before = metric(metrics, "nv_inference_request_success", ONLINE)
@@ -111,8 +109,8 @@ def test_predict_online_reads_the_online_store_and_serves_the_champion(online, c
 
 
 def test_online_errors_are_reported_per_request(online):
-    from components.triton.client import TritonClient, TritonRequestFailed
-    from components.triton.online import predict_one
+    from components.serving.triton.client import TritonClient, TritonRequestFailed
+    from components.serving.triton.online import predict_one
 
     metrics = online["server"].endpoints["metrics"]
     failed = metric(metrics, "nv_inference_request_failure", ONLINE)
@@ -125,8 +123,8 @@ def test_online_errors_are_reported_per_request(online):
 
 def test_online_row_tensors_equal_the_batch_encoding(online):
     """The online model builds its tensors without pandas; they must equal signature.to_tensors bit for bit."""
-    from components import features
-    from components.triton.online import row_tensors
+    from components.features import build as features
+    from components.serving.triton.online import row_tensors
 
     flights = flights_of(online["store"], END)
     sample = pd.concat([flights[flights["tailnum"].isna()].head(20), flights.dropna(subset=["tailnum"]).head(200)])
@@ -146,8 +144,8 @@ def test_online_row_tensors_equal_the_batch_encoding(online):
 
 
 def _predict_all(online, requests: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    from components.triton.client import TritonClient
-    from components.triton.online import predict_one
+    from components.serving.triton.client import TritonClient
+    from components.serving.triton.online import predict_one
 
     with TritonClient(online["server"].endpoints["grpc"]) as client:
         answers = [predict_one(r, client, MODEL) for r in requests]
@@ -156,7 +154,7 @@ def _predict_all(online, requests: list[dict]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_online_canary_serves_the_challenger_to_its_stable_share_of_flights(online):
-    from components.deploy import deploy
+    from components.serving.deploy import deploy
 
     deploy(DeployParams(version="2", mode="canary", canary_fraction=0.3, online=True))
     time.sleep(STATE_TTL_S + 0.5)  # the online model re-reads the serving state
@@ -182,8 +180,8 @@ def test_online_canary_serves_the_challenger_to_its_stable_share_of_flights(onli
 
 
 def test_online_shadow_records_the_challenger_without_serving_it(online):
-    from components.deploy import deploy
-    from components.triton.client import TritonClient
+    from components.serving.deploy import deploy
+    from components.serving.triton.client import TritonClient
 
     deploy(DeployParams(version="2", mode="shadow", online=True))
     time.sleep(STATE_TTL_S + 0.5)
@@ -203,7 +201,7 @@ def test_online_shadow_records_the_challenger_without_serving_it(online):
                 m["name"] == ONLINE and m.get("state") != "UNAVAILABLE" for m in admin.repository_index()):
             time.sleep(0.2)
         store = online["store"]
-        prefix = records_prefix(MODEL, 1, 2)
+        prefix = layout.challenger_records_prefix(MODEL, 1, 2)
         rec = pd.concat([store.read_parquet(k) for k in store.list(prefix + "/") if k.endswith(".parquet")],
                         ignore_index=True)
         admin.load(ONLINE)

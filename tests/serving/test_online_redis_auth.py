@@ -13,12 +13,12 @@ import secrets
 import pandas as pd
 import pytest
 
-from components import signature
-from components.cli import main as cli_main
-from components.registry import Registry
-from components.stages import DeployParams, MaterializeParams
-from components.triton import repository
-from components.triton.server import TritonServer
+from components.contracts import signature
+from components.contracts.stages import DeployParams, MaterializeParams
+from components.model.registry import Registry
+from components.ops.cli import main as cli_main
+from components.serving.triton import repository
+from components.serving.triton.server import TritonServer
 from tests.conftest import free_port, redis_feast_yaml, redis_server
 from tests.serving.conftest import DAY, copy_home, flights_of
 from tests.serving.fixture_models import in_process, scripted_bytes
@@ -35,10 +35,10 @@ def _predict_online_args(store) -> tuple[dict, list[str]]:
 
 
 def test_the_online_model_authenticates_with_the_password_of_its_environment(real_days, tmp_path, capsys):
-    from components import features
-    from components.deploy import deploy
-    from components.features import materialize
-    from components.store import open_store
+    from components.core.store import open_store
+    from components.features import build as features
+    from components.features.build import materialize
+    from components.serving.deploy import deploy
 
     home = copy_home(real_days, tmp_path / "home")
     password = "pw-" + secrets.token_urlsafe(24)

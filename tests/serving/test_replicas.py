@@ -9,16 +9,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components import signature
-from components.errors import StageFailed
-from components.registry import Registry
-from components.stages import DeployParams
-from components.store import open_store
-from components.triton import repository
-from components.triton.client import TritonClient
-from components.triton.replicas import Replica
-from components.triton.routing import read_state
-from components.triton.server import TritonServer
+from components.contracts import signature
+from components.contracts.errors import StageFailed
+from components.contracts.stages import DeployParams
+from components.core.store import open_store
+from components.model.registry import Registry
+from components.serving.triton import repository
+from components.serving.triton.client import TritonClient
+from components.serving.triton.replicas import Replica
+from components.serving.triton.routing import read_state
+from components.serving.triton.server import TritonServer
 from tests.conftest import free_port, triton_settings
 from tests.serving.conftest import flights_frame
 from tests.serving.fixture_models import in_process, scripted_bytes
@@ -71,7 +71,7 @@ def assert_serves(fleet, loaded: list[int], serving: int, not_loaded: int | None
 
 
 def test_deploy_loads_on_every_replica(fleet):
-    from components.deploy import deploy
+    from components.serving.deploy import deploy
 
     registry = Registry(open_store(), MODEL)
     for v in (1, 2):
@@ -89,7 +89,7 @@ def test_deploy_loads_on_every_replica(fleet):
 
 
 def test_one_failing_replica_rolls_back_both_and_the_previous_keeps_serving(fleet):
-    from components.deploy import deploy
+    from components.serving.deploy import deploy
 
     # Replica b restarts with another admin key (a rotated secret it alone got): it loads the repository's
     # current model at startup, serves it, and refuses the deploy's model-control calls.

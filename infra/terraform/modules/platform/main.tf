@@ -43,8 +43,8 @@ locals {
   pushgateway_url     = "http://${local.pushgateway_release}.${kubernetes_namespace_v1.this["monitoring"].metadata[0].name}.svc.cluster.local:9091"
 
   # The non-secret settings of every stage pod, as FLIGHTDECK_* environment variables (keys =
-  # components/cluster.py settings_env_names(), checked by tests/infra/test_terraform.py).
-  # Airflow's pods take them with envFrom, KFP steps key by key (components/cluster.py).
+  # components/core/cluster.py settings_env_names(), checked by tests/infra/test_terraform.py).
+  # Airflow's pods take them with envFrom, KFP steps key by key (components/core/cluster.py).
   stage_settings = {
     FLIGHTDECK_PROFILE          = "aws"
     FLIGHTDECK_RUNTIME          = "kubernetes"
@@ -183,7 +183,7 @@ resource "kubernetes_role_binding_v1" "airflow_stage_pods" {
   }
 }
 
-# The stage pods' settings (components/cluster.py SETTINGS_CONFIG_MAP), in every namespace that
+# The stage pods' settings (components/core/cluster.py SETTINGS_CONFIG_MAP), in every namespace that
 # reads them.
 resource "kubernetes_config_map_v1" "settings" {
   for_each = local.settings_namespaces
@@ -197,7 +197,7 @@ resource "kubernetes_config_map_v1" "settings" {
 }
 
 # Admin key of Triton's restricted model-control API; `flightdeck deploy` reads the same Secret
-# (components/cluster.py TRITON_ADMIN_SECRET), by reference, in both namespaces where deploy runs.
+# (components/core/cluster.py TRITON_ADMIN_SECRET), by reference, in both namespaces where deploy runs.
 resource "random_password" "triton_admin_key" {
   length  = 48
   special = false
@@ -220,7 +220,7 @@ moved {
 }
 
 # The Feast online store's AUTH token (modules/online_store), as FLIGHTDECK_REDIS_PASSWORD of the
-# pods that open the store, by reference (components/cluster.py REDIS_AUTH_SECRET): the materialize
+# pods that open the store, by reference (components/core/cluster.py REDIS_AUTH_SECRET): the materialize
 # stage in both namespaces where stage pods run, and Triton (its online model) in flightdeck.
 # Never in the settings ConfigMap. Rotating the token re-applies this Secret (RUNBOOK.md).
 resource "kubernetes_secret_v1" "redis_auth" {
@@ -331,7 +331,7 @@ resource "helm_release" "airflow" {
     # the chart (1.18, values.schema.json) has no chart-wide serviceAccount key. Workers write the
     # task logs; the API server (Airflow 3's UI backend) reads them; the triggerer writes the
     # logs of deferred tasks; the DAG processor writes its parsing logs and runs the DAG-level
-    # callbacks that write the run log (components/airflow_runtime.py run_callbacks); the
+    # callbacks that write the run log (components/orchestration/runtime.py run_callbacks); the
     # scheduler writes task-context messages into a task's log (a pod that never started).
     workers      = { serviceAccount = { annotations = local.airflow_irsa } }
     scheduler    = { serviceAccount = { annotations = local.airflow_irsa } }

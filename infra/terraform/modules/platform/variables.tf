@@ -90,7 +90,7 @@ variable "redis_auth_token" {
   sensitive   = true
   validation {
     # ElastiCache AUTH tokens: 16-128 characters, letters, digits and only ! & # $ ^ < > - (so no
-    # comma either, which Feast's Redis connection string could not carry; components/features.py).
+    # comma either, which Feast's Redis connection string could not carry; components/features/build.py).
     condition     = can(regex("^[A-Za-z0-9!&#$^<>-]{16,128}$", var.redis_auth_token))
     error_message = "redis_auth_token must be an ElastiCache AUTH token: 16-128 letters, digits or ! & # $ ^ < > -."
   }
@@ -107,7 +107,7 @@ variable "image_tag" {
 }
 
 variable "model_name" {
-  description = "Registry model the stages train, deploy and monitor (FLIGHTDECK_MODEL_NAME; components/settings.py default)."
+  description = "Registry model the stages train, deploy and monitor (FLIGHTDECK_MODEL_NAME; components/core/settings.py default)."
   type        = string
   default     = "flight_delay"
   validation {
@@ -117,7 +117,7 @@ variable "model_name" {
 }
 
 variable "lead_time_hours" {
-  description = "Hours before scheduled departure that predictions are made (FLIGHTDECK_LEAD_TIME_HOURS; components/settings.py default)."
+  description = "Hours before scheduled departure that predictions are made (FLIGHTDECK_LEAD_TIME_HOURS; components/core/settings.py default)."
   type        = number
   default     = 2
   validation {

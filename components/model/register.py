@@ -1,0 +1,73 @@
+"""The register stage: add an evaluated training run to the registry as a new version, and promote it
+when its evaluation blessed it. The registry itself (versions, aliases, checksums) is
+components.model.registry."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from components.contracts import layout
+from components.contracts.stages import RegisterParams
+from components.core.store import ArtifactStore, open_store, sha256_bytes
+from components.model import evaluate as ev
+from components.model.registry import open_registry, utc_now
+
+log = logging.getLogger(__name__)
+
+
+def register(params: RegisterParams, store: ArtifactStore | None = None) -> dict:
+    """Add an evaluated training run as a new version (idempotent), and promote it if it was blessed."""
+    store = store or open_store()
+    registry = open_registry(params.model_name, store)
+    eval_id = params.evaluation or ev.latest_evaluation(store)
+    evaluation = json.loads(store.read_published(layout.eval_run_prefix(eval_id), "evaluation.json"))
+    run_id = evaluation["run_id"]
+    run = layout.train_run_prefix(run_id)
+    model_data = store.read_published(run, "model.pt")
+    model_sha = sha256_bytes(model_data)
+    existing = registry.find(evaluation_id=eval_id, model_sha256=model_sha)
+    if existing is not None:
+        version, created = existing, False
+    else:
+        lineage = json.loads(store.read_published(run, "lineage.json"))
+        lineage.update({"evaluation_id": eval_id, "registered_at": utc_now(), "model_name": registry.name})
+        files = {
+            "model.pt": model_data,
+            "model.pt.sha256": f"{model_sha}  model.pt\n".encode(),
+            "lineage.json": json.dumps(lineage, indent=2, sort_keys=True, default=str).encode(),
+            "evaluation.json": store.read_published(layout.eval_run_prefix(eval_id), "evaluation.json"),
+            "evaluation.md": store.read_published(layout.eval_run_prefix(eval_id), "report.md"),
+        }
+        for name in ("signature.json", "metrics.json", "params.json", "curves.png", "reference.parquet"):
+            files[name] = store.read_published(run, name)
+        record = {
+            "model_name": registry.name,
+            "model_sha256": model_sha,
+            "run_id": run_id,
+            "evaluation_id": eval_id,
+            "blessed": bool(evaluation["decision"]["blessed"]),
+            "metrics": evaluation["model"]["overall"],
+            "window": lineage["window"],
+            "registered_at": lineage["registered_at"],
+        }
+        version, created = registry.create_version(files, record), True
+    blessed = bool(registry.get(version)["blessed"])
+    promoted = False
+    if params.promote and blessed:
+        promoted = registry.aliases()[0].get("champion") != version
+        registry.promote(version)
+    doc, _ = registry.aliases()
+    log.info("register %s: version %d (%s), blessed=%s, champion=%s", registry.name, version,
+             "new" if created else "already registered", blessed, doc.get("champion"))
+    return {
+        "model_name": registry.name,
+        "version": version,
+        "created": created,
+        "blessed": blessed,
+        "promoted": promoted,
+        "champion": doc.get("champion"),
+        "uri": store.uri(registry.version_prefix(version)),
+        "roc_auc": evaluation["model"]["overall"].get("roc_auc"),
+    }
+

@@ -1,0 +1,8 @@
+"""What people run: the CLI, on-call tools, the local server and the demo (the top layer).
+
+  cli           the `flightdeck` command: every stage and command, listed in one place
+  oncall        `flightdeck status` and `flightdeck rollback`
+  registry_cli  `flightdeck registry`
+  serve         `flightdeck serve`: the local Triton server
+  demo          `make demo`: the whole lifecycle on the local profile
+"""

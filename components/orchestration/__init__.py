@@ -1,0 +1,8 @@
+"""Orchestration adapters: how Airflow runs the stages. `dags/` imports only this layer.
+
+  runtime  stage tasks for both runtimes (local: in-process; kubernetes: KubernetesPodOperator)
+  pod      the stage pod specs of the kubernetes runtime
+  steps    the few decisions the DAGs make themselves (dates, branches, asset events)
+  notify   the failure notifier (Slack webhook)
+  local    running the DAGs in-process (dag.test()) on the local profile
+"""

