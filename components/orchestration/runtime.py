@@ -101,8 +101,9 @@ def default_args() -> dict:
 
 def stage_task(spec_name: str, task_id: str | None = None, outlets: list | None = None, **params):
     """The task that runs stage `spec_name` with `params` (values may be Jinja templates)."""
-    if spec_name not in STAGES:
-        return _pending_stage_task(spec_name, task_id, outlets)
+    if spec_name not in STAGES:  # a wiring mistake in a DAG file: fail the parse, naming the choices
+        raise KeyError(f"no stage named {spec_name!r} in components.contracts.stages.STAGES "
+                       f"(known: {', '.join(sorted(STAGES))})")
     spec = STAGES[spec_name]
     spec.make_params(**{k: f"<{k}>" for k in params})  # refuse unknown parameter names at parse time
     res = STAGE_RESOURCES.get(spec_name, Resources())
@@ -244,32 +245,6 @@ def step(func, task_id: str | None = None, branch: bool = False, outlets: list |
 def xcom(task_id: str, key: str | None = None) -> str:
     """A template for a value from another task's result."""
     return f"{{{{ ti.xcom_pull(task_ids='{task_id}')" + (f"['{key}']" if key else "") + " }}"
-
-
-def _pending_stage_task(spec_name: str, task_id: str | None, outlets: list | None):
-    """A stage the platform declares (containers/images.yaml) whose spec has not landed yet:
-    the DAG still parses and shows it; running it fails with a message saying so. A name that
-    is not declared at all is a wiring mistake and fails the parse."""
-    from functools import partial
-
-    from airflow.providers.standard.operators.python import PythonOperator
-
-    from components.core.images import load_mapping
-
-    if spec_name not in load_mapping()["stages"]:
-        raise KeyError(f"no stage named {spec_name!r} in components.contracts.stages.STAGES or containers/images.yaml "
-                       f"(known: {', '.join(sorted(STAGES))})")
-    return PythonOperator(task_id=task_id or spec_name.replace("-", "_"), outlets=outlets or [],
-                          python_callable=partial(_refuse_pending, spec_name),
-                          doc_md=f"**{spec_name}**: declared in containers/images.yaml, no StageSpec yet")
-
-
-def _refuse_pending(spec_name: str) -> None:
-    from airflow.sdk.exceptions import AirflowFailException  # no retry: it cannot appear by itself
-
-    raise AirflowFailException(f"stage {spec_name!r} is declared in containers/images.yaml but has no StageSpec in "
-                      "components/contracts/stages.py in this installation, so this task cannot run; install a "
-                      "flightdeck version that ships it")
 
 
 def run_callbacks(pipeline: str) -> dict:

@@ -58,6 +58,14 @@ def test_wiring_order(dagbag):
     assert mon.task_dict["no_drift"].outlets == []
 
 
+def test_unknown_stage_name_fails_the_parse_naming_the_stages():
+    """A typo in a DAG file's stage name is a wiring mistake: the file must not load."""
+    from components.orchestration.runtime import stage_task
+
+    with pytest.raises(KeyError, match="no stage named 'injest'.*known: .*ingest"):
+        stage_task("injest")
+
+
 PARSE_PROBE = r"""
 import importlib.util, json, sys, time
 # What the DAG processor has loaded before it parses a file.
