@@ -1,10 +1,8 @@
 """The backtest's results: daily and monthly tables (markdown + CSV), a per-policy summary, a chart.
 
-Daily metrics are those of each day's flights; monthly ones are pooled over every scored flight of
-the month (not an average of days), with the monitor's definitions (monitor.performance): ROC AUC,
-log loss, expected calibration error over 10 equal-width bins. Compute seconds are wall-clock time
-on the machine that ran the backtest and are the only numbers that differ between two runs with the
-same seed; they live in the summary, not in the daily and monthly tables.
+Metrics use the monitor's definitions (monitor.performance); monthly ones are pooled over every
+scored flight of the month. Compute seconds, the only numbers that differ between two runs with
+the same seed, live in the summary only. Details: docs/BACKTEST.md, "The report".
 """
 
 from __future__ import annotations

@@ -2,32 +2,10 @@
 
     flightdeck backtest --start 2013-02-01 --end 2013-12-30 --policies static,scheduled,drift
 
-A simulated clock walks the period. On day D ("today") of a policy, in this order:
-  1. morning of D: the labels of D-1 have landed. The drift policy runs the real monitor stage for
-     D-1 (Evidently drift over the week, AUC over the labelled days) and retrains when the
-     retraining policy (components/monitoring/policy.py) says so; the scheduled policy retrains every
-     --retrain-every days; static never retrains. A retrain trains on the --train-window-days days
-     ending D-1 (features build -> training set -> train -> evaluate -> register), so no data of D
-     or later is ever used for training or for a decision.
-  2. D's flights are scored with the policy's champion through the batch prediction stage
-     (predict-batch, in-process scoring: the backtest measures policies, not serving; Triton is
-     exercised by the serving tests and benchmarks) and published as a prediction partition.
-  3. the day's ROC AUC, log loss and calibration error (monitor.performance, the monitor's own
-     definitions) are computed from D's landed labels: the backtest's hindsight, used by no decision.
-
-Every policy lives in its own namespace of the artifact store (backtests/<id>/policies/<policy>/:
-registry, runs, predictions, monitoring), as if it were its own FLIGHTDECK_HOME; ingest, validate,
-feature tables and training sets are built once and shared. Each finished (day, policy) is
-published as backtests/<id>/days/<policy>/date=<D>/ and a progress record is kept: a killed
-backtest re-run with the same arguments continues from the first unfinished day and ends with the
-same tables. Training, LightGBM and scoring are seeded and deterministic, so the same seed gives the
-same tables. The results (markdown, CSV, a PNG chart) are published under backtests/<id>/report/.
-
-Promotion: the first model of every policy is served even if evaluate did not bless it (every
-policy needs a model on day one). Afterwards `--promote champion` (default) replaces the champion
-when the retrained model's holdout ROC AUC is within evaluate's champion tolerance of the
-champion's on the same rows, or when evaluate blessed it; `--promote blessed` needs evaluate's full
-blessing (baselines, calibration, behavioural checks). Either way evaluate's verdict is recorded.
+Each policy (static, scheduled, drift) walks the period on a simulated clock: on day D it may
+retrain on data up to D-1 only, then scores D with its champion; D's labels are the backtest's
+hindsight and feed no decision. Resumable and deterministic for a seed. The day's order, the
+store layout, promotion and the report: docs/BACKTEST.md.
 """
 
 from __future__ import annotations
@@ -69,7 +47,8 @@ class BacktestParams:
     backtest_id: str = param("", help="id of the backtest (default: derived from the parameters, so re-running "
                                       "the same command resumes it)")
     keep_reports: bool = param(False, help="keep every daily Evidently HTML report of the drift policy "
-                                           "(about 4 MB a day; by default only the last week's and retrain days')")
+                                           "(megabytes a day, docs/BENCHMARKS.md; by default only the last week's "
+                                           "and retrain days')")
 
     def policy_list(self) -> list[str]:
         names = [p.strip() for p in self.policies.split(",") if p.strip()]
@@ -203,7 +182,8 @@ class PolicyRun:
         return {"date": _day(day), **{k: result.get(k) for k in keep}}
 
     def _prune_report(self, day: date) -> None:
-        """Drop an old day's Evidently HTML (about 4 MB); its summary.json and metrics stay."""
+        """Drop an old day's Evidently HTML (the bulk of a monitoring day's bytes: docs/BENCHMARKS.md,
+        Figures the code relies on); its summary.json and metrics stay."""
         prefix = layout.monitoring_prefix(day)
         record = self.store.published(prefix)
         if record is None or "report.html" not in record["files"]:

@@ -5,4 +5,7 @@
   registry_cli  `flightdeck registry`
   serve         `flightdeck serve`: the local Triton server
   demo          `make demo`: the whole lifecycle on the local profile
+
+The commands: README.md, "The CLI"; what to do when an alert fires: RUNBOOK.md; the layers:
+docs/ARCHITECTURE.md.
 """

@@ -5,4 +5,6 @@
   steps    the few decisions the DAGs make themselves (dates, branches, asset events)
   notify   the failure notifier (Slack webhook)
   local    running the DAGs in-process (dag.test()) on the local profile
+
+The DAGs, runtimes, dates and failures: docs/AIRFLOW.md; the layers: docs/ARCHITECTURE.md.
 """

@@ -1,14 +1,10 @@
 """On-failure notifier: POST a JSON alert to a webhook named by an Airflow connection.
 
-The connection (default id `flightdeck_alerts`) holds the target; the DAGs hold no URL and
-no key. Its `format` extra picks the payload:
-- `slack` (default): an incoming-webhook message, {"text": ..., "blocks": [...]}.
-- `pagerduty`: an Events API v2 trigger; the routing key is the connection's password.
-Examples:
-    AIRFLOW_CONN_FLIGHTDECK_ALERTS='https://hooks.slack.com/services/T000/B000/XXXX'
-    AIRFLOW_CONN_FLIGHTDECK_ALERTS='{"conn_type": "https", "host": "events.pagerduty.com",
-        "schema": "v2/enqueue", "password": "<routing key>", "extra": {"format": "pagerduty"}}'
-A missing connection is logged and ignored: alerting must never fail the task a second time.
+The connection (default id `flightdeck_alerts`) holds the target, and its `format` extra picks
+the payload: `slack` (default, an incoming-webhook message) or `pagerduty` (Events API v2, the
+routing key is the connection's password); the DAGs hold no URL and no key. Examples:
+docs/AIRFLOW.md, "Failures". A missing connection is logged and ignored: alerting must never
+fail the task a second time.
 """
 
 from __future__ import annotations

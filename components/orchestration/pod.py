@@ -1,7 +1,7 @@
 """The operator of a stage pod in Airflow's kubernetes runtime (components/orchestration/runtime.py).
 
-Imported only when FLIGHTDECK_RUNTIME=kubernetes: the cncf-kubernetes provider it needs costs
-seconds to import (docs/AIRFLOW.md, "Parse time").
+Imported only when FLIGHTDECK_RUNTIME=kubernetes: the cncf-kubernetes provider it needs takes
+seconds to import (docs/AIRFLOW.md, "Parse time"; docs/BENCHMARKS.md, Figures the code relies on).
 """
 
 from __future__ import annotations

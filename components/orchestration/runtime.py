@@ -1,18 +1,11 @@
 """One DAG, two runtimes: build the Airflow task that runs a stage, from its StageSpec.
 
-- local (the default): the task calls the stage's entry function in the worker process
-  (`FLIGHTDECK_LOCAL_TASKS=inprocess`), or runs the stage CLI as a child process
-  (`=subprocess`: a crash of the stage cannot take the worker down, and a killed stage
-  is an ordinary task failure that Airflow retries).
-- kubernetes: a KubernetesPodOperator running the stage's image (containers/images.yaml)
-  with the same CLI arguments, per-stage resources, a GPU node for specs with gpu=True,
-  a service account (IRSA) for cloud access, the settings from the `flightdeck-settings`
-  ConfigMap and the secrets a stage uses (the Triton admin key, the Redis password) from their
-  Secrets, all by reference (components/core/cluster.py: the same as the KFP steps), and Pod Security
-  Standards "restricted"; no secrets in the DAG.
-
+`local` (the default) runs the stage's entry function in the worker, or its CLI as a child
+process; `kubernetes` runs the stage's image in a KubernetesPodOperator, with what the cluster
+gives a pod (settings, secrets, security context) defined once in components/core/cluster.py.
 The runtime is a setting (FLIGHTDECK_RUNTIME); DAG files call `stage_task` and never change.
-Only cheap modules are imported here: DAG files must parse fast, without torch/feast/GX.
+Details: docs/AIRFLOW.md, "Runtimes". Only cheap modules are imported here: DAG files must
+parse fast, without torch/feast/GX.
 """
 
 from __future__ import annotations

@@ -95,8 +95,8 @@ def test_parse_fast_without_heavy_modules():
 
 
 # The kubernetes runtime's stage tasks need the cncf-kubernetes provider, whose import alone takes
-# seconds (kubernetes and kubernetes_asyncio load every API model: 5.7-13 s measured on the 2
-# shared cores here, docs/AIRFLOW.md "Parse time"). The cluster's Airflow imports it once per
+# seconds (kubernetes and kubernetes_asyncio load every API model: docs/BENCHMARKS.md, Figures the
+# code relies on). The cluster's Airflow imports it once per
 # process in airflow_local_settings.py (infra/k8s/airflow, the chart's airflowLocalSettings); the
 # DAG processor then forks one child per DAG file parse, which inherits it. This probe does the
 # same: a fresh interpreter imports what the processor has loaded, runs that file (timed on its
@@ -157,7 +157,7 @@ def test_parse_fast_in_kubernetes_mode(k8s_parse_report, dag_file):
 
     preload, report = k8s_parse_report["preload"], k8s_parse_report["files"][dag_file]
     print(f"{dag_file}: parse {report['seconds']:.3f} s after the provider preload ({preload:.2f} s)")
-    # Not silent: the provider import itself is over a second here, paid once per Airflow process.
+    # Not silent: the provider import itself takes seconds (docs/BENCHMARKS.md), paid once per Airflow process.
     if preload > 1.0:
         warnings.warn(f"importing the cncf-kubernetes provider took {preload:.1f} s in a fresh interpreter "
                       "(airflow_local_settings.py: once per Airflow process, not per DAG file parse)", stacklevel=1)

@@ -5,7 +5,7 @@ Airflow imports this module once when a process starts (airflow.settings.initial
 processor forks one child per DAG file parse, so what is imported here is paid once per
 processor, not once per parse: the cncf-kubernetes provider, which the stage tasks of the
 kubernetes runtime need (components/orchestration/pod.py), takes seconds to import (docs/AIRFLOW.md,
-"Parse time"); the DAG files themselves then parse in well under a second.
+"Parse time"; docs/BENCHMARKS.md, Figures the code relies on); the DAG files themselves then parse in well under a second.
 tests/airflow/test_dag_integrity.py runs this file before timing the kubernetes-mode parse.
 """
 
