@@ -19,10 +19,22 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+# Per-test time limits (pytest-timeout, fixture setup included): a hung server wait fails its test
+# instead of holding CI until its 90-minute limit. The default (pyproject.toml, `timeout`) fits every
+# unit and integration test with room for slow cores; the end-to-end files (marked slow) run whole
+# lifecycles behind module fixtures and get this one. A test that needs another sets its own
+# @pytest.mark.timeout(...).
+SLOW_TEST_TIMEOUT_S = 1500
+
+
 def pytest_collection_modifyitems(config, items):
     """The long end-to-end files (marked slow) first: under `make test`'s workers (pytest -n, one file
-    per worker at a time) the short files then fill the other workers around them, not after them."""
+    per worker at a time) the short files then fill the other workers around them, not after them.
+    Slow tests get SLOW_TEST_TIMEOUT_S unless they set their own limit."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    for item in items:
+        if item.get_closest_marker("slow") is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT_S))
 
 
 def free_port() -> int:
