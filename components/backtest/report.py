@@ -1,7 +1,7 @@
 """The backtest's results: daily and monthly tables (markdown + CSV), a per-policy summary, a chart.
 
 Daily metrics are those of each day's flights; monthly ones are pooled over every scored flight of
-the month (not an average of days), with the monitor's definitions (monitor.performance): ROC AUC,
+the month (not an average of days), with the monitor's definitions (monitoring.performance): ROC AUC,
 log loss, expected calibration error over 10 equal-width bins. Compute seconds are wall-clock time
 on the machine that ran the backtest and are the only numbers that differ between two runs with the
 same seed; they live in the summary, not in the daily and monthly tables.
@@ -42,7 +42,7 @@ def retrain_events(records: dict[str, list[dict]]) -> pd.DataFrame:
 
 
 def _pooled(frame: pd.DataFrame) -> dict:
-    from components.monitoring.monitor import performance
+    from components.monitoring.performance import performance
 
     perf = performance(frame["label"].to_numpy(), frame["probability"].to_numpy())
     return {"rows": perf["rows"], "roc_auc": perf.get("roc_auc"), "log_loss": perf.get("log_loss"),

@@ -12,7 +12,7 @@ A simulated clock walks the period. On day D ("today") of a policy, in this orde
   2. D's flights are scored with the policy's champion through the batch prediction stage
      (predict-batch, in-process scoring: the backtest measures policies, not serving; Triton is
      exercised by the serving tests and benchmarks) and published as a prediction partition.
-  3. the day's ROC AUC, log loss and calibration error (monitor.performance, the monitor's own
+  3. the day's ROC AUC, log loss and calibration error (monitoring.performance, the monitor's own
      definitions) are computed from D's landed labels: the backtest's hindsight, used by no decision.
 
 Every policy lives in its own namespace of the artifact store (backtests/<id>/policies/<policy>/:
@@ -280,7 +280,7 @@ class PolicyRun:
     # -- scoring and the day's metrics --------------------------------------------------------------
     def score(self, day: date) -> dict:
         from components.contracts.stages import PredictBatchParams
-        from components.monitoring.monitor import labels_for_day, performance
+        from components.monitoring.performance import labels_for_day, performance
         from components.serving.batch_predict import predict_batch, read_predictions
 
         predict_batch(PredictBatchParams(date=_day(day), in_process=True), self.store)
@@ -296,7 +296,7 @@ class PolicyRun:
 
     def scored_frame(self, day: date):
         """The day's predictions joined with its labels (for pooled monthly metrics)."""
-        from components.monitoring.monitor import labels_for_day
+        from components.monitoring.performance import labels_for_day
         from components.serving.batch_predict import read_predictions
 
         scored = read_predictions(_day(day), self.store)[["flight_id", "probability", "model_version"]]
