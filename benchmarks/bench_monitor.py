@@ -25,7 +25,8 @@ def run(ctx: Context) -> list[Result]:
     from components.contracts.stages import MonitorParams
     from components.core.store import open_store
     from components.monitoring import calibration as mb
-    from components.monitoring.monitor import drift_statistics, monitor
+    from components.monitoring.drift import drift_statistics
+    from components.monitoring.monitor import monitor
     from components.monitoring.policy import load_policy
 
     rows_wanted = 20_000 if ctx.quick else ROWS

@@ -121,7 +121,7 @@ def run(ctx: Context) -> list[Result]:
     from components.model import network as m
     from components.model.registry import Registry
     from components.monitoring import calibration as mb
-    from components.monitoring.monitor import SCORE, drift_statistics
+    from components.monitoring.drift import SCORE, drift_statistics
     from components.monitoring.policy import load_policy
     from components.serving.deploy import deploy
     from components.serving.triton import repository

@@ -1,6 +1,6 @@
 """The backtest's results: daily and monthly tables (markdown + CSV), a per-policy summary, a chart.
 
-Metrics use the monitor's definitions (monitor.performance); monthly ones are pooled over every
+Metrics use the monitor's definitions (monitoring.performance); monthly ones are pooled over every
 scored flight of the month. Compute seconds, the only numbers that differ between two runs with
 the same seed, live in the summary only. Details: docs/BACKTEST.md, "The report".
 """
@@ -40,7 +40,7 @@ def retrain_events(records: dict[str, list[dict]]) -> pd.DataFrame:
 
 
 def _pooled(frame: pd.DataFrame) -> dict:
-    from components.monitoring.monitor import performance
+    from components.monitoring.performance import performance
 
     perf = performance(frame["label"].to_numpy(), frame["probability"].to_numpy())
     return {"rows": perf["rows"], "roc_auc": perf.get("roc_auc"), "log_loss": perf.get("log_loss"),

@@ -260,7 +260,7 @@ class PolicyRun:
     # -- scoring and the day's metrics --------------------------------------------------------------
     def score(self, day: date) -> dict:
         from components.contracts.stages import PredictBatchParams
-        from components.monitoring.monitor import labels_for_day, performance
+        from components.monitoring.performance import labels_for_day, performance
         from components.serving.batch_predict import predict_batch, read_predictions
 
         predict_batch(PredictBatchParams(date=_day(day), in_process=True), self.store)
@@ -276,7 +276,7 @@ class PolicyRun:
 
     def scored_frame(self, day: date):
         """The day's predictions joined with its labels (for pooled monthly metrics)."""
-        from components.monitoring.monitor import labels_for_day
+        from components.monitoring.performance import labels_for_day
         from components.serving.batch_predict import read_predictions
 
         scored = read_predictions(_day(day), self.store)[["flight_id", "probability", "model_version"]]

@@ -24,7 +24,8 @@ class IngestParams:
 class ValidateParams:
     start: str = param(help=f"first partition date to validate ({DATE})")
     end: str = param(help=f"last partition date to validate, inclusive ({DATE})")
-    # A real day of 2013 has 634..1014 flights and 57..75 hourly weather rows (3 airports).
+    # Wide of every real day of 2013 (its daily counts: docs/BENCHMARKS.md, Figures the code relies on),
+    # so a partition outside them is a broken extract, not a quiet day.
     min_flight_rows: int = param(300, help="fewest flights a daily partition may have")
     max_flight_rows: int = param(2000, help="most flights a daily partition may have")
     min_weather_rows: int = param(36, help="fewest hourly weather rows a daily partition may have (3 airports x 24 h)")

@@ -4,4 +4,5 @@
   ingest        the ingest stage: raw tables for a date range into daily parquet partitions
   expectations  the Great Expectations suites of each raw table
   validate      the validate stage: publish passing partitions, quarantine failing ones
+  quarantine    a partition's outcome, its failure records, the quarantine and its reports
 """

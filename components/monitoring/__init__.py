@@ -1,6 +1,11 @@
 """The monitoring layer: drift, performance and the retraining decision.
 
-  monitor      the monitor stage (Evidently drift, prediction drift, performance, metrics)
-  policy       the retraining policy: when drift or performance starts a training run
-  calibration  scored-day-like frames straight from the source, to calibrate the policy
+  monitor       the monitor stage: its inputs and the order of its steps
+  window        which scored rows a run compares (planning, no I/O)
+  drift         data drift (Evidently) and prediction drift (PSI), the sampling cap
+  performance   ROC AUC, log loss and calibration of the days whose labels have landed
+  decision_log  the day's retraining decision and its record under monitoring/decisions/
+  report        report.html, summary.json, metrics.prom and the Pushgateway push
+  policy        the retraining policy: when drift or performance starts a training run
+  calibration   scored-day-like frames straight from the source, to calibrate the policy
 """

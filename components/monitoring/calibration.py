@@ -199,7 +199,7 @@ def calibration_table(policy=None, reference_rows: int = 5000) -> pd.DataFrame:
     """
     from sklearn.metrics import roc_auc_score
 
-    from components.monitoring.monitor import drift_statistics
+    from components.monitoring.drift import drift_statistics
     from components.monitoring.policy import load_policy
 
     policy = policy or load_policy()

@@ -27,17 +27,17 @@ from datetime import date, timedelta
 class RetrainPolicy:
     # -- what one monitoring run compares -------------------------------------------------------
     # The current sample is the scored flights of the last `window_days` days: one day of weather
-    # is one draw of a strongly autocorrelated process (a single day vs. a 3-month reference shows
-    # a normed Wasserstein distance of ~0.8 on temperature even within a season), a week is not.
+    # is one draw of a strongly autocorrelated process (a single day drifts on temperature against a
+    # 3-month reference even within a season: docs/BENCHMARKS.md, Figures the code relies on), a week is not.
     window_days: int = 7
     min_rows: int = 500  # fewer scored rows in the window: no drift verdict ("insufficient sample")
     min_reference_rows: int = 1000
     min_column_values: int = 100  # a feature with fewer non-missing values on either side is skipped
     # A window with more scored rows is compared through a seeded uniform sample of this many (0: all).
     # With a 5,000-row reference the reference's own sampling error dominates long before 100k current
-    # rows (measured on 2013, 336k rows vs a Jan-Mar reference: every score within 0.0075 of all rows'),
-    # the same verdicts; tests/monitoring/test_drift.py), and the cost stops growing
-    # with traffic: a week at 30x 2013's volume is 1.3 M rows, which Evidently took minutes and GB for.
+    # rows (the sample gives the same verdicts and nearly the same scores as all rows;
+    # tests/monitoring/test_drift.py), and the cost stops growing with traffic (Evidently on a busy
+    # week's every row takes minutes and gigabytes). Figures: docs/BENCHMARKS.md, Figures the code relies on.
     max_current_rows: int = 100_000
     # Distances, not p-values: at 5k+ rows every test's p-value is ~0 for shifts nobody cares about.
     # Normed Wasserstein = distance in units of the reference standard deviation (scale-free).
@@ -53,9 +53,10 @@ class RetrainPolicy:
     # -- the retraining rule -------------------------------------------------------------------
     drift_share_threshold: float = 0.2
     consecutive_days: int = 3
-    # AUC is pooled over the labelled days of a longer window: weekly AUC of a Jan-Mar model swings
-    # by up to 0.14 below its holdout AUC inside its own training period (the Feb 8-9 blizzard week);
-    # over 14 days the swing stays under 0.08, so a drop of 0.10 is a signal, not weather.
+    # AUC is pooled over the labelled days of a longer window: weekly AUC swings below the holdout AUC
+    # by more than auc_drop inside the model's own training period (a blizzard week), 14-day AUC stays
+    # well inside it, so a drop of auc_drop is a signal, not weather (docs/BENCHMARKS.md, Figures the
+    # code relies on).
     auc_window_days: int = 14
     auc_drop: float = 0.10
     min_labelled_rows: int = 1000

@@ -104,7 +104,7 @@ def test_lifecycle(lifecycle_env, dags):
 
     # 4. The drifted day monitored again (a cleared run, a backfill): the day's decision is replaced,
     # it still says retrain, but the retrain was requested already: no second drift event.
-    from components.monitoring.monitor import decisions
+    from components.monitoring.decision_log import decisions
 
     dr, tis = run_dag(dags["monitoring"], DRIFTED_DAY)
     again = xcom(tis["monitor"])

@@ -6,12 +6,14 @@ import subprocess
 import sys
 
 from components.contracts import layout, schema
+from components.contracts.results import IngestResult
 from components.contracts.stages import IngestParams
 from components.data.ingest import ingest
 
 
 def test_ingest_partitions_real_days_and_is_idempotent(local_store):
     result = ingest(IngestParams(start="2013-03-09", end="2013-03-11"), local_store)
+    assert set(result) == set(IngestResult.__annotations__)  # the declared result, key for key
     assert result["tables"]["flights"]["partitions"] == 3
     day = schema.parse_day("2013-03-10")  # the US DST switch: local hours still map to one UTC instant each
     flights = local_store.read_parquet(layout.raw_key("flights", day))

@@ -145,7 +145,7 @@ def test_a_killed_writers_temp_file_is_swept_by_the_next_write_of_its_key(home):
     """What SIGKILL leaves mid-write_bytes (the hidden temp beside the key) is never listed, and the
     next write of the key removes it once it is older than any live write; a fresh one (a writer
     still at work) stays."""
-    from components.core.store import STALE_TEMP_SECONDS
+    from components.core.local_store import STALE_TEMP_SECONDS
 
     store = open_store()
     store.write_bytes("raw/day.parquet", b"v1")
@@ -344,7 +344,7 @@ class _FlakyProxy:
 
 @pytest.mark.parametrize("fail, succeeds", [(5, True), (6, False)])
 def test_throttled_requests_are_retried_five_times(s3_bucket, aws_env, monkeypatch, fail, succeeds):
-    """store.S3Store's botocore config against a server that throttles: max_attempts=5 means five retries
+    """s3_store.S3Store's botocore config against a server that throttles: max_attempts=5 means five retries
     after the first attempt (botocore counts total_max_attempts = max_attempts + 1), adaptive mode."""
     import boto3
 

@@ -52,7 +52,7 @@ def calibration_table_mlp(reference_rows: int = 5000) -> tuple[pd.DataFrame, dic
     from sklearn.metrics import roc_auc_score
 
     from components.monitoring import calibration as mb
-    from components.monitoring.monitor import drift_statistics
+    from components.monitoring.drift import drift_statistics
     from components.monitoring.policy import load_policy
 
     policy = load_policy()

@@ -92,8 +92,8 @@ def test_drift_and_performance_alerts_use_the_policy_thresholds_not_copies():
     """The thresholds come from the policy gauges the monitor exports; no number is copied into the rules."""
     from dataclasses import fields
 
-    from components.monitoring.monitor import POLICY_GAUGES
     from components.monitoring.policy import RetrainPolicy
+    from components.monitoring.report import POLICY_GAUGES
 
     assert set(POLICY_GAUGES.values()) <= {f.name for f in fields(RetrainPolicy)}
     assert set(POLICY_GAUGES) <= set(METRICS)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from components.monitoring import calibration as mb
-from components.monitoring.monitor import drift_statistics
+from components.monitoring.drift import drift_statistics
 from components.monitoring.policy import load_policy
 
 

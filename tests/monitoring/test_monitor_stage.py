@@ -13,11 +13,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from components.contracts import layout, schema
 from components.contracts.errors import StageFailed
+from components.contracts.results import MonitorResult
 from components.contracts.stages import MonitorParams
 from components.core import runlog
 from components.core.store import parquet_bytes
 from components.monitoring import calibration as mb
-from components.monitoring.monitor import decisions, drift_statistics, load_reference, monitor
+from components.monitoring.decision_log import decisions
+from components.monitoring.drift import drift_statistics
+from components.monitoring.monitor import load_reference, monitor
 
 from .conftest import REPO_ROOT
 
@@ -48,6 +51,7 @@ def test_monitor_publishes_report_summary_metrics_and_waits_for_late_labels(loca
                   labels_until="2013-07-13")
     result = monitor(MonitorParams(date="2013-07-14"), local_store)
 
+    assert set(result) == set(MonitorResult.__annotations__)  # the declared result, key for key
     assert result["drift_status"] == "ok" and result["drift_share"] >= 0.2
     assert {"temp", "dewp"} <= set(result["drifted_features"])
     assert result["labels_pending"] == ["2013-07-14"]
@@ -131,6 +135,7 @@ def test_missing_days_are_listed_and_a_small_sample_gets_no_verdict(local_store,
     for d in ("2013-07-20", "2013-07-22"):
         mb.publish_predictions(local_store, frame, d, jan_mar_model, jan_mar_scorer)
     result = monitor(MonitorParams(date="2013-07-22", min_rows=5000), local_store)
+    assert set(result) == set(MonitorResult.__annotations__)  # the same keys without a drift verdict
     assert result["drift_status"] == "insufficient_sample" and result["drift_share"] is None
     assert result["retrain"] is False
     summary = json.loads(local_store.read_published(layout.monitoring_prefix(schema.parse_day("2013-07-22")),

@@ -24,6 +24,7 @@ import pytest
 
 from components.contracts import layout, schema
 from components.contracts.errors import BadInput, StageFailed
+from components.contracts.results import ValidateResult
 from components.contracts.stages import FeaturesBuildParams, IngestParams, MaterializeParams, ValidateParams
 from components.core.store import LocalStore, parquet_bytes
 from components.data.ingest import ingest
@@ -134,6 +135,7 @@ def failed(report) -> set[tuple[str, str]]:
 # -- the real data passes ---------------------------------------------------------------------------
 def test_real_days_pass_and_are_published_with_their_hash(store):
     result = store.first_result
+    assert set(result) == set(ValidateResult.__annotations__)  # the declared result, key for key
     assert result["failed"] == 0 and result["passed"] == 6  # 2 days x (flights, weather) + planes + airlines
     parts = validated_partitions(store, DAY, NEXT)
     assert [(p["table"], p["date"]) for p in parts] == [("flights", DAY), ("flights", NEXT), ("weather", DAY), ("weather", NEXT)]
@@ -306,3 +308,13 @@ def test_unknown_category_through_the_cli(store, tmp_path, real_rows):
     assert proc.returncode != 0
     assert "FAILED" in proc.stderr and "carrier must be a known airline" in proc.stderr and "ZZ" in proc.stderr
     assert snapshot(store) == before and len(quarantined(store) - before_batches) == 1
+
+
+# -- the stage's planning, without a store ----------------------------------------------------------
+def test_row_bounds_refuse_an_inverted_range_and_allow_the_dst_hour():
+    from components.data.validate import row_bounds
+
+    bounds = row_bounds(ValidateParams(start=DAY, end=DAY, min_flight_rows=300, max_flight_rows=2000))
+    assert bounds == {"flights": (300, 2000), "weather": (36, len(schema.ORIGINS) * 25)}
+    with pytest.raises(StageFailed, match="--min-flight-rows 900 is above --max-flight-rows 800"):
+        row_bounds(ValidateParams(start=DAY, end=DAY, min_flight_rows=900, max_flight_rows=800))
