@@ -88,7 +88,7 @@ FEATURES_TRAINING_SET = StageSpec(
     command=("features", "training-set"),
     help="point-in-time correct training set for a window through Feast get_historical_features",
     params=TrainingSetParams,
-    entry="components.features.build:training_set",
+    entry="components.features.training_set:training_set",
     inputs={"feature_tables": "features/<view>.parquet"},
     outputs={"training_set": "training_sets/<start>_<end>.parquet"},
 )
@@ -97,7 +97,7 @@ FEATURES_MATERIALIZE = StageSpec(
     command=("features", "materialize"),
     help="materialize the online store incrementally, in bounded chunks, up to a date",
     params=MaterializeParams,
-    entry="components.features.build:materialize",
+    entry="components.features.materialize:materialize",
     inputs={"feature_tables": "features/<view>.parquet"},
     outputs={"online_store": "Feast online store (SQLite locally, Redis on AWS)"},
 )
