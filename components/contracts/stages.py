@@ -48,8 +48,8 @@ class MaterializeParams:
     end: str = param(help=f"materialize feature values up to the end of this date ({DATE})")
     start: str = param("", help=f"first date of the interval ({DATE}; the interval is start..end, whole local "
                        "days); default: where each view's last materialization stopped")
-    # 31 days: measured peak memory +116-125 MB over a month or a year (one chunk over the year: +485 MB),
-    # and the year in 15 s, as fast as one chunk (daily chunks: 5-20x slower); README, Features.
+    # 31 days: memory stays bounded by one chunk, for a small cost in time over a single chunk for the
+    # whole interval; one-day chunks are many times slower (docs/BENCHMARKS.md, Figures the code relies on).
     chunk_days: int = param(31, help="local days per materialization chunk (memory is bounded by one chunk)")
 
 
