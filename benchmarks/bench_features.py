@@ -52,7 +52,12 @@ from components.contracts.stages import (
     TrainingSetParams,
 )
 from components.core.store import open_store
-from components.features import build as F
+from components.features.build import build
+from components.features.feast_repo import definitions_module, feature_store
+from components.features.materialize import materialize
+from components.features.retrieval import entity_rows, historical_features, online_features
+from components.features.training_set import training_set
+from components.features.validated import read_days
 
 AREA = "features"
 
@@ -67,12 +72,12 @@ def publish_validated(store, start: str, end: str) -> None:
 
 def direct_asof(store, entities: pd.DataFrame) -> pd.DataFrame:
     """The point-in-time join without Feast: DuckDB ASOF JOIN per view, ttl applied as Feast does."""
-    views = F._definitions_module().VIEWS
-    con = duckdb.connect()
-    try:
+    views = definitions_module().VIEWS
+    with duckdb.connect() as con:
         con.register("entities", entities)
         selects, joins = ["e.row"], []
-        for i, (view, (key, features, ttl)) in enumerate(views.items()):
+        for i, (view, spec) in enumerate(views.items()):
+            key, features, ttl = spec.entity, spec.feature_names, spec.ttl
             path = str(store.local_path(layout.feature_table_key(view)))
             cols = ", ".join(features)
             # The tables hold each row once per as_of_date bucket; the direct join wants them once.
@@ -81,8 +86,6 @@ def direct_asof(store, entities: pd.DataFrame) -> pd.DataFrame:
             selects += [f"CASE WHEN v{i}.event_timestamp IS NOT NULL{fresh} THEN v{i}.{f} END AS {f}" for f in features]
             joins.append(f"ASOF LEFT JOIN v{i} ON e.{key} = v{i}.{key} AND e.event_timestamp >= v{i}.event_timestamp")
         return con.sql(f"SELECT {', '.join(selects)} FROM entities e {' '.join(joins)}").to_arrow_table().to_pandas()
-    finally:
-        con.close()
 
 
 def _compare(feast: pd.DataFrame, direct: pd.DataFrame) -> int:
@@ -112,14 +115,14 @@ def run(ctx: Context) -> list[Result]:
 
     # -- build --------------------------------------------------------------------------------
     with timed() as t_import:  # a long-lived worker pays the imports once; the CLI row below includes them
-        F.feature_store()
+        feature_store()
         import ibis.backends.duckdb  # noqa: F401  (Feast's offline store engine)
     with timed() as t_read:
-        flights = F._read_days(store, "flights", days, required=True)
-        F._read_days(store, "weather", days, required=False)
+        flights = read_days(store, "flights", days, required=True)
+        read_days(store, "weather", days, required=False)
     n = len(flights)
     with timed() as t_build:
-        built = F.build(FeaturesBuildParams(start=start, end=end), store)
+        built = build(FeaturesBuildParams(start=start, end=end), store)
     results.append(Result(
         AREA, "build (feature tables + feast apply)", n / t_build.seconds, "flights/s",
         baseline_name="read the validated partitions only", baseline_value=n / t_read.seconds,
@@ -129,14 +132,14 @@ def run(ctx: Context) -> list[Result]:
 
     # -- training set ---------------------------------------------------------------------------
     with timed() as t_cold:
-        ts = F.training_set(TrainingSetParams(start=start, end=end), store)
+        ts = training_set(TrainingSetParams(start=start, end=end), store)
     with timed() as t_warm:
-        F.training_set(TrainingSetParams(start=start, end=end), store)
-    entities = F.entity_rows(flights, 2.0)
+        training_set(TrainingSetParams(start=start, end=end), store)
+    entities = entity_rows(flights, 2.0)
     feast_s, direct_s = [], []
     for _ in range(2):
         with timed() as t_feast:
-            via_feast = F.historical_features(entities)
+            via_feast = historical_features(entities)
         with timed() as t_direct:
             via_direct = direct_asof(store, entities)
         feast_s.append(t_feast.seconds)
@@ -164,7 +167,7 @@ def run(ctx: Context) -> list[Result]:
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
     with timed() as t_imports:
-        subprocess.run([sys.executable, "-c", "import feast, components.features.build"], env=env, check=True,
+        subprocess.run([sys.executable, "-c", "import feast, components.features.training_set"], env=env, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results.append(Result(
         AREA, "training set, fresh CLI process end to end", cli_s, "s",
@@ -176,16 +179,16 @@ def run(ctx: Context) -> list[Result]:
     from benchmarks.bench_scale import _peak_mb, _reset_peak
 
     default_chunk = MaterializeParams(end=end).chunk_days
-    F.materialize(MaterializeParams(start=start, end=start), store)  # warm-up: first-call costs paid once
+    materialize(MaterializeParams(start=start, end=start), store)  # warm-up: first-call costs paid once
     runs = {}
     for label, chunk in (("one", len(days) + 2), ("default", default_chunk), ("daily", 1)):
         store.delete(layout.MATERIALIZATION_PROGRESS)  # the same interval from scratch each time
         _reset_peak()
         with timed() as t_run:
-            out = F.materialize(MaterializeParams(start=start, end=end, chunk_days=chunk), store)
+            out = materialize(MaterializeParams(start=start, end=end, chunk_days=chunk), store)
         runs[label] = (t_run.seconds, out["chunks"], _peak_mb())
     with timed() as t_noop:
-        again = F.materialize(MaterializeParams(start=start, end=end), store)
+        again = materialize(MaterializeParams(start=start, end=end), store)
     one_s = runs["one"][0]
     for label, name in (("default", f"materialize, default chunks ({default_chunk} days)"),
                         ("daily", "materialize, one-day chunks")):
@@ -200,11 +203,11 @@ def run(ctx: Context) -> list[Result]:
 
     # -- online lookups ---------------------------------------------------------------------------
     sample = flights.sample(n=min(200, n), random_state=0).to_dict("records")
-    F.online_features(sample[0])
+    online_features(sample[0])
     lat = []
     for flight in sample:
         t0 = time.perf_counter()
-        F.online_features(flight)
+        online_features(flight)
         lat.append(time.perf_counter() - t0)
     results.append(Result(
         AREA, "online features for one flight (SQLite), p50", float(np.median(lat)) * 1000, "ms",

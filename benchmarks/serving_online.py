@@ -40,7 +40,7 @@ class StoreRun:
 
     store: str
     client_ms: np.ndarray  # Python gRPC client, sequential
-    sdk_ms: np.ndarray  # Feast lookup alone (components.features.build.online_features), in this process
+    sdk_ms: np.ndarray  # Feast lookup alone (components.features.retrieval.online_features), in this process
     tensors_ms: np.ndarray  # row -> tensors (components.serving.triton.online.row_tensors), in this process
     frame_tensors_ms: np.ndarray  # the same through a one-row DataFrame (what the online model did before)
     server: dict  # per-request means from Triton's counters during the client run
@@ -124,8 +124,8 @@ def _measure_store(store_name: str, ctx: Context, ports: dict, version: int, req
 
     from components.contracts import signature
     from components.contracts.stages import DeployParams, MaterializeParams
-    from components.features import build as features
-    from components.features.build import materialize
+    from components.features import feast_repo, retrieval
+    from components.features.materialize import materialize
     from components.serving.deploy import deploy
     from components.serving.triton import repository
     from components.serving.triton.client import TritonClient
@@ -135,14 +135,14 @@ def _measure_store(store_name: str, ctx: Context, ports: dict, version: int, req
     n = 300 if ctx.quick else 1500
     wrk_s = 3 if ctx.quick else 10
     materialize(MaterializeParams(end=DAY))
-    if features.feature_store().config.online_store.type != store_name.lower():
+    if feast_repo.feature_store().config.online_store.type != store_name.lower():
         raise RuntimeError(f"expected the {store_name} online store, Feast has "
-                           f"{features.feature_store().config.online_store.type}")
+                           f"{feast_repo.feature_store().config.online_store.type}")
 
     # The in-process floor: the same lookup and tensor building the online model does per request.
-    _time_each(features.online_features, requests, 30)
-    sdk_ms = _time_each(features.online_features, requests, min(n, 500))
-    rows = [features.online_features(r) for r in requests[:200]]
+    _time_each(retrieval.online_features, requests, 30)
+    sdk_ms = _time_each(retrieval.online_features, requests, min(n, 500))
+    rows = [retrieval.online_features(r) for r in requests[:200]]
     tensors_ms = _time_each(row_tensors, rows, 2000)
     frame_tensors_ms = _time_each(lambda row: signature.to_tensors(pd.DataFrame([row])), rows, 500)
 

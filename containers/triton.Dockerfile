@@ -16,7 +16,7 @@ COPY containers/locks/triton.lock /tmp/triton.lock
 # --no-deps: the lock is the complete, resolved set.
 RUN python3 -m pip install --no-deps --target /opt/pydeps -r /tmp/triton.lock
 # The flightdeck code goes in as source on PYTHONPATH, the layout of the stage image's editable
-# install: components/features/build.py finds feature_repo/ next to components/, which a wheel in
+# install: components/features/feast_repo.py finds feature_repo/ next to components/, which a wheel in
 # site-packages would not have, and pyproject's requires-python (<3.12) is the stage images'.
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -26,7 +26,7 @@ COPY feature_repo ./feature_repo
 # (components/serving/triton/online_model.py) imports; triton_python_backend_utils exists only inside
 # the python backend, so its other imports are checked.
 RUN PYTHONPATH=/app:/opt/pydeps PYTHONDONTWRITEBYTECODE=1 python3 -c "import boto3, feast, numpy, pandas, redis, torch; \
-from components.features import build; from components.core import settings, store; from components.contracts import signature; from components.serving.triton import routing"
+from components.features import feast_repo, retrieval; from components.core import settings, store; from components.contracts import signature; from components.serving.triton import routing"
 
 # ---- runtime ----
 FROM nvcr.io/nvidia/tritonserver:26.09-py3@${BASE_DIGEST} AS runtime

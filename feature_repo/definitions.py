@@ -1,10 +1,12 @@
-"""The Feast objects of the delay model: entities, sources, feature views, the feature service.
+"""The Feast objects of the delay model, as a catalogue: entities, feature views, the feature service.
 
-Built by a function, not at import time, because the sources' locations come from the settings
-(an absolute path under FLIGHTDECK_HOME locally, an s3:// URI of the artifact bucket on AWS): a
-relative FileSource path would resolve against the process's working directory.
-`repo.py` calls it with the current settings for the `feast` CLI; components.features.build calls it
-for the stages.
+One record per object, each with a description that says how its values are computed
+(components/features/tables.py computes them; the descriptions reach Feast's registry, where
+`feast feature-views describe` and the UI show them). The Feast objects themselves are built by a
+function, not at import time, because the sources' locations come from the settings (an absolute
+path under FLIGHTDECK_HOME locally, an s3:// URI of the artifact bucket on AWS): a relative
+FileSource path would resolve against the process's working directory. `repo.py` calls it with the
+current settings for the `feast` CLI; components.features.feast_repo calls it for the stages.
 """
 
 from __future__ import annotations
@@ -24,45 +26,137 @@ FEATURE_SERVICE = "delay_model_v1"
 # time conditions as a filter: one key per airport made it quadratic). Results are unchanged.
 AS_OF_DATE = "as_of_date"
 
-# Feature view -> (entity join key, feature names, ttl). The ttl bounds how old a value may be at
-# prediction time; it also keeps the point-in-time join from matching every older row.
-VIEWS: dict[str, tuple[str, list[str], timedelta | None]] = {
-    "weather_hourly": (
-        "origin",
-        ["temp", "dewp", "humid", "wind_speed", "wind_gust", "precip", "pressure", "visib"],
-        # A dense hourly series (gaps in the reports bridged for up to 6 h when it is built): a
-        # prediction reads the row of its hour.
-        timedelta(hours=1),
-    ),
-    "carrier_daily_stats": (
-        "carrier",
-        ["carrier_late_rate_7d", "carrier_late_rate_28d", "carrier_mean_dep_delay_7d", "carrier_cancel_rate_7d"],
-        # Stamped at each local midnight (23 to 25 h apart around DST changes): a prediction reads
-        # the latest. Older than 2 days means the daily build stopped: stale stats are not served.
-        # (Whole days: Feast cannot turn a ttl of mixed units, e.g. 26 h, into a SQL interval.)
-        timedelta(days=2),
-    ),
-    "route_daily_stats": (
-        "route",
-        ["route_late_rate_28d", "route_mean_arr_delay_28d", "route_flights_28d"],
-        timedelta(days=2),
-    ),
-    "plane_attributes": (
-        "tailnum",
-        ["plane_year", "plane_seats"],
-        None,  # static facts (build year, seats), stamped at the epoch
-    ),
-}
-# Views whose rows never change with time: always materialized whole (they are small).
-STATIC_VIEWS = ("plane_attributes",)
 
+@dataclass(frozen=True)
+class Feature:
+    """One feature of a view: a float64 column of its table."""
+
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class View:
+    """One feature view: its table features/<name>.parquet, keyed by `entity` (and AS_OF_DATE unless static)."""
+
+    name: str
+    entity: str  # the entity's join key, the first column of the table
+    features: tuple[Feature, ...]
+    # How old a value may be at prediction time (None: never too old); it also keeps the
+    # point-in-time join from matching every older row.
+    ttl: timedelta | None
+    static: bool  # rows never change with time: stamped at the epoch, always materialized whole
+    description: str
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+
+# -- entities: the join keys, all strings --------------------------------------------------------
 ENTITY_DESCRIPTIONS = {
+    # Departure airport of the flight: the weather view's key.
     "origin": "departure airport (FAA code)",
+    # Operating airline: the carrier stats' key.
     "carrier": "airline (two-letter code)",
+    # Origin and destination: the route stats' key.
     "route": "origin-destination pair, ORIGIN-DEST",
+    # The aircraft: the plane attributes' key (a flight without one gets no plane features).
     "tailnum": "plane tail number",
+    # The date bucket of the prediction time, the second key of every time-varying view.
     AS_OF_DATE: "UTC date (YYYY-MM-DD) of the prediction time: a join-key bucket, see AS_OF_DATE",
 }
+
+# What "the latest report" means for the weather features, and which flights the daily stats count.
+_WEATHER = "the latest hourly report at the airport at or before the row's UTC hour, at most 6 h old (else null)"
+_KNOWN = ("scheduled on local days D-{w}..D-1 whose outcome was known by the stamp (landed + 60 min; cancelled: "
+          "at scheduled departure; diverted: 12 h after departure)")
+_LATE = "late: arrival delay >= 15 min, or no arrival (cancelled or diverted)"
+
+# -- feature views ---------------------------------------------------------------------------------
+# Weather at the departure airport, one row per airport and UTC hour.
+WEATHER_HOURLY = View(
+    name="weather_hourly",
+    entity="origin",
+    features=(
+        Feature("temp", f"temperature (F): {_WEATHER}"),
+        Feature("dewp", f"dew point (F): {_WEATHER}"),
+        Feature("humid", f"relative humidity (%): {_WEATHER}"),
+        Feature("wind_speed", f"wind speed (mph): {_WEATHER}"),
+        Feature("wind_gust", f"wind gust (mph; missing in most reports): {_WEATHER}"),
+        Feature("precip", f"precipitation (inches): {_WEATHER}"),
+        Feature("pressure", f"sea level pressure (millibars): {_WEATHER}"),
+        Feature("visib", f"visibility (miles): {_WEATHER}"),
+    ),
+    # A dense hourly series (gaps in the reports bridged when it is built): a prediction reads the
+    # row of its hour.
+    ttl=timedelta(hours=1),
+    static=False,
+    description="weather at the departure airport, one row per airport and UTC hour (gaps in the hourly "
+                "reports bridged for at most 6 h)",
+)
+
+# The airline's recent record, one row per carrier and local day D, stamped at the end of D.
+CARRIER_DAILY_STATS = View(
+    name="carrier_daily_stats",
+    entity="carrier",
+    features=(
+        Feature("carrier_late_rate_7d", f"share late ({_LATE}) of the carrier's flights {_KNOWN.format(w=7)}; "
+                                        "null without any"),
+        Feature("carrier_late_rate_28d", f"share late ({_LATE}) of the carrier's flights {_KNOWN.format(w=28)}; "
+                                         "null without any"),
+        Feature("carrier_mean_dep_delay_7d", "mean departure delay (minutes, negative = early) of the carrier's "
+                                             f"flights {_KNOWN.format(w=7)} that departed; null without any"),
+        Feature("carrier_cancel_rate_7d", "share cancelled (never departed) of the carrier's flights "
+                                          f"{_KNOWN.format(w=7)}; null without any"),
+    ),
+    # Stamped at each local midnight (23 to 25 h apart around DST changes): a prediction reads the
+    # latest. Older than 2 days means the daily build stopped: stale stats are not served.
+    # (Whole days: Feast cannot turn a ttl of mixed units, e.g. 26 h, into a SQL interval.)
+    ttl=timedelta(days=2),
+    static=False,
+    description="the airline's delays and cancellations over the 7 and 28 local days before day D, stamped at "
+                "the end of D (local midnight, in UTC); a carrier has a row for D iff it had a flight "
+                "scheduled on D-28..D-1",
+)
+
+# The route's recent record, one row per ORIGIN-DEST and local day D, stamped at the end of D.
+ROUTE_DAILY_STATS = View(
+    name="route_daily_stats",
+    entity="route",
+    features=(
+        Feature("route_late_rate_28d", f"share late ({_LATE}) of the route's flights {_KNOWN.format(w=28)}; "
+                                       "null without any"),
+        Feature("route_mean_arr_delay_28d", "mean arrival delay (minutes, negative = early) of the route's "
+                                            f"flights {_KNOWN.format(w=28)} that arrived; null without any"),
+        Feature("route_flights_28d", f"number of the route's flights {_KNOWN.format(w=28)} (0 when none)"),
+    ),
+    ttl=timedelta(days=2),  # as the carrier stats
+    static=False,
+    description="the route's delays over the 28 local days before day D, stamped at the end of D (local "
+                "midnight, in UTC); a route has a row for D iff it had a flight scheduled on D-28..D-1",
+)
+
+# Facts about the aircraft, from the planes reference table.
+PLANE_ATTRIBUTES = View(
+    name="plane_attributes",
+    entity="tailnum",
+    features=(
+        Feature("plane_year", "year the plane was manufactured (planes.year; null when unknown)"),
+        Feature("plane_seats", "number of seats of the plane (planes.seats)"),
+    ),
+    ttl=None,
+    static=True,
+    description="static facts about each plane of the planes reference table, stamped at the Unix epoch",
+)
+
+# Every view, by name, in the order of the feature service.
+VIEWS: dict[str, View] = {v.name: v for v in (WEATHER_HOURLY, CARRIER_DAILY_STATS, ROUTE_DAILY_STATS,
+                                               PLANE_ATTRIBUTES)}
+
+# -- the feature service ------------------------------------------------------------------------------
+# What the training set, batch scoring and the online lookup all read: every feature of every view.
+FEATURE_SERVICE_DESCRIPTION = "every Feast feature the flight delay model reads (components/contracts/signature.py)"
 
 
 @dataclass(frozen=True)
@@ -83,26 +177,23 @@ def build_definitions(table_uris: dict[str, str], s3_endpoint_override: str | No
         for key, desc in ENTITY_DESCRIPTIONS.items()
     }
     sources, views = [], []
-    for name, (key, features, ttl) in VIEWS.items():
+    for view in VIEWS.values():
         source = FileSource(
-            name=f"{name}_source",
-            path=table_uris[name],
+            name=f"{view.name}_source",
+            path=table_uris[view.name],
             timestamp_field=TIMESTAMP,
             s3_endpoint_override=s3_endpoint_override or None,
         )
         sources.append(source)
         views.append(FeatureView(
-            name=name,
-            entities=[entities[key]] if name in STATIC_VIEWS else [entities[key], entities[AS_OF_DATE]],
-            ttl=ttl or timedelta(0),
-            schema=[Field(name=f, dtype=Float64) for f in features],
+            name=view.name,
+            entities=[entities[view.entity]] if view.static else [entities[view.entity], entities[AS_OF_DATE]],
+            ttl=view.ttl or timedelta(0),
+            schema=[Field(name=f.name, dtype=Float64, description=f.description) for f in view.features],
             source=source,
             online=True,
-            tags={"static": "true"} if name in STATIC_VIEWS else {},
+            description=view.description,
+            tags={"static": "true"} if view.static else {},
         ))
-    service = FeatureService(
-        name=FEATURE_SERVICE,
-        features=views,
-        description="every Feast feature the flight delay model reads (components/contracts/signature.py)",
-    )
+    service = FeatureService(name=FEATURE_SERVICE, features=views, description=FEATURE_SERVICE_DESCRIPTION)
     return Definitions(entities=list(entities.values()), sources=sources, views=views, service=service)

@@ -4,7 +4,7 @@
     cd feature_repo && FLIGHTDECK_HOME=... feast -f profiles/local/feature_store.yaml apply
     cd feature_repo && FLIGHTDECK_HOME=... feast -f profiles/local/feature_store.yaml feature-views list
 
-The stages do not go through this file: components.features.build applies the same objects
+The stages do not go through this file: components.features.feast_repo applies the same objects
 programmatically (`flightdeck features build`), and reads the same feature_store.yaml. Needs the
 flightdeck package importable and the profile's settings as environment variables, because Feast
 expands the file's ${...} with the environment: FLIGHTDECK_HOME on the local profile (absolute, or
@@ -13,7 +13,7 @@ relative to feature_repo/), FLIGHTDECK_PROFILE=aws with FLIGHTDECK_S3_BUCKET, FL
 (FLIGHTDECK_CONFIG) is not enough here: Feast reads only the environment.
 """
 
-from components.features.build import feast_cli_environment, repo_definitions
+from components.features.feast_repo import feast_cli_environment, repo_definitions
 
 feast_cli_environment()  # refuses an environment the yaml cannot be expanded with; makes the local dirs
 _defs = repo_definitions()

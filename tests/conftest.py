@@ -184,7 +184,7 @@ def redis_feast_yaml(path: Path, registry: Path | None = None) -> Path:
     `path` (optionally with its own registry file); returns `path`."""
     import yaml
 
-    from components.features.build import REPO_DIR
+    from components.features.feast_repo import REPO_DIR
 
     aws = yaml.safe_load((REPO_DIR / "profiles" / "aws" / "feature_store.yaml").read_text())
     config = yaml.safe_load((REPO_DIR / "profiles" / "local" / "feature_store.yaml").read_text())

@@ -208,7 +208,7 @@ class PolicyRun:
     def retrain(self, day: date, reason: str) -> dict:
         from components.contracts.stages import EvaluateParams, RegisterParams, TrainingSetParams, TrainParams
         from components.core.store import sha256_bytes
-        from components.features import build as features
+        from components.features.training_set import training_set
         from components.model import evaluate, register, train
 
         t0 = time.perf_counter()
@@ -219,7 +219,7 @@ class PolicyRun:
         if version is None:
             key = layout.training_set_key(*window)
             if not self.store.exists(key):
-                features.training_set(TrainingSetParams(start=window[0], end=window[1]), self.store)
+                training_set(TrainingSetParams(start=window[0], end=window[1]), self.store)
             params = TrainParams(train_start=window[0], train_end=window[1], seed=self.params.seed,
                                  max_epochs=self.params.max_epochs, patience=self.params.patience,
                                  hidden=self.params.hidden)

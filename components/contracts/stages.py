@@ -49,8 +49,8 @@ class MaterializeParams:
     end: str = param(help=f"materialize feature values up to the end of this date ({DATE})")
     start: str = param("", help=f"first date of the interval ({DATE}; the interval is start..end, whole local "
                        "days); default: where each view's last materialization stopped")
-    # 31 days: measured peak memory +116-125 MB over a month or a year (one chunk over the year: +485 MB),
-    # and the year in 15 s, as fast as one chunk (daily chunks: 5-20x slower); README, Features.
+    # 31 days: memory stays bounded by one chunk, for a small cost in time over a single chunk for the
+    # whole interval; one-day chunks are many times slower (docs/BENCHMARKS.md, Figures the code relies on).
     chunk_days: int = param(31, help="local days per materialization chunk (memory is bounded by one chunk)")
 
 
@@ -89,7 +89,7 @@ FEATURES_TRAINING_SET = StageSpec(
     command=("features", "training-set"),
     help="point-in-time correct training set for a window through Feast get_historical_features",
     params=TrainingSetParams,
-    entry="components.features.build:training_set",
+    entry="components.features.training_set:training_set",
     inputs={"feature_tables": "features/<view>.parquet"},
     outputs={"training_set": "training_sets/<start>_<end>.parquet"},
 )
@@ -98,7 +98,7 @@ FEATURES_MATERIALIZE = StageSpec(
     command=("features", "materialize"),
     help="materialize the online store incrementally, in bounded chunks, up to a date",
     params=MaterializeParams,
-    entry="components.features.build:materialize",
+    entry="components.features.materialize:materialize",
     inputs={"feature_tables": "features/<view>.parquet"},
     outputs={"online_store": "Feast online store (SQLite locally, Redis on AWS)"},
 )

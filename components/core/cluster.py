@@ -35,7 +35,7 @@ NEEDS_TRITON_ADMIN_KEY = ("deploy",)
 REDIS_AUTH_SECRET = "flightdeck-redis-auth"
 REDIS_AUTH_SECRET_KEY = "password"
 REDIS_PASSWORD_ENV = "FLIGHTDECK_REDIS_PASSWORD"  # = components.core.settings Settings.redis_password (tests check it)
-# Stages that open the Redis online store (components/features/build.py): features-materialize only (it
+# Stages that open the Redis online store (components/features/materialize.py): features-materialize only (it
 # writes the store; tests/features/test_redis_auth.py). Not features-build: its `feast apply` is
 # partial, so Feast 0.67 passes no tables to delete and its Redis store's update() never connects
 # (a test counts the connections). Not predict-online: its pod only calls Triton, whose online model

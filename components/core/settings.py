@@ -53,7 +53,7 @@ class Settings:
     # without the password: this one is in the settings ConfigMap).
     redis_url: str = "localhost:6379"
     # Its AUTH password (the ElastiCache AUTH token); empty: no AUTH. Secret: on the cluster it
-    # comes from the flightdeck-redis-auth Secret (components/core/cluster.py), and components/features/build.py
+    # comes from the flightdeck-redis-auth Secret (components/core/cluster.py), and components/features/redis_auth.py
     # adds it to Feast's connection string.
     redis_password: str = secret()
     # Predictions are made this long before scheduled departure; features must be known by then.

@@ -1,5 +1,13 @@
 """The features layer: feature tables, Feast, training sets and the online store.
 
-  tables      the feature tables computed from validated partitions (pure pandas/DuckDB)
-  build       the features build / training-set / materialize stages and their Feast plumbing
+  tables            the feature tables computed from validated partitions (pure pandas/DuckDB)
+  validated         reading the validated partitions
+  build             the features build stage: tables written, then `feast apply`
+  feast_repo        feature_repo/ for the stages: definitions, feature_store.yaml, FeatureStore, apply
+  redis_auth        the Redis online store's AUTH password, and a refused one told apart
+  duckdb_httpfs     DuckDB's httpfs extension and S3 secret for the aws profile's offline store
+  retrieval         model features for flights, offline (point-in-time) and online
+  training_set      the training-set stage
+  materialize_plan  what a materialize run loads, planned without I/O
+  materialize       the materialize stage, executing that plan
 """

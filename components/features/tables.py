@@ -114,12 +114,9 @@ def _windowed(outcomes: pd.DataFrame, key: str, first: date, last: date, selects
         key=key, first=first.isoformat(), last=last.isoformat(), hist=HISTORY_DAYS,
         selects=",\n    ".join(f"{expr} AS {name}" for name, expr in selects.items()),
     )
-    con = duckdb.connect()
-    try:
+    with duckdb.connect() as con:  # an in-memory database, one per call, closed on the way out
         con.register("outcomes", outcomes)
         out = con.execute(sql).df()
-    finally:
-        con.close()
     out[TS] = end_of_local_day(out.pop("day"))
     return out
 

@@ -274,13 +274,14 @@ def feature_service() -> dict:
     """The Feast feature service the training set came from: its name, views and their features."""
     inputs = {"numeric": NUMERIC, "categorical": CATEGORICAL}
     try:
-        from components.features.build import SCHEDULE_FIELDS, _definitions_module
+        from components.features.feast_repo import definitions_module
+        from components.features.retrieval import SCHEDULE_FIELDS
 
-        repo = _definitions_module()
+        repo = definitions_module()
     except ImportError as exc:  # an image without Feast: the model inputs are still recorded
         return {"name": None, "error": f"feature repo not importable: {exc}", "model_inputs": inputs}
-    views = {name: {"join_key": key, "features": list(features), "ttl": str(ttl)}
-             for name, (key, features, ttl) in repo.VIEWS.items()}
+    views = {name: {"join_key": view.entity, "features": view.feature_names, "ttl": str(view.ttl)}
+             for name, view in repo.VIEWS.items()}
     return {"name": repo.FEATURE_SERVICE, "views": views, "flight_row_fields": list(SCHEDULE_FIELDS),
             "model_inputs": inputs}
 

@@ -34,16 +34,16 @@ log = logging.getLogger(__name__)
 
 
 def predict_batch(params: PredictBatchParams, store: ArtifactStore | None = None) -> dict:
-    from components.features import build as features
+    from components.features import feast_repo, retrieval
     settings = load_settings()
     store = store or open_store(settings)
     day = schema.parse_day(params.date, "--date")
     t0 = time.perf_counter()
-    frame = features.scoring_frame(day, settings, store)
+    frame = retrieval.scoring_frame(day, settings, store)
     if frame.empty:
         raise StageFailed(f"no validated flights for {day}: ingest and validate that day before scoring it "
                           f"(looked under {store.uri(layout.validated_prefix('flights', day))})")
-    feature_service = features.feature_service_name()
+    feature_service = feast_repo.feature_service_name()
     challenger = None
     if params.in_process:
         probability, version = _score_in_process(frame, settings, store)

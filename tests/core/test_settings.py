@@ -46,7 +46,7 @@ def test_default_home_is_dot_flightdeck_in_the_working_directory(tmp_path):
 
     code = (
         "import json; from components.core.settings import load_settings; from components.core.store import open_store;"
-        "from components.features import build as F; s = load_settings(); st = open_store(); st.write_bytes('probe', b'1');"
+        "from components.features import feast_repo as F; s = load_settings(); st = open_store(); st.write_bytes('probe', b'1');"
         "fs = F.feature_store(); print(json.dumps({'home': s.home, 'root': st.uri(), "
         "'registry': fs.config.registry.path, 'online': fs.config.online_store.path}))"
     )

@@ -19,8 +19,14 @@ from components.contracts.stages import (
     TrainingSetParams,
     ValidateParams,
 )
-from components.features import build as F
 from components.features import tables as ft
+from components.features.build import build
+from components.features.duckdb_httpfs import packaged_httpfs
+from components.features.feast_repo import REPO_DIR, definitions_module, feast_config
+from components.features.materialize import materialize
+from components.features.retrieval import model_frame, online_features
+from components.features.training_set import training_set
+from components.features.validated import read_days
 
 START, END = "2013-01-01", "2013-01-03"
 
@@ -30,7 +36,7 @@ def test_the_locked_duckdb_has_its_packaged_httpfs_extension():
     to read its feature tables (DuckDB would try to download the extension at run time)."""
     import duckdb
 
-    assert F._packaged_httpfs(duckdb.connect().sql("PRAGMA version").fetchone()[0]) is not None, duckdb.__version__
+    assert packaged_httpfs(duckdb.connect().sql("PRAGMA version").fetchone()[0]) is not None, duckdb.__version__
 
 
 @pytest.fixture
@@ -43,7 +49,7 @@ def aws(s3_store, s3_bucket, aws_env, redis_url, monkeypatch):
     monkeypatch.delenv("FLIGHTDECK_FEAST_YAML", raising=False)
     ingest(IngestParams(start=START, end=END), s3_store)
     validate(ValidateParams(start=START, end=END), s3_store)
-    built = F.build(FeaturesBuildParams(start="2013-01-02", end=END), s3_store)
+    built = build(FeaturesBuildParams(start="2013-01-02", end=END), s3_store)
     return {"store": s3_store, "bucket": s3_bucket, "endpoint": aws_env, "redis": redis_url, "built": built}
 
 
@@ -52,7 +58,7 @@ def test_aws_build_writes_tables_and_the_feast_registry_to_s3(aws):
 
     s3 = boto3.client("s3", endpoint_url=aws["endpoint"], region_name="us-east-1")
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=aws["bucket"]).get("Contents", [])}
-    views = set(F._definitions_module().VIEWS)
+    views = set(definitions_module().VIEWS)
     assert {f"features/{v}.parquet" for v in views} <= keys
     assert "feast/registry.db" in keys  # Feast's S3 registry wrote to the moto server, not to AWS
     assert set(aws["built"]["applied_views"]) == views and all(aws["built"]["table_rows"].values())
@@ -63,10 +69,10 @@ def test_aws_build_writes_tables_and_the_feast_registry_to_s3(aws):
     from components.core.settings import load_settings
 
     settings = load_settings()
-    config = F.feast_config(settings, F.REPO_DIR / "profiles" / "aws" / "feature_store.yaml")
+    config = feast_config(settings, REPO_DIR / "profiles" / "aws" / "feature_store.yaml")
     assert config.registry.path == f"s3://{aws['bucket']}/feast/registry.db"
     assert config.online_store.type == "redis" and config.online_store.connection_string == aws["redis"]
-    fs = FeatureStore(repo_path=str(F.REPO_DIR), config=config)
+    fs = FeatureStore(repo_path=str(REPO_DIR), config=config)
     by_name = {fv.name: fv for fv in fs.list_feature_views()}
     assert set(by_name) == views
     for name, fv in by_name.items():
@@ -80,19 +86,19 @@ def test_aws_training_set_and_materialize_online_equals_offline(aws):
     import redis
 
     store = aws["store"]
-    ts = F.training_set(TrainingSetParams(start=END, end=END), store)
+    ts = training_set(TrainingSetParams(start=END, end=END), store)
     frame = store.read_parquet(f"training_sets/{END}_{END}.parquet")
     assert ts["rows"] == len(frame) > 500 and frame["temp"].notna().mean() > 0.8
-    result = F.materialize(MaterializeParams(start=END, end=END, chunk_days=1), store)
+    result = materialize(MaterializeParams(start=END, end=END, chunk_days=1), store)
     assert result["chunks"] == 1 and result["online_store_keeps_newest"] is True
     assert redis.Redis.from_url(f"redis://{aws['redis']}").dbsize() > 0
     # One flight of the next day, predicted at the end of the materialized day: Redis == the offline store.
-    flights = F._read_days(store, "flights", schema.day_range(END, END), required=True)
+    flights = read_days(store, "flights", schema.day_range(END, END), required=True)
     flight = flights.dropna(subset=["tailnum"]).iloc[0].copy()
     at = ft.day_stamps(schema.parse_day(END), schema.parse_day(END))[0]
     flight["sched_dep_utc"] = at + pd.Timedelta(hours=2)
-    online = F.online_features(flight.to_dict())
-    offline = F.model_frame(pd.DataFrame([flight]), with_label=False).iloc[0]
+    online = online_features(flight.to_dict())
+    offline = model_frame(pd.DataFrame([flight]), with_label=False).iloc[0]
     compared = 0
     for col in ("temp", "carrier_late_rate_7d", "route_late_rate_28d", "plane_year"):
         a, b = online[col], float(offline[col])

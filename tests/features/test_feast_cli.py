@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from components.contracts import layout
-from components.features import build as F
+from components.features.feast_repo import (
+    REPO_DIR,
+    definitions_module,
+    expand_feast_yaml,
+    feature_service_name,
+    feature_store,
+)
 
 pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite's long poles
 
@@ -23,7 +29,7 @@ YAML = "profiles/local/feature_store.yaml"
 def feast(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     exe = FEAST if FEAST.exists() else Path(sys.executable).parent / "feast"
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("FLIGHTDECK_", "FEAST_"))}
-    return subprocess.run([str(exe), "-f", YAML, *args], cwd=F.REPO_DIR, env={**clean, **env},
+    return subprocess.run([str(exe), "-f", YAML, *args], cwd=REPO_DIR, env={**clean, **env},
                           capture_output=True, text=True, timeout=300)
 
 
@@ -42,28 +48,28 @@ def test_feast_cli_apply_and_list_on_the_local_profile(fenv):
     views = feast(["feature-views", "list"], env)
     assert views.returncode == 0, views.stderr[-3000:]
     listed = {line.split()[0] for line in views.stdout.splitlines()[1:] if line.strip() and not line.startswith("-")}
-    assert listed >= set(F._definitions_module().VIEWS), views.stdout
+    assert listed >= set(definitions_module().VIEWS), views.stdout
     entities = feast(["entities", "list"], env)
     assert entities.returncode == 0, entities.stderr[-3000:]
     for name in ("origin", "carrier", "route", "tailnum", "as_of_date"):
         assert name in entities.stdout
 
     # The stages read what the CLI wrote: same registry file, same views, sources at this home's tables.
-    fs = F.feature_store()
+    fs = feature_store()
     assert Path(fs.config.registry.path) == registry
     by_name = {fv.name: fv for fv in fs.list_feature_views()}
-    assert set(by_name) == set(F._definitions_module().VIEWS)
+    assert set(by_name) == set(definitions_module().VIEWS)
     for name, fv in by_name.items():
         assert fv.batch_source.path == str(fenv.store.local_path(layout.feature_table_key(name)))
-    assert fs.get_feature_service(F.feature_service_name()).name == "delay_model_v1"
-    assert not list(F.REPO_DIR.glob("$*")), "nothing may be written under a literal ${...} path"
+    assert fs.get_feature_service(feature_service_name()).name == "delay_model_v1"
+    assert not list(REPO_DIR.glob("$*")), "nothing may be written under a literal ${...} path"
 
 
 def test_feast_cli_without_the_settings_is_refused_clearly(tmp_path):
     out = feast(["plan"], {"FLIGHTDECK_PROFILE": "local", "HOME": str(tmp_path)})
     assert out.returncode != 0
     assert "FLIGHTDECK_HOME is not set" in out.stderr
-    assert not list(F.REPO_DIR.glob("$*")), "Feast must not have taken ${FLIGHTDECK_HOME} for a folder name"
+    assert not list(REPO_DIR.glob("$*")), "Feast must not have taken ${FLIGHTDECK_HOME} for a folder name"
 
 
 @pytest.mark.parametrize("profile", ["local", "aws"])
@@ -71,10 +77,10 @@ def test_profile_yaml_names_only_settings(profile, monkeypatch, tmp_path):
     """Every ${...} of the profile's yaml is a flightdeck setting, so the CLI and the stages expand it alike."""
     from components.core.settings import load_settings
 
-    text = (F.REPO_DIR / "profiles" / profile / "feature_store.yaml").read_text()
+    text = (REPO_DIR / "profiles" / profile / "feature_store.yaml").read_text()
     env = {"FLIGHTDECK_PROFILE": profile, "FLIGHTDECK_HOME": str(tmp_path), "FLIGHTDECK_S3_BUCKET": "b"}
     settings = load_settings(env)
-    expanded = F.expand_feast_yaml(text, settings)
+    expanded = expand_feast_yaml(text, settings)
     assert "${FLIGHTDECK" not in expanded
     registry = f"{tmp_path}/feast/registry.db" if profile == "local" else "s3://b/feast/registry.db"
     assert f"path: {registry}" in expanded
@@ -83,4 +89,4 @@ def test_profile_yaml_names_only_settings(profile, monkeypatch, tmp_path):
             mp.setenv(k, v)
         assert os.path.expandvars(text) == expanded  # what the feast CLI gets from the same settings
     with pytest.raises(Exception, match="NOT_A_SETTING"):
-        F.expand_feast_yaml(text + "\nx: ${NOT_A_SETTING}\n", settings)
+        expand_feast_yaml(text + "\nx: ${NOT_A_SETTING}\n", settings)

@@ -12,9 +12,20 @@ import pytest
 
 from components.contracts import layout, schema, signature
 from components.contracts.errors import StageFailed
+from components.contracts.results import (
+    FeaturesBuildResult,
+    MaterializedView,
+    MaterializeResult,
+    TrainingSetResult,
+)
 from components.contracts.stages import FeaturesBuildParams, MaterializeParams, TrainingSetParams
-from components.features import build as F
 from components.features import tables as ft
+from components.features.build import build
+from components.features.feast_repo import apply, definitions_module, feast_quiet, feature_store
+from components.features.materialize import materialize
+from components.features.retrieval import model_frame, online_features, scoring_frame
+from components.features.training_set import training_set
+from components.features.validated import read_days
 from tests.conftest import redis_feast_yaml
 
 TS_START, TS_END = "2013-01-08", "2013-01-21"
@@ -22,7 +33,7 @@ LEAD = pd.Timedelta(hours=2)
 
 
 def _views():
-    return F._definitions_module().VIEWS
+    return definitions_module().VIEWS
 
 
 def _same(a: pd.Series, b: pd.Series) -> pd.Series:
@@ -45,8 +56,8 @@ def _asof(rows: pd.DataFrame, table: pd.DataFrame, key: str, features: list[str]
 
 @pytest.fixture(scope="module")
 def training(built_home_module):
-    store, out = built_home_module
-    return store, store.read_parquet(out["key"]), out
+    store, out, key = built_home_module
+    return store, store.read_parquet(key), out
 
 
 @pytest.fixture(scope="module")
@@ -57,15 +68,16 @@ def built_home_module(built_home):
         from components.core.store import open_store
 
         store = open_store()
-        result = F.training_set(TrainingSetParams(start=TS_START, end=TS_END), store)
-        result["key"] = f"training_sets/{TS_START}_{TS_END}.parquet"
-        yield store, result
+        result = training_set(TrainingSetParams(start=TS_START, end=TS_END), store)
+        yield store, result, f"training_sets/{TS_START}_{TS_END}.parquet"
 
 
 def test_training_set_follows_the_model_contract(training):
     store, df, result = training
-    flights = F._read_days(store, "flights", schema.day_range(TS_START, TS_END), required=True)
+    flights = read_days(store, "flights", schema.day_range(TS_START, TS_END), required=True)
     assert len(df) == len(flights) == result["rows"] and result["shape"] == list(df.shape)
+    assert set(result) == set(TrainingSetResult.__annotations__)
+    assert result["uri"] == result["out"] == store.uri(f"training_sets/{TS_START}_{TS_END}.parquet")
     assert list(df.columns) == signature.KEYS + signature.CATEGORICAL + signature.NUMERIC + [signature.LABEL]
     assert df["flight_id"].is_unique
     assert str(df["event_timestamp"].dtype) == "datetime64[us, UTC]"
@@ -83,7 +95,8 @@ def test_training_set_follows_the_model_contract(training):
     # wind_gust is missing in most source reports, so every column is only required to have some.
     for col in signature.NUMERIC:
         assert df[col].notna().any(), col
-    for _, features, _ in _views().values():
+    for view in _views().values():
+        features = view.feature_names
         assert df[features[0]].notna().mean() > 0.8, features[0]
 
 
@@ -91,7 +104,8 @@ def test_no_feature_value_is_newer_than_the_prediction_time(training):
     """Every Feast value equals the latest feature row at or before event_timestamp (pandas merge_asof),
     and that check would catch a join that looked ahead."""
     store, df, _ = training
-    for view, (key, features, ttl) in _views().items():
+    for view, spec in _views().items():
+        key, features, ttl = spec.entity, spec.feature_names, spec.ttl
         table = store.read_parquet(layout.feature_table_key(view))
         past = _asof(df, table, key, features, ttl)
         assert (past["feature_ts"].dropna() <= past["event_timestamp"][past["feature_ts"].notna()]).all()
@@ -99,7 +113,7 @@ def test_no_feature_value_is_newer_than_the_prediction_time(training):
         for col in features:
             mismatch = ~_same(got[col], past[col]).to_numpy()
             assert not mismatch.any(), f"{view}.{col}: {mismatch.sum()} rows differ from the as-of join"
-        if view not in F._definitions_module().STATIC_VIEWS:
+        if not spec.static:
             future = _asof(df, table, key, features, ttl, direction="forward")
             differs = ~_same(got[features[0]], future[features[0]])
             assert differs.mean() > 0.2, f"{view}: a look-ahead join would not be noticed"
@@ -108,7 +122,7 @@ def test_no_feature_value_is_newer_than_the_prediction_time(training):
 def test_daily_stats_use_only_flights_landed_by_the_stamp(training):
     """Recompute carrier 7-day stats from the validated flights with a separate, plain rule."""
     store, _, _ = training
-    flights = F._read_days(store, "flights", schema.day_range("2013-01-01", "2013-01-21"), required=True)
+    flights = read_days(store, "flights", schema.day_range("2013-01-01", "2013-01-21"), required=True)
     table = store.read_parquet(layout.feature_table_key("carrier_daily_stats")).drop(columns="as_of_date").drop_duplicates()
     sched_day = flights["sched_dep_utc"].dt.tz_convert(schema.LOCAL_TZ).dt.date
     departed = flights["dep_time"].notna()
@@ -135,9 +149,12 @@ def test_daily_stats_use_only_flights_landed_by_the_stamp(training):
 
 def test_rebuilding_a_range_is_idempotent(fenv):
     before = {v: fenv.store.read_parquet(layout.feature_table_key(v)) for v in _views()}
-    result = F.build(FeaturesBuildParams(start="2013-01-10", end="2013-01-12"), fenv.store)
+    result = build(FeaturesBuildParams(start="2013-01-10", end="2013-01-12"), fenv.store)
     assert result["flights_read"] > 0
-    for view, (key, _, _) in _views().items():
+    assert set(result) == set(FeaturesBuildResult.__annotations__)
+    assert set(result["rows_built"]) == set(result["table_rows"]) == set(result["applied_views"]) == set(_views())
+    for view, spec in _views().items():
+        key = spec.entity
         after = fenv.store.read_parquet(layout.feature_table_key(view))
         cols = [c for c in (key, "as_of_date", ft.TS) if c in after.columns]
         assert not after.duplicated(cols).any(), view
@@ -148,7 +165,7 @@ def test_daily_stats_rows_exist_only_for_keys_that_flew_in_their_window(fenv):
     """A (route | carrier, day) row exists iff that key had a flight scheduled in the 28 days before the day,
     so a row's existence never depends on the build's range or on flights after its stamp (a route that
     first flies on the last day of a build must not get zero-count rows for the days before)."""
-    flights = F._read_days(fenv.store, "flights", schema.day_range("2013-01-01", "2013-01-21"), required=True)
+    flights = read_days(fenv.store, "flights", schema.day_range("2013-01-01", "2013-01-21"), required=True)
     local_day = flights["sched_dep_utc"].dt.tz_convert(schema.LOCAL_TZ).dt.tz_localize(None).dt.normalize()
     keys = {"route": flights["origin"] + "-" + flights["dest"], "carrier": flights["carrier"]}
     for view, key in (("route_daily_stats", "route"), ("carrier_daily_stats", "carrier")):
@@ -170,12 +187,12 @@ def test_daily_stats_rows_exist_only_for_keys_that_flew_in_their_window(fenv):
 
 def test_missing_validated_partition_is_refused(fenv):
     with pytest.raises(StageFailed, match="not validated"):
-        F.build(FeaturesBuildParams(start="2013-01-20", end="2013-01-23"), fenv.store)
+        build(FeaturesBuildParams(start="2013-01-20", end="2013-01-23"), fenv.store)
 
 
 def _probe_flights(store, day: str, at: pd.Timestamp, n: int = 25) -> pd.DataFrame:
     """Real flights of `day`, rescheduled so that their prediction time is exactly `at`."""
-    flights = F._read_days(store, "flights", schema.day_range(day, day), required=True)
+    flights = read_days(store, "flights", schema.day_range(day, day), required=True)
     sample = flights.drop_duplicates(["carrier", "origin", "dest"]).head(n).copy()
     sample["sched_dep_utc"] = ft.utc_us(pd.Series([at + LEAD] * len(sample), index=sample.index))
     return sample
@@ -183,10 +200,10 @@ def _probe_flights(store, day: str, at: pd.Timestamp, n: int = 25) -> pd.DataFra
 
 def _assert_online_equals_offline(store, at: pd.Timestamp, day: str) -> int:
     probes = _probe_flights(store, day, at)
-    offline = F.model_frame(probes, with_label=False).set_index("flight_id")
+    offline = model_frame(probes, with_label=False).set_index("flight_id")
     compared = 0
     for _, flight in probes.iterrows():
-        online = F.online_features(flight.to_dict())
+        online = online_features(flight.to_dict())
         off = offline.loc[flight["flight_id"]]
         assert online["event_timestamp"] == off["event_timestamp"] == at
         for col in signature.NUMERIC:
@@ -219,7 +236,7 @@ def _online_rows(home) -> dict:
 
 def test_materialize_incremental_idempotent_and_survives_reapply(fenv):
     store = fenv.store
-    first = F.materialize(MaterializeParams(end="2013-01-12", start="2013-01-10", chunk_days=1), store)
+    first = materialize(MaterializeParams(end="2013-01-12", start="2013-01-10", chunk_days=1), store)
     end1 = _day_end("2013-01-12")
     assert first["chunks"] == 3 and first["repair_chunks"] == 0 and first["end"] == end1.isoformat()
     progress = store.read_json(layout.MATERIALIZATION_PROGRESS)
@@ -229,23 +246,23 @@ def test_materialize_incremental_idempotent_and_survives_reapply(fenv):
 
     # Same interval again: nothing to do, nothing changes (online rows compared value by value).
     online = _online_rows(fenv.home)
-    again = F.materialize(MaterializeParams(end="2013-01-12", start="2013-01-10", chunk_days=1), store)
+    again = materialize(MaterializeParams(end="2013-01-12", start="2013-01-10", chunk_days=1), store)
     assert again["chunks"] == 0 and again["repair_chunks"] == 0
     assert {v: e["intervals"] for v, e in store.read_json(layout.MATERIALIZATION_PROGRESS)["views"].items()} == \
         {v: e["intervals"] for v, e in progress["views"].items()}
     assert _online_rows(fenv.home) == online
     # A part of it too (the DAG's one-day interval, run again).
-    assert F.materialize(MaterializeParams(end="2013-01-11", start="2013-01-11"), store)["chunks"] == 0
+    assert materialize(MaterializeParams(end="2013-01-11", start="2013-01-11"), store)["chunks"] == 0
 
     # Re-applying the repo keeps what Feast recorded as materialized.
-    fs = F.feature_store()
+    fs = feature_store()
     intervals = {fv.name: fv.materialization_intervals for fv in fs.list_feature_views()}
     assert all(intervals.values())
-    F.apply()
+    apply()
     assert {fv.name: fv.materialization_intervals for fv in fs.list_feature_views()} == intervals
 
     # Without a start, the next run continues where the last stopped: two more days, two chunks.
-    nxt = F.materialize(MaterializeParams(end="2013-01-14", chunk_days=1), store)
+    nxt = materialize(MaterializeParams(end="2013-01-14", chunk_days=1), store)
     end2 = _day_end("2013-01-14")
     assert nxt["chunks"] == 2
     assert nxt["views"]["weather_hourly"]["from"] == end1.isoformat()
@@ -256,13 +273,16 @@ def test_materialize_incremental_idempotent_and_survives_reapply(fenv):
 
 def test_materialize_an_explicit_interval_in_bounded_chunks(fenv):
     """Exactly the requested days (local midnight to local midnight), cut into chunk_days pieces."""
-    result = F.materialize(MaterializeParams(start="2013-01-08", end="2013-01-12", chunk_days=2), fenv.store)
+    result = materialize(MaterializeParams(start="2013-01-08", end="2013-01-12", chunk_days=2), fenv.store)
     assert result["chunks"] == 3  # 2 + 2 + 1 days
+    assert set(result) == set(MaterializeResult.__annotations__)
+    assert set(result["views"]) == set(_views())
+    assert all(set(v) == set(MaterializedView.__annotations__) for v in result["views"].values())
     for view in ("weather_hourly", "carrier_daily_stats", "route_daily_stats"):
         assert result["views"][view] == {"from": _day_start("2013-01-08").isoformat(),
                                          "to": _day_end("2013-01-12").isoformat(), "chunks": 3, "repair_chunks": 0}
     # Feast recorded one materialization per chunk, each at most two local days long.
-    fv = F.feature_store().get_feature_view("weather_hourly")
+    fv = feature_store().get_feature_view("weather_hourly")
     spans = sorted((pd.Timestamp(a), pd.Timestamp(b)) for a, b in fv.materialization_intervals)
     assert [(a.isoformat(), b.isoformat()) for a, b in spans] == [
         (_day_start("2013-01-08").isoformat(), _day_start("2013-01-10").isoformat()),
@@ -272,38 +292,42 @@ def test_materialize_an_explicit_interval_in_bounded_chunks(fenv):
     # Nothing after the interval reached the online store: a flight predicted on Jan 17 (whose rows exist
     # offline, stamped after the interval) finds no time-varying value online.
     flight = _probe_flights(fenv.store, "2013-01-17", pd.Timestamp("2013-01-17T15:00Z")).iloc[0].to_dict()
-    online = F.online_features(flight)
-    dated = [f for v, (_, feats, _) in _views().items() if v not in F._definitions_module().STATIC_VIEWS for f in feats]
+    online = online_features(flight)
+    dated = [f for view in _views().values() if not view.static for f in view.feature_names]
     assert all(math.isnan(online[f]) for f in dated), {f: online[f] for f in dated}
-    offline = F.model_frame(pd.DataFrame([flight]), with_label=False).iloc[0]
+    offline = model_frame(pd.DataFrame([flight]), with_label=False).iloc[0]
     assert not math.isnan(offline["temp"])  # the offline store has them: the online store was kept to the interval
     with pytest.raises(StageFailed, match="after --end"):
-        F.materialize(MaterializeParams(start="2013-01-12", end="2013-01-11"), fenv.store)
+        materialize(MaterializeParams(start="2013-01-12", end="2013-01-11"), fenv.store)
+    progress = fenv.store.read_bytes(layout.MATERIALIZATION_PROGRESS)
+    with pytest.raises(StageFailed, match="chunk-days must be a whole number of days, at least 1"):
+        materialize(MaterializeParams(start="2013-01-13", end="2013-01-14", chunk_days=0), fenv.store)
+    assert fenv.store.read_bytes(layout.MATERIALIZATION_PROGRESS) == progress  # refused before anything ran
 
 
 def test_an_older_interval_after_a_newer_one_keeps_the_newer_online_values(fenv):
     store = fenv.store
-    newer = F.materialize(MaterializeParams(start="2013-01-14", end="2013-01-15", chunk_days=1), store)
+    newer = materialize(MaterializeParams(start="2013-01-14", end="2013-01-15", chunk_days=1), store)
     assert newer["chunks"] == 2
     snapshot = _online_rows(fenv.home)
-    older = F.materialize(MaterializeParams(start="2013-01-12", end="2013-01-13", chunk_days=1), store)
+    older = materialize(MaterializeParams(start="2013-01-12", end="2013-01-13", chunk_days=1), store)
     # SQLite keeps the last write: the newer days are written again after the backfill, in time order.
     assert older["chunks"] == 2 and older["repair_chunks"] == 2 and older["online_store_keeps_newest"] is False
     after = _online_rows(fenv.home)
     for view, rows in snapshot.items():
         changed = [k for k, v in rows.items() if after[view].get(k) != v]
         assert not changed, f"{view}: {len(changed)} online values of the newer interval were overwritten"
-        assert len(after[view]) > len(rows) or view in F._definitions_module().STATIC_VIEWS  # the backfill loaded
+        assert len(after[view]) > len(rows) or _views()[view].static  # the backfill loaded
     # The online store answers as of the newest materialized time (every key holds its latest row).
     assert _assert_online_equals_offline(store, _day_end("2013-01-15"), "2013-01-16") > 10
     weather = store.read_json(layout.MATERIALIZATION_PROGRESS)["views"]["weather_hourly"]
     assert weather["intervals"] == [[_day_start("2013-01-12").isoformat(), _day_end("2013-01-15").isoformat()]]
-    assert F.materialize(MaterializeParams(start="2013-01-12", end="2013-01-15"), store)["chunks"] == 0
+    assert materialize(MaterializeParams(start="2013-01-12", end="2013-01-15"), store)["chunks"] == 0
 
     # The premise, checked on Feast itself: its SQLite write does overwrite newer values with older ones,
     # so without the repair above the backfill would have left stale values behind.
-    fs = F.feature_store()
-    with F._feast_quiet():
+    fs = feature_store()
+    with feast_quiet():
         fs.materialize(_day_start("2013-01-13").to_pydatetime(), _day_end("2013-01-13").to_pydatetime(),
                        feature_views=["weather_hourly"])
     regressed = [k for k, (v, ts) in snapshot["weather_hourly"].items()
@@ -326,25 +350,25 @@ def test_the_first_day_of_the_data_alone_builds_trains_and_materializes(tmp_path
     store, day = open_store(), "2013-01-01"
     flights = ingest(IngestParams(start=day, end=day), store)
     validate(ValidateParams(start=day, end=day), store)
-    built = F.build(FeaturesBuildParams(start=day, end=day), store)
+    built = build(FeaturesBuildParams(start=day, end=day), store)
     assert built["rows_built"]["carrier_daily_stats"] == built["rows_built"]["route_daily_stats"] == 0
     for view in ("carrier_daily_stats", "route_daily_stats"):
         table = store.read_parquet(layout.feature_table_key(view))
-        assert table.empty and list(table.columns)[:2] == [_views()[view][0], "as_of_date"]
-    out = F.training_set(TrainingSetParams(start=day, end=day), store)
+        assert table.empty and list(table.columns)[:2] == [_views()[view].entity, "as_of_date"]
+    out = training_set(TrainingSetParams(start=day, end=day), store)
     rows = store.read_parquet(f"training_sets/{day}_{day}.parquet")
     assert out["rows"] == len(rows) == flights["tables"]["flights"]["rows"] > 800
     stats = [c for c in rows.columns if c.startswith(("carrier_", "route_"))]
     assert len(stats) == 7 and rows[stats].isna().all().all()
     assert rows["temp"].notna().mean() > 0.9  # the other views still joined
-    done = F.materialize(MaterializeParams(start=day, end=day), store)
+    done = materialize(MaterializeParams(start=day, end=day), store)
     assert done["chunks"] >= 1
 
 
 def test_scoring_frame_matches_the_training_rows(training, monkeypatch, built_home):
     store, df, _ = training
     monkeypatch.setenv("FLIGHTDECK_HOME", str(built_home))
-    frame = F.scoring_frame("2013-01-15", store=store)
+    frame = scoring_frame("2013-01-15", store=store)
     assert list(frame.columns) == signature.KEYS + signature.CATEGORICAL + signature.NUMERIC
     rows = df[df["flight_id"].isin(frame["flight_id"])].drop(columns=signature.LABEL).reset_index(drop=True)
     pd.testing.assert_frame_equal(frame, rows)
@@ -361,9 +385,9 @@ def test_redis_online_store_matches_offline(fenv, redis_url, monkeypatch, tmp_pa
 
     monkeypatch.setenv("FLIGHTDECK_FEAST_YAML", str(redis_yaml(tmp_path)))
     monkeypatch.setenv("FLIGHTDECK_REDIS_URL", redis_url)
-    assert F.feature_store().config.online_store.type == "redis"
+    assert feature_store().config.online_store.type == "redis"
 
-    result = F.materialize(MaterializeParams(end="2013-01-16", start="2013-01-15", chunk_days=1), fenv.store)
+    result = materialize(MaterializeParams(end="2013-01-16", start="2013-01-15", chunk_days=1), fenv.store)
     assert result["chunks"] == 2 and result["online_store_keeps_newest"] is True
     end = _day_end("2013-01-16")
     client = redis.Redis.from_url(f"redis://{redis_url}")
@@ -372,7 +396,7 @@ def test_redis_online_store_matches_offline(fenv, redis_url, monkeypatch, tmp_pa
     # An older day afterwards: Redis skips rows older than the ones it holds, so no repair is needed and
     # the newer values stay (the boundary keys of 2013-01-15 have rows in both intervals).
     keys = {k: client.hgetall(k) for k in client.scan_iter(count=1000)}
-    older = F.materialize(MaterializeParams(end="2013-01-14", start="2013-01-14", chunk_days=1), fenv.store)
+    older = materialize(MaterializeParams(end="2013-01-14", start="2013-01-14", chunk_days=1), fenv.store)
     assert older["chunks"] == 1 and older["repair_chunks"] == 0
     assert all(client.hgetall(k) == v for k, v in keys.items())
     assert client.dbsize() > len(keys)

@@ -18,7 +18,11 @@ import pytest
 from components.contracts.errors import StageFailed
 from components.contracts.stages import FeaturesBuildParams, MaterializeParams
 from components.core.settings import SettingsError, load_settings
-from components.features import build as F
+from components.features import feast_repo
+from components.features.build import build
+from components.features.feast_repo import expand_feast_yaml, feast_config
+from components.features.materialize import materialize
+from components.features.retrieval import online_features
 from components.ops.cli import main as cli_main
 from tests.conftest import redis_server
 from tests.features.conftest import END, START
@@ -86,10 +90,10 @@ def test_with_the_password_materialize_and_online_lookup_work_and_never_show_it(
 def test_without_the_password_every_access_fails_saying_so(on_redis, redis_auth, capsys):
     missing = "requires a password and FLIGHTDECK_REDIS_PASSWORD is not set"
     with pytest.raises(StageFailed, match=missing) as refused:
-        F.materialize(MaterializeParams(start="2013-01-15", end="2013-01-15"), on_redis.store)
+        materialize(MaterializeParams(start="2013-01-15", end="2013-01-15"), on_redis.store)
     assert redis_auth.url in str(refused.value) and refused.value.__cause__ is None
     with pytest.raises(StageFailed, match=missing):
-        F.online_features(_flight(on_redis.store))
+        online_features(_flight(on_redis.store))
     # The CLI (the stage pods' entrypoint): the message, exit code 1, no traceback.
     code, out, err = _cli(["features", "materialize", "--end", "2013-01-15"], capsys)
     assert code == 1 and out == ""
@@ -111,15 +115,15 @@ def test_features_build_never_opens_the_online_store(on_redis, redis_auth, monke
 
     watcher = redis.Redis.from_url(f"redis://{redis_auth.url}", password=redis_auth.password)
     before = connections()
-    assert F.build(FeaturesBuildParams(start=START, end=END), on_redis.store)["applied_views"]
+    assert build(FeaturesBuildParams(start=START, end=END), on_redis.store)["applied_views"]
     moved = tmp_path / "moved-home"
     shutil.copytree(on_redis.home, moved)
     monkeypatch.setenv("FLIGHTDECK_HOME", str(moved))
-    assert F.build(FeaturesBuildParams(start=START, end=END), open_store())["applied_views"]
+    assert build(FeaturesBuildParams(start=START, end=END), open_store())["applied_views"]
     assert connections() == before
     # materialize, which starts with the same apply, does connect: the control for the count.
     with pytest.raises(StageFailed, match="FLIGHTDECK_REDIS_PASSWORD is not set"):
-        F.materialize(MaterializeParams(start="2013-01-15", end="2013-01-15"), open_store())
+        materialize(MaterializeParams(start="2013-01-15", end="2013-01-15"), open_store())
     assert connections() > before
     assert cluster.NEEDS_REDIS_PASSWORD == ("features-materialize",)
 
@@ -129,9 +133,9 @@ def test_a_wrong_password_is_refused_saying_so(on_redis, redis_auth, monkeypatch
     monkeypatch.setenv("FLIGHTDECK_REDIS_PASSWORD", wrong)
     caplog.set_level(logging.DEBUG)
     with pytest.raises(StageFailed, match="refused the password in FLIGHTDECK_REDIS_PASSWORD") as refused:
-        F.materialize(MaterializeParams(start="2013-01-15", end="2013-01-15"), on_redis.store)
+        materialize(MaterializeParams(start="2013-01-15", end="2013-01-15"), on_redis.store)
     with pytest.raises(StageFailed, match="refused the password in FLIGHTDECK_REDIS_PASSWORD"):
-        F.online_features(_flight(on_redis.store))
+        online_features(_flight(on_redis.store))
     assert wrong not in str(refused.value) and wrong not in caplog.text
 
 
@@ -140,7 +144,7 @@ def test_a_password_for_a_server_without_one_is_refused_saying_so(fenv, redis_ur
     monkeypatch.setenv("FLIGHTDECK_REDIS_URL", redis_url)
     monkeypatch.setenv("FLIGHTDECK_REDIS_PASSWORD", "pw-not-needed")
     with pytest.raises(StageFailed, match="has no password configured, but FLIGHTDECK_REDIS_PASSWORD is set"):
-        F.materialize(MaterializeParams(start="2013-01-15", end="2013-01-15"), fenv.store)
+        materialize(MaterializeParams(start="2013-01-15", end="2013-01-15"), fenv.store)
 
 
 @pytest.mark.parametrize("password", ["1e3", "true", "null", 'q"u\\o=te', "ünïcode"])
@@ -154,7 +158,7 @@ def test_feast_gets_the_password_exactly(password, monkeypatch, tmp_path):
         monkeypatch.setenv("FLIGHTDECK_REDIS_URL", url)
         monkeypatch.setenv("FLIGHTDECK_REDIS_PASSWORD", password)
         monkeypatch.setenv("FLIGHTDECK_HOME", str(tmp_path))
-        config = F.feast_config(load_settings(), redis_yaml(tmp_path))
+        config = feast_config(load_settings(), redis_yaml(tmp_path))
         _, params = RedisOnlineStore._parse_connection_string(config.online_store.connection_string)
         assert params["password"] == password
         client = RedisOnlineStore()._get_client(config.online_store)
@@ -165,7 +169,7 @@ def test_connection_string_refusals_do_not_show_the_password(monkeypatch, tmp_pa
     monkeypatch.setenv("FLIGHTDECK_HOME", str(tmp_path))
     monkeypatch.setenv("FLIGHTDECK_REDIS_PASSWORD", "pw,with-comma")
     with pytest.raises(StageFailed, match="contains a comma") as refused:
-        F.feast_config(load_settings(), redis_yaml(tmp_path))
+        feast_config(load_settings(), redis_yaml(tmp_path))
     assert "pw,with-comma" not in str(refused.value)
     # The URL is a ConfigMap value: a password there is refused when the settings are read.
     with pytest.raises(SettingsError, match="FLIGHTDECK_REDIS_URL carries a password") as refused:
@@ -173,7 +177,7 @@ def test_connection_string_refusals_do_not_show_the_password(monkeypatch, tmp_pa
     assert "pw-in-url" not in str(refused.value)
     # A feature_store.yaml never names a secret setting: its text may be quoted by a parse error.
     with pytest.raises(StageFailed, match="a secret setting"):
-        F.expand_feast_yaml("x: ${FLIGHTDECK_REDIS_PASSWORD}\n", load_settings())
+        expand_feast_yaml("x: ${FLIGHTDECK_REDIS_PASSWORD}\n", load_settings())
 
 
 def test_the_password_is_a_secret_setting():
@@ -186,5 +190,5 @@ def test_the_password_is_a_secret_setting():
     assert "pw-secret-value" not in repr(settings) and "redis_password" not in repr(settings)
     assert settings.redact("AUTH pw-secret-value") == "AUTH ***"
     assert cluster.REDIS_PASSWORD_ENV not in cluster.settings_env_names()
-    assert "pw-secret-value" not in json.dumps(F._yaml_values(settings))
+    assert "pw-secret-value" not in json.dumps(feast_repo._yaml_values(settings))
     assert os.environ.get("FLIGHTDECK_REDIS_PASSWORD") is None  # the tests above leave nothing behind

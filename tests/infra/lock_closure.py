@@ -38,7 +38,7 @@ import types
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-ONLINE_MODEL = REPO / "components" / "triton" / "online_model.py"
+ONLINE_MODEL = REPO / "components" / "serving" / "triton" / "online_model.py"
 PROVIDED_BY_TRITON = "triton_python_backend_utils"
 LOCAL_PACKAGES = {"components", "pipelines", "feature_repo", "tests"}  # this repository's own
 
@@ -109,11 +109,11 @@ def _online_model_initialize() -> list[str]:
     try:
         from components.core.settings import load_settings
         from components.core.store import open_store
-        from components.features import build as features
+        from components.features.feast_repo import feature_store
 
         settings = load_settings()
         open_store(settings)
-        store = features.feature_store(settings)
+        store = feature_store(settings)
         store.config.offline_store  # noqa: B018 -- resolving these imports the store classes
         store.config.online_store  # noqa: B018
     except Exception as exc:  # an ImportError wrapped by Feast, most likely

@@ -247,7 +247,7 @@ def test_triton_lock_has_everything_the_online_model_imports(tmp_path):
     rc, result = _online_model_closure(REPO / IMAGES["images"]["triton"]["lock"], tmp_path)
     assert rc == 0 and not result["errors"], result["errors"]
     # The list comes from online_model.py's own imports; these two are what it is for.
-    assert {"torch", "components.features.build"} <= set(result["modules"]), result["modules"]
+    assert {"torch", "components.features.retrieval"} <= set(result["modules"]), result["modules"]
 
 
 def test_lock_closure_check_catches_a_missing_package(tmp_path):

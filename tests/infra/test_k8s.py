@@ -198,7 +198,7 @@ def test_triton_reads_the_stage_settings(resources):
 
 
 def test_triton_gets_the_redis_password_from_the_secret(resources):
-    """The online model reads the Redis online store (components/features/build.py, the same code path as
+    """The online model reads the Redis online store (components/features/retrieval.py, the same code path as
     the stages) with the settings of the Triton pod: FLIGHTDECK_REDIS_PASSWORD comes from the
     Secret the values name, which modules/platform creates from the online store's AUTH token."""
     from components.core import cluster

@@ -414,7 +414,6 @@ def code_keys() -> dict[str, dict[str, list[str]]]:
 
     from components.contracts import schema
     from components.core import runlog
-    from components.features import build as features
     from components.model.registry import Registry
 
     day, model = date(2013, 4, 1), "flight_delay"
@@ -427,7 +426,7 @@ def code_keys() -> dict[str, dict[str, list[str]]]:
         "batch_predict": {
             "read": [f"{layout.validated_prefix('flights', day)}/_PUBLISHED.json",
                      f"{layout.validated_prefix('flights', day)}/v-1/part.parquet",
-                     features.table_key("weather"), f"{layout.predictions_prefix(day)}/_PUBLISHED.json",
+                     layout.feature_table_key("weather_hourly"), f"{layout.predictions_prefix(day)}/_PUBLISHED.json",
                      feast_key, layout.serving_state_key(model), registry.aliases_key,
                      f"{registry.version_prefix(3)}/model.pt"],
             "write": [f"{layout.predictions_prefix(day)}/v-1/predictions.parquet",

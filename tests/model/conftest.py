@@ -25,7 +25,8 @@ def build_training_set(store, start: str, end: str) -> str:
     )
     from components.data.ingest import ingest
     from components.data.validate import validate
-    from components.features.build import build, training_set
+    from components.features.build import build
+    from components.features.training_set import training_set
 
     ingest(IngestParams(start=start, end=end), store)
     validate(ValidateParams(start=start, end=end), store)

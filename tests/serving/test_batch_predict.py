@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow  # the shared day's ingest, validate and features 
 def scored(real_days, tmp_path_factory):
     """v1 serves, v2 is its shadow challenger; the day is scored through Triton once."""
     from components.core.store import open_store
-    from components.features.build import apply
+    from components.features.feast_repo import apply
     from components.serving.batch_predict import predict_batch, read_predictions
     from components.serving.deploy import deploy
 
@@ -47,9 +47,9 @@ def scored(real_days, tmp_path_factory):
 
 
 def test_a_shadow_run_publishes_both_versions_outputs(scored):
-    from components.features import build as features
+    from components.features import feast_repo, retrieval
     part, result = scored["partition"], scored["result"]
-    frame = features.scoring_frame(DAY, store=scored["store"])
+    frame = retrieval.scoring_frame(DAY, store=scored["store"])
     assert len(part) == len(frame) == result["rows"] > 300
     assert list(part["flight_id"]) == list(frame["flight_id"])
     numeric, categorical = signature.to_tensors(frame)
@@ -58,7 +58,7 @@ def test_a_shadow_run_publishes_both_versions_outputs(scored):
     np.testing.assert_allclose(part["challenger_probability"], in_process(scored["data"][2], numeric, categorical),
                                atol=1e-6)
     assert part["challenger_probability"].dtype == np.float32 and result["challenger_scored"] is True
-    assert (part["feature_service"] == features.feature_service_name()).all()
+    assert (part["feature_service"] == feast_repo.feature_service_name()).all()
     assert (part["scored_by"] == "triton").all()
     assert str(part["scored_at"].dtype) == "datetime64[us, UTC]" and part["scored_at"].nunique() == 1
     t0, t1 = scored["window"]
@@ -68,8 +68,8 @@ def test_a_shadow_run_publishes_both_versions_outputs(scored):
 def test_the_summary_counts_flights_with_missing_features(scored):
     """A flight counts once when any model feature has no value as the model sees it (NaN/inf numeric, no
     categorical value); missing_by_feature counts each feature's missing values."""
-    from components.features import build as features
-    frame = features.scoring_frame(DAY, store=scored["store"])
+    from components.features import retrieval
+    frame = retrieval.scoring_frame(DAY, store=scored["store"])
     numeric, categorical = signature.to_tensors(frame)
     # What the model treats as missing, from the tensors it is fed: non-finite numeric values; categorical
     # code 0 for a string column (no value), -1 for a number column (sched_hour 0 is midnight, not missing).

@@ -39,8 +39,8 @@ pytestmark = pytest.mark.slow
 def online(request, real_days, tmp_path_factory):
     from components.contracts.stages import MaterializeParams
     from components.core.store import open_store
-    from components.features import build as features
-    from components.features.build import materialize
+    from components.features import feast_repo
+    from components.features.materialize import materialize
     from components.serving.deploy import deploy
 
     home = copy_home(real_days, tmp_path_factory.mktemp(f"fd-online-{request.param}"))
@@ -55,7 +55,7 @@ def online(request, real_days, tmp_path_factory):
             mp.setenv("FLIGHTDECK_FEAST_YAML", str(redis_feast_yaml(home / "feature_store_redis.yaml")))
         store = open_store()
         materialize(MaterializeParams(end=END), store)
-        assert features.feature_store().config.online_store.type == request.param
+        assert feast_repo.feature_store().config.online_store.type == request.param
         registry = Registry(store, MODEL)
         data = {}
         for seed in (31, 32):  # the champion, then a challenger for the canary and shadow tests
@@ -78,14 +78,14 @@ def requests_of(store, n: int | None = None) -> list[dict]:
 
 def expected_outputs(requests: list[dict], data: bytes) -> np.ndarray:
     """The model's outputs on the same features, read in this process from the same online store."""
-    from components.features import build as features
-    frame = pd.DataFrame([features.online_features(r) for r in requests])
+    from components.features import retrieval
+    frame = pd.DataFrame([retrieval.online_features(r) for r in requests])
     numeric, categorical = signature.to_tensors(frame)
     return in_process(data, numeric, categorical)
 
 
 def test_predict_online_reads_the_online_store_and_serves_the_champion(online, capsys):
-    from components.features import build as features
+    from components.features import retrieval
     assert online["deploy"]["online_model"] == "ready"
     metrics = online["server"].endpoints["metrics"]
     before = metric(metrics, "nv_inference_request_success", ONLINE)
@@ -99,7 +99,7 @@ def test_predict_online_reads_the_online_store_and_serves_the_champion(online, c
     assert answer["model_version"] == online["deploy"]["version"] and 0 < answer["probability"] < 1
 
     # The same features, read in this process from the same online store, give the same probability.
-    row = features.online_features(request)
+    row = retrieval.online_features(request)
     assert any(np.isfinite(row[c]) for c in signature.NUMERIC if c not in ("distance",))  # features were found
     numeric, categorical = signature.to_tensors(pd.DataFrame([row]))
     expected = in_process(online["data"][1], numeric, categorical)[0]
@@ -123,12 +123,12 @@ def test_online_errors_are_reported_per_request(online):
 
 def test_online_row_tensors_equal_the_batch_encoding(online):
     """The online model builds its tensors without pandas; they must equal signature.to_tensors bit for bit."""
-    from components.features import build as features
+    from components.features import retrieval
     from components.serving.triton.online import row_tensors
 
     flights = flights_of(online["store"], END)
     sample = pd.concat([flights[flights["tailnum"].isna()].head(20), flights.dropna(subset=["tailnum"]).head(200)])
-    rows = [features.online_features({
+    rows = [retrieval.online_features({
         "flight_id": f.flight_id, "carrier": f.carrier, "origin": f.origin, "dest": f.dest,
         "tailnum": f.tailnum if isinstance(f.tailnum, str) else None, "distance": float(f.distance),
         "sched_dep_utc": pd.Timestamp(f.sched_dep_utc).isoformat()}) for f in sample.itertuples()]

@@ -36,8 +36,8 @@ def _predict_online_args(store) -> tuple[dict, list[str]]:
 
 def test_the_online_model_authenticates_with_the_password_of_its_environment(real_days, tmp_path, capsys):
     from components.core.store import open_store
-    from components.features import build as features
-    from components.features.build import materialize
+    from components.features import retrieval
+    from components.features.materialize import materialize
     from components.serving.deploy import deploy
 
     home = copy_home(real_days, tmp_path / "home")
@@ -69,7 +69,7 @@ def test_the_online_model_authenticates_with_the_password_of_its_environment(rea
             assert answer["model_version"] == deployed["version"] and 0 < answer["probability"] < 1
             # The same features read in this process (the same code path, the same settings) give the
             # same probability: the online model really read the protected store.
-            row = features.online_features(request)
+            row = retrieval.online_features(request)
             numeric, categorical = signature.to_tensors(pd.DataFrame([row]))
             assert abs(answer["probability"] - in_process(data, numeric, categorical)[0]) <= 1e-6
             shown += [out.out, out.err, json.dumps(deployed, default=str)]

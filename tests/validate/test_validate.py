@@ -29,7 +29,9 @@ from components.contracts.stages import FeaturesBuildParams, IngestParams, Mater
 from components.core.store import LocalStore, parquet_bytes
 from components.data.ingest import ingest
 from components.data.validate import read_validated, validate, validated_partitions
-from components.features import build as F
+from components.features.build import build
+from components.features.feast_repo import definitions_module
+from components.features.materialize import materialize
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = "2013-03-10"  # the spring-forward DST switch: 23 local hours
@@ -46,8 +48,8 @@ def store(tmp_path_factory):
         ingest(IngestParams(start=DAY, end=NEXT), s)
         s.first_result = validate(ValidateParams(start=DAY, end=NEXT), s)
         s.home = home
-        F.build(FeaturesBuildParams(start=DAY, end=NEXT), s)
-        F.materialize(MaterializeParams(start=DAY, end=NEXT), s)
+        build(FeaturesBuildParams(start=DAY, end=NEXT), s)
+        materialize(MaterializeParams(start=DAY, end=NEXT), s)
         yield s
 
 
@@ -64,7 +66,7 @@ def online_rows(store) -> dict:
     """Every value of the SQLite online store: view -> sorted (entity key, feature, value, event time)."""
     with sqlite3.connect(store.home / "feast" / "online_store.db") as con:
         return {view: sorted(con.execute(f"SELECT entity_key, feature_name, value, event_ts FROM flightdeck_{view}"))
-                for view in F._definitions_module().VIEWS}
+                for view in definitions_module().VIEWS}
 
 
 def snapshot(store) -> dict:
@@ -82,9 +84,9 @@ def snapshot(store) -> dict:
 def run_features_for(store) -> None:
     """The features stage as the next task would run it: build the module's range again, then load it into
     the online store afresh (its progress record dropped, so it really reads the tables again)."""
-    F.build(FeaturesBuildParams(start=DAY, end=NEXT), store)
+    build(FeaturesBuildParams(start=DAY, end=NEXT), store)
     store.delete(layout.MATERIALIZATION_PROGRESS)
-    F.materialize(MaterializeParams(start=DAY, end=NEXT), store)
+    materialize(MaterializeParams(start=DAY, end=NEXT), store)
 
 
 def drop_source(tmp_path, flights: pd.DataFrame | bytes, name: str = "flights.csv") -> str:

@@ -60,7 +60,7 @@ def ensure_online_model(repo_store: ArtifactStore, model: str, clients, timeout_
 
 
 def row_tensors(row: dict) -> tuple[np.ndarray, np.ndarray]:
-    """One feature row (components.features.build.online_features) -> the model's (numeric, categorical) [1, n] arrays.
+    """One feature row (components.features.retrieval.online_features) -> the model's (numeric, categorical) [1, n] arrays.
 
     The same values as signature.to_tensors(pd.DataFrame([row])), without building a DataFrame: that
     took about 1 ms of the online model's few ms per request (measured in benchmarks/bench_serving.py).

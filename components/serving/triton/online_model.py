@@ -3,7 +3,7 @@
 Copied into <repo>/<model>_online/1/model.py by components.serving.triton.online. Per request:
   1. the flight (JSON, UTF-8 bytes in a UINT8 tensor: with numpy 2 the stub's BYTES/numpy path
      returns garbage, DLPack works) -> features from the Feast online store through the same
-     feature service as training (components.features.build.online_features)
+     feature service as training (components.features.retrieval.online_features)
   2. routing from the serving state (re-read every few seconds): the serving version, or the
      canary's challenger for its share of flight_ids
   3. a BLS call to the TorchScript model `<model>` at that version; in shadow/canary the
@@ -44,8 +44,9 @@ class TritonPythonModel:
         # Open the Feast store now, so the first request does not pay for it; a store that is
         # not there yet (features never applied) is opened on the first request instead.
         try:
-            from components.features import build as features
-            features.feature_store(self.settings)
+            # Modules, not names: tests/infra/lock_closure.py resolves these without importing them.
+            from components.features import feast_repo
+            feast_repo.feature_store(self.settings)
         except Exception as exc:
             pb_utils.Logger.log_warn(f"Feast online store not available yet: {exc}")
 
@@ -74,13 +75,13 @@ class TritonPythonModel:
     def _one(self, request):
         import numpy as np
 
-        from components.features import build as features
+        from components.features import retrieval
         from components.serving.triton.online import row_tensors
         from components.serving.triton.routing import canary_mask, canary_salt
 
         raw = from_dlpack(pb_utils.get_input_tensor_by_name(request, "flight").to_dlpack())
         flight = json.loads(bytes(raw.numpy().tobytes()).decode("utf-8"))
-        row = features.online_features(flight, self.settings)
+        row = retrieval.online_features(flight, self.settings)
         numeric, categorical = row_tensors(row)  # no DataFrame per request (about 1 ms of the path)
         numeric, categorical = torch.from_numpy(numeric), torch.from_numpy(categorical)
         state = self._serving_state()

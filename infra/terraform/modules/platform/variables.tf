@@ -90,7 +90,7 @@ variable "redis_auth_token" {
   sensitive   = true
   validation {
     # ElastiCache AUTH tokens: 16-128 characters, letters, digits and only ! & # $ ^ < > - (so no
-    # comma either, which Feast's Redis connection string could not carry; components/features/build.py).
+    # comma either, which Feast's Redis connection string could not carry; components/features/redis_auth.py).
     condition     = can(regex("^[A-Za-z0-9!&#$^<>-]{16,128}$", var.redis_auth_token))
     error_message = "redis_auth_token must be an ElastiCache AUTH token: 16-128 letters, digits or ! & # $ ^ < > -."
   }
