@@ -28,7 +28,7 @@ THREADS = serving_batch.THREADS
 
 
 def run(ctx: Context) -> list[Result]:
-    from components.serving.deploy import parity_sample
+    from components.serving.parity import parity_sample
     from tests.conftest import free_port
 
     rows = 50_000 if ctx.quick else 400_000

@@ -251,7 +251,7 @@ def measure(numeric: np.ndarray, categorical: np.ndarray, repeats: int, ports: d
 
 
 def main(argv=None) -> int:
-    from components.serving.deploy import parity_sample
+    from components.serving.parity import parity_sample
     from components.serving.triton import repository
     from tests.conftest import free_port
 

@@ -121,8 +121,9 @@ class TrainParams:
     val_fraction: float = param(0.15, help="share of the window (by scheduled departure time) for validation")
     test_fraction: float = param(0.15, help="share of the window, at its end, held out for evaluation")
     balance_classes: bool = param(True, help="weight positives by negatives/positives (calibrated afterwards)")
+    # 1: torch's threads wait on each other when cores are shared (docs/BENCHMARKS.md, Figures the code relies on).
     threads: int = param(1, help="torch CPU threads, fixed for reproducibility; 1 is fastest for this small MLP "
-                         "when cores are shared (2 threads measured up to 27x slower: benchmarks/bench_model.py)")
+                         "when cores are shared (docs/BENCHMARKS.md)")
     device: str = param("auto", help="auto (CUDA when available), cpu or cuda")
     reference_rows: int = param(5000, help="rows of the training features kept as the drift reference sample")
 

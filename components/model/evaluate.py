@@ -1,19 +1,11 @@
 """evaluate: the blessing. Scores a training run's model on its held-out period and decides.
 
 Everything is computed on the same holdout rows (the test period that train set aside, by time):
-- the model: ROC AUC, PR AUC, log loss, Brier score, expected calibration error, overall and per
-  slice (carrier, origin, month);
-- baselines fitted in this run on the same training period: the carrier's historical late rate,
-  a logistic regression on the same features with the same imputation (mean + missing indicator),
-  and LightGBM (reported, never gating: what a practitioner would pick for tabular data). LightGBM is
-  a dev/bench dependency, not in the stage image (containers/locks/stage.lock): where it cannot be
-  imported its metrics are null with the reason (`skipped`), and the blessing is the same either way;
-- behavioural checks: invariance (unseen categories or tail number, missing weather -> still a
-  valid probability) and a directional expectation (heavy precipitation at the origin raises the
-  mean predicted risk);
-- the registry's champion, loaded (sha256-checked) and scored on the same rows.
-
-`decide` turns those numbers into blessed / not blessed with the reasons; it is a pure function.
+the model's metrics overall and per slice (carrier, origin, month); the baselines fitted on the same
+training period (components.model.baselines; LightGBM reported, never gating); behavioural checks
+(invariance to unseen categories and missing weather, heavy precipitation raising the risk); the
+registry's champion, loaded sha256-checked. `decide` turns those numbers into blessed / not blessed
+with the reasons; it is a pure function. What each check means: docs/ML_TEST_SCORE.md.
 """
 
 from __future__ import annotations
@@ -22,6 +14,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -29,9 +22,11 @@ import pandas as pd
 
 from components.contracts import layout
 from components.contracts.errors import StageFailed
-from components.contracts.signature import CATEGORICAL, LABEL, NUMERIC
+from components.contracts.results import EvaluateResult
+from components.contracts.signature import LABEL
 from components.contracts.stages import EvaluateParams
 from components.core.store import ArtifactStore, open_store, sha256_bytes
+from components.model.baselines import baseline_fitters
 
 log = logging.getLogger(__name__)
 
@@ -79,54 +74,9 @@ def scores(y: np.ndarray, p: np.ndarray) -> dict:
     }
 
 
-def slice_scores(frame: pd.DataFrame, p: np.ndarray, min_rows: int) -> dict:
-    out: dict[str, dict] = {}
-    y = frame[LABEL].to_numpy(dtype=np.float64)
-    for col in SLICES:
-        out[col] = {}
-        for value, idx in frame.groupby(col, sort=True).indices.items():
-            if len(idx) >= min_rows:
-                out[col][str(value)] = scores(y[idx], p[idx])
-    return out
-
-
-# -- baselines ----------------------------------------------------------------------------------
-def carrier_rate(train: pd.DataFrame, holdout: pd.DataFrame) -> np.ndarray:
-    """Each carrier's late rate over the training rows (smoothed toward the overall rate)."""
-    prior, k = train[LABEL].mean(), 20.0
-    stats = train.groupby("carrier")[LABEL].agg(["sum", "count"])
-    rate = (stats["sum"] + k * prior) / (stats["count"] + k)
-    return holdout["carrier"].map(rate).fillna(prior).to_numpy(dtype=np.float64)
-
-
-def _sk_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame[NUMERIC + CATEGORICAL].copy()
-    out[NUMERIC] = out[NUMERIC].astype("float64")
-    for col in CATEGORICAL:
-        out[col] = out[col].astype(str)
-    return out
-
-
-def logistic_regression(train: pd.DataFrame, holdout: pd.DataFrame, seed: int, min_count: int) -> np.ndarray:
-    """Same features, same imputation as the MLP (training mean + missing indicator), one-hot categories."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    prep = ColumnTransformer([
-        ("num", make_pipeline(SimpleImputer(strategy="mean", add_indicator=True, keep_empty_features=True),
-                              StandardScaler()), NUMERIC),
-        ("cat", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=min_count), CATEGORICAL),
-    ])
-    model = make_pipeline(prep, LogisticRegression(max_iter=2000, C=1.0, random_state=seed))
-    model.fit(_sk_frame(train), train[LABEL].to_numpy())
-    return model.predict_proba(_sk_frame(holdout))[:, 1]
-
-
 def lightgbm_unavailable() -> str | None:
-    """Why the LightGBM reference cannot be fitted here, or None when it can."""
+    """Why the LightGBM reference cannot be fitted here, or None when it can (here, not in baselines: the
+    import is the stage image's question, and tests/model/test_evaluate.py checks this module's imports)."""
     try:
         import lightgbm  # noqa: F401
     except ImportError as exc:  # the stage image does not ship it (containers/locks/stage.lock)
@@ -141,23 +91,15 @@ def skipped_scores(reason: str) -> dict:
             "log_loss": None, "brier": None, "ece": None, "skipped": reason}
 
 
-def lightgbm(train: pd.DataFrame, val: pd.DataFrame, holdout: pd.DataFrame, seed: int, threads: int) -> np.ndarray:
-    """Gradient-boosted trees on the same features (NaN handled natively), early-stopped on validation."""
-    import lightgbm as lgb
-
-    def frame(df: pd.DataFrame) -> pd.DataFrame:
-        out = df[NUMERIC + CATEGORICAL].copy()
-        for col in CATEGORICAL:
-            out[col] = pd.Categorical(df[col].astype(str), categories=sorted(train[col].astype(str).unique()))
-        return out
-
-    model = lgb.LGBMClassifier(n_estimators=2000, learning_rate=0.05, num_leaves=63, min_child_samples=50,
-                               subsample=0.8, subsample_freq=1, colsample_bytree=0.8, reg_lambda=1.0,
-                               random_state=seed, n_jobs=threads, deterministic=True, force_row_wise=True,
-                               verbose=-1)
-    model.fit(frame(train), train[LABEL], eval_X=(frame(val),), eval_y=(val[LABEL],), eval_metric="binary_logloss",
-              callbacks=[lgb.early_stopping(50, verbose=False)])
-    return model.predict_proba(frame(holdout))[:, 1]
+def slice_scores(frame: pd.DataFrame, p: np.ndarray, min_rows: int) -> dict:
+    out: dict[str, dict] = {}
+    y = frame[LABEL].to_numpy(dtype=np.float64)
+    for col in SLICES:
+        out[col] = {}
+        for value, idx in frame.groupby(col, sort=True).indices.items():
+            if len(idx) >= min_rows:
+                out[col][str(value)] = scores(y[idx], p[idx])
+    return out
 
 
 # -- behavioural checks -------------------------------------------------------------------------
@@ -241,79 +183,58 @@ def decide(model: dict, baselines: dict[str, dict], champion: dict | None, check
 
 
 # -- the stage ----------------------------------------------------------------------------------
-def evaluate(params: EvaluateParams, store: ArtifactStore | None = None) -> dict:
+def evaluate(params: EvaluateParams, store: ArtifactStore | None = None) -> EvaluateResult:
+    """Score a training run's model on its held-out period, against baselines and the champion; bless or not.
+
+    Inputs:
+      runs/train/<run-id>/ (default: runs/train/_latest.json): model.pt (sha256-checked against the
+      run's pointer) and params.json (window, split, seed); the window's training set
+      training_sets/<start>_<end>.parquet; the registry's champion models/<name>/ when there is one.
+    Outputs:
+      runs/evaluate/<eval-id>/, published at once: evaluation.json (every metric, slice, baseline,
+      check and the decision) and report.md; runs/evaluate/_latest.json names it. The eval id
+      depends on the run, the parameters and the champion's version: a rerun replaces its own.
+    Returns:
+      EvaluateResult: blessed or not and why not, the model's and the baselines' ROC AUC, the champion's.
+    Failures:
+      StageFailed: the run is not published, no training run or training set exists.
+      ModelIntegrityError (a StageFailed): the run's or the champion's model.pt does not match its sha256.
+      A baseline that cannot be imported (LightGBM outside the dev image) is skipped, never a failure.
+    """
     from components.model import train as tr
-    from components.model.network import load_scripted, predict
-    from components.model.registry import VersionNotFound, open_registry
+    from components.model.network import predict
 
     store = store or open_store()
     run_id = params.run_id or tr.latest_run(store)
-    prefix = layout.train_run_prefix(run_id)
-    pointer = store.published(prefix)
-    if pointer is None:
-        raise StageFailed(f"training run {run_id} is not published at {store.uri(prefix)}")
-    run_params = json.loads(store.read_published(prefix, "params.json"))
-    model_sha = pointer["meta"]["model_sha256"]
-    module = load_scripted(store.read_bytes(store.published_key(prefix, "model.pt", pointer)), model_sha, store.uri(prefix))
-    frame, _, set_sha = tr.load_training_set(store, run_params["train_start"], run_params["train_end"])
-    split = tr.assign_split(frame, run_params["split"])
-    train, val, holdout = (frame[split == s].reset_index(drop=True) for s in ("train", "val", "test"))
+    run_params, model_sha, module = _training_run(store, run_id)
+    train, val, holdout, set_sha = _periods(store, run_params)
     y = holdout[LABEL].to_numpy(dtype=np.float64)
     import torch
 
     torch.set_num_threads(max(1, params.threads))
     p = predict(module, holdout)
     seed = int(run_params["seed"])
-    fitters = {
-        "carrier_rate": lambda: carrier_rate(train, holdout),
-        "logistic_regression": lambda: logistic_regression(train, holdout, seed, int(run_params["min_category_count"])),
-        "lightgbm": lambda: lightgbm(train, val, holdout, seed, params.threads),
-    }
-    baselines = {}
-    unavailable = {"lightgbm": lightgbm_unavailable()}
-    for name, fit_and_predict in fitters.items():
-        if unavailable.get(name):
-            log.warning("evaluate: baseline %s skipped: %s", name, unavailable[name])
-            baselines[name] = skipped_scores(unavailable[name])
-            continue
-        t0 = time.perf_counter()
-        predicted = fit_and_predict()
-        baselines[name] = {**scores(y, predicted), "fit_seconds": round(time.perf_counter() - t0, 3)}
-    registry = open_registry(params.model_name, store)
-    champion = None
-    try:
-        champ_module = registry.load_model("champion")
-        version = registry.resolve("champion")
-        champion = {"version": version, **scores(y, predict(champ_module, holdout))}
-    except VersionNotFound:
-        pass
+    fitters = baseline_fitters(train, val, holdout, seed, int(run_params["min_category_count"]), params.threads)
+    baselines = baseline_scores(fitters, y)
+    champion = champion_scores(params.model_name, store, holdout, y)
     checks = behavioural_checks(module, holdout, seed)
     overall = scores(y, p)
-    policy = Policy(params.baseline_margin, params.champion_tolerance, params.max_ece)
-    decision = decide(overall, baselines, champion, checks, policy)
-    result = {
+    decision = decide(overall, baselines, champion, checks,
+                      Policy(params.baseline_margin, params.champion_tolerance, params.max_ece))
+    report = {
         "run_id": run_id,
         "model_sha256": model_sha,
         "holdout": {"start": run_params["split"]["test_start"], "end": run_params["train_end"], "rows": len(holdout),
                     "training_set_sha256": set_sha},
         "model": {"overall": overall, "slices": slice_scores(holdout, p, params.min_slice_rows)},
         "baselines": baselines,
-        "gap_to_lightgbm": (overall["roc_auc"] - baselines["lightgbm"]["roc_auc"])
-        if overall["roc_auc"] is not None and baselines["lightgbm"]["roc_auc"] is not None else None,
+        "gap_to_lightgbm": gap_to_lightgbm(overall, baselines),
         "gap_to_lightgbm_reason": baselines["lightgbm"].get("skipped"),
         "checks": checks,
         "champion": champion,
         "decision": decision,
     }
-    key = json.dumps({"run": run_id, "params": asdict(params), "champion": champion and champion["version"]},
-                     sort_keys=True)
-    eval_id = f"{run_id}__{sha256_bytes(key.encode())[:8]}"
-    result["eval_id"] = eval_id
-    files = {"evaluation.json": json.dumps(result, indent=2, sort_keys=True, default=str).encode(),
-             "report.md": markdown_report(result).encode()}
-    store.publish(layout.eval_run_prefix(eval_id), files, meta={"stage": "evaluate", "run_id": run_id,
-                                                    "blessed": decision["blessed"]})
-    store.write_json(layout.EVAL_LATEST, {"eval_id": eval_id, "run_id": run_id})
+    eval_id = _publish(store, report, params)
     log.info("evaluate %s: ROC AUC %.4f, blessed=%s", run_id, overall["roc_auc"] or float("nan"), decision["blessed"])
     return {
         "eval_id": eval_id,
@@ -326,6 +247,81 @@ def evaluate(params: EvaluateParams, store: ArtifactStore | None = None) -> dict
         "baselines_skipped": {k: v["skipped"] for k, v in baselines.items() if v.get("skipped")},
         "champion": champion and {"version": champion["version"], "roc_auc": champion["roc_auc"]},
     }
+
+
+def _training_run(store: ArtifactStore, run_id: str) -> tuple[dict, str, object]:
+    """A published training run's params.json, its model's sha256 and the model (sha256-checked)."""
+    from components.model.network import load_scripted
+
+    prefix = layout.train_run_prefix(run_id)
+    pointer = store.published(prefix)
+    if pointer is None:
+        raise StageFailed(f"training run {run_id} is not published at {store.uri(prefix)}")
+    run_params = json.loads(store.read_published(prefix, "params.json"))
+    model_sha = pointer["meta"]["model_sha256"]
+    module = load_scripted(store.read_bytes(store.published_key(prefix, "model.pt", pointer)), model_sha,
+                           store.uri(prefix))
+    return run_params, model_sha, module
+
+
+def _periods(store: ArtifactStore, run_params: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
+    """The run's training, validation and held-out rows (train's own split) and the training set's sha256."""
+    from components.model import train as tr
+
+    frame, _, set_sha = tr.load_training_set(store, run_params["train_start"], run_params["train_end"])
+    split = tr.assign_split(frame, run_params["split"])
+    train, val, holdout = (frame[split == s].reset_index(drop=True) for s in ("train", "val", "test"))
+    return train, val, holdout, set_sha
+
+
+def baseline_scores(fitters: dict[str, Callable[[], np.ndarray]], y: np.ndarray) -> dict[str, dict]:
+    """Each baseline's holdout scores and fit time; one that cannot be fitted here is skipped, with why."""
+    out = {}
+    unavailable = {"lightgbm": lightgbm_unavailable()}
+    for name, fit_and_predict in fitters.items():
+        if unavailable.get(name):
+            log.warning("evaluate: baseline %s skipped: %s", name, unavailable[name])
+            out[name] = skipped_scores(unavailable[name])
+            continue
+        t0 = time.perf_counter()
+        predicted = fit_and_predict()
+        out[name] = {**scores(y, predicted), "fit_seconds": round(time.perf_counter() - t0, 3)}
+    return out
+
+
+def champion_scores(model_name: str, store: ArtifactStore, holdout: pd.DataFrame, y: np.ndarray) -> dict | None:
+    """The registry champion's version and scores on the same holdout; None while there is no champion."""
+    from components.model.network import predict
+    from components.model.registry import VersionNotFound, open_registry
+
+    registry = open_registry(model_name, store)
+    try:
+        module = registry.load_model("champion")
+        version = registry.resolve("champion")
+    except VersionNotFound:
+        return None
+    return {"version": version, **scores(y, predict(module, holdout))}
+
+
+def gap_to_lightgbm(overall: dict, baselines: dict[str, dict]) -> float | None:
+    """The model's ROC AUC minus LightGBM's, when both exist."""
+    reference = baselines["lightgbm"]["roc_auc"]
+    return overall["roc_auc"] - reference if overall["roc_auc"] is not None and reference is not None else None
+
+
+def _publish(store: ArtifactStore, report: dict, params: EvaluateParams) -> str:
+    """Publish evaluation.json and report.md under the evaluation's id (set in the report); returns the id."""
+    run_id, champion = report["run_id"], report["champion"]
+    key = json.dumps({"run": run_id, "params": asdict(params), "champion": champion and champion["version"]},
+                     sort_keys=True)
+    eval_id = f"{run_id}__{sha256_bytes(key.encode())[:8]}"
+    report["eval_id"] = eval_id
+    files = {"evaluation.json": json.dumps(report, indent=2, sort_keys=True, default=str).encode(),
+             "report.md": markdown_report(report).encode()}
+    store.publish(layout.eval_run_prefix(eval_id), files, meta={"stage": "evaluate", "run_id": run_id,
+                                                               "blessed": report["decision"]["blessed"]})
+    store.write_json(layout.EVAL_LATEST, {"eval_id": eval_id, "run_id": run_id})
+    return eval_id
 
 
 def _fmt(v) -> str:

@@ -149,9 +149,8 @@ def load_scripted(data: bytes, expected_sha256: str, where: str) -> torch.jit.Sc
 
 
 # Rows per forward pass when scoring many rows, in this process (predict_arrays) and in Triton's cpu
-# target (repository.TargetOptions.forward_chunk): measured fastest on one thread in
-# benchmarks/bench_serving.py (larger passes pay for fresh activation buffers, e.g. 65,536-row passes
-# ran at about half the rows/s of 4,096-row ones; smaller ones for the per-call overhead).
+# target (repository.TargetOptions.forward_chunk): larger passes pay for fresh activation buffers,
+# smaller ones for the per-call overhead (figures: docs/BENCHMARKS.md, Figures the code relies on).
 FORWARD_CHUNK = 4096
 
 

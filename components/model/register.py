@@ -8,6 +8,7 @@ import json
 import logging
 
 from components.contracts import layout
+from components.contracts.results import RegisterResult
 from components.contracts.stages import RegisterParams
 from components.core.store import ArtifactStore, open_store, sha256_bytes
 from components.model import evaluate as ev
@@ -16,8 +17,25 @@ from components.model.registry import open_registry, utc_now
 log = logging.getLogger(__name__)
 
 
-def register(params: RegisterParams, store: ArtifactStore | None = None) -> dict:
-    """Add an evaluated training run as a new version (idempotent), and promote it if it was blessed."""
+def register(params: RegisterParams, store: ArtifactStore | None = None) -> RegisterResult:
+    """Add an evaluated training run as a new version (idempotent), and promote it if it was blessed.
+
+    Inputs:
+      runs/evaluate/<eval-id>/ (evaluation.json, report.md; default: runs/evaluate/_latest.json) and
+      the training run it evaluated, runs/train/<run-id>/ (model.pt, lineage.json, signature.json,
+      metrics.json, params.json, curves.png, reference.parquet), each read sha256-checked.
+    Outputs:
+      models/<name>/versions/<N>/: those files, the evaluation, model.pt.sha256 and the lineage with
+      the evaluation id; version.json with the record. Nothing new when the same evaluation of the
+      same model bytes is already a version. With --promote and a blessed evaluation:
+      models/<name>/aliases.json names it champion (compare-and-swap).
+    Returns:
+      RegisterResult: the version, whether this call created or promoted it, the champion now.
+    Failures:
+      StageFailed: no evaluation published yet. ArtifactNotFound (a KeyError): the evaluation or
+      the training run lacks a file. StoreError: a published file does not match its recorded sha256.
+      PromotionConflict: another promotion of the model won the race.
+    """
     store = store or open_store()
     registry = open_registry(params.model_name, store)
     eval_id = params.evaluation or ev.latest_evaluation(store)

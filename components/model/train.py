@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from components import code_version
 from components.contracts import layout, schema
 from components.contracts.errors import StageFailed
+from components.contracts.results import TrainResult
 from components.contracts.signature import CATEGORICAL, KEYS, LABEL, NUMERIC, signature_json, to_tensors
 from components.contracts.stages import TrainParams
 from components.core.store import ArtifactStore, open_store, parquet_bytes, sha256_bytes
@@ -286,7 +287,23 @@ def feature_service() -> dict:
             "model_inputs": inputs}
 
 
-def train(params: TrainParams, store: ArtifactStore | None = None) -> dict:
+def train(params: TrainParams, store: ArtifactStore | None = None) -> TrainResult:
+    """Train the delay MLP on a window of the training set and publish it as a training run.
+
+    Inputs:
+      training_sets/<train_start>_<train_end>.parquet (layout.training_set_key), built by
+      `flightdeck features training-set`; the validated partitions it came from (for the lineage).
+    Outputs:
+      runs/train/<run-id>/, published at once: model.pt (TorchScript, preprocessing inside),
+      signature.json, metrics.json, params.json, lineage.json, curves.png, reference.parquet;
+      runs/train/_latest.json (layout.TRAIN_LATEST) names the run. The run id depends only on the
+      parameters and the training set's bytes: a rerun replaces its own run.
+    Returns:
+      TrainResult: the run id, where it is, the model's sha256 and the headline training figures.
+    Failures:
+      StageFailed: no training set for the window, columns or labels missing, a window too short
+      for three periods of 50 rows with both outcomes, bad --hidden / --device or split fractions.
+    """
     store = store or open_store()
     if date.fromisoformat(params.train_end) < date.fromisoformat(params.train_start):
         raise StageFailed(f"--train-end {params.train_end} is before --train-start {params.train_start}")

@@ -26,6 +26,7 @@ import pandas as pd
 
 from components.contracts import layout, schema, signature
 from components.contracts.errors import StageFailed
+from components.contracts.results import PredictBatchResult
 from components.contracts.stages import PredictBatchParams
 from components.core.settings import load_settings
 from components.core.store import ArtifactStore, open_store, parquet_bytes
@@ -33,8 +34,25 @@ from components.core.store import ArtifactStore, open_store, parquet_bytes
 log = logging.getLogger(__name__)
 
 
-def predict_batch(params: PredictBatchParams, store: ArtifactStore | None = None) -> dict:
+def predict_batch(params: PredictBatchParams, store: ArtifactStore | None = None) -> PredictBatchResult:
+    """Score every scheduled flight of a day and publish the day's prediction partition.
+
+    Inputs:
+      validated/flights/date=<date>/ and the feature tables features/<view>.parquet (through Feast,
+      as of the lead time); serving/<model>/state.json (the serving version and any challenger);
+      the Triton server at FLIGHTDECK_TRITON_URL, or with --in-process the registry's champion.
+    Outputs:
+      predictions/date=<date>/predictions.parquet, published at once (a rerun replaces it); with a
+      shadow or canary challenger, its outputs recorded under serving/<model>/challenger/.
+    Returns:
+      PredictBatchResult: rows, who scored them and with which versions, the missing-feature counts.
+    Failures (nothing is written):
+      StageFailed: a bad --date; no validated flights that day; nothing deployed; a row count or a
+      probability that is not finite. TritonUnavailable: Triton unreachable after the retries.
+      TritonRequestFailed: Triton refused the requests.
+    """
     from components.features import feast_repo, retrieval
+
     settings = load_settings()
     store = store or open_store(settings)
     day = schema.parse_day(params.date, "--date")
@@ -75,7 +93,7 @@ def predict_batch(params: PredictBatchParams, store: ArtifactStore | None = None
     meta = {"date": day.isoformat(), "rows": len(out), "scored_by": how,
             "model_versions": sorted(int(v) for v in np.unique(served_by))}
     store.publish(prefix, {"predictions.parquet": parquet_bytes(out)}, meta=meta)
-    result = {
+    result: PredictBatchResult = {
         **meta,
         "uri": store.uri(prefix),
         "flights_with_missing_features": int(missing.any(axis=1).sum()),

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from components.contracts import layout
+from components.contracts.results import EvaluateResult
 from components.model.evaluate import Policy, decide, expected_calibration_error, scores
 from components.model.network import ModelIntegrityError
 
@@ -58,6 +59,7 @@ def test_calibration_error_and_scores_on_known_values():
 
 def test_evaluation_of_a_real_run(evaluated):
     store, result = evaluated["store"], evaluated["evaluation"]
+    assert set(result) == set(EvaluateResult.__annotations__)  # the declared result, no more, no less
     report = json.loads(store.read_published(layout.eval_run_prefix(result["eval_id"]), "evaluation.json"))
     overall = report["model"]["overall"]
     for key in ("roc_auc", "pr_auc", "log_loss", "brier", "ece"):

@@ -13,6 +13,7 @@ import pytest
 
 from components.contracts import layout
 from components.contracts.errors import StageFailed
+from components.contracts.results import RegisterResult
 from components.contracts.signature import CATEGORICAL, NUMERIC
 from components.contracts.stages import RegisterParams
 from components.core.store import sha256_bytes
@@ -176,6 +177,7 @@ def test_register_a_real_evaluation_with_complete_lineage(evaluated):
     params = RegisterParams(evaluation=verdict["eval_id"], model_name="delay_test", promote=True)
     first = register(params, store)
     again = register(params, store)
+    assert set(first) == set(again) == set(RegisterResult.__annotations__)  # the declared result, no more, no less
     assert again["version"] == first["version"] and not again["created"]  # idempotent: no duplicate version
     registry = Registry(store, "delay_test")
     assert registry.versions() == [first["version"]]

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from components.contracts import layout
+from components.contracts.results import TrainResult
 from components.contracts.signature import CATEGORICAL, LABEL, NUMERIC, to_tensors
 from components.model.network import load_scripted, predict
 from components.model.train import assign_split, deterministic, fit, load_training_set, time_split
@@ -55,6 +56,7 @@ def test_time_split_is_ordered_and_disjoint(frame_and_split):
 
 def test_published_run_has_every_output(trained):
     store, result = trained["store"], trained["result"]
+    assert set(result) == set(TrainResult.__annotations__)  # the declared result, no more, no less
     prefix = layout.train_run_prefix(result["run_id"])
     files = store.published(prefix)["files"]
     assert set(files) >= {"model.pt", "signature.json", "metrics.json", "params.json", "lineage.json",

@@ -65,7 +65,7 @@ def pass_size_echo_bytes() -> bytes:
 def delay_model_bytes(rows: int = 4000, seed: int = 3) -> bytes:
     """The real architecture (embeddings, vocabularies, 128-64 MLP) with statistics from parity-like rows."""
     from components.model.network import DelayModel, build_vocabularies, export_bytes, numeric_statistics
-    from components.serving.deploy import parity_sample
+    from components.serving.parity import parity_sample
 
     num, cat = parity_sample(rows, seed=seed)
     torch.manual_seed(seed)

@@ -121,7 +121,7 @@ def test_chunked_scoring_equals_in_process_bit_for_bit(admin):
     data = delay_model_bytes()
     publish("delay", data)
     admin.load("delay")
-    from components.serving.deploy import parity_sample
+    from components.serving.parity import parity_sample
 
     numeric, categorical = parity_sample(20_000, seed=5)
     served = admin.score("delay", 1, numeric, categorical, rows_per_request=8192, in_flight=3)  # 4096-row passes
@@ -150,7 +150,7 @@ def test_forward_passes_reuse_their_buffers(admin, triton):
     page faults per 4096-row pass of this model (measured), about half the rows/s. keep_freed_memory stops that."""
     publish("delay", delay_model_bytes())
     admin.load("delay")
-    from components.serving.deploy import parity_sample
+    from components.serving.parity import parity_sample
 
     numeric, categorical = parity_sample(8192, seed=6)
     for _ in range(3):  # warm: the allocator's heap grows to its working size

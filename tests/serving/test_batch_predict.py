@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from components.contracts import signature
+from components.contracts.results import PredictBatchResult
 from components.contracts.stages import DeployParams, PredictBatchParams
 from components.model.registry import Registry
 from components.ops.cli import main as cli_main
@@ -49,6 +50,7 @@ def scored(real_days, tmp_path_factory):
 def test_a_shadow_run_publishes_both_versions_outputs(scored):
     from components.features import feast_repo, retrieval
     part, result = scored["partition"], scored["result"]
+    assert set(result) == set(PredictBatchResult.__annotations__)  # the declared result, no more, no less
     frame = retrieval.scoring_frame(DAY, store=scored["store"])
     assert len(part) == len(frame) == result["rows"] > 300
     assert list(part["flight_id"]) == list(frame["flight_id"])

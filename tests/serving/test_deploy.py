@@ -9,6 +9,7 @@ import pytest
 
 from components.contracts import signature
 from components.contracts.errors import StageFailed
+from components.contracts.results import DeployResult
 from components.contracts.stages import DeployParams
 from components.core.store import open_store, sha256_bytes
 from components.model.network import ModelIntegrityError
@@ -94,6 +95,7 @@ def before_load(monkeypatch):
 
 
 def test_first_deploy_loads_checks_parity_and_records(champion, store, client):
+    assert set(champion) - {"challenger_version"} == set(DeployResult.__annotations__)  # the declared result
     assert champion["version"] == 2 and champion["previous"] is None and champion["loaded_versions"] == [2]
     assert champion["parity_max_abs_diff"] <= 1e-5
     assert client.loaded_versions(MODEL) == [2]
@@ -227,6 +229,7 @@ def test_shadow_scores_with_both_and_records_the_challenger(champion, store, cli
 
     ch = champion["challenger_version"]
     result = deploy(DeployParams(version=str(ch), mode="shadow", online=False))
+    assert set(result) == set(DeployResult.__annotations__)
     assert result["serving"] == 2 and result["challenger"]["version"] == ch
     assert client.loaded_versions(MODEL) == [2, ch]
     df = flights_frame(3000, seed=11)

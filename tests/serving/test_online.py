@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from components.contracts import layout, signature
+from components.contracts.results import PredictOnlineResult
 from components.contracts.stages import DeployParams
 from components.model.registry import Registry
 from components.ops.cli import main as cli_main
@@ -96,6 +97,7 @@ def test_predict_online_reads_the_online_store_and_serves_the_champion(online, c
     args = ["predict", "online"] + [x for k, v in request.items() for x in (f"--{k.replace('_', '-')}", str(v))]
     assert cli_main(args) == 0
     answer = json.loads(capsys.readouterr().out)
+    assert set(answer) == set(PredictOnlineResult.__annotations__)  # the declared result, no more, no less
     assert answer["model_version"] == online["deploy"]["version"] and 0 < answer["probability"] < 1
 
     # The same features, read in this process from the same online store, give the same probability.

@@ -89,7 +89,7 @@ def test_model_control_is_refused_without_the_key_and_inference_is_open(triton, 
     import torch
 
     from components.model.network import DelayModel, build_vocabularies, export_bytes, numeric_statistics
-    from components.serving.deploy import parity_sample
+    from components.serving.parity import parity_sample
 
     # The real architecture (embeddings, searchsorted vocabularies, NaN handling inside the module).
     num, cat = parity_sample(2000, seed=3)

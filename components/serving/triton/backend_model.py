@@ -31,8 +31,8 @@ OUTPUT = "probability"
 CHECKSUM_SUFFIX = ".sha256"
 # glibc mallopt parameters. In the stub, memory freed after a forward pass is handed back to the
 # system at once (the adaptive thresholds do not apply there), so every pass of a few thousand rows
-# page-faults its activation buffers in afresh: measured 23,808 minor faults per 100k rows in
-# 4096-row passes, and about half the rows/s of the same passes in a plain process (0 faults).
+# page-faults its activation buffers in afresh, at a large cost in rows/s (figures: docs/BENCHMARKS.md,
+# Figures the code relies on).
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value: buffers below it come from the heap and are reused
 TRIM_THRESHOLD = 256 << 20  # free memory kept by the stub before any is returned

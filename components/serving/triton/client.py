@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -183,3 +185,10 @@ class TritonClient:
             for fut, (a, b) in futures.items():
                 out[a:b] = fut.result()
         return out
+
+
+@contextmanager
+def clients(urls: Iterable[str], admin_key: str | None = None, timeout_s: float = 60.0) -> Iterator[list[TritonClient]]:
+    """One client per URL, in order; every one is closed on exit, also when a later one fails to open."""
+    with ExitStack() as stack:
+        yield [stack.enter_context(TritonClient(url, admin_key=admin_key, timeout_s=timeout_s)) for url in urls]

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from components.contracts.errors import StageFailed
+from components.contracts.results import PredictOnlineResult
+from components.contracts.stages import PredictOnlineParams
 from components.core.store import ArtifactStore
 from components.serving.triton import repository
 
@@ -63,7 +65,8 @@ def row_tensors(row: dict) -> tuple[np.ndarray, np.ndarray]:
     """One feature row (components.features.retrieval.online_features) -> the model's (numeric, categorical) [1, n] arrays.
 
     The same values as signature.to_tensors(pd.DataFrame([row])), without building a DataFrame: that
-    took about 1 ms of the online model's few ms per request (measured in benchmarks/bench_serving.py).
+    was a large share of the online model's time per request (docs/BENCHMARKS.md, Figures the code
+    relies on).
     """
     from components.contracts import signature
     missing = [c for c in signature.NUMERIC + signature.CATEGORICAL if c not in row]
@@ -103,8 +106,21 @@ def predict_one(flight: dict, client, model: str) -> dict:
             "latency_ms": round((time.perf_counter() - t0) * 1000, 3)}
 
 
-def predict_online(params) -> dict:
-    """The `flightdeck predict online` entry: one scheduled flight -> its late probability."""
+def predict_online(params: PredictOnlineParams) -> PredictOnlineResult:
+    """The `flightdeck predict online` entry: one scheduled flight -> its late probability.
+
+    Inputs:
+      `<model>_online` on the Triton server at FLIGHTDECK_TRITON_URL (deployed by deploy), which reads
+      the flight's features from the Feast online store and calls the serving version (or the canary).
+    Outputs:
+      none here; in shadow and canary modes the online model records both versions' outputs under
+      serving/<model>/challenger/.
+    Returns:
+      PredictOnlineResult: the flight as asked, its probability, the version that served it, the latency.
+    Failures:
+      TritonUnavailable: Triton unreachable after the retries. TritonRequestFailed: the online model
+      is not loaded, or refused the flight (the message says why; the server keeps serving).
+    """
     from components.core.settings import load_settings
     from components.serving.triton.client import TritonClient
 

@@ -177,8 +177,8 @@ def write_if_changed(store: ArtifactStore, key: str, data: bytes) -> bool:
     """Write unless the object already holds these bytes.
 
     Triton reloads every version of a model when any file of it is newer than its last load
-    (on this 2-core machine about 5-10 s per python-backend version): rewriting identical
-    files would turn a no-op load into a full reload.
+    (seconds per python-backend version: docs/BENCHMARKS.md, Figures the code relies on):
+    rewriting identical files would turn a no-op load into a full reload.
     """
     try:
         if store.read_bytes(key) == data:

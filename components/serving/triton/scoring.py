@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import numpy as np
 import pandas as pd
 
@@ -27,14 +29,11 @@ def score_frame_detailed(df: pd.DataFrame, *, settings=None, store: ArtifactStor
     settings = settings or load_settings()
     store = store or open_store(settings)
     state = serving_state(store, settings.model_name)
-    own = client is None
-    client = client or TritonClient(settings.triton_url, retry=retry)
-    try:
+    with ExitStack() as owned:  # a client opened here is closed here; a caller's stays open
+        if client is None:
+            client = owned.enter_context(TritonClient(settings.triton_url, retry=retry))
         return score_routed(df, state, client, store, record=record, rows_per_request=rows_per_request,
                             in_flight=in_flight)
-    finally:
-        if own:
-            client.close()
 
 
 def score_frame(df: pd.DataFrame, **kwargs) -> np.ndarray:
