@@ -413,7 +413,6 @@ def code_keys() -> dict[str, dict[str, list[str]]]:
     import yaml
 
     from components.contracts import schema
-    from components.core import runlog
     from components.model.registry import Registry
 
     day, model = date(2013, 4, 1), "flight_delay"
@@ -451,8 +450,8 @@ def code_keys() -> dict[str, dict[str, list[str]]]:
             "write": [f"{layout.challenger_records_prefix(model, 3, 4)}/20130401T000000-abc.parquet"],
         },
         "airflow": {
-            "read": [f"{runlog.PREFIX}/training/latest.json", "airflow-logs/dag_id=x/run_id=y/task_id=z/attempt=1.log"],
-            "write": [f"{runlog.PREFIX}/training/latest.json", f"{runlog.PREFIX}/training/events/x.json",
+            "read": [f"{layout.runlog_prefix('training')}/latest.json", "airflow-logs/dag_id=x/run_id=y/task_id=z/attempt=1.log"],
+            "write": [f"{layout.runlog_prefix('training')}/latest.json", f"{layout.runlog_prefix('training')}/events/x.json",
                       "airflow-logs/dag_id=x/run_id=y/task_id=z/attempt=1.log"],
         },
     }
@@ -630,7 +629,7 @@ def test_settings_config_map_holds_exactly_the_cluster_settings():
     # Secret settings (the Redis password) come from Secrets, never from the ConfigMap.
     expected = {f"FLIGHTDECK_{n.upper()}" for n in fields - set(cluster.NOT_CLUSTER_SETTINGS) - set(SECRET_SETTINGS)}
     assert "FLIGHTDECK_REDIS_PASSWORD" not in settings and "redis_password" in SECRET_SETTINGS
-    replicas = (REPO / "components" / "triton" / "replicas.py").read_text()
+    replicas = (REPO / "components" / "serving" / "triton" / "replicas.py").read_text()
     for name in cluster.EXTRA_ENV_SETTINGS:
         assert f'os.environ.get("{name}"' in replicas, f"{name}: replicas.py does not read it any more"
     assert set(settings) == expected | set(cluster.EXTRA_ENV_SETTINGS) == set(cluster.settings_env_names())
