@@ -201,5 +201,3 @@ class MonitorResult(TypedDict):
     pushed: str | None  # the Pushgateway the metrics went to, None when not pushed
     seconds: float
 
-
-__all__ = ["Any", "TypedDict"]

@@ -21,7 +21,7 @@ class StageSpec:
     command: tuple[str, ...]  # CLI words, e.g. ("features", "build")
     help: str
     params: type  # a frozen dataclass; its fields become CLI options
-    entry: str  # "module:function", called as function(params) -> dict
+    entry: str  # "module:function", called as function(params) -> a TypedDict of contracts/results.py
     inputs: dict[str, str] = field(default_factory=dict)  # artifact -> what it is (store key pattern)
     outputs: dict[str, str] = field(default_factory=dict)
     image: str = "stage"  # key in containers/images.yaml

@@ -208,7 +208,7 @@ def test_replicas_from_kubernetes_endpoint_objects():
 
 
 def test_deploy_lock_serialises_deploys_of_one_model_and_expires(local_store):
-    from components.serving.deploy import DeployFailed, deploy_lock
+    from components.serving.deploy_lock import DeployFailed, deploy_lock
 
     with deploy_lock(local_store, "m"):
         with pytest.raises(DeployFailed, match="holds its lock"):
