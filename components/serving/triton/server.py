@@ -85,8 +85,9 @@ class TritonDist:
     libs: Path
 
     @classmethod
-    def find(cls) -> TritonDist:
-        site = Path(sysconfig.get_paths()["purelib"])
+    def find(cls, site: Path | None = None) -> TritonDist:
+        """The wheel installed in `site` (a site-packages folder, or the wheel unpacked there); default this interpreter's."""
+        site = Path(site) if site else Path(sysconfig.get_paths()["purelib"])
         root = site / "pytriton" / "tritonserver"
         pyver = f"{sys.version_info.major}.{sys.version_info.minor}"
         dist = cls(
@@ -145,12 +146,13 @@ class TritonServer:
     exit_timeout_s: int = 10
     log_verbose: int = 0
     extra_args: tuple[str, ...] = ()
+    site_packages: Path | None = None  # where the nvidia-pytriton wheel is; None: this interpreter's site-packages
     proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
     log_path: Path | None = field(default=None, init=False)
 
     # -- lifecycle --------------------------------------------------------------------
     def command(self, backend_dir: Path) -> list[str]:
-        dist = TritonDist.find()
+        dist = TritonDist.find(self.site_packages)
         cmd = [
             str(dist.binary),
             f"--model-repository={self.model_repository}",
@@ -177,7 +179,7 @@ class TritonServer:
         return cmd + list(self.extra_args)
 
     def environment(self) -> dict[str, str]:
-        dist = TritonDist.find()
+        dist = TritonDist.find(self.site_packages)
         env = dict(os.environ)
         # The stub links libpython3.X.so.1.0 and finds the system one by default, while its sys.path
         # is this interpreter's: with different patch releases, C extensions of the stdlib fail
@@ -206,7 +208,7 @@ class TritonServer:
         work.mkdir(parents=True, exist_ok=True)
         if not str(self.model_repository).startswith("s3://"):
             Path(self.model_repository).mkdir(parents=True, exist_ok=True)
-        backend_dir = TritonDist.find().backend_dir(work)
+        backend_dir = TritonDist.find(self.site_packages).backend_dir(work)
         (work / "logs").mkdir(exist_ok=True)
         self.log_path = work / "logs" / f"tritonserver-{self.http_port}.log"
         with open(self.log_path, "ab") as logf:
