@@ -130,7 +130,7 @@ def versions(cuda: bool) -> dict:
     if cuda:
         props = torch.cuda.get_device_properties(0)
         out.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
-                   gpu_count=torch.cuda.device_count())
+                   gpu_count=torch.cuda.device_count(), tf32_matmul=torch.backends.cuda.matmul.allow_tf32)
         try:
             smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                                  capture_output=True, text=True, timeout=20)
@@ -226,6 +226,8 @@ def check_scoring(model_bytes: bytes, numeric, categorical, device, args, refere
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Deterministic cuBLAS needs this before its first handle (the train stage sets it too, at its first run).
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     args = parse_args(argv)
     import numpy as np
 
