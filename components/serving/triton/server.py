@@ -185,8 +185,11 @@ class TritonServer:
         # is this interpreter's: with different patch releases, C extensions of the stdlib fail
         # (e.g. _ssl: "undefined symbol: _PyModule_Add", so Feast cannot be imported). Put this
         # interpreter's own libpython first when it has one.
-        libdir = sysconfig.get_config_var("LIBDIR") or ""
-        own = [libdir] if libdir and Path(libdir, sysconfig.get_config_var("INSTSONAME") or "-").exists() else []
+        # LIBDIR is where the build put it; a relocated build (python-build-standalone, uv's Pythons) has it
+        # under its own prefix instead.
+        soname = sysconfig.get_config_var("INSTSONAME") or "-"
+        dirs = (sysconfig.get_config_var("LIBDIR") or "", str(Path(sys.base_prefix, "lib")))
+        own = [d for d in dirs if d and Path(d, soname).exists()][:1]
         env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(dist.libs), *own, env.get("LD_LIBRARY_PATH", "")]))
         # The python-backend stub runs the first `python3` on PATH: it must be this venv's, which has torch.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
