@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # slowest tests are listed at the end, to see where the suite's time goes.
 TEST_WORKERS ?= 2
 
-.PHONY: help bootstrap demo test lint bench lock clean airflow backtest
+.PHONY: help bootstrap demo test lint bench lock clean airflow backtest gpu-check gpu-check-prepare
 
 help:
 	@echo "make demo   - run the lifecycle on the local profile (bootstraps .venv first)"
@@ -19,6 +19,7 @@ help:
 	@echo "make lint   - ruff over the code"
 	@echo "make lock   - re-resolve requirements/*.lock from requirements/*.in"
 	@echo "make airflow - the Airflow UI (airflow standalone) with the flightdeck DAGs; prints URL and login"
+	@echo "make gpu-check - CUDA training, GPU scoring and Triton on KIND_GPU vs CPU (a CPU dry run without CUDA)"
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -44,6 +45,16 @@ backtest: bootstrap
 
 airflow: bootstrap
 	@scripts/airflow_standalone.sh
+
+# The GPU check (components/ops/gpu_check.py, README "GPU check"). The prepare step builds .gpu-check/carry/:
+# the full-year training set through the project's stages, the nvidia-pytriton wheel, a libpython fallback; that
+# folder is what travels to a GPU machine, where scripts/gpu_check_device.sh runs the same check.
+GPU_CHECK_SET := .gpu-check/carry/2013-01-01_2013-12-30.parquet
+gpu-check-prepare: bootstrap
+	@scripts/gpu_check_prepare.sh
+
+gpu-check: gpu-check-prepare
+	$(PY) -m components.ops.gpu_check --device auto --training-set $(GPU_CHECK_SET) --out .gpu-check/gpu_check.json
 
 lock: bootstrap
 	$(VENV)/bin/uv pip compile requirements/dev.in --python-version 3.11 $(foreach d,$(PIP_FIND_LINKS),--find-links $(d)) --no-emit-find-links -o requirements/dev.lock

@@ -5,6 +5,8 @@
   registry_cli  `flightdeck registry`
   serve         `flightdeck serve`: the local Triton server
   demo          `make demo`: the whole lifecycle on the local profile
+  gpu_check     `make gpu-check`: CUDA training, GPU scoring and Triton on KIND_GPU against CPU (its Triton
+                part in gpu_check_triton)
 
 The commands: README.md, "The CLI"; what to do when an alert fires: RUNBOOK.md; the layers:
 docs/ARCHITECTURE.md.

@@ -74,12 +74,17 @@ class TritonPythonModel:
             pb_utils.Logger.log_warn("mallopt unavailable: forward passes will page-fault their buffers afresh")
         # 0 (a config written before the parameter existed): each request in one forward pass.
         self.chunk = int(params.get("forward_chunk", "0") or 0)
+        # A KIND_GPU instance runs the model on its GPU; Triton still hands the inputs over in CPU memory
+        # (the python backend's default), so each request's inputs are moved there and the output back.
+        self.device = (torch.device("cuda", int(args["model_instance_device_id"]))
+                       if args.get("model_instance_kind") == "GPU" else torch.device("cpu"))
         path = os.path.join(args["model_repository"], args["model_version"], "model.pt")
         # A checksum mismatch, or a file that is not TorchScript, fails here: the load fails, the deploy rolls back.
-        self.model = torch.jit.load(io.BytesIO(read_verified(path)), map_location="cpu").eval()
+        self.model = torch.jit.load(io.BytesIO(read_verified(path)), map_location=self.device).eval()
+        pb_utils.Logger.log_info(f"{args['model_name']} version {args['model_version']}: model.pt runs on {self.device}")
 
     def _score(self, request):
-        numeric, categorical = (from_dlpack(pb_utils.get_input_tensor_by_name(request, name).to_dlpack())
+        numeric, categorical = (from_dlpack(pb_utils.get_input_tensor_by_name(request, name).to_dlpack()).to(self.device)
                                 for name in INPUTS)
         n = numeric.shape[0]
         chunk = self.chunk if 0 < self.chunk < n else n
@@ -98,6 +103,7 @@ class TritonPythonModel:
                 out[i:i + rows] = y
         if out is None:  # a request of zero rows
             out = torch.empty((0, 1), dtype=torch.float32)
+        out = out.cpu()  # a GPU instance's output goes back in CPU memory (no-op on CPU)
         return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor.from_dlpack(OUTPUT, to_dlpack(out))])
 
     def execute(self, requests):

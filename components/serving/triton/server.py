@@ -85,8 +85,9 @@ class TritonDist:
     libs: Path
 
     @classmethod
-    def find(cls) -> TritonDist:
-        site = Path(sysconfig.get_paths()["purelib"])
+    def find(cls, site: Path | None = None) -> TritonDist:
+        """The wheel installed in `site` (a site-packages folder, or the wheel unpacked there); default this interpreter's."""
+        site = Path(site) if site else Path(sysconfig.get_paths()["purelib"])
         root = site / "pytriton" / "tritonserver"
         pyver = f"{sys.version_info.major}.{sys.version_info.minor}"
         dist = cls(
@@ -145,12 +146,13 @@ class TritonServer:
     exit_timeout_s: int = 10
     log_verbose: int = 0
     extra_args: tuple[str, ...] = ()
+    site_packages: Path | None = None  # where the nvidia-pytriton wheel is; None: this interpreter's site-packages
     proc: subprocess.Popen | None = field(default=None, init=False, repr=False)
     log_path: Path | None = field(default=None, init=False)
 
     # -- lifecycle --------------------------------------------------------------------
     def command(self, backend_dir: Path) -> list[str]:
-        dist = TritonDist.find()
+        dist = TritonDist.find(self.site_packages)
         cmd = [
             str(dist.binary),
             f"--model-repository={self.model_repository}",
@@ -177,14 +179,17 @@ class TritonServer:
         return cmd + list(self.extra_args)
 
     def environment(self) -> dict[str, str]:
-        dist = TritonDist.find()
+        dist = TritonDist.find(self.site_packages)
         env = dict(os.environ)
         # The stub links libpython3.X.so.1.0 and finds the system one by default, while its sys.path
         # is this interpreter's: with different patch releases, C extensions of the stdlib fail
         # (e.g. _ssl: "undefined symbol: _PyModule_Add", so Feast cannot be imported). Put this
         # interpreter's own libpython first when it has one.
-        libdir = sysconfig.get_config_var("LIBDIR") or ""
-        own = [libdir] if libdir and Path(libdir, sysconfig.get_config_var("INSTSONAME") or "-").exists() else []
+        # LIBDIR is where the build put it; a relocated build (python-build-standalone, uv's Pythons) has it
+        # under its own prefix instead.
+        soname = sysconfig.get_config_var("INSTSONAME") or "-"
+        dirs = (sysconfig.get_config_var("LIBDIR") or "", str(Path(sys.base_prefix, "lib")))
+        own = [d for d in dirs if d and Path(d, soname).exists()][:1]
         env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(dist.libs), *own, env.get("LD_LIBRARY_PATH", "")]))
         # The python-backend stub runs the first `python3` on PATH: it must be this venv's, which has torch.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
@@ -206,7 +211,7 @@ class TritonServer:
         work.mkdir(parents=True, exist_ok=True)
         if not str(self.model_repository).startswith("s3://"):
             Path(self.model_repository).mkdir(parents=True, exist_ok=True)
-        backend_dir = TritonDist.find().backend_dir(work)
+        backend_dir = TritonDist.find(self.site_packages).backend_dir(work)
         (work / "logs").mkdir(exist_ok=True)
         self.log_path = work / "logs" / f"tritonserver-{self.http_port}.log"
         with open(self.log_path, "ab") as logf:
