@@ -825,14 +825,14 @@ def gpu_pod_requests() -> dict[str, tuple[float, float]]:
 
     from components.orchestration.runtime import STAGE_RESOURCES
     from pipelines.cli import COMPILED_DIR
-    from tests.infra.helm_lite import render_chart
+    from tests.infra.helm import helm_template
 
     train = STAGE_RESOURCES["train"]
     out = {"train (Airflow)": (quantity(train.cpu, False), quantity(train.memory, True))}
     spec, _ = yaml.safe_load_all((COMPILED_DIR / "training.yaml").read_text())
     kfp = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
     out["train (KFP)"] = (quantity(kfp["resourceCpuRequest"], False), quantity(kfp["resourceMemoryRequest"], True))
-    deployment = yaml.safe_load(render_chart(REPO / "infra" / "k8s" / "triton")["deployment.yaml"])
+    deployment = yaml.safe_load(helm_template(REPO / "infra" / "k8s" / "triton")["deployment.yaml"])
     (triton,) = deployment["spec"]["template"]["spec"]["containers"]
     requests = triton["resources"]["requests"]
     assert requests["nvidia.com/gpu"] == "1"
@@ -844,9 +844,9 @@ def rolling_update_surge() -> int:
     """Extra Triton pods a rolling update runs at once (maxSurge, with maxUnavailable 0)."""
     import yaml
 
-    from tests.infra.helm_lite import render_chart
+    from tests.infra.helm import helm_template
 
-    deployment = yaml.safe_load(render_chart(REPO / "infra" / "k8s" / "triton")["deployment.yaml"])
+    deployment = yaml.safe_load(helm_template(REPO / "infra" / "k8s" / "triton")["deployment.yaml"])
     rolling = deployment["spec"]["strategy"]["rollingUpdate"]
     assert rolling["maxUnavailable"] == 0, "a rollout that removes a replica first needs no surge room: update this"
     return int(rolling["maxSurge"])
