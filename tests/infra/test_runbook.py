@@ -24,11 +24,13 @@ RUNBOOK = REPO / "RUNBOOK.md"
 ALERTS = REPO / "infra" / "monitoring" / "alerts.yml"
 DASHBOARD = REPO / "infra" / "monitoring" / "grafana" / "flightdeck.json"
 TOOLS = ("kubectl", "helm", "aws")
+MONITORING_FILES = {"alertRules": ALERTS, "dashboard": DASHBOARD}
 PLACEHOLDER = re.compile(r"^<[^>]+>$")
 KINDS = {"pod": "Pod", "pods": "Pod", "po": "Pod", "deploy": "Deployment", "deployment": "Deployment",
          "deployments": "Deployment", "hpa": "HorizontalPodAutoscaler", "secret": "Secret", "secrets": "Secret",
          "svc": "Service", "service": "Service", "configmap": "ConfigMap", "cm": "ConfigMap", "node": "Node",
-         "nodes": "Node", "pdb": "PodDisruptionBudget", "sa": "ServiceAccount", "serviceaccount": "ServiceAccount"}
+         "nodes": "Node", "pdb": "PodDisruptionBudget", "sa": "ServiceAccount", "serviceaccount": "ServiceAccount",
+         "prometheusrule": "PrometheusRule", "servicemonitor": "ServiceMonitor"}
 # Verbs followed by `<type> [<name>]`, and those followed by a pod name alone.
 TYPED_VERBS = {"get", "describe", "delete", "patch", "scale", "edit"}
 POD_VERBS = {"logs", "exec", "attach", "port-forward"}
@@ -63,6 +65,11 @@ def installed() -> Installed:
             template = doc["spec"]["template"]
             out.pod_templates.append((doc["metadata"]["namespace"], template["metadata"]["labels"],
                                       template["spec"]["containers"]))
+    monitoring = helm_template(REPO / "infra" / "k8s" / "monitoring", namespace="monitoring",
+                               release="flightdeck-monitoring", files=MONITORING_FILES,
+                               overrides={"runbookBaseUrl": "https://runbook.example"})
+    for doc in documents(monitoring):
+        out.objects[(doc["kind"], doc["metadata"]["namespace"], doc["metadata"]["name"])] = doc
     # The Secrets and ConfigMaps modules/platform creates, in each namespace of their for_each.
     for_each = {"${local.stage_namespaces}": set(unq(names["stage_namespaces"])),
                 # merge(local.stage_namespaces, {airflow = ...}) in modules/platform
@@ -73,7 +80,10 @@ def installed() -> Installed:
                 (meta,) = body["metadata"]
                 spaces = for_each.get(body.get("for_each"), {_namespace_of(meta.get("namespace", ""))})
                 for namespace in spaces:
-                    out.objects[(kind, namespace, unq(meta["name"]))] = {"data": body.get("data", {})}
+                    data = body.get("data", {})
+                    if isinstance(data, str):  # ${local.stage_settings}
+                        data = names[unq(data).removeprefix("local.")]
+                    out.objects[(kind, namespace, unq(meta["name"]))] = {"data": {unq(k): v for k, v in data.items()}}
     # The stage pods (KubernetesPodOperator in flightdeck, KFP steps in kubeflow): one container.
     from components.core import cluster
 
@@ -227,7 +237,7 @@ def check_helm(argv: list[str], inv: Installed) -> list[str]:
 
 
 def check_aws(argv: list[str], inv: Installed) -> list[str]:
-    flags, args = options(argv, {"--replication-group-id", "--query", "--region"})
+    flags, args = options(argv, {"--replication-group-id", "--query", "--region", "--name", "--secret-string"})
     where = " ".join(argv)
     if args[:2] == ["elasticache", "describe-replication-groups"]:
         # modules/environment names the environment flightdeck-<env>; online_store uses that name.
@@ -236,6 +246,12 @@ def check_aws(argv: list[str], inv: Installed) -> list[str]:
         if unq(body["replication_group_id"]) != "var.name" or flags["--replication-group-id"] != name:
             return [f"{where}: the replication group is {name} (modules/online_store, modules/environment)"]
         return []
+    if args[:2] == ["secretsmanager", "create-secret"]:
+        (data,) = [b for _, t, n, b in blocks("data", TF / "modules" / "platform")
+                   if t == "aws_secretsmanager_secret_version"]
+        name = unq(module_locals(TF / "modules" / "environment")["name"]).replace("${var.environment}", "<env>")
+        expected = unq(data["secret_id"]).replace("${var.name}", name)
+        return [] if flags.get("--name") == expected else [f"{where}: modules/platform reads {expected}"]
     return [f"{where}: aws {' '.join(args[:2])} is not checked by this test: teach it"]
 
 

@@ -775,7 +775,8 @@ def test_pushgateway_is_installed_where_the_settings_point():
     assert unq(local["pushgateway_url"]) == (
         'http://${local.pushgateway_release}.${kubernetes_namespace_v1.this["monitoring"].metadata[0].name}'
         ".svc.cluster.local:9091")
-    assert "serviceMonitor = {enabled = true, honorLabels = true}" in unq(release["values"][0])
+    # Scraped by infra/k8s/monitoring's ServiceMonitor (honorLabels; tests/infra/test_monitoring_wiring.py).
+    assert "serviceMonitor = {enabled = false}" in unq(release["values"][0])
 
 
 def test_environment_passes_the_settings_inputs_to_platform():
@@ -1135,6 +1136,7 @@ KMS_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-123456
 VPC_ID, SUBNETS, SGS = "vpc-0123456789abcdef0", ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"], ["sg-0123456789abcdef0"]
 TAGS = {"Project": "flightdeck", "Environment": "dev", "Owner": "ml-platform", "ManagedBy": "terraform"}
 DIGEST = "sha256:" + "3f" * 32
+RUNBOOK_URL = "https://github.com/example/flightdeck/blob/main"
 NODE_GROUP = {"instance_types": ["m6i.xlarge"], "min_size": 1, "max_size": 3, "desired_size": 2}
 GPU_GROUP = {"instance_types": ["g5.2xlarge"], "min_size": 0, "max_size": 4, "desired_size": 1}
 ROLE = "arn:aws:iam::123456789012:role/flightdeck-dev-{}"
@@ -1168,7 +1170,8 @@ GOOD_INPUTS = {
                          "image_registry": "123456789012.dkr.ecr.us-east-1.amazonaws.com", "triton_image_digest": DIGEST,
                          "cluster_name": "flightdeck-dev", "kubernetes_version": "1.33",
                          "triton_replicas": {"min": 1, "max": 2, "max_unavailable": 1},
-                         "redis_auth_token": "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v2W3x4Y5z6A7b8C9d0E1f2"},
+                         "redis_auth_token": "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v2W3x4Y5z6A7b8C9d0E1f2",
+                         "runbook_base_url": RUNBOOK_URL},
 }
 # One bad value per validated variable (its validation must refuse it).
 BAD_INPUTS = {
@@ -1204,7 +1207,7 @@ BAD_INPUTS = {
                          "image_tag": "-bad", "model_name": "Flight-Delay", "lead_time_hours": 72,
                          "image_registry": "https://123456789012.dkr.ecr.us-east-1.amazonaws.com/flightdeck",
                          "triton_image_digest": "sha256:" + "0" * 64, "airflow_metadata_secret": "Airflow_Metadata",
-                         "redis_auth_token": "has,a-comma-and-is-long-enough",
+                         "redis_auth_token": "has,a-comma-and-is-long-enough", "runbook_base_url": "https://runbooks.example/",
                          "chart_versions": {"airflow": "1.18.0", "kube_prometheus_stack": "77.6.0", "pushgateway": "3.11.2",
                                             "cluster_autoscaler": "9.50.0", "kubeflow_pipelines": "master"}},
 }
@@ -1281,7 +1284,8 @@ def environment_inputs(env: Path) -> dict:
             return tags["Environment"]
         if isinstance(text, str) and text.startswith("var."):
             name = text.removeprefix("var.")
-            return DIGEST if name == "triton_image_digest" else resolve(root_vars[name]["default"])
+            given = {"triton_image_digest": DIGEST, "runbook_base_url": RUNBOOK_URL}  # no default: tfvars
+            return given[name] if name in given else resolve(root_vars[name]["default"])
         return text
 
     return {k: resolve(v) for k, v in call.items() if k not in MODULE_META_ARGUMENTS and not k.startswith("__")}
@@ -1302,6 +1306,7 @@ def test_environment_module_refuses_each_bad_input(tmp_path):
         "gpu_node_group": {**GPU_GROUP, "min_size": 2, "desired_size": 1},
         "redis_node_type": "t4g.small", "redis_replicas": 0, "db_instance_class": "t4g.small",
         "triton_image_digest": "sha256:" + "0" * 64, "image_tag": "with space",
+        "runbook_base_url": "http://runbooks.example",
     }
     # Validations that refer to another variable run only when that one is valid: separately.
     cross = {
@@ -1331,12 +1336,16 @@ def test_roots_refuse_the_placeholder_digest_until_it_is_filled_in(env, tmp_path
     placeholder = unq(tfvars["triton_image_digest"])
     assert re.fullmatch(r"sha256:0{64}", placeholder)
     assert "placeholder" in (env / "terraform.tfvars").read_text()
-    rc, output = terraform_plan(str(env.relative_to(TF)), {"triton_image_digest": placeholder}, tmp_path / "zero")
+    runbook_placeholder = unq(tfvars["runbook_base_url"])
+    rc, output = terraform_plan(str(env.relative_to(TF)), {"triton_image_digest": placeholder,
+                                                           "runbook_base_url": runbook_placeholder}, tmp_path / "zero")
     variables_tf = env / "variables.tf"
-    assert rc != 0 and set(refused(output, variables_tf)) == {"triton_image_digest"}
+    assert rc != 0 and set(refused(output, variables_tf)) == {"triton_image_digest", "runbook_base_url"}
     assert "make images PUSH=1" in refused(output, variables_tf)["triton_image_digest"]
-    rc, output = terraform_plan(str(env.relative_to(TF)), {"triton_image_digest": DIGEST}, tmp_path / "real")
+    rc, output = terraform_plan(str(env.relative_to(TF)), {"triton_image_digest": DIGEST, "runbook_base_url": RUNBOOK_URL},
+                                tmp_path / "real")
     assert rc == 0, output[-3000:]
     rc, output = terraform_plan(str(env.relative_to(TF)), {"triton_image_digest": DIGEST, "image_tag": "-x",
+                                                           "runbook_base_url": RUNBOOK_URL,
                                                            "eks_public_access_cidrs": ["0.0.0.0/0"]}, tmp_path / "bad")
     assert set(refused(output, variables_tf)) == {"image_tag", "eks_public_access_cidrs"}

@@ -127,5 +127,7 @@ module "platform" {
   cluster_name       = module.eks.cluster_name
   kubernetes_version = module.eks.kubernetes_version
   triton_replicas    = var.triton_replicas
-  depends_on         = [module.eks]
+  # The alerts' runbook links (infra/k8s/monitoring).
+  runbook_base_url = var.runbook_base_url
+  depends_on       = [module.eks]
 }

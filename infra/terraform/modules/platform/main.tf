@@ -358,11 +358,65 @@ resource "helm_release" "kube_prometheus_stack" {
         serviceMonitorSelectorNilUsesHelmValues = false
       }
     }
+    # Alertmanager's whole configuration is the AlertmanagerConfig of infra/k8s/monitoring
+    # (page -> PagerDuty, warning -> Slack), not the chart's default null receiver.
+    alertmanager = {
+      alertmanagerSpec = { alertmanagerConfiguration = { name = "flightdeck" } }
+    }
+    # The sidecar loads every ConfigMap labelled grafana_dashboard=1 (the flightdeck dashboard).
+    grafana = {
+      sidecar = { dashboards = { enabled = true, label = "grafana_dashboard", labelValue = "1" } }
+    }
   })]
 }
 
+# On-call keys: the PagerDuty Events v2 routing key and the Slack incoming-webhook URL, which a
+# person creates once in Secrets Manager as <name>/oncall (JSON {"pagerduty_routing_key": ...,
+# "slack_webhook_url": ...}; README "Containers and infrastructure"). Alertmanager reads them from
+# this Secret by reference (infra/k8s/monitoring alertmanagerconfig.yaml).
+data "aws_secretsmanager_secret_version" "oncall" {
+  secret_id = "${var.name}/oncall"
+}
+
+resource "kubernetes_secret_v1" "alertmanager_oncall" {
+  metadata {
+    name      = "alertmanager-oncall"
+    namespace = kubernetes_namespace_v1.this["monitoring"].metadata[0].name
+    labels    = local.part_of
+  }
+  data = {
+    "pagerduty-routing-key" = jsondecode(data.aws_secretsmanager_secret_version.oncall.secret_string)["pagerduty_routing_key"]
+    "slack-webhook-url"     = jsondecode(data.aws_secretsmanager_secret_version.oncall.secret_string)["slack_webhook_url"]
+  }
+}
+
+# flightdeck's on-call wiring (infra/k8s/monitoring): the alert rules and the dashboard from the
+# files promtool and the tests check (file(): one source of truth, no copy), the ServiceMonitors
+# for Triton (job "triton") and the Pushgateway (pushed jobs kept), and Alertmanager's routes.
+resource "helm_release" "monitoring" {
+  name      = "flightdeck-monitoring"
+  chart     = "${path.module}/../../../k8s/monitoring"
+  namespace = kubernetes_namespace_v1.this["monitoring"].metadata[0].name
+  atomic    = true
+  timeout   = 300
+  values = [yamlencode({
+    alertRules     = file("${path.module}/../../../monitoring/alerts.yml")
+    dashboard      = file("${path.module}/../../../monitoring/grafana/flightdeck.json")
+    runbookBaseUrl = var.runbook_base_url
+    triton         = { namespace = helm_release.triton.namespace, service = local.triton_service }
+    pushgateway    = { release = local.pushgateway_release }
+    oncallSecret = {
+      name                = kubernetes_secret_v1.alertmanager_oncall.metadata[0].name
+      pagerdutyRoutingKey = "pagerduty-routing-key"
+      slackWebhookUrl     = "slack-webhook-url"
+    }
+    slackChannel = "#flightdeck-alerts"
+  })]
+  depends_on = [helm_release.kube_prometheus_stack] # the monitoring.coreos.com CRDs
+}
+
 # The monitor stage pushes its metrics here (FLIGHTDECK_PUSHGATEWAY_URL); Prometheus scrapes it
-# through the chart's ServiceMonitor, keeping the pushed job/instance labels.
+# through infra/k8s/monitoring's ServiceMonitor (honorLabels: the pushed jobs are kept).
 resource "helm_release" "pushgateway" {
   name       = local.pushgateway_release
   repository = "https://prometheus-community.github.io/helm-charts"
@@ -372,7 +426,7 @@ resource "helm_release" "pushgateway" {
   timeout    = 600
   values = [yamlencode({
     podLabels      = local.part_of
-    serviceMonitor = { enabled = true, honorLabels = true }
+    serviceMonitor = { enabled = false } # infra/k8s/monitoring has it, where tests render it
   })]
   depends_on = [helm_release.kube_prometheus_stack] # the ServiceMonitor CRD
 }

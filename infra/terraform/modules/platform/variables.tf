@@ -185,3 +185,12 @@ variable "chart_versions" {
     error_message = "chart_versions.kubeflow_pipelines must be a kubeflow/pipelines release tag (X.Y.Z), not a branch."
   }
 }
+
+variable "runbook_base_url" {
+  description = "Where RUNBOOK.md is published, without a trailing slash (e.g. the repository's blob URL at the deployed ref): every alert's runbook_url becomes <this>/RUNBOOK.md#<alert>."
+  type        = string
+  validation {
+    condition     = can(regex("^https://[^ <>]+[^/]$", var.runbook_base_url))
+    error_message = "runbook_base_url must be an https:// URL without a trailing slash."
+  }
+}
