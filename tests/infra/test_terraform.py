@@ -1209,7 +1209,8 @@ BAD_INPUTS = {
                          "triton_image_digest": "sha256:" + "0" * 64, "airflow_metadata_secret": "Airflow_Metadata",
                          "redis_auth_token": "has,a-comma-and-is-long-enough", "runbook_base_url": "https://runbooks.example/",
                          "chart_versions": {"airflow": "1.18.0", "kube_prometheus_stack": "77.6.0", "pushgateway": "3.11.2",
-                                            "cluster_autoscaler": "9.50.0", "kubeflow_pipelines": "master"}},
+                                            "cluster_autoscaler": "9.50.0", "metrics_server": "3.12.2",
+                                            "prometheus_adapter": "4.11.0", "kubeflow_pipelines": "master"}},
 }
 
 

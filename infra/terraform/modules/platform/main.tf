@@ -1,7 +1,8 @@
 # What runs on the cluster: namespaces with Pod Security Standards labels, the stage service
 # accounts (IRSA), the stage pods' settings ConfigMap, Triton admin-key and Redis AUTH Secrets, and the Helm
-# releases: the cluster autoscaler, Airflow (official chart), Triton (the chart in
-# infra/k8s/triton), kube-prometheus-stack and the Pushgateway; Kubeflow Pipelines from its
+# releases: the cluster autoscaler, metrics-server, Airflow (official chart), Triton (the chart in
+# infra/k8s/triton), kube-prometheus-stack, prometheus-adapter (Triton's HPA metrics), the
+# Pushgateway and flightdeck's on-call wiring (infra/k8s/monitoring); Kubeflow Pipelines from its
 # kustomize manifests (KFP publishes no Helm chart; its manifests create the kubeflow namespace).
 locals {
   part_of = { "app.kubernetes.io/part-of" = "flightdeck" }
@@ -413,6 +414,44 @@ resource "helm_release" "monitoring" {
     slackChannel = "#flightdeck-alerts"
   })]
   depends_on = [helm_release.kube_prometheus_stack] # the monitoring.coreos.com CRDs
+}
+
+# Resource metrics (kubectl top, CPU/memory HPAs) for the cluster; runs on the system nodes.
+resource "helm_release" "metrics_server" {
+  name       = "metrics-server"
+  repository = "https://kubernetes-sigs.github.io/metrics-server/"
+  chart      = "metrics-server"
+  version    = var.chart_versions.metrics_server
+  namespace  = "kube-system"
+  atomic     = true
+  timeout    = 300
+  values = [yamlencode({
+    nodeSelector = { "flightdeck.io/node-pool" = "system" }
+  })]
+}
+
+# Serves Triton's queue metrics to its HPA (custom.metrics.k8s.io, per pod) from
+# kube-prometheus-stack's Prometheus, with the rules of infra/k8s/prometheus-adapter/rules.yaml only.
+resource "helm_release" "prometheus_adapter" {
+  name       = "prometheus-adapter"
+  repository = "https://prometheus-community.github.io/helm-charts"
+  chart      = "prometheus-adapter"
+  version    = var.chart_versions.prometheus_adapter
+  namespace  = kubernetes_namespace_v1.this["monitoring"].metadata[0].name
+  atomic     = true
+  timeout    = 300
+  values = [yamlencode({
+    prometheus = {
+      url  = "http://kube-prometheus-stack-prometheus.${kubernetes_namespace_v1.this["monitoring"].metadata[0].name}.svc"
+      port = 9090
+    }
+    rules = {
+      default = false
+      custom  = yamldecode(file("${path.module}/../../../k8s/prometheus-adapter/rules.yaml"))
+    }
+    nodeSelector = { "flightdeck.io/node-pool" = "system" }
+  })]
+  depends_on = [helm_release.kube_prometheus_stack]
 }
 
 # The monitor stage pushes its metrics here (FLIGHTDECK_PUSHGATEWAY_URL); Prometheus scrapes it

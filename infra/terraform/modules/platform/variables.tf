@@ -159,12 +159,14 @@ variable "airflow_metadata_secret" {
 }
 
 variable "chart_versions" {
-  description = "Pinned chart versions: airflow (apache-airflow/airflow), kube_prometheus_stack, pushgateway (prometheus-community/prometheus-pushgateway), cluster_autoscaler (kubernetes/autoscaler), and the Kubeflow Pipelines manifests ref (a release tag)."
+  description = "Pinned chart versions: airflow (apache-airflow/airflow), kube_prometheus_stack, pushgateway (prometheus-community/prometheus-pushgateway), cluster_autoscaler (kubernetes/autoscaler), metrics_server (kubernetes-sigs/metrics-server), prometheus_adapter (prometheus-community/prometheus-adapter), and the Kubeflow Pipelines manifests ref (a release tag)."
   type = object({
     airflow               = string
     kube_prometheus_stack = string
     pushgateway           = string
     cluster_autoscaler    = string
+    metrics_server        = string
+    prometheus_adapter    = string
     kubeflow_pipelines    = string
   })
   default = {
@@ -172,6 +174,8 @@ variable "chart_versions" {
     kube_prometheus_stack = "77.6.0"
     pushgateway           = "3.11.2"
     cluster_autoscaler    = "9.50.0"
+    metrics_server        = "3.12.2"
+    prometheus_adapter    = "4.11.0"
     kubeflow_pipelines    = "2.14.3"
   }
   validation {
