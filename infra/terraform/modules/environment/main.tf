@@ -3,7 +3,7 @@
 # configurations (aws, and kubernetes/helm/kustomization pointed at the cluster made here).
 locals {
   name   = "flightdeck-${var.environment}"
-  images = ["flightdeck/stage", "flightdeck/train", "flightdeck/triton"] # containers/images.yaml
+  images = ["flightdeck/stage", "flightdeck/train", "flightdeck/triton", "flightdeck/airflow"] # containers/images.yaml
 }
 
 data "aws_region" "current" {}

@@ -39,6 +39,9 @@ locals {
     "1.33" = "v1.33.1"
     "1.34" = "v1.34.0"
   }
+  # Tag of the flightdeck images (containers/build_images.py tags <version> and <git sha>): the
+  # given one, else the package version, as components/core/images.py resolves it for stage pods.
+  image_tag = var.image_tag != "" ? var.image_tag : regex("(?m)^version = \"([^\"]+)\"", file("${path.module}/../../../../pyproject.toml"))[0]
   # The Pushgateway chart names its Service after the release (the name contains the chart's).
   pushgateway_release = "prometheus-pushgateway"
   pushgateway_url     = "http://${local.pushgateway_release}.${kubernetes_namespace_v1.this["monitoring"].metadata[0].name}.svc.cluster.local:9091"
@@ -308,6 +311,17 @@ resource "helm_release" "airflow" {
   namespace  = kubernetes_namespace_v1.this["airflow"].metadata[0].name
   timeout    = 900
   values = [yamlencode({
+    # containers/airflow.Dockerfile: the official image with a venv from containers/locks/airflow.lock,
+    # the flightdeck package and dags/ baked in (no git-sync, no DAG volume): every Airflow pod
+    # parses the DAG files of the release it runs.
+    airflowVersion = "3.3.2"
+    images = {
+      airflow = { repository = "${var.image_registry}/flightdeck/airflow", tag = local.image_tag }
+    }
+    dags = {
+      persistence = { enabled = false }
+      gitSync     = { enabled = false }
+    }
     executor = "KubernetesExecutor"
     # Metadata DB: RDS PostgreSQL (modules/airflow_db), not the chart's bundled PostgreSQL.
     postgresql = { enabled = false }
