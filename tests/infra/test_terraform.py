@@ -1030,16 +1030,16 @@ def test_cluster_autoscaler_role_is_scoped_to_this_cluster():
 
 
 def test_kfp_manifests_come_from_a_pinned_release_tag():
-    """KFP has no Helm chart: its kustomize manifests are built at a ref, which must be a release
-    tag of kubeflow/pipelines (X.Y.Z), not a branch; the exception is stated in the module and the
-    README."""
+    """KFP has no Helm chart: its kustomize manifests are built at a ref, which must be the commit
+    (40 hex) of a release tag of kubeflow/pipelines (X.Y.Z), not a branch or a movable tag; the
+    exception is stated in the module and the README."""
     builds = {n: b for _, t, n, b in blocks("data", PLATFORM) if t == "kustomization_build"}
     assert set(builds) == {"kfp_cluster", "kfp"}
     for name, body in builds.items():
         match = re.fullmatch(r"github\.com/kubeflow/pipelines/manifests/kustomize/([a-z/-]+)\?ref=\$\{([^}]+)\}",
                              unq(body["path"]))
         assert match, f"{name}: {unq(body['path'])}"
-        assert match.group(2) == "var.chart_versions.kubeflow_pipelines", name
+        assert match.group(2) == "var.kubeflow_pipelines_commit", name
     assert {re.search(r"kustomize/([a-z/-]+)\?", unq(b["path"])).group(1) for b in builds.values()} == \
         {"cluster-scoped-resources", "env/platform-agnostic"}
     declared = {n: b for _, n, b in blocks("variable", PLATFORM)}["chart_versions"]
@@ -1047,6 +1047,9 @@ def test_kfp_manifests_come_from_a_pinned_release_tag():
     assert re.fullmatch(r"\d+\.\d+\.\d+", ref), f"{ref} is not a release tag"
     conditions = [unq(v["condition"]) for v in declared["validation"]]
     assert any("var.chart_versions.kubeflow_pipelines" in c for c in conditions)
+    commit = {n: b for _, n, b in blocks("variable", PLATFORM)}["kubeflow_pipelines_commit"]
+    assert [unq(v["condition"]) for v in commit["validation"]] == [
+        'can(regex("^[0-9a-f]{40}$", var.kubeflow_pipelines_commit))', '!can(regex("^0{40}$", var.kubeflow_pipelines_commit))']
     main = (PLATFORM / "main.tf").read_text()
     assert "KFP publishes no\n# Helm chart" in main and "never a branch" in main
     readme = (REPO / "README.md").read_text()
@@ -1171,7 +1174,7 @@ GOOD_INPUTS = {
                          "cluster_name": "flightdeck-dev", "kubernetes_version": "1.33",
                          "triton_replicas": {"min": 1, "max": 2, "max_unavailable": 1},
                          "redis_auth_token": "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v2W3x4Y5z6A7b8C9d0E1f2",
-                         "runbook_base_url": RUNBOOK_URL},
+                         "runbook_base_url": RUNBOOK_URL, "kubeflow_pipelines_commit": "3f" * 20},
 }
 # One bad value per validated variable (its validation must refuse it).
 BAD_INPUTS = {
@@ -1208,6 +1211,7 @@ BAD_INPUTS = {
                          "image_registry": "https://123456789012.dkr.ecr.us-east-1.amazonaws.com/flightdeck",
                          "triton_image_digest": "sha256:" + "0" * 64, "airflow_metadata_secret": "Airflow_Metadata",
                          "redis_auth_token": "has,a-comma-and-is-long-enough", "runbook_base_url": "https://runbooks.example/",
+                         "kubeflow_pipelines_commit": "2.14.3",
                          "chart_versions": {"airflow": "1.18.0", "kube_prometheus_stack": "77.6.0", "pushgateway": "3.11.2",
                                             "cluster_autoscaler": "9.50.0", "metrics_server": "3.12.2",
                                             "prometheus_adapter": "4.11.0", "kubeflow_pipelines": "master"}},

@@ -487,11 +487,11 @@ resource "helm_release" "pushgateway" {
 # Kubeflow Pipelines, standalone: the one component not installed through Helm. KFP publishes no
 # Helm chart; its documented standalone install is `kubectl apply -k` of its kustomize manifests
 # at a release tag (cluster-scoped-resources, then an env). Here the same manifests, built by the
-# kustomization provider, at chart_versions.kubeflow_pipelines: a release tag of
-# kubeflow/pipelines (X.Y.Z, validated in variables.tf), never a branch, so a plan always builds
-# the same objects.
+# kustomization provider, at kubeflow_pipelines_commit: the commit of the release tag
+# chart_versions.kubeflow_pipelines (X.Y.Z, validated in variables.tf), never a branch and not the
+# tag itself (a tag can be moved), so a plan always builds the same objects.
 data "kustomization_build" "kfp_cluster" {
-  path = "github.com/kubeflow/pipelines/manifests/kustomize/cluster-scoped-resources?ref=${var.chart_versions.kubeflow_pipelines}"
+  path = "github.com/kubeflow/pipelines/manifests/kustomize/cluster-scoped-resources?ref=${var.kubeflow_pipelines_commit}"
 }
 
 resource "kustomization_resource" "kfp_cluster" {
@@ -500,7 +500,7 @@ resource "kustomization_resource" "kfp_cluster" {
 }
 
 data "kustomization_build" "kfp" {
-  path = "github.com/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic?ref=${var.chart_versions.kubeflow_pipelines}"
+  path = "github.com/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic?ref=${var.kubeflow_pipelines_commit}"
 }
 
 resource "kustomization_resource" "kfp" {

@@ -198,3 +198,19 @@ variable "runbook_base_url" {
     error_message = "runbook_base_url must be an https:// URL without a trailing slash."
   }
 }
+
+variable "kubeflow_pipelines_commit" {
+  description = "Commit of kubeflow/pipelines whose manifests/kustomize is installed: the commit chart_versions.kubeflow_pipelines (a release tag) points to, pinned because a tag can be moved (`git ls-remote https://github.com/kubeflow/pipelines 'refs/tags/<tag>^{}'`)."
+  type        = string
+  # Not resolvable from the machine this was written on (no GitHub): a placeholder that the
+  # validation below refuses, so no plan builds manifests from an unpinned ref.
+  default = "0000000000000000000000000000000000000000"
+  validation {
+    condition     = can(regex("^[0-9a-f]{40}$", var.kubeflow_pipelines_commit))
+    error_message = "kubeflow_pipelines_commit must be a full 40-hex commit SHA of kubeflow/pipelines."
+  }
+  validation {
+    condition     = !can(regex("^0{40}$", var.kubeflow_pipelines_commit))
+    error_message = "kubeflow_pipelines_commit is the all-zero placeholder: set it to the commit of the chart_versions.kubeflow_pipelines tag (git ls-remote https://github.com/kubeflow/pipelines 'refs/tags/<tag>^{}')."
+  }
+}
