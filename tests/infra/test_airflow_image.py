@@ -56,8 +56,11 @@ def image_venv() -> Path:
         out = subprocess.run(command, **run)
         assert out.returncode == 0, f"{' '.join(command[:3])}: {out.stderr[-3000:]}{out.stdout[-2000:]}"
     (building / ".complete").write_text(LOCK.name)
-    shutil.rmtree(venv, ignore_errors=True)
-    building.rename(venv)
+    try:
+        building.rename(venv)  # fails if another process finished first: use theirs
+    except OSError:
+        shutil.rmtree(building, ignore_errors=True)
+        assert (venv / ".complete").exists(), f"{venv} exists but is incomplete: remove it"
     return venv
 
 
