@@ -5,6 +5,7 @@
 #   train.lock  - CUDA torch: the same pins minus the +cpu torch, so torch==2.13.0 resolves on PyPI,
 #                 whose Linux x86_64 wheel is the CUDA build, with its nvidia-* runtime wheels pinned too
 #   triton.lock - the online model's python-backend deps, for the Triton image's Python 3.12
+#   airflow.lock - Airflow, its providers and the light part of the package (containers/locks/airflow.in)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 UV=${UV:-.venv/bin/uv}
@@ -24,6 +25,7 @@ compile() {
 compile requirements/base.in --python-version 3.11 -c requirements/dev.lock "${FIND_LINKS[@]}" -o containers/locks/stage.lock
 compile requirements/base.in --python-version 3.11 -c "$no_cpu_torch" -o containers/locks/train.lock
 compile containers/locks/triton.in --python-version 3.12 -c "$no_cpu_torch" -o containers/locks/triton.lock
+compile containers/locks/airflow.in --python-version 3.11 -c requirements/dev.lock -o containers/locks/airflow.lock
 grep -q '^torch==2.13.0+cpu$' containers/locks/stage.lock
 grep -q '^torch==2.13.0$' containers/locks/train.lock
 echo "container locks written: $(ls containers/locks/*.lock | tr '\n' ' ')"

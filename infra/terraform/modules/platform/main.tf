@@ -1,7 +1,8 @@
 # What runs on the cluster: namespaces with Pod Security Standards labels, the stage service
 # accounts (IRSA), the stage pods' settings ConfigMap, Triton admin-key and Redis AUTH Secrets, and the Helm
-# releases: the cluster autoscaler, Airflow (official chart), Triton (the chart in
-# infra/k8s/triton), kube-prometheus-stack and the Pushgateway; Kubeflow Pipelines from its
+# releases: the cluster autoscaler, metrics-server, Airflow (official chart), Triton (the chart in
+# infra/k8s/triton), kube-prometheus-stack, prometheus-adapter (Triton's HPA metrics), the
+# Pushgateway and flightdeck's on-call wiring (infra/k8s/monitoring); Kubeflow Pipelines from its
 # kustomize manifests (KFP publishes no Helm chart; its manifests create the kubeflow namespace).
 locals {
   part_of = { "app.kubernetes.io/part-of" = "flightdeck" }
@@ -38,6 +39,9 @@ locals {
     "1.33" = "v1.33.1"
     "1.34" = "v1.34.0"
   }
+  # Tag of the flightdeck images (containers/build_images.py tags <version> and <git sha>): the
+  # given one, else the package version, as components/core/images.py resolves it for stage pods.
+  image_tag = var.image_tag != "" ? var.image_tag : regex("(?m)^version = \"([^\"]+)\"", file("${path.module}/../../../../pyproject.toml"))[0]
   # The Pushgateway chart names its Service after the release (the name contains the chart's).
   pushgateway_release = "prometheus-pushgateway"
   pushgateway_url     = "http://${local.pushgateway_release}.${kubernetes_namespace_v1.this["monitoring"].metadata[0].name}.svc.cluster.local:9091"
@@ -307,6 +311,17 @@ resource "helm_release" "airflow" {
   namespace  = kubernetes_namespace_v1.this["airflow"].metadata[0].name
   timeout    = 900
   values = [yamlencode({
+    # containers/airflow.Dockerfile: the official image with a venv from containers/locks/airflow.lock,
+    # the flightdeck package and dags/ baked in (no git-sync, no DAG volume): every Airflow pod
+    # parses the DAG files of the release it runs.
+    airflowVersion = "3.3.2"
+    images = {
+      airflow = { repository = "${var.image_registry}/flightdeck/airflow", tag = local.image_tag }
+    }
+    dags = {
+      persistence = { enabled = false }
+      gitSync     = { enabled = false }
+    }
     executor = "KubernetesExecutor"
     # Metadata DB: RDS PostgreSQL (modules/airflow_db), not the chart's bundled PostgreSQL.
     postgresql = { enabled = false }
@@ -358,11 +373,103 @@ resource "helm_release" "kube_prometheus_stack" {
         serviceMonitorSelectorNilUsesHelmValues = false
       }
     }
+    # Alertmanager's whole configuration is the AlertmanagerConfig of infra/k8s/monitoring
+    # (page -> PagerDuty, warning -> Slack), not the chart's default null receiver.
+    alertmanager = {
+      alertmanagerSpec = { alertmanagerConfiguration = { name = "flightdeck" } }
+    }
+    # The sidecar loads every ConfigMap labelled grafana_dashboard=1 (the flightdeck dashboard).
+    grafana = {
+      sidecar = { dashboards = { enabled = true, label = "grafana_dashboard", labelValue = "1" } }
+    }
   })]
 }
 
+# On-call keys: the PagerDuty Events v2 routing key and the Slack incoming-webhook URL, which a
+# person creates once in Secrets Manager as <name>/oncall (JSON {"pagerduty_routing_key": ...,
+# "slack_webhook_url": ...}; README "Containers and infrastructure"). Alertmanager reads them from
+# this Secret by reference (infra/k8s/monitoring alertmanagerconfig.yaml).
+data "aws_secretsmanager_secret_version" "oncall" {
+  secret_id = "${var.name}/oncall"
+}
+
+resource "kubernetes_secret_v1" "alertmanager_oncall" {
+  metadata {
+    name      = "alertmanager-oncall"
+    namespace = kubernetes_namespace_v1.this["monitoring"].metadata[0].name
+    labels    = local.part_of
+  }
+  data = {
+    "pagerduty-routing-key" = jsondecode(data.aws_secretsmanager_secret_version.oncall.secret_string)["pagerduty_routing_key"]
+    "slack-webhook-url"     = jsondecode(data.aws_secretsmanager_secret_version.oncall.secret_string)["slack_webhook_url"]
+  }
+}
+
+# flightdeck's on-call wiring (infra/k8s/monitoring): the alert rules and the dashboard from the
+# files promtool and the tests check (file(): one source of truth, no copy), the ServiceMonitors
+# for Triton (job "triton") and the Pushgateway (pushed jobs kept), and Alertmanager's routes.
+resource "helm_release" "monitoring" {
+  name      = "flightdeck-monitoring"
+  chart     = "${path.module}/../../../k8s/monitoring"
+  namespace = kubernetes_namespace_v1.this["monitoring"].metadata[0].name
+  atomic    = true
+  timeout   = 300
+  values = [yamlencode({
+    alertRules     = file("${path.module}/../../../monitoring/alerts.yml")
+    dashboard      = file("${path.module}/../../../monitoring/grafana/flightdeck.json")
+    runbookBaseUrl = var.runbook_base_url
+    triton         = { namespace = helm_release.triton.namespace, service = local.triton_service }
+    pushgateway    = { release = local.pushgateway_release }
+    oncallSecret = {
+      name                = kubernetes_secret_v1.alertmanager_oncall.metadata[0].name
+      pagerdutyRoutingKey = "pagerduty-routing-key"
+      slackWebhookUrl     = "slack-webhook-url"
+    }
+    slackChannel = "#flightdeck-alerts"
+  })]
+  depends_on = [helm_release.kube_prometheus_stack] # the monitoring.coreos.com CRDs
+}
+
+# Resource metrics (kubectl top, CPU/memory HPAs) for the cluster; runs on the system nodes.
+resource "helm_release" "metrics_server" {
+  name       = "metrics-server"
+  repository = "https://kubernetes-sigs.github.io/metrics-server/"
+  chart      = "metrics-server"
+  version    = var.chart_versions.metrics_server
+  namespace  = "kube-system"
+  atomic     = true
+  timeout    = 300
+  values = [yamlencode({
+    nodeSelector = { "flightdeck.io/node-pool" = "system" }
+  })]
+}
+
+# Serves Triton's queue metrics to its HPA (custom.metrics.k8s.io, per pod) from
+# kube-prometheus-stack's Prometheus, with the rules of infra/k8s/prometheus-adapter/rules.yaml only.
+resource "helm_release" "prometheus_adapter" {
+  name       = "prometheus-adapter"
+  repository = "https://prometheus-community.github.io/helm-charts"
+  chart      = "prometheus-adapter"
+  version    = var.chart_versions.prometheus_adapter
+  namespace  = kubernetes_namespace_v1.this["monitoring"].metadata[0].name
+  atomic     = true
+  timeout    = 300
+  values = [yamlencode({
+    prometheus = {
+      url  = "http://kube-prometheus-stack-prometheus.${kubernetes_namespace_v1.this["monitoring"].metadata[0].name}.svc"
+      port = 9090
+    }
+    rules = {
+      default = false
+      custom  = yamldecode(file("${path.module}/../../../k8s/prometheus-adapter/rules.yaml"))
+    }
+    nodeSelector = { "flightdeck.io/node-pool" = "system" }
+  })]
+  depends_on = [helm_release.kube_prometheus_stack]
+}
+
 # The monitor stage pushes its metrics here (FLIGHTDECK_PUSHGATEWAY_URL); Prometheus scrapes it
-# through the chart's ServiceMonitor, keeping the pushed job/instance labels.
+# through infra/k8s/monitoring's ServiceMonitor (honorLabels: the pushed jobs are kept).
 resource "helm_release" "pushgateway" {
   name       = local.pushgateway_release
   repository = "https://prometheus-community.github.io/helm-charts"
@@ -372,7 +479,7 @@ resource "helm_release" "pushgateway" {
   timeout    = 600
   values = [yamlencode({
     podLabels      = local.part_of
-    serviceMonitor = { enabled = true, honorLabels = true }
+    serviceMonitor = { enabled = false } # infra/k8s/monitoring has it, where tests render it
   })]
   depends_on = [helm_release.kube_prometheus_stack] # the ServiceMonitor CRD
 }
@@ -380,11 +487,11 @@ resource "helm_release" "pushgateway" {
 # Kubeflow Pipelines, standalone: the one component not installed through Helm. KFP publishes no
 # Helm chart; its documented standalone install is `kubectl apply -k` of its kustomize manifests
 # at a release tag (cluster-scoped-resources, then an env). Here the same manifests, built by the
-# kustomization provider, at chart_versions.kubeflow_pipelines: a release tag of
-# kubeflow/pipelines (X.Y.Z, validated in variables.tf), never a branch, so a plan always builds
-# the same objects.
+# kustomization provider, at kubeflow_pipelines_commit: the commit of the release tag
+# chart_versions.kubeflow_pipelines (X.Y.Z, validated in variables.tf), never a branch and not the
+# tag itself (a tag can be moved), so a plan always builds the same objects.
 data "kustomization_build" "kfp_cluster" {
-  path = "github.com/kubeflow/pipelines/manifests/kustomize/cluster-scoped-resources?ref=${var.chart_versions.kubeflow_pipelines}"
+  path = "github.com/kubeflow/pipelines/manifests/kustomize/cluster-scoped-resources?ref=${var.kubeflow_pipelines_commit}"
 }
 
 resource "kustomization_resource" "kfp_cluster" {
@@ -393,7 +500,7 @@ resource "kustomization_resource" "kfp_cluster" {
 }
 
 data "kustomization_build" "kfp" {
-  path = "github.com/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic?ref=${var.chart_versions.kubeflow_pipelines}"
+  path = "github.com/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic?ref=${var.kubeflow_pipelines_commit}"
 }
 
 resource "kustomization_resource" "kfp" {

@@ -159,12 +159,14 @@ variable "airflow_metadata_secret" {
 }
 
 variable "chart_versions" {
-  description = "Pinned chart versions: airflow (apache-airflow/airflow), kube_prometheus_stack, pushgateway (prometheus-community/prometheus-pushgateway), cluster_autoscaler (kubernetes/autoscaler), and the Kubeflow Pipelines manifests ref (a release tag)."
+  description = "Pinned chart versions: airflow (apache-airflow/airflow), kube_prometheus_stack, pushgateway (prometheus-community/prometheus-pushgateway), cluster_autoscaler (kubernetes/autoscaler), metrics_server (kubernetes-sigs/metrics-server), prometheus_adapter (prometheus-community/prometheus-adapter), and the Kubeflow Pipelines manifests ref (a release tag)."
   type = object({
     airflow               = string
     kube_prometheus_stack = string
     pushgateway           = string
     cluster_autoscaler    = string
+    metrics_server        = string
+    prometheus_adapter    = string
     kubeflow_pipelines    = string
   })
   default = {
@@ -172,6 +174,8 @@ variable "chart_versions" {
     kube_prometheus_stack = "77.6.0"
     pushgateway           = "3.11.2"
     cluster_autoscaler    = "9.50.0"
+    metrics_server        = "3.12.2"
+    prometheus_adapter    = "4.11.0"
     kubeflow_pipelines    = "2.14.3"
   }
   validation {
@@ -183,5 +187,30 @@ variable "chart_versions" {
     # (its tags are X.Y.Z, no leading v), never a branch such as master or release-2.x.
     condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+$", var.chart_versions.kubeflow_pipelines))
     error_message = "chart_versions.kubeflow_pipelines must be a kubeflow/pipelines release tag (X.Y.Z), not a branch."
+  }
+}
+
+variable "runbook_base_url" {
+  description = "Where RUNBOOK.md is published, without a trailing slash (e.g. the repository's blob URL at the deployed ref): every alert's runbook_url becomes <this>/RUNBOOK.md#<alert>."
+  type        = string
+  validation {
+    condition     = can(regex("^https://[^ <>]+[^/]$", var.runbook_base_url))
+    error_message = "runbook_base_url must be an https:// URL without a trailing slash."
+  }
+}
+
+variable "kubeflow_pipelines_commit" {
+  description = "Commit of kubeflow/pipelines whose manifests/kustomize is installed: the commit chart_versions.kubeflow_pipelines (a release tag) points to, pinned because a tag can be moved (`git ls-remote https://github.com/kubeflow/pipelines 'refs/tags/<tag>^{}'`)."
+  type        = string
+  # Not resolvable from the machine this was written on (no GitHub): a placeholder that the
+  # validation below refuses, so no plan builds manifests from an unpinned ref.
+  default = "0000000000000000000000000000000000000000"
+  validation {
+    condition     = can(regex("^[0-9a-f]{40}$", var.kubeflow_pipelines_commit))
+    error_message = "kubeflow_pipelines_commit must be a full 40-hex commit SHA of kubeflow/pipelines."
+  }
+  validation {
+    condition     = !can(regex("^0{40}$", var.kubeflow_pipelines_commit))
+    error_message = "kubeflow_pipelines_commit is the all-zero placeholder: set it to the commit of the chart_versions.kubeflow_pipelines tag (git ls-remote https://github.com/kubeflow/pipelines 'refs/tags/<tag>^{}')."
   }
 }

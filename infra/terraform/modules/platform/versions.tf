@@ -2,6 +2,10 @@ terraform {
   required_version = ">= 1.10.0, < 2.0.0"
 
   required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = "~> 5.90"
+    }
     helm = {
       source  = "hashicorp/helm"
       version = "~> 2.17"
