@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,6 +107,21 @@ def test_model_control_is_refused_without_the_key_and_inference_is_open(triton, 
     with TritonClient(triton.endpoints["grpc"], admin_key=serving_env["key"]) as admin:
         admin.load("keyed")
         assert admin.loaded_versions("keyed") == [1]
+    # The key works, yet no process shows it: not on any command line of the machine (what `ps` reads),
+    # not in the environment of the server or of what it started (stubs); the server's own command line
+    # carries the placeholder its preloaded library filled in.
+    from components.serving.triton.argv_key import PLACEHOLDER
+    from components.serving.triton.server import _descendants
+
+    key = serving_env["key"].encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            assert key not in cmdline.read_bytes(), f"the admin key is on the command line of {cmdline}"
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            pass
+    assert PLACEHOLDER.encode() in Path(f"/proc/{triton.pid}/cmdline").read_bytes()
+    for pid in [triton.pid, *_descendants(triton.pid)]:
+        assert key not in Path(f"/proc/{pid}/environ").read_bytes(), f"the admin key is in the environment of {pid}"
     # Inference needs no key; the cpu target, loaded for real, matches in-process TorchScript.
     numeric, categorical = signature.to_tensors(flights_frame(300))
     with TritonClient(triton.endpoints["grpc"]) as anonymous:
