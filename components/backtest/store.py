@@ -49,14 +49,17 @@ class NamespacedStore(ArtifactStore):
         self.base.write_bytes(self._key(key), data)
 
     def list(self, prefix=""):
+        return sorted(self.list_modified(prefix))
+
+    def list_modified(self, prefix=""):
         key = prefix.lstrip("/")
         full = self._key(key) if key else self.prefix + "/"
         for src, dst in self.shared_prefixes.items():
             if key.startswith(src):
-                return [src + k[len(dst):] for k in self.base.list(full)]
+                return {src + k[len(dst):]: t for k, t in self.base.list_modified(full).items()}
         if key.split("/", 1)[0] in self.shared:
-            return self.base.list(full)
-        return [k[len(self.prefix) + 1:] for k in self.base.list(full)]
+            return self.base.list_modified(full)
+        return {k[len(self.prefix) + 1:]: t for k, t in self.base.list_modified(full).items()}
 
     def exists(self, key):
         return self.base.exists(self._key(key))

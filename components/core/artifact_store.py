@@ -8,8 +8,14 @@ killed at any point leaves nothing a reader can mistake for a finished artifact.
 
 A reader reads the pointer, then the objects it names. Publishing keeps the version the old
 pointer named (one version back) until the next publish, so a reader that read the pointer just
-before a publish still finds its objects; `read_published` also re-reads the pointer once when
-they are gone (a reader that slept through two publishes).
+before a publish still finds its objects; `read_published` also re-reads the pointer when they are
+gone (a reader that slept through two publishes).
+
+Several publishers of one prefix may run at once (a backfill beside the daily run). The pointer is
+replaced by compare-and-swap and carries the history of the versions it named, so retention knows
+which versions were published and in which order; a version no pointer has named yet may be another
+publisher's still being written, and is removed only when none of its objects changed for
+`publish_grace_s` (then it is what a killed publisher left).
 
 Import the public names from components.core.store.
 """
@@ -19,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import random
 import time
 import uuid
 from pathlib import Path
@@ -26,6 +33,13 @@ from pathlib import Path
 import pandas as pd
 
 POINTER = "_PUBLISHED.json"
+# A version no pointer names yet is left alone while any of its objects is younger than this: it may be a
+# concurrent publisher's, still being written (one object write never takes this long).
+PUBLISH_GRACE_SECONDS = 15 * 60
+# Versions of the pointer's history kept whatever their age: the current one and the one it replaced.
+KEEP_PUBLISHED = 2
+HISTORY_LENGTH = 20
+READ_ATTEMPTS = 5
 
 
 class StoreError(RuntimeError):
@@ -49,6 +63,7 @@ class ArtifactStore:
     """Backend-independent helpers on top of five primitives implemented per backend."""
 
     root: str
+    publish_grace_s: float = PUBLISH_GRACE_SECONDS
 
     # -- primitives -------------------------------------------------------------------
     def read_bytes(self, key: str) -> bytes:
@@ -59,6 +74,10 @@ class ArtifactStore:
 
     def list(self, prefix: str = "") -> list[str]:
         """All keys under prefix (recursive), sorted."""
+        raise NotImplementedError
+
+    def list_modified(self, prefix: str = "") -> dict[str, float]:
+        """Every key under prefix (recursive) with the time it was last written (seconds since the epoch)."""
         raise NotImplementedError
 
     def exists(self, key: str) -> bool:
@@ -115,29 +134,63 @@ class ArtifactStore:
     def publish(self, prefix: str, files: dict[str, bytes], meta: dict | None = None) -> dict:
         """Publish a set of objects under prefix as one artifact, atomically.
 
-        Objects go to prefix/v-<id>/<name>; then the pointer prefix/_PUBLISHED.json is
-        written naming them with their sha256. Afterwards every other version is removed except
-        the one the replaced pointer named: readers that read that pointer a moment ago (the
-        validated partitions features are reading, a run evaluate is loading) still find its files;
-        it goes at the next publish. Leftovers of a killed publisher go too.
+        Objects go to prefix/v-<id>/<name>; then the pointer prefix/_PUBLISHED.json is replaced by
+        compare-and-swap (a concurrent publisher's pointer is re-read, never overwritten unseen) naming
+        them with their sha256 and the versions published before. Afterwards old versions are removed:
+        - the current and the previous published version stay (readers that read the replaced pointer a
+          moment ago, the validated partitions features are reading, a run evaluate is loading);
+        - older published versions go;
+        - a version no pointer named goes only when none of its objects changed for publish_grace_s:
+          a concurrent publisher's version in flight stays, a killed publisher's leftovers go.
         Returns the pointer record.
         """
         prefix = prefix.strip("/")
-        previous = self.published(prefix)
-        keep = {previous["version"]} if previous else set()
-        version = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        version = f"v-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
         entries = {}
         for name, data in sorted(files.items()):
             self.write_bytes(f"{prefix}/{version}/{name}", data)
             entries[name] = {"sha256": sha256_bytes(data), "bytes": len(data)}
-        record = {"version": version, "files": entries, "meta": meta or {}, "published_at": time.time()}
-        self.write_json(f"{prefix}/{POINTER}", record)
-        keep.add(version)
-        for key in self.list(prefix + "/"):
-            rest = key[len(prefix) + 1 :]
-            if rest != POINTER and rest.split("/", 1)[0] not in keep:
-                self.delete(key)
+        record = self._swap_pointer(prefix, version, entries, meta or {})
+        self._retain(prefix, record, files)
         return record
+
+    def _swap_pointer(self, prefix: str, version: str, entries: dict, meta: dict) -> dict:
+        key = f"{prefix}/{POINTER}"
+        for _attempt in range(100):
+            current = self.read_versioned(key)
+            previous = json.loads(current[0]) if current else None
+            history = _history(previous)
+            record = {"version": version, "files": entries, "meta": meta, "published_at": time.time(),
+                      "history": [version, *history][:HISTORY_LENGTH]}
+            try:
+                self.write_if(key, json.dumps(record, indent=2, sort_keys=True, default=str).encode(),
+                              current[1] if current else None)
+                return record
+            except ConflictError:
+                time.sleep(random.uniform(0.005, 0.05))  # another publisher got there first: read its pointer
+        raise StoreError(f"could not replace {self.uri(key)}: 100 concurrent publishers won the race in a row")
+
+    def _retain(self, prefix: str, record: dict, files: dict[str, bytes]) -> None:
+        history = record["history"]
+        keep, superseded = set(history[:KEEP_PUBLISHED]), set(history[KEEP_PUBLISHED:])
+        last_write: dict[str, float] = {}
+        modified = self.list_modified(prefix + "/")
+        for key, mtime in modified.items():
+            rest = key[len(prefix) + 1 :]
+            if rest != POINTER and "/" in rest:
+                folder = rest.split("/", 1)[0]
+                last_write[folder] = max(mtime, last_write.get(folder, 0.0))
+        # A publisher that stalled longer than the grace between its last object and its pointer may have
+        # had its version swept by another: write back what is missing (same bytes, same sha256).
+        for name, data in files.items():
+            if f"{prefix}/{record['version']}/{name}" not in modified:
+                self.write_bytes(f"{prefix}/{record['version']}/{name}", data)
+        cutoff = time.time() - self.publish_grace_s
+        doomed = {v for v, t in last_write.items() if v not in keep and (v in superseded or t < cutoff)}
+        for key in modified:
+            rest = key[len(prefix) + 1 :]
+            if rest != POINTER and rest.split("/", 1)[0] in doomed:
+                self.delete(key)
 
     def published(self, prefix: str) -> dict | None:
         """The pointer record of a published artifact, or None if nothing is published there."""
@@ -158,14 +211,15 @@ class ArtifactStore:
         """Read one file of a published artifact, checking its sha256 against the pointer it was read by.
 
         The pointer is read once per attempt (file and checksum always come from the same version); if
-        that version's file is gone, a newer publish replaced it: the pointer is read again, once."""
-        for attempt in (1, 2):
+        that version's file is gone, newer publishes replaced it: the pointer is read again, as long as
+        it keeps changing (a few times: concurrent publishers)."""
+        for attempt in range(1, READ_ATTEMPTS + 1):
             record = self.published(prefix)
             key = self.published_key(prefix, name, record)
             try:
                 data = self.read_bytes(key)
             except ArtifactNotFound:
-                if attempt == 2 or (self.published(prefix) or {}).get("version") == record["version"]:
+                if attempt == READ_ATTEMPTS or (self.published(prefix) or {}).get("version") == record["version"]:
                     raise
                 continue
             expected = record["files"][name]["sha256"]
@@ -176,6 +230,14 @@ class ArtifactStore:
 
     def unpublish(self, prefix: str) -> int:
         return self.delete_prefix(prefix.strip("/") + "/")
+
+
+def _history(record: dict | None) -> list[str]:
+    """The versions a pointer record says were published, newest first (a record written before the
+    history was kept names only its own)."""
+    if record is None:
+        return []
+    return list(record.get("history") or [record["version"]])
 
 
 def parquet_bytes(df: pd.DataFrame) -> bytes:

@@ -79,6 +79,15 @@ class LocalStore(ArtifactStore):
                     out.append(key)
         return sorted(out)
 
+    def list_modified(self, prefix: str = "") -> dict[str, float]:
+        out = {}
+        for key in self.list(prefix):
+            try:
+                out[key] = self._path(key).stat().st_mtime
+            except FileNotFoundError:  # deleted since it was listed
+                pass
+        return out
+
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 

@@ -58,15 +58,18 @@ class S3Store(ArtifactStore):
             raise self._error(exc, key, "write") from exc
 
     def list(self, prefix: str = "") -> list[str]:
+        return sorted(self.list_modified(prefix))
+
+    def list_modified(self, prefix: str = "") -> dict[str, float]:
         full = self._key(prefix)
         strip = len(self.prefix) + 1 if self.prefix else 0
-        out = []
+        out = {}
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
-                out.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
+                out.update((obj["Key"][strip:], obj["LastModified"].timestamp()) for obj in page.get("Contents", []))
         except Exception as exc:
             raise self._error(exc, prefix, "list") from exc
-        return sorted(out)
+        return out
 
     def exists(self, key: str) -> bool:
         try:

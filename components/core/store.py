@@ -56,11 +56,14 @@ class RoutedStore(ArtifactStore):
         self._route(key).write_bytes(key, data)
 
     def list(self, prefix=""):
+        return sorted(self.list_modified(prefix))
+
+    def list_modified(self, prefix=""):
         if prefix.lstrip("/").split("/", 1)[0] in self.routes:
-            return self._route(prefix).list(prefix)
+            return self._route(prefix).list_modified(prefix)
         areas = {id(s): s for s in [self.default, *self.routes.values()]}
         # A bucket may hold keys of areas routed elsewhere; keep each key only from its own store.
-        return sorted({k for s in areas.values() for k in s.list(prefix) if self._route(k) is s})
+        return {k: t for s in areas.values() for k, t in s.list_modified(prefix).items() if self._route(k) is s}
 
     def exists(self, key):
         return self._route(key).exists(key)

@@ -5,6 +5,10 @@ the payload: `slack` (default, an incoming-webhook message) or `pagerduty` (Even
 routing key is the connection's password); the DAGs hold no URL and no key. Examples:
 docs/AIRFLOW.md, "Failures". A missing connection is logged and ignored: alerting must never
 fail the task a second time.
+
+The webhook URL (a Slack URL's path is its key) and the connection's password never reach a log
+line: the notifier logs only scheme and host, and installs components.core.redact in the process
+(every log record: URL passwords, webhook paths and token parameters masked).
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ import urllib.request
 
 from airflow.sdk import BaseNotifier
 
+from components.core import redact
+
 log = logging.getLogger(__name__)
+redact.install()  # imported by every DAG file: the scheduler, the workers and the processors all redact
 
 DEFAULT_CONN_ID = "flightdeck_alerts"
 
@@ -40,11 +47,12 @@ class WebhookNotifier(BaseNotifier):
         url = webhook_url(conn)
         request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                          headers={"Content-Type": "application/json"})
+        target = redact.safe_target(url)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
-                log.info("alert sent to %s (%s): HTTP %s", conn.host, fmt, resp.status)
+                log.info("alert sent to %s (%s): HTTP %s", target, fmt, resp.status)
         except Exception as exc:
-            log.error("could not send the alert to %s: %s", conn.host, exc)
+            log.error("could not send the alert to %s: %s", target, redact.redact(str(exc)))
 
 
 def webhook_url(conn) -> str:

@@ -114,7 +114,8 @@ def deploy(params: DeployParams, store: ArtifactStore | None = None, settings=No
     Failures (DeployFailed, a StageFailed, unless named):
       bad --mode / --target / --canary-fraction; no such version (or alias); the registered
       signature is not the serving contract; ModelIntegrityError: the bytes do not match the registry;
-      another deploy holds the lock; TritonUnavailable: a replica cannot be reached (nothing touched).
+      another deploy holds the lock, or took the lease over mid-deploy (checked before the repository is
+      touched and before serving state is written); TritonUnavailable: a replica cannot be reached (nothing touched).
       Once the repository is touched, any failure (load, timeout, readiness, prediction parity with the
       in-process TorchScript) rolls back: the previous config is restored and reloaded where needed,
       the new files removed; the message names the step and what serves after the rollback.
@@ -132,7 +133,7 @@ def deploy(params: DeployParams, store: ArtifactStore | None = None, settings=No
     repo_store, repo_uri = repository.repository_location(settings)
     targets = replica_list if replica_list is not None else replicas(settings)
     key = admin_key(settings)
-    with deploy_lock(store, model), clients([r.grpc_url for r in targets], key, params.timeout_s) as conns:
+    with deploy_lock(store, model) as lease, clients([r.grpc_url for r in targets], key, params.timeout_s) as conns:
         state, token = read_state(store, model)
         plan = plan_deploy(state, model, version, params, [r.name for r in targets],
                            repository.versions_on_disk(repo_store, model))
@@ -140,6 +141,7 @@ def deploy(params: DeployParams, store: ArtifactStore | None = None, settings=No
         for r, c in zip(targets, conns, strict=True):  # an unreachable server fails here, before anything is touched
             if not c.server_ready():
                 raise DeployFailed(f"Triton on {r.name} ({r.grpc_url}) is not ready; nothing was deployed")
+        lease.check()  # renewed all along; lost only to a takeover: stop before touching anything
         progress = _Progress(f"writing version {version} into the model repository {repo_uri}")
         try:
             diffs = _publish_and_load(plan, model, params, repo_store, registry, model_bytes, targets, conns, progress)
@@ -150,6 +152,7 @@ def deploy(params: DeployParams, store: ArtifactStore | None = None, settings=No
                 f"deploy of {model!r} version {version} ({params.mode}, {params.target}) failed while "
                 f"{progress.step}: {reason}. Rolled back: {restored}"
             ) from exc
+        lease.check()  # (serving state is also compare-and-swap: a deploy that took over cannot be overwritten)
         write_state(store, plan.state, token)
         removed = repository.remove_versions(repo_store, model, set(plan.state.loaded_versions))
         online_status = _online_model(params, repo_store, model, conns)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import signal
@@ -41,6 +42,7 @@ def _versions(store, prefix: str) -> set[str]:
 
 
 def test_publish_replaces_atomically_and_cleans_old_versions(any_store):
+    any_store.publish_grace_s = 0  # the killed writer's leftovers are already past the grace
     first = any_store.publish("art", {"x.txt": b"one", "y.txt": b"uno"})
     assert any_store.read_published("art", "x.txt") == b"one"
     any_store.write_bytes("art/v-killed-writer/x.txt", b"half")  # what a killed publisher leaves
@@ -53,6 +55,19 @@ def test_publish_replaces_atomically_and_cleans_old_versions(any_store):
     assert _versions(any_store, "art") == {first["version"], second["version"]}
     third = any_store.publish("art", {"x.txt": b"three"})
     assert _versions(any_store, "art") == {second["version"], third["version"]}  # first goes one publish later
+    assert third["history"][:3] == [third["version"], second["version"], first["version"]]
+
+
+def test_a_version_in_flight_is_never_swept(any_store):
+    """A version no pointer names yet may be a concurrent publisher's, still being written: publishes
+    leave it alone while its objects are younger than the grace (and sweep it once they are not)."""
+    any_store.write_bytes("art/v-in-flight/a.txt", b"being written")
+    for i in range(3):
+        any_store.publish("art", {"x.txt": str(i).encode()})
+    assert "v-in-flight" in _versions(any_store, "art")
+    any_store.publish_grace_s = 0
+    last = any_store.publish("art", {"x.txt": b"last"})
+    assert "v-in-flight" not in _versions(any_store, "art") and last["version"] in _versions(any_store, "art")
 
 
 def test_a_reader_of_the_old_pointer_still_finds_its_files(any_store):
@@ -99,6 +114,71 @@ def test_readers_during_repeated_publishes_never_fail(any_store):
             t.join(timeout=60)
     assert not errors, errors[:3]
     assert reads[0] > 10
+
+
+def _publisher(env: dict, name: str, rounds: int, grace_s: float) -> None:
+    os.environ.update(env)
+    store = open_store()
+    store.publish_grace_s = grace_s
+    for i in range(rounds):
+        # Several objects per version, so a publish is in flight long enough for the other to overlap it.
+        store.publish("art", {f"f{j}.txt": f"{name}-{i}".encode() * 200 for j in range(8)})
+
+
+def test_concurrent_publishers_of_one_prefix_never_break_a_reader(any_store):
+    """Two processes republishing one prefix while readers read: every pointer ever seen names files that
+    exist and match, no reader fails, and afterwards only what retention allows is left. A short grace
+    (a few seconds, well above one object write) makes the sweep run all the while."""
+    import threading
+
+    grace_s = 3.0
+    any_store.publish("art", {f"f{j}.txt": b"seed" * 200 for j in range(8)})
+    env = {k: os.environ[k] for k in os.environ if k.startswith(("FLIGHTDECK_", "AWS_"))}
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_publisher, args=(env, name, 25, grace_s)) for name in ("a", "b")]
+    stop, errors, checked = threading.Event(), [], [0]
+
+    def reader():
+        own = open_store()
+        while not stop.is_set():
+            try:
+                record = None
+                data = own.read_published("art", "f7.txt")
+                assert len(data) % 200 == 0 and data[: len(data) // 200] * 200 == data, data[:20]
+                record = own.published("art")
+                for name, entry in record["files"].items():  # the pointer names files that exist and match
+                    got = own.read_bytes(own.published_key("art", name, record))
+                    assert hashlib.sha256(got).hexdigest() == entry["sha256"], name
+                checked[0] += 1
+            except ArtifactNotFound as exc:
+                # Legitimate only for a version two publishes replaced between our reads of pointer and files.
+                if record is None or record["version"] in own.published("art")["history"][:2]:
+                    errors.append(f"a reader failed, or a current pointer names a missing file: {exc}")
+            except Exception as exc:  # noqa: BLE001 - the test collects what readers got
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=300)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert not errors, errors[:3]
+    assert checked[0] > 10
+    final = any_store.published("art")
+    for name in final["files"]:
+        any_store.read_bytes(any_store.published_key("art", name, final))
+    time.sleep(grace_s + 1)
+    any_store.publish_grace_s = grace_s
+    last = any_store.publish("art", {"f0.txt": b"last"})
+    assert _versions(any_store, "art") == set(last["history"][:2])
 
 
 def test_tampered_published_file_is_refused(any_store):
@@ -182,7 +262,9 @@ def test_killed_publisher_on_s3_leaves_nothing_readable(s3_store, monkeypatch):
     assert len(s3_store.list("big/")) > 2, "the writer was killed before it wrote anything"
     assert s3_store.read_published("big", "f0.bin") == b"old"
     assert list(s3_store.published("big")["files"]) == ["f0.bin"]
-    # The next publish sweeps the dead writer's objects (keeping only the version readers may hold).
+    # A publish once the grace has passed sweeps the dead writer's objects (keeping only the version
+    # readers may hold).
+    s3_store.publish_grace_s = 0
     record = s3_store.publish("big", {"f0.bin": b"new"})
     assert len(s3_store.list("big/")) == 3 and s3_store.read_published("big", "f0.bin") == b"new"
     assert record["version"] in _versions(s3_store, "big")

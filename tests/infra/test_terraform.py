@@ -1354,3 +1354,33 @@ def test_roots_refuse_the_placeholder_digest_until_it_is_filled_in(env, tmp_path
                                                            "runbook_base_url": RUNBOOK_URL,
                                                            "eks_public_access_cidrs": ["0.0.0.0/0"]}, tmp_path / "bad")
     assert set(refused(output, variables_tf)) == {"image_tag", "eks_public_access_cidrs"}
+
+
+# The EKS public-access rule, in every variables.tf that declares it: what together covers the internet
+# is refused, however it is split; ordinary operator networks pass.
+PUBLIC_ACCESS_CIDRS = {"modules/eks": "public_access_cidrs", "modules/environment": "eks_public_access_cidrs",
+                       "environments/dev": "eks_public_access_cidrs", "environments/prod": "eks_public_access_cidrs"}
+COVERS_THE_INTERNET = [["0.0.0.0/0"], ["10.0.0.0/0"], ["0.0.0.0/1", "128.0.0.0/1"],
+                       ["203.0.113.0/24", "0.0.0.0/2", "64.0.0.0/2", "128.0.0.0/2", "192.0.0.0/2"],
+                       ["0.0.0.0/1", "128.0.0.0/2", "192.0.0.0/3", "224.0.0.0/3"]]
+NOT_THE_INTERNET = [[], ["203.0.113.0/24", "198.51.100.7/32"], ["0.0.0.0/1"],
+                    ["0.0.0.0/1", "128.0.0.0/2", "192.0.0.0/3", "224.0.0.0/4"]]
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC_ACCESS_CIDRS))
+def test_public_access_cidrs_that_cover_the_internet_are_refused(module, tmp_path):
+    variable = PUBLIC_ACCESS_CIDRS[module]
+    # The other required inputs: the good ones of the module, what dev passes the environment module,
+    # or the digest an environment root requires.
+    if module == "modules/environment":
+        base = environment_inputs(ENVIRONMENTS[0])
+    else:
+        base = GOOD_INPUTS.get(module, {"triton_image_digest": DIGEST})
+    variables_tf = TF / module / "variables.tf"
+    for i, cidrs in enumerate(COVERS_THE_INTERNET):
+        rc, output = terraform_plan(module, {**base, variable: cidrs}, tmp_path / f"bad{i}")
+        assert rc != 0 and set(refused(output, variables_tf)) == {variable}, (cidrs, output[-2000:])
+        assert "cover less than the whole internet" in refused(output, variables_tf)[variable]
+    for i, cidrs in enumerate(NOT_THE_INTERNET):
+        rc, output = terraform_plan(module, {**base, variable: cidrs}, tmp_path / f"good{i}")
+        assert rc == 0, (cidrs, output[-2000:])

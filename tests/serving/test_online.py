@@ -110,17 +110,70 @@ def test_predict_online_reads_the_online_store_and_serves_the_champion(online, c
     assert metric(metrics, "nv_inference_request_success", ONLINE) == before + 1
 
 
-def test_online_errors_are_reported_per_request(online):
+def _raw_request(client, payload: bytes):
+    import tritonclient.grpc as g
+
+    tensor = g.InferInput("flight", [len(payload)], "UINT8")
+    tensor.set_data_from_numpy(np.frombuffer(payload, dtype=np.uint8))
+    return client._call("online prediction", client.client.infer, ONLINE, [tensor], client_timeout=client.timeout_s)
+
+
+# What an answer to a client must never carry: exception class names, tracebacks, paths, URLs.
+INTERNALS = re.compile(r"Traceback|File \"|KeyError|TypeError|ValueError|Exception|/home|/tmp|\.py\b|redis://|sqlite")
+
+
+def test_online_errors_name_the_problem_without_internals(online):
     from components.serving.triton.client import TritonClient, TritonRequestFailed
     from components.serving.triton.online import predict_one
 
     metrics = online["server"].endpoints["metrics"]
     failed = metric(metrics, "nv_inference_request_failure", ONLINE)
+    good = requests_of(online["store"], 1)[0]
+    bad_inputs = {  # request -> the words the answer must contain
+        json.dumps({"carrier": "UA"}).encode(): ["bad input", "origin is missing", "sched_dep_utc is missing"],
+        json.dumps({**good, "distance": "far"}).encode(): ["bad input", "distance must be"],
+        json.dumps({**good, "sched_dep_utc": "tomorrow"}).encode(): ["bad input", "sched_dep_utc must be an ISO 8601"],
+        json.dumps({**good, "carrier": 7}).encode(): ["bad input", "carrier must be a string"],
+        json.dumps([good]).encode(): ["bad input", "one flight as a UTF-8 JSON object"],
+        b"\xff\xfe{not json": ["bad input", "UTF-8 JSON object"],
+    }
     with TritonClient(online["server"].endpoints["grpc"]) as client:
-        with pytest.raises(TritonRequestFailed, match="online prediction failed"):
-            predict_one({"carrier": "UA"}, client, MODEL)  # no schedule: refused, server keeps serving
-        assert client.model_ready(ONLINE, 1)
-    assert metric(metrics, "nv_inference_request_failure", ONLINE) == failed + 1
+        for payload, words in bad_inputs.items():
+            with pytest.raises(TritonRequestFailed) as refused:
+                _raw_request(client, payload)
+            message = str(refused.value)
+            assert all(w in message for w in words), (payload, message)
+            assert not INTERNALS.search(message.split("online prediction failed:", 1)[-1]), message
+        assert client.model_ready(ONLINE, 1)  # refused per request; the server keeps serving
+        assert predict_one(good, client, MODEL)["model_version"] == online["deploy"]["version"]
+    assert metric(metrics, "nv_inference_request_failure", ONLINE) == failed + len(bad_inputs)
+    if online["kind"] == "redis":  # the online store goes away: the answer says so, and no more
+        _feature_lookup_unavailable(online, good)
+
+
+def _feature_lookup_unavailable(online, good: dict) -> None:
+    import os
+
+    import redis
+
+    from components.serving.triton.client import TritonClient, TritonRequestFailed
+    from components.serving.triton.online import predict_one
+
+    admin = redis.Redis.from_url(f"redis://{os.environ['FLIGHTDECK_REDIS_URL']}")
+    admin.config_set("requirepass", "changed-under-the-server")  # the online model's password is now wrong
+    try:
+        admin.execute_command("CLIENT", "KILL", "TYPE", "normal")  # (not this one: SKIPME yes)
+        with TritonClient(online["server"].endpoints["grpc"]) as client:
+            with pytest.raises(TritonRequestFailed) as refused:
+                predict_one(good, client, MODEL)
+        message = str(refused.value)
+        assert "feature lookup unavailable" in message and "retry later" in message, message
+        assert not INTERNALS.search(message.split("online prediction failed:", 1)[-1]), message
+        assert "changed-under-the-server" not in message and "NOAUTH" not in message
+    finally:
+        admin.config_set("requirepass", "")
+    with TritonClient(online["server"].endpoints["grpc"]) as client:
+        assert predict_one(good, client, MODEL)["model_version"] == online["deploy"]["version"]
 
 
 def test_online_row_tensors_equal_the_batch_encoding(online):

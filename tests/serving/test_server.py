@@ -7,8 +7,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,6 +107,21 @@ def test_model_control_is_refused_without_the_key_and_inference_is_open(triton, 
     with TritonClient(triton.endpoints["grpc"], admin_key=serving_env["key"]) as admin:
         admin.load("keyed")
         assert admin.loaded_versions("keyed") == [1]
+    # The key works, yet no process shows it: not on any command line of the machine (what `ps` reads),
+    # not in the environment of the server or of what it started (stubs); the server's own command line
+    # carries the placeholder its preloaded library filled in.
+    from components.serving.triton.argv_key import PLACEHOLDER
+    from components.serving.triton.server import _descendants
+
+    key = serving_env["key"].encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            assert key not in cmdline.read_bytes(), f"the admin key is on the command line of {cmdline}"
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            pass
+    assert PLACEHOLDER.encode() in Path(f"/proc/{triton.pid}/cmdline").read_bytes()
+    for pid in [triton.pid, *_descendants(triton.pid)]:
+        assert key not in Path(f"/proc/{pid}/environ").read_bytes(), f"the admin key is in the environment of {pid}"
     # Inference needs no key; the cpu target, loaded for real, matches in-process TorchScript.
     numeric, categorical = signature.to_tensors(flights_frame(300))
     with TritonClient(triton.endpoints["grpc"]) as anonymous:
@@ -221,6 +238,82 @@ def test_deploy_lock_serialises_deploys_of_one_model_and_expires(local_store):
     # A lease left behind by a killed deploy is taken over once it expires.
     local_store.write_bytes("serving/m/deploy.lock", json.dumps(
         {"owner": "dead:1", "expires": "2000-01-01T00:00:00+00:00"}).encode())
-    with deploy_lock(local_store, "m", wait_s=0.6) as owner:
-        assert json.loads(local_store.read_bytes("serving/m/deploy.lock"))["owner"] == owner
+    with deploy_lock(local_store, "m", wait_s=0.6) as lease:
+        assert json.loads(local_store.read_bytes("serving/m/deploy.lock"))["owner"] == lease.owner
     assert not local_store.exists("serving/m/deploy.lock")
+
+
+def test_deploy_lease_is_renewed_while_held_and_a_second_deployer_waits(local_store):
+    """A deploy longer than the lease keeps it (the heartbeat extends `expires`); a second deployer
+    waits for it and gets it as soon as the first exits."""
+    import threading
+
+    from components.serving.deploy_lock import DeployFailed, deploy_lock
+
+    got: list[float] = []
+    with deploy_lock(local_store, "m", lease_s=1.5) as lease:
+        first_expiry = json.loads(local_store.read_bytes("serving/m/deploy.lock"))["expires"]
+        waiter = threading.Thread(target=lambda: _take(local_store, got))
+        waiter.start()
+        time.sleep(4.5)  # three leases long
+        lease.check()  # still ours
+        assert json.loads(local_store.read_bytes("serving/m/deploy.lock"))["expires"] > first_expiry
+        with pytest.raises(DeployFailed, match="holds its lock"):
+            with deploy_lock(local_store, "m", wait_s=0.3, lease_s=1.5):
+                pass
+        assert not got  # the waiter is still waiting
+        released = time.monotonic()
+    waiter.join(timeout=10)
+    assert got and got[0] - released < 2.0
+
+
+def _take(store, got: list[float]) -> None:
+    from components.serving.deploy_lock import deploy_lock
+
+    with deploy_lock(store, "m", wait_s=20, lease_s=1.5):
+        got.append(time.monotonic())
+
+
+def _hold_lease_forever(home: str) -> None:
+    os.environ["FLIGHTDECK_HOME"] = home
+    from components.core.store import open_store
+    from components.serving.deploy_lock import deploy_lock
+
+    with deploy_lock(open_store(), "m", lease_s=2.0):
+        time.sleep(600)
+
+
+def test_a_killed_deployers_lease_is_taken_over_once_expired_and_not_before(local_store, home):
+    import multiprocessing
+
+    from components.serving.deploy_lock import DeployFailed, deploy_lock
+
+    proc = multiprocessing.get_context("spawn").Process(target=_hold_lease_forever, args=(str(home),))
+    proc.start()
+    deadline = time.monotonic() + 60
+    while not local_store.exists("serving/m/deploy.lock") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(3.0)  # a live holder past its first lease: renewed, so not taken over
+    with pytest.raises(DeployFailed, match="holds its lock"):
+        with deploy_lock(local_store, "m", wait_s=1.0, lease_s=2.0):
+            pass
+    os.kill(proc.pid, signal.SIGKILL)  # no heartbeat any more, no release
+    proc.join()
+    t0 = time.monotonic()
+    with deploy_lock(local_store, "m", wait_s=20, lease_s=2.0) as lease:
+        assert json.loads(local_store.read_bytes("serving/m/deploy.lock"))["owner"] == lease.owner
+    assert time.monotonic() - t0 < 6  # expiry (2 s) + margin (2/3 s) + a poll
+
+
+def test_a_lease_taken_over_mid_deploy_fails_the_holder_cleanly(local_store):
+    from components.serving.deploy_lock import DeployFailed, deploy_lock
+
+    with deploy_lock(local_store, "m", lease_s=1.5) as lease:
+        # Somebody took it over (as after a long pause of this process): the next renewal notices.
+        local_store.write_bytes("serving/m/deploy.lock", json.dumps(
+            {"owner": "other:2", "expires": "2999-01-01T00:00:00+00:00"}).encode())
+        time.sleep(1.0)
+        with pytest.raises(DeployFailed, match="taken over by other:2.*serving state unchanged"):
+            lease.check()
+    # The holder that lost it leaves the new owner's lease alone on exit.
+    assert json.loads(local_store.read_bytes("serving/m/deploy.lock"))["owner"] == "other:2"

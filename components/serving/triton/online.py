@@ -20,6 +20,48 @@ from components.core.store import ArtifactStore
 from components.serving.triton import repository
 
 ONLINE_MODEL = Path(__file__).with_name("online_model.py")
+FLIGHT_FIELDS = "carrier, origin, dest, distance, sched_dep_utc (ISO 8601), optional tailnum and flight_id"
+
+
+class OnlineRefusal(Exception):
+    """What the online model answers a client: a message naming the problem, never internals."""
+
+
+class BadFlight(OnlineRefusal):
+    """The request is not a flight the online model can score; the message names the field."""
+
+
+def parse_flight(raw: bytes) -> dict:
+    """The flight of one online request (UTF-8 JSON), checked field by field before any lookup."""
+    from datetime import datetime
+
+    try:
+        flight = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        flight = None
+    if not isinstance(flight, dict):
+        raise BadFlight(f"bad input: the request must be one flight as a UTF-8 JSON object ({FLIGHT_FIELDS})")
+    problems = [f"{name} is missing" for name in ("carrier", "origin", "dest", "distance", "sched_dep_utc")
+                if flight.get(name) in (None, "")]
+    for name in ("carrier", "origin", "dest", "tailnum", "sched_dep_utc"):
+        if flight.get(name) not in (None, "") and not isinstance(flight[name], str):
+            problems.append(f"{name} must be a string")
+    distance = flight.get("distance")
+    if distance not in (None, ""):
+        try:
+            ok = not isinstance(distance, bool) and math.isfinite(float(distance)) and float(distance) >= 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            problems.append("distance must be a non-negative number of miles")
+    if isinstance(flight.get("sched_dep_utc"), str) and flight["sched_dep_utc"]:
+        try:
+            datetime.fromisoformat(flight["sched_dep_utc"])
+        except ValueError:
+            problems.append("sched_dep_utc must be an ISO 8601 time (e.g. 2013-01-01T10:00:00+00:00)")
+    if problems:
+        raise BadFlight(f"bad input: {'; '.join(problems)} (a flight has {FLIGHT_FIELDS})")
+    return flight
 
 
 def online_name(model: str) -> str:

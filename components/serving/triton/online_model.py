@@ -52,13 +52,18 @@ class TritonPythonModel:
 
     # -- helpers -------------------------------------------------------------------------
     def _serving_state(self):
+        from components.serving.triton.online import OnlineRefusal
         from components.serving.triton.routing import read_state
 
         now = time.monotonic()
         if self._state is None or now - self._state_at > STATE_TTL_S:
-            state, _ = read_state(self.store, self.model)
+            try:
+                state, _ = read_state(self.store, self.model)
+            except Exception as exc:
+                raise OnlineRefusal("serving state unavailable: the artifact store could not be read; "
+                                    "retry later (details in the Triton log)") from exc
             if state is None:
-                raise RuntimeError(f"no version of {self.model} is deployed")
+                raise OnlineRefusal(f"no version of {self.model} is deployed")
             self._state, self._state_at = state, now
         return self._state
 
@@ -69,19 +74,26 @@ class TritonPythonModel:
                     pb_utils.Tensor.from_dlpack("categorical", to_dlpack(categorical))])
         response = request.exec()
         if response.has_error():
-            raise RuntimeError(f"{self.model} v{version}: {response.error().message()}")
+            from components.serving.triton.online import OnlineRefusal
+
+            raise OnlineRefusal(f"scoring failed in {self.model} version {version} (details in the Triton log)") \
+                from RuntimeError(response.error().message())
         return float(from_dlpack(response.output_tensors()[0].to_dlpack()).reshape(-1)[0])
 
     def _one(self, request):
         import numpy as np
 
         from components.features import retrieval
-        from components.serving.triton.online import row_tensors
+        from components.serving.triton.online import OnlineRefusal, parse_flight, row_tensors
         from components.serving.triton.routing import canary_mask, canary_salt
 
         raw = from_dlpack(pb_utils.get_input_tensor_by_name(request, "flight").to_dlpack())
-        flight = json.loads(bytes(raw.numpy().tobytes()).decode("utf-8"))
-        row = retrieval.online_features(flight, self.settings)
+        flight = parse_flight(bytes(raw.numpy().tobytes()))  # BadFlight names the field
+        try:
+            row = retrieval.online_features(flight, self.settings)
+        except Exception as exc:
+            raise OnlineRefusal("feature lookup unavailable: the online feature store could not be read; "
+                                "retry later (details in the Triton log)") from exc
         numeric, categorical = row_tensors(row)  # no DataFrame per request (see online.row_tensors)
         numeric, categorical = torch.from_numpy(numeric), torch.from_numpy(categorical)
         state = self._serving_state()
@@ -130,7 +142,7 @@ class TritonPythonModel:
                 ]))
             except Exception as exc:  # a fresh TritonError per response (a shared one is freed twice)
                 responses.append(pb_utils.InferenceResponse(
-                    output_tensors=[], error=pb_utils.TritonError(f"online prediction failed: {type(exc).__name__}: {exc}")))
+                    output_tensors=[], error=pb_utils.TritonError(f"online prediction failed: {_answer(exc)}")))
         try:
             self._flush()
         except Exception as exc:  # recording shadow outputs must never fail a served request
@@ -142,3 +154,23 @@ class TritonPythonModel:
             self._flush(force=True)
         except Exception as exc:  # the model is going away regardless; say what was lost
             pb_utils.Logger.log_warn(f"could not record {len(self._shadow)} challenger outputs at unload: {exc}")
+
+
+def _answer(exc):
+    """The client's message for a failed request: the refusal's own message, which names the problem;
+    anything unexpected only as a reference. The details (redacted: a Redis URL may hold a password)
+    go to the Triton log."""
+    import traceback
+    import uuid
+
+    from components.core.redact import redact
+    from components.serving.triton.online import BadFlight, OnlineRefusal
+
+    if isinstance(exc, BadFlight):
+        return str(exc)
+    ref = uuid.uuid4().hex[:12]
+    details = redact("".join(traceback.format_exception(exc)))
+    pb_utils.Logger.log_error(f"online prediction failed (ref {ref}): {details}")
+    if isinstance(exc, OnlineRefusal):
+        return f"{exc} [ref {ref}]"
+    return f"internal error in the online model [ref {ref}; details in the Triton log]"

@@ -10,8 +10,9 @@ restricted: a request must carry the header ADMIN_HEADER with the admin key. The
 from FLIGHTDECK_TRITON_ADMIN_KEY (a Kubernetes Secret in production); on the local profile,
 when that is unset, a random key is created once in FLIGHTDECK_HOME/triton/admin.key
 (mode 0600) so that `flightdeck deploy` in another process can read it. It is never in the
-repo. Triton only takes the key on its command line, so other local users can read it in
-the process list: on a shared host run Triton in its own container (as in production).
+repo. Triton only takes the key on its command line: the command line carries a placeholder that
+a preloaded library fills in before tritonserver's main() (argv_key.py), so the key is not in the
+process list; it reaches the server through its environment, readable by its owner only.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from components.contracts.errors import StageFailed
+from components.serving.triton import argv_key
 
 log = logging.getLogger(__name__)
 
@@ -172,15 +174,22 @@ class TritonServer:
         if self.admin_key:
             apis = ",".join(RESTRICTED_APIS)
             cmd += [
-                f"--http-restricted-api={apis}:{ADMIN_HEADER}={self.admin_key}",
-                f"--grpc-restricted-protocol={apis}:{ADMIN_HEADER}={self.admin_key}",
+                f"--http-restricted-api={apis}:{ADMIN_HEADER}={argv_key.PLACEHOLDER}",
+                f"--grpc-restricted-protocol={apis}:{ADMIN_HEADER}={argv_key.PLACEHOLDER}",
             ]
         cmd += [f"--load-model={m}" for m in self.load_models]
         return cmd + list(self.extra_args)
 
-    def environment(self) -> dict[str, str]:
+    def environment(self, work: Path | None = None) -> dict[str, str]:
         dist = TritonDist.find(self.site_packages)
         env = dict(os.environ)
+        env.pop(argv_key.KEY_ENV, None)
+        if self.admin_key:  # filled into the command line by the preloaded library, which then unsets it
+            try:
+                env["LD_PRELOAD"] = str(argv_key.preload_library(work or self._work()))
+            except argv_key.ArgvKeyUnavailable as exc:
+                raise TritonNotAvailable(str(exc)) from exc
+            env[argv_key.KEY_ENV] = self.admin_key
         # The stub links libpython3.X.so.1.0 and finds the system one by default, while its sys.path
         # is this interpreter's: with different patch releases, C extensions of the stdlib fail
         # (e.g. _ssl: "undefined symbol: _PyModule_Add", so Feast cannot be imported). Put this
@@ -207,7 +216,7 @@ class TritonServer:
                     f"cannot start Triton: the {name} port {self.host}:{port} is already in use "
                     f"(another Triton or service?). Choose other ports (--{name}-port)."
                 )
-        work = Path(self.work_dir) if self.work_dir else triton_home()
+        work = self._work()
         work.mkdir(parents=True, exist_ok=True)
         if not str(self.model_repository).startswith("s3://"):
             Path(self.model_repository).mkdir(parents=True, exist_ok=True)
@@ -217,7 +226,7 @@ class TritonServer:
         with open(self.log_path, "ab") as logf:
             # Own session: on a hard stop the whole group (server + python-backend stubs) goes.
             self.proc = subprocess.Popen(
-                self.command(backend_dir), stdout=logf, stderr=subprocess.STDOUT, env=self.environment(),
+                self.command(backend_dir), stdout=logf, stderr=subprocess.STDOUT, env=self.environment(work),
                 start_new_session=True,
             )
         try:
@@ -227,6 +236,9 @@ class TritonServer:
             raise
         log.info("Triton ready: %s", self.endpoints)
         return self
+
+    def _work(self) -> Path:
+        return Path(self.work_dir) if self.work_dir else triton_home()
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

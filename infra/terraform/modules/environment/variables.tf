@@ -50,8 +50,13 @@ variable "eks_public_access_cidrs" {
   type        = list(string)
   default     = []
   validation {
-    condition     = alltrue([for c in var.eks_public_access_cidrs : can(cidrnetmask(c)) && c != "0.0.0.0/0"])
-    error_message = "eks_public_access_cidrs must be valid IPv4 CIDRs, and not 0.0.0.0/0."
+    # The addresses of all the CIDRs together (2^(32 - prefix) each) must stay below the whole IPv4
+    # space: 0.0.0.0/0, 0.0.0.0/1 + 128.0.0.0/1, or any other set that could cover the internet is
+    # refused (overlapping CIDRs count twice: a list that large is refused too, never let through).
+    condition = alltrue([for c in var.eks_public_access_cidrs : can(cidrnetmask(c))]) && sum(concat([0], [
+      for c in var.eks_public_access_cidrs : can(cidrnetmask(c)) ? pow(2, 32 - tonumber(split("/", c)[1])) : 0
+    ])) < pow(2, 32)
+    error_message = "eks_public_access_cidrs must be valid IPv4 CIDRs (a.b.c.d/n) that together cover less than the whole internet: not 0.0.0.0/0, nor 0.0.0.0/1 + 128.0.0.0/1 or any set adding up to all 2^32 addresses. List the operators' networks."
   }
 }
 
