@@ -76,6 +76,7 @@ if [ "${BOOTSTRAP_APT:-1}" = 1 ]; then
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
   command -v chromium >/dev/null || missing+=(chromium chromium-driver)
+  command -v cc >/dev/null || missing+=(gcc libc6-dev)  # builds the preload that keeps the Triton admin key off argv
   if [ ${#missing[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
       echo "bootstrap: apt-get install ${missing[*]}"
