@@ -1048,6 +1048,8 @@ def test_kfp_manifests_come_from_a_pinned_release_tag():
     conditions = [unq(v["condition"]) for v in declared["validation"]]
     assert any("var.chart_versions.kubeflow_pipelines" in c for c in conditions)
     commit = {n: b for _, n, b in blocks("variable", PLATFORM)}["kubeflow_pipelines_commit"]
+    # The shipped default is a real commit (the tag's), so a plan with defaults builds pinned manifests.
+    assert re.fullmatch(r"[0-9a-f]{40}", unq(commit["default"])) and set(unq(commit["default"])) != {"0"}
     assert [unq(v["condition"]) for v in commit["validation"]] == [
         'can(regex("^[0-9a-f]{40}$", var.kubeflow_pipelines_commit))', '!can(regex("^0{40}$", var.kubeflow_pipelines_commit))']
     main = (PLATFORM / "main.tf").read_text()

@@ -202,9 +202,9 @@ variable "runbook_base_url" {
 variable "kubeflow_pipelines_commit" {
   description = "Commit of kubeflow/pipelines whose manifests/kustomize is installed: the commit chart_versions.kubeflow_pipelines (a release tag) points to, pinned because a tag can be moved (`git ls-remote https://github.com/kubeflow/pipelines 'refs/tags/<tag>^{}'`)."
   type        = string
-  # Not resolvable from the machine this was written on (no GitHub): a placeholder that the
-  # validation below refuses, so no plan builds manifests from an unpinned ref.
-  default = "0000000000000000000000000000000000000000"
+  # The commit tag 2.14.3 points to (read 2026-12-04 from a snapshot of kubeflow/pipelines: `git rev-parse
+  # '2.14.3^{}'`). Change it together with chart_versions.kubeflow_pipelines.
+  default = "fc3214d4b4d395cb2d5de940d3dbd7ebc295c330"
   validation {
     condition     = can(regex("^[0-9a-f]{40}$", var.kubeflow_pipelines_commit))
     error_message = "kubeflow_pipelines_commit must be a full 40-hex commit SHA of kubeflow/pipelines."
