@@ -23,6 +23,7 @@ from components.contracts.results import IngestResult
 from components.contracts.stages import IngestParams
 from components.core.settings import Settings, load_settings
 from components.core.store import ArtifactStore, open_store, sha256_bytes
+from components.data import expectations
 from components.data.landing import Source, SourceFile
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,14 @@ def ingest(params: IngestParams, store: ArtifactStore | None = None) -> IngestRe
                                "so its rows cannot be assigned to dates", settings)
         df = _derive(name, df)
         local_day = _local_day(df)
+        undated = df[local_day.isna()]
+        if len(undated):
+            # They belong to no day, so no partition would hold them: dropping them silently would lose them.
+            sample = ", ".join("/".join(str(v) for v in r) for r in
+                               undated[list(PARTITION_KEYS)].astype(object).head(3).itertuples(index=False))
+            raise _refuse_file(store, params.source, name, f"{len(undated)} of {len(df)} {name} rows have a "
+                               f"year/month/day that is not a date (e.g. {sample}), so they cannot be assigned to "
+                               "a day", settings)
         rows = 0
         for day in days:
             part = df[local_day == pd.Timestamp(day)]
@@ -177,10 +186,7 @@ def _derive(table: str, df: pd.DataFrame) -> pd.DataFrame:
             + "_" + df["origin"].astype(str)
         df["flight_id"] = key.where(df["carrier"].notna() & df["flight"].notna() & df["origin"].notna(), None)
     if {"hour", "minute"} <= set(df.columns):
-        local = pd.to_datetime(
-            dict(year=df["year"], month=df["month"], day=df["day"], hour=df["hour"], minute=df["minute"]),
-            errors="coerce",
-        )
+        local = expectations.assemble_local(df, ("year", "month", "day", "hour", "minute"))
         df["sched_dep_utc"] = (
             local.dt.tz_localize(schema.LOCAL_TZ, ambiguous="NaT", nonexistent="NaT")
             .dt.tz_convert("UTC")
@@ -190,7 +196,7 @@ def _derive(table: str, df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _local_day(df: pd.DataFrame) -> pd.Series:
-    return pd.to_datetime(dict(year=df["year"], month=df["month"], day=df["day"]), errors="coerce")
+    return expectations.assemble_local(df, PARTITION_KEYS)
 
 
 def _sort_keys(table: str, df: pd.DataFrame) -> list[str]:
