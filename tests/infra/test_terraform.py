@@ -645,6 +645,9 @@ def test_settings_config_map_holds_exactly_the_cluster_settings():
     assert values["FLIGHTDECK_TRITON_NAMESPACE"] == 'kubernetes_namespace_v1.this["flightdeck"].metadata[0].name'
     assert values["FLIGHTDECK_TRITON_URL"] == "${local.triton_host}:8001"
     assert values["FLIGHTDECK_TRITON_HTTP_URL"] == "${local.triton_host}:8000"
+    # ingest reads sources only under the data bucket's landing/ (components/data/landing.py)
+    assert values["FLIGHTDECK_LANDING"] == 's3://${var.bucket_names["data"]}/landing/'
+    assert float(values["FLIGHTDECK_QUARANTINE_MAX_MB"]) > 0
     # Defaults of the module's inputs are the settings' own defaults.
     declared = {n: b for _, n, b in blocks("variable", PLATFORM)}
     assert unq(declared["model_name"]["default"]) == Settings.model_name

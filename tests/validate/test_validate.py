@@ -89,9 +89,14 @@ def run_features_for(store) -> None:
     materialize(MaterializeParams(start=DAY, end=NEXT), store)
 
 
-def drop_source(tmp_path, flights: pd.DataFrame | bytes, name: str = "flights.csv") -> str:
-    src = tmp_path / "drop"
-    src.mkdir(exist_ok=True)
+def landing_folder(tmp_path) -> Path:
+    """A folder of this test in the landing location of the module's home (FLIGHTDECK_LANDING's default)."""
+    return Path(os.environ["FLIGHTDECK_HOME"]) / "landing" / tmp_path.name
+
+
+def drop_source(folder, flights: pd.DataFrame | bytes, name: str = "flights.csv") -> str:
+    src = folder / "drop"
+    src.mkdir(parents=True, exist_ok=True)
     if isinstance(flights, bytes):
         (src / name).write_bytes(flights)
     elif name.endswith(".parquet"):
@@ -109,7 +114,7 @@ def run_bad(store, tmp_path, flights, *, name="flights.csv", start=DAY, end=DAY)
     """Ingest a bad file source and validate it; return the error and the new batch's report."""
     before_batches = quarantined(store)
     before = snapshot(store)
-    ingest(IngestParams(start=DAY, end=DAY, source=drop_source(tmp_path, flights, name)), store)
+    ingest(IngestParams(start=DAY, end=DAY, source=drop_source(landing_folder(tmp_path), flights, name)), store)
     with pytest.raises(BadInput) as err:
         validate(ValidateParams(start=start, end=end), store)
     after = snapshot(store)
@@ -171,8 +176,9 @@ def test_missing_raw_partition_is_a_clear_failure(store):
 
 
 # -- positive controls: good file sources pass -----------------------------------------------------
-def test_good_csv_parquet_and_file_uri_sources_pass_and_reach_validated(tmp_path, real_rows):
+def test_good_csv_parquet_and_file_uri_sources_pass_and_reach_validated(tmp_path, real_rows, monkeypatch):
     """The same real rows as the bad-input tests, as good files: each format passes and is published."""
+    monkeypatch.setenv("FLIGHTDECK_LANDING", str(tmp_path))  # the drops below are the landing location
     s = LocalStore(tmp_path / "artifacts")
     ingest(IngestParams(start=DAY, end=DAY), s)  # weather and the reference tables of the day
     day = schema.parse_day(DAY)
@@ -249,7 +255,7 @@ def test_empty_file(store, tmp_path):
 def test_truncated_parquet_file_is_refused_at_ingest(store, tmp_path, real_rows):
     data = parquet_bytes(real_rows)
     before = snapshot(store)
-    src = drop_source(tmp_path, data[: len(data) // 2], "flights.parquet")
+    src = drop_source(landing_folder(tmp_path), data[: len(data) // 2], "flights.parquet")
     with pytest.raises(BadInput, match="cannot be read as parquet") as err:
         ingest(IngestParams(start=DAY, end=DAY, source=src), store)
     assert "quarantine/flights/unreadable/" in str(err.value)
@@ -303,7 +309,7 @@ def test_unknown_category_through_the_cli(store, tmp_path, real_rows):
     bad = real_rows.copy()
     bad.loc[:3, "carrier"] = "ZZ"
     before_batches, before = quarantined(store), snapshot(store)
-    ingest(IngestParams(start=DAY, end=DAY, source=drop_source(tmp_path, bad)), store)
+    ingest(IngestParams(start=DAY, end=DAY, source=drop_source(landing_folder(tmp_path), bad)), store)
     env = {**os.environ, "FLIGHTDECK_HOME": str(store.home), "FLIGHTDECK_PROFILE": "local"}
     proc = subprocess.run([str(REPO / ".venv/bin/flightdeck"), "validate", "--start", DAY, "--end", DAY],
                           capture_output=True, text=True, env=env, cwd=REPO)

@@ -68,6 +68,9 @@ locals {
     FLIGHTDECK_PUSHGATEWAY_URL  = local.pushgateway_url
     FLIGHTDECK_IMAGE_REGISTRY   = var.image_registry
     FLIGHTDECK_IMAGE_TAG        = var.image_tag
+    # The only place ingest reads a source from (besides the packaged data): the data bucket's landing/.
+    FLIGHTDECK_LANDING           = "s3://${var.bucket_names["data"]}/landing/"
+    FLIGHTDECK_QUARANTINE_MAX_MB = "64"
   }
   # Where stage pods run: flightdeck (Airflow's KubernetesPodOperator pods), kubeflow (KFP steps).
   stage_namespaces = {
