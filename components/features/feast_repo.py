@@ -205,12 +205,14 @@ def _registry_matches(fs, defs) -> bool:
             and services.get(defs.service.name) == defs.service)
 
 
-def apply(settings: Settings | None = None, store: ArtifactStore | None = None, *, leased: bool = False) -> list[str]:
+def apply(settings: Settings | None = None, store: ArtifactStore | None = None, *, leased: bool = False,
+          always: bool = False) -> list[str]:
     """`feast apply` of the repo's objects, keeping each view's materialization intervals.
 
-    Skipped when the registry already holds these definitions (the usual case: every build and
-    materialization calls it). Otherwise applied under the registry lease (store_lease at
-    layout.FEAST_REGISTRY_LEASE; `leased`: the caller holds it), after re-reading the registry:
+    Skipped when the registry already holds these definitions (the usual case: every build calls
+    it), unless `always` (materialize: Feast's apply also creates missing online tables). Otherwise
+    applied under the registry lease (store_lease at layout.FEAST_REGISTRY_LEASE; `leased`: the
+    caller holds it), after re-reading the registry:
     Feast rewrites the whole registry from its cached copy, so two unserialized writers lose each
     other's changes.
 
@@ -223,15 +225,16 @@ def apply(settings: Settings | None = None, store: ArtifactStore | None = None, 
     fs = feature_store(settings)
     defs = repo_definitions(settings, store)
     names = [v.name for v in defs.views]
-    with feast_quiet():
-        fs.refresh_registry()
-        if _registry_matches(fs, defs):
-            return names
+    if not always:
+        with feast_quiet():
+            fs.refresh_registry()
+            if _registry_matches(fs, defs):
+                return names
     lease = contextlib.nullcontext() if leased else store_lease(store, layout.FEAST_REGISTRY_LEASE, "feast apply")
     with lease:
         with feast_quiet():
             fs.refresh_registry()  # what the previous holder wrote
-            if _registry_matches(fs, defs):
+            if not always and _registry_matches(fs, defs):
                 return names
         registered = {fv.name: fv for fv in fs.list_feature_views()}
         for view in defs.views:

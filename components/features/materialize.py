@@ -136,7 +136,7 @@ def materialize(params: MaterializeParams, store: ArtifactStore | None = None) -
                                     chunk_days=int(params.chunk_days), keeps_newest=keeps_newest,
                                     first_rows=first_rows)
         # Idempotent, and makes sure the online tables exist (a fresh SQLite file or Redis has none).
-        apply(settings, store, leased=True)
+        apply(settings, store, leased=True, always=True)
         offline_store_ready(settings)
         done: list[tuple[str, pd.Timestamp, pd.Timestamp]] = []
         with feast_quiet(), online_store_access(settings, fs):

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from components.contracts.errors import StageFailed
 from components.core.store import ArtifactStore, ConflictError
@@ -45,7 +46,10 @@ def _owner_is_gone(owner: str) -> bool:
         return True
     except PermissionError:  # alive, another user's
         return False
-    return False
+    try:  # killed but not yet reaped by its parent (a zombie) is gone too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _body(owner: str, purpose: str, lease_s: float) -> bytes:
