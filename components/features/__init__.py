@@ -4,6 +4,8 @@
   validated         reading the validated partitions
   build             the features build stage: tables written, then `feast apply`
   feast_repo        feature_repo/ for the stages: definitions, feature_store.yaml, FeatureStore, apply
+  atomic_registry   Feast's local file registry, written by rename (readers never see half a file)
+  store_lease       a renewed lease by conditional writes: Feast registry writes and materializations serialized
   redis_auth        the Redis online store's AUTH password, and a refused one told apart
   duckdb_httpfs     DuckDB's httpfs extension and S3 secret for the aws profile's offline store
   retrieval         model features for flights, offline (point-in-time) and online

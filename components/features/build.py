@@ -3,40 +3,66 @@ then `feast apply` (README.md, Features)."""
 
 from __future__ import annotations
 
+import io
 import logging
 import math
+import random
 import time
 from datetime import timedelta
 
 import pandas as pd
 
 from components.contracts import layout, schema
+from components.contracts.errors import StageFailed
 from components.contracts.results import FeaturesBuildResult
 from components.contracts.stages import FeaturesBuildParams
 from components.core.settings import load_settings
-from components.core.store import ArtifactNotFound, ArtifactStore, open_store, parquet_bytes
+from components.core.store import ArtifactStore, ConflictError, open_store, parquet_bytes
 from components.features import tables as ft
 from components.features.feast_repo import apply, definitions_module
 from components.features.validated import read_days, read_reference
 
 log = logging.getLogger(__name__)
+# Compare-and-swap attempts of one table write before the build gives up (each loses only to a build
+# that wrote, so this bounds the concurrent builds of one table, not their duration).
+UPSERT_ATTEMPTS = 40
 
 
-def _upsert(store: ArtifactStore, view: str, new: pd.DataFrame, lo: pd.Timestamp, hi: pd.Timestamp) -> int:
-    """Replace the table's rows stamped in [lo, hi] with `new`: rebuilding a range never duplicates."""
-    key = layout.feature_table_key(view)
-    try:
-        old = store.read_parquet(key)
+def _merge(current: bytes | None, new: pd.DataFrame, lo: pd.Timestamp, hi: pd.Timestamp) -> pd.DataFrame:
+    """The table with its rows stamped in [lo, hi] replaced by `new`: rebuilding a range never duplicates."""
+    table = new
+    if current is not None:
+        old = pd.read_parquet(io.BytesIO(current))
         old = old[(old[ft.TS] < lo) | (old[ft.TS] > hi)]
-        table = pd.concat([old, new], ignore_index=True) if len(old) else new
-    except ArtifactNotFound:
-        table = new
+        if len(old):
+            table = pd.concat([old, new], ignore_index=True)
     keycol = table.columns[0]
     order = [c for c in (keycol, "as_of_date", ft.TS) if c in table.columns]
     table = table.sort_values(order, kind="stable").reset_index(drop=True)
     table[ft.TS] = ft.utc_us(table[ft.TS])
-    store.write_bytes(key, parquet_bytes(table))
-    return len(table)
+    return table
+
+
+def _upsert(store: ArtifactStore, view: str, new: pd.DataFrame, lo: pd.Timestamp, hi: pd.Timestamp) -> int:
+    """Replace the table's rows stamped in [lo, hi] with `new`, by compare-and-swap on the table object.
+
+    Builds of other ranges may run at once (a backfill, side-by-side DAG runs): the write succeeds only
+    if the table is still the version this merge read, else the merge is redone on the newer table, so
+    no build's rows are lost. Builds of overlapping ranges compute identical rows for the days they
+    share (the rows of a stamp depend only on validated partitions), so the last writer is right too.
+    """
+    key = layout.feature_table_key(view)
+    for attempt in range(1, UPSERT_ATTEMPTS + 1):
+        current = store.read_versioned(key)
+        table = _merge(current[0] if current else None, new, lo, hi)
+        try:
+            store.write_if(key, parquet_bytes(table), current[1] if current else None)
+            return len(table)
+        except ConflictError:
+            log.info("features %s: another build wrote it meanwhile (attempt %d), merging again", view, attempt)
+            time.sleep(random.uniform(0.05, 0.2 * attempt))
+    raise StageFailed(f"features build: {store.uri(key)} kept changing under {UPSERT_ATTEMPTS} attempts to "
+                      "write it (too many concurrent builds); run the build again")
 
 
 def build(params: FeaturesBuildParams, store: ArtifactStore | None = None) -> FeaturesBuildResult:
@@ -46,8 +72,10 @@ def build(params: FeaturesBuildParams, store: ArtifactStore | None = None) -> Fe
       time) before start (used where present); validated/weather/date=<d>/ from the lead time before
       start to end (used where present); validated/planes/ (required).
     Outputs: features/<view>.parquet, one table per view of feature_repo/definitions.py: the rows
-      stamped in the built range are replaced, the others kept (a rebuild never duplicates); the Feast
-      registry (`feast apply`, materialization intervals kept). Returns the days built, the flights
+      stamped in the built range are replaced, the others kept (a rebuild never duplicates), by
+      compare-and-swap, so builds running at once leave what one after the other would; the Feast
+      registry (`feast apply` when its definitions differ, under the registry lease; materialization
+      intervals kept). Returns the days built, the flights
       read, rows built and rows now in each table, the views applied, timings, and `uri` (the
       features/ prefix).
     Failures: StageFailed when a flights partition of start..end or the planes table is not

@@ -6,6 +6,7 @@ settings, the FeatureStore, `feast apply`, and the environment the `feast` CLI n
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import importlib.util
 import os
@@ -20,8 +21,10 @@ from components.contracts.errors import StageFailed
 from components.core.settings import SECRET_SETTINGS, Settings, load_settings, secret_env_names
 from components.core.store import ArtifactStore, open_store
 from components.features.redis_auth import online_store_access, redis_connection_string
+from components.features.store_lease import store_lease
 
 REPO_DIR = Path(__file__).resolve().parents[2] / "feature_repo"
+ATOMIC_REGISTRY_STORE = "components.features.atomic_registry.AtomicFileRegistryStore"
 
 
 def definitions_module():
@@ -112,6 +115,11 @@ def feast_config(settings: Settings, yaml_path: Path):
     if isinstance(online, dict) and online.get("type") == "redis" and settings.redis_password:
         raw["online_store"] = {**online, "connection_string": redis_connection_string(
             str(online.get("connection_string", "")), settings.redis_password)}
+    registry = raw.get("registry") if isinstance(raw, dict) else None
+    if isinstance(registry, dict) and registry.get("registry_type", "file") == "file" \
+            and "://" not in str(registry.get("path", "")) and not registry.get("registry_store_type"):
+        # Feast's local registry store rewrites the file in place; concurrent readers would see it half-written.
+        raw["registry"] = {**registry, "registry_store_type": ATOMIC_REGISTRY_STORE}
     try:
         config = RepoConfig(**raw)
     except Exception as exc:  # pydantic quotes the input it refused: never show the password
@@ -178,23 +186,63 @@ def feast_quiet() -> Iterator[None]:
         yield
 
 
-def apply(settings: Settings | None = None, store: ArtifactStore | None = None) -> list[str]:
+def _registry_matches(fs, defs) -> bool:
+    """Whether the registry already holds exactly these entities, views (sources included) and services.
+
+    Materialization intervals are Feast's bookkeeping, not definitions: they are left out."""
+    views = {fv.name: fv for fv in fs.list_feature_views()}
+    for view in defs.views:
+        old = views.get(view.name)
+        if old is None:
+            return False
+        candidate = copy.copy(view)
+        candidate.materialization_intervals = list(old.materialization_intervals)
+        if candidate != old:
+            return False
+    entities = {e.name: e for e in fs.list_entities()}
+    services = {s.name: s for s in fs.list_feature_services()}
+    return (len(views) == len(defs.views) and all(entities.get(e.name) == e for e in defs.entities)
+            and services.get(defs.service.name) == defs.service)
+
+
+def apply(settings: Settings | None = None, store: ArtifactStore | None = None, *, leased: bool = False,
+          always: bool = False) -> list[str]:
     """`feast apply` of the repo's objects, keeping each view's materialization intervals.
+
+    Skipped when the registry already holds these definitions (the usual case: every build calls
+    it), unless `always` (materialize: Feast's apply also creates missing online tables). Otherwise
+    applied under the registry lease (store_lease at layout.FEAST_REGISTRY_LEASE; `leased`: the
+    caller holds it), after re-reading the registry:
+    Feast rewrites the whole registry from its cached copy, so two unserialized writers lose each
+    other's changes.
 
     Feast 0.67 keeps an existing view's batch source when only the source moved (the registry treats
     it as configuration), so a view whose table moved (another FLIGHTDECK_HOME or bucket) is replaced,
     carrying its materialization intervals over.
     """
     settings = settings or load_settings()
+    store = store or open_store(settings)
     fs = feature_store(settings)
     defs = repo_definitions(settings, store)
-    registered = {fv.name: fv for fv in fs.list_feature_views()}
-    for view in defs.views:
-        old = registered.get(view.name)
-        if old is not None and old.batch_source.path != view.batch_source.path:
-            view.materialization_intervals = list(old.materialization_intervals)
-            fs.registry.delete_feature_view(view.name, fs.project, commit=True)
-    # Partial: Feast deletes no online tables, so on Redis this never connects (tests/features/test_redis_auth.py).
-    with feast_quiet(), online_store_access(settings, fs):
-        fs.apply(defs.objects())
-    return [v.name for v in defs.views]
+    names = [v.name for v in defs.views]
+    if not always:
+        with feast_quiet():
+            fs.refresh_registry()
+            if _registry_matches(fs, defs):
+                return names
+    lease = contextlib.nullcontext() if leased else store_lease(store, layout.FEAST_REGISTRY_LEASE, "feast apply")
+    with lease:
+        with feast_quiet():
+            fs.refresh_registry()  # what the previous holder wrote
+            if not always and _registry_matches(fs, defs):
+                return names
+        registered = {fv.name: fv for fv in fs.list_feature_views()}
+        for view in defs.views:
+            old = registered.get(view.name)
+            if old is not None and old.batch_source.path != view.batch_source.path:
+                view.materialization_intervals = list(old.materialization_intervals)
+                fs.registry.delete_feature_view(view.name, fs.project, commit=True)
+        # Partial: Feast deletes no online tables, so on Redis this never connects (tests/features/test_redis_auth.py).
+        with feast_quiet(), online_store_access(settings, fs):
+            fs.apply(defs.objects())
+    return names

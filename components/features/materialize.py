@@ -4,6 +4,8 @@ runs its chunks through Feast and records progress (README.md, Features)."""
 
 from __future__ import annotations
 
+import json
+import random
 import time
 
 import pandas as pd
@@ -12,10 +14,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from components.contracts import layout
+from components.contracts.errors import StageFailed
 from components.contracts.results import MaterializeResult
 from components.contracts.stages import MaterializeParams
 from components.core.settings import load_settings
-from components.core.store import ArtifactNotFound, ArtifactStore, open_store
+from components.core.store import ArtifactNotFound, ArtifactStore, ConflictError, open_store
 from components.features import tables as ft
 from components.features.duckdb_httpfs import offline_store_ready
 from components.features.feast_repo import apply, definitions_module, feast_quiet, feature_store
@@ -26,6 +29,9 @@ from components.features.materialize_plan import (
     resumes_from_first_row,
 )
 from components.features.redis_auth import online_store_access
+from components.features.store_lease import store_lease
+
+PROGRESS_ATTEMPTS = 40
 
 
 def read_progress(store: ArtifactStore) -> dict:
@@ -34,6 +40,27 @@ def read_progress(store: ArtifactStore) -> dict:
         return store.read_json(layout.MATERIALIZATION_PROGRESS)
     except ArtifactNotFound:
         return {"views": {}}
+
+
+def save_progress(store: ArtifactStore, done: list[tuple[str, pd.Timestamp, pd.Timestamp]]) -> dict:
+    """Merge this run's materialized intervals into the progress record by compare-and-swap.
+
+    The record is re-read and the run's intervals merged into it until the conditional write finds it
+    unchanged: another materialization's progress (e.g. one whose lease was taken over) is never lost."""
+    for attempt in range(1, PROGRESS_ATTEMPTS + 1):
+        current = store.read_versioned(layout.MATERIALIZATION_PROGRESS)
+        progress = json.loads(current[0]) if current else {"views": {}}
+        for view, a, b in done:
+            record(progress, view, a, b)
+        body = json.dumps(progress, indent=2, sort_keys=True, default=str).encode()
+        try:
+            store.write_if(layout.MATERIALIZATION_PROGRESS, body, current[1] if current else None)
+            return progress
+        except ConflictError:
+            time.sleep(random.uniform(0.02, 0.1 * attempt))
+    raise StageFailed(f"materialize: {store.uri(layout.MATERIALIZATION_PROGRESS)} kept changing under "
+                      f"{PROGRESS_ATTEMPTS} attempts to record the progress; the online store holds the chunks, "
+                      "a rerun records them")
 
 
 def _table_min_ts(store: ArtifactStore, view: str) -> pd.Timestamp | None:
@@ -73,6 +100,9 @@ def materialize(params: MaterializeParams, store: ArtifactStore | None = None) -
     - Re-applying the repo keeps Feast's materialization intervals (see feast_repo.apply), and the
       progress record lives in the artifact store, not in the registry.
     - Static views (plane attributes) are always materialized whole: a few thousand rows, one stamp.
+    - Concurrent runs are serialized by the registry lease (store_lease at layout.FEAST_REGISTRY_LEASE,
+      renewed while held; a killed holder's is taken over), and the progress record is updated by
+      compare-and-swap (save_progress): runs started together end as if run one after the other.
 
     Inputs: features/<view>.parquet through the Feast offline store (the features build stage must
       have built the interval); features/materialization.json, the progress record (absent: none yet).
@@ -95,26 +125,29 @@ def materialize(params: MaterializeParams, store: ArtifactStore | None = None) -
     t0 = time.perf_counter()
     fs = feature_store(settings)
     keeps_newest = online_write_keeps_newest(fs)
-    progress = read_progress(store)
-    first_rows = {v: _table_min_ts(store, v) for v in views
-                  if v not in static_views and resumes_from_first_row(progress, v, start)}
-    # Planned before anything is written: a request the plan refuses changes nothing.
-    plan = plan_materialization(progress, views, static_views, start=start, end=end,
-                                chunk_days=int(params.chunk_days), keeps_newest=keeps_newest, first_rows=first_rows)
-    # Idempotent, and makes sure the online tables exist (a fresh SQLite file or Redis has none).
-    apply(settings, store)
-    offline_store_ready(settings)
-    with feast_quiet(), online_store_access(settings, fs):
-        fs.materialize(ft.STATIC_SINCE.to_pydatetime(), end.to_pydatetime(), feature_views=list(plan.static_views))
-    for view in plan.static_views:
-        record(progress, view, ft.STATIC_SINCE, end)
-    store.write_json(layout.MATERIALIZATION_PROGRESS, progress)
-    for chunk in plan.chunks:
+    # One materialization at a time: each writes Feast's registry after every chunk, and on SQLite the
+    # last write of a key wins, so the plan (repairs included) must see what the others finished.
+    with store_lease(store, layout.FEAST_REGISTRY_LEASE, "feast materialize"):
+        progress = read_progress(store)
+        first_rows = {v: _table_min_ts(store, v) for v in views
+                      if v not in static_views and resumes_from_first_row(progress, v, start)}
+        # Planned before anything is written: a request the plan refuses changes nothing.
+        plan = plan_materialization(progress, views, static_views, start=start, end=end,
+                                    chunk_days=int(params.chunk_days), keeps_newest=keeps_newest,
+                                    first_rows=first_rows)
+        # Idempotent, and makes sure the online tables exist (a fresh SQLite file or Redis has none).
+        apply(settings, store, leased=True, always=True)
+        offline_store_ready(settings)
+        done: list[tuple[str, pd.Timestamp, pd.Timestamp]] = []
         with feast_quiet(), online_store_access(settings, fs):
-            fs.materialize(chunk.start.to_pydatetime(), chunk.end.to_pydatetime(), feature_views=list(chunk.views))
-        for view in chunk.views:
-            record(progress, view, chunk.start, chunk.end)
-        store.write_json(layout.MATERIALIZATION_PROGRESS, progress)  # after every chunk: a killed run resumes here
+            fs.materialize(ft.STATIC_SINCE.to_pydatetime(), end.to_pydatetime(), feature_views=list(plan.static_views))
+        done += [(view, ft.STATIC_SINCE, end) for view in plan.static_views]
+        save_progress(store, done)
+        for chunk in plan.chunks:
+            with feast_quiet(), online_store_access(settings, fs):
+                fs.materialize(chunk.start.to_pydatetime(), chunk.end.to_pydatetime(), feature_views=list(chunk.views))
+            done += [(view, chunk.start, chunk.end) for view in chunk.views]
+            save_progress(store, done)  # after every chunk: a killed run resumes here
     return {
         "start": start.isoformat() if start is not None else None,
         "end": end.isoformat(), "views": plan.views, "chunk_days": plan.chunk_days,
