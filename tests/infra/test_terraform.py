@@ -1376,11 +1376,11 @@ NOT_THE_INTERNET = [[], ["203.0.113.0/24", "198.51.100.7/32"], ["0.0.0.0/1"],
 def test_public_access_cidrs_that_cover_the_internet_are_refused(module, tmp_path):
     variable = PUBLIC_ACCESS_CIDRS[module]
     # The other required inputs: the good ones of the module, what dev passes the environment module,
-    # or the digest an environment root requires.
+    # or the digest and runbook URL an environment root requires.
     if module == "modules/environment":
         base = environment_inputs(ENVIRONMENTS[0])
     else:
-        base = GOOD_INPUTS.get(module, {"triton_image_digest": DIGEST})
+        base = GOOD_INPUTS.get(module, {"triton_image_digest": DIGEST, "runbook_base_url": RUNBOOK_URL})
     variables_tf = TF / module / "variables.tf"
     for i, cidrs in enumerate(COVERS_THE_INTERNET):
         rc, output = terraform_plan(module, {**base, variable: cidrs}, tmp_path / f"bad{i}")
