@@ -401,3 +401,23 @@ def test_redis_online_store_matches_offline(fenv, redis_url, monkeypatch, tmp_pa
     assert all(client.hgetall(k) == v for k, v in keys.items())
     assert client.dbsize() > len(keys)
     assert _assert_online_equals_offline(fenv.store, end, "2013-01-17") > 10
+
+
+def test_reads_keep_serving_while_a_materialization_holds_the_views(fenv):
+    """A materialization marks its views MATERIALIZING in the shared registry for as long as it loads; the
+    readers meanwhile (training sets, batch scoring, Triton's online model) must keep getting the last
+    materialized values, not "cannot serve features" (feature_store.yaml: serve_features_while_materializing).
+    Found by tests/features/test_concurrency.py: a training set read during a materialization failed."""
+    from feast.feature_view import FeatureViewState
+
+    store = fenv.store
+    materialize(MaterializeParams(end="2013-01-12", start="2013-01-11"), store)
+    end = _day_end("2013-01-12")
+    before = _assert_online_equals_offline(store, end, "2013-01-13")
+    fs = feature_store()
+    for fv in fs.list_feature_views():  # what FeatureStore.materialize does before it loads a view
+        fv.state = FeatureViewState.MATERIALIZING
+        fs.registry.apply_feature_view(fv, fs.project, commit=True)
+    fs.refresh_registry()
+    assert {fv.state for fv in fs.list_feature_views()} == {FeatureViewState.MATERIALIZING}
+    assert _assert_online_equals_offline(store, end, "2013-01-13") == before > 10
