@@ -83,6 +83,15 @@ def _redis_auth_error(exc: BaseException, fs) -> BaseException | None:
     return auth
 
 
+class OnlineStoreRefused(StageFailed):
+    """The Redis online store refused the password (or its absence). `problem` says what is wrong in plain
+    words, without the server's address or reply: what a client of the online model may be told."""
+
+    def __init__(self, message: str, problem: str):
+        super().__init__(message)
+        self.problem = problem
+
+
 def online_store_refused(exc: BaseException, settings: Settings, fs) -> StageFailed | None:
     """A StageFailed that says what is wrong with the Redis password, when the store refused it."""
     auth = _redis_auth_error(exc, fs)
@@ -99,7 +108,7 @@ def online_store_refused(exc: BaseException, settings: Settings, fs) -> StageFai
     else:
         what = ("refused the password in FLIGHTDECK_REDIS_PASSWORD: it is wrong (rotated? the Secret and the "
                 "server's AUTH token must match; RUNBOOK.md, Redis AUTH token)")
-    return StageFailed(f"the Redis online store at {where} {what} (Redis: {said})")
+    return OnlineStoreRefused(f"the Redis online store at {where} {what} (Redis: {said})", f"{what}")
 
 
 @contextlib.contextmanager

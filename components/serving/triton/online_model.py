@@ -83,7 +83,7 @@ class TritonPythonModel:
     def _one(self, request):
         import numpy as np
 
-        from components.features import retrieval
+        from components.features import redis_auth, retrieval
         from components.serving.triton.online import OnlineRefusal, parse_flight, row_tensors
         from components.serving.triton.routing import canary_mask, canary_salt
 
@@ -91,6 +91,9 @@ class TritonPythonModel:
         flight = parse_flight(bytes(raw.numpy().tobytes()))  # BadFlight names the field
         try:
             row = retrieval.online_features(flight, self.settings)
+        except redis_auth.OnlineStoreRefused as exc:  # a configuration problem the operator must hear about, in plain words
+            raise OnlineRefusal(f"feature lookup unavailable: the online feature store {exc.problem}; retry later "
+                                "once that is fixed (details in the Triton log)") from exc
         except Exception as exc:
             raise OnlineRefusal("feature lookup unavailable: the online feature store could not be read; "
                                 "retry later (details in the Triton log)") from exc
