@@ -16,8 +16,6 @@ import os
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,22 +23,22 @@ import pandas as pd
 import pytest
 
 from components.contracts import layout
+from tests.features.concurrency_helpers import (
+    BUILDS,
+    FINAL,
+    PREBUILT,
+    READ_MEANWHILE,
+    assert_same_tables_sets_progress,
+    in_process,
+    jobs,
+    run,
+    start_all,
+    wait,
+)
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = "artifacts"  # the local profile's store under FLIGHTDECK_HOME (Feast's own files are in feast/)
-PREBUILT = ("2013-01-01", "2013-01-06")  # built before the concurrent phase: what the materializers load
-BUILDS = [("2013-01-07", "2013-01-09"), ("2013-01-10", "2013-01-12"), ("2013-01-08", "2013-01-11")]
-MATERIALIZES = [("2013-01-01", "2013-01-03"), ("2013-01-04", "2013-01-06"), ("2013-01-02", "2013-01-05")]
-READ_MEANWHILE = ("2013-01-03", "2013-01-06")  # a training set read while the others write
-FINAL = ("2013-01-04", "2013-01-12")  # the training set compared after everything
-
-
-def _stage(kind: str, start: str, end: str) -> list[str]:
-    args = {"build": ["features", "build"], "materialize": ["features", "materialize", "--chunk-days", "1"],
-            "training-set": ["features", "training-set"]}[kind]
-    return [sys.executable, "-m", "components.ops.cli", *args, "--start", start, "--end", end]
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -49,14 +47,7 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def _run(kind: str, start: str, end: str, home: Path) -> None:
-    done = subprocess.run(_stage(kind, start, end), cwd=REPO, env=_env(home), capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, f"{kind} {start}..{end}: {done.stderr[-3000:]}"
-
-
-def _jobs() -> list[tuple[str, str, str]]:
-    return ([("build", a, b) for a, b in BUILDS] + [("materialize", a, b) for a, b in MATERIALIZES]
-            + [("training-set", *READ_MEANWHILE)])
+    run((kind, start, end), _env(home))
 
 
 @pytest.fixture(scope="module")
@@ -96,68 +87,33 @@ def _state(home: Path) -> dict:
 
 
 def _assert_same(got: dict, want: dict) -> None:
-    assert got["progress"] == want["progress"]
-    assert got["tables"].keys() == want["tables"].keys()
-    for name, table in want["tables"].items():
-        pd.testing.assert_frame_equal(got["tables"][name], table, check_exact=True, obj=name)
+    assert_same_tables_sets_progress(got, want)
     assert got["online"].keys() == want["online"].keys() and len(want["online"]) >= 4
     for name, rows in want["online"].items():
         assert len(rows) > 0, name
         pd.testing.assert_frame_equal(got["online"][name], rows, check_exact=True, obj=name)
-    for key, frame in want["sets"].items():
-        assert len(frame) > 1000
-        pd.testing.assert_frame_equal(got["sets"][key], frame, check_exact=True, obj=str(key))
 
 
 def _in_process(kind: str, start: str, end: str, home: Path) -> None:
-    """The stage a job's process runs, called here (the reference run need not pay the imports again)."""
-    from components.contracts.stages import FeaturesBuildParams, MaterializeParams, TrainingSetParams
-    from components.features.build import build
-    from components.features.materialize import materialize
-    from components.features.training_set import training_set
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FLIGHTDECK_HOME", str(home))
-        mp.setenv("FLIGHTDECK_PROFILE", "local")
-        mp.delenv("FLIGHTDECK_FEAST_YAML", raising=False)
-        if kind == "build":
-            build(FeaturesBuildParams(start=start, end=end))
-        elif kind == "materialize":
-            materialize(MaterializeParams(start=start, end=end, chunk_days=1))
-        else:
-            training_set(TrainingSetParams(start=start, end=end))
+    in_process((kind, start, end), _env(home))
 
 
 @pytest.fixture(scope="module")
 def sequential(base, tmp_path_factory) -> dict:
     """The same jobs one after the other, in the order listed."""
     home = _copy(base, tmp_path_factory.mktemp("sequential") / "home")
-    for job in _jobs():
+    for job in jobs():
         _in_process(*job, home)
     _in_process("training-set", *FINAL, home)
     return _state(home)
 
 
-def _start_all(home: Path) -> dict[tuple[str, str, str], subprocess.Popen]:
-    """The writers at once; the reader as soon as one of them has applied the registry (a training set
-    needs one: it never applies)."""
-    def start(job):
-        log = open(home.parent / f"{'-'.join(job)}.log", "w")  # noqa: SIM115 - the process owns it
-        return subprocess.Popen(_stage(*job), cwd=REPO, env=_env(home), stdout=subprocess.DEVNULL, stderr=log)
-
-    writers = [job for job in _jobs() if job[0] != "training-set"]
-    procs = {job: start(job) for job in writers}
-    deadline = time.monotonic() + 300
-    while not (home / "feast" / "registry.db").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    procs[("training-set", *READ_MEANWHILE)] = start(("training-set", *READ_MEANWHILE))
-    return procs
+def _start_all(home: Path) -> dict:
+    return start_all(_env(home), home.parent, (home / "feast" / "registry.db").exists)
 
 
 def _wait(procs: dict, home: Path) -> dict:
-    """Each job's exit status and the end of its stderr."""
-    return {job: (p.wait(timeout=600), (home.parent / f"{'-'.join(job)}.log").read_text()[-3000:])
-            for job, p in procs.items()}
+    return wait(procs, home.parent)
 
 
 def test_concurrent_builds_and_materializations_equal_a_sequential_run(base, sequential, tmp_path):
