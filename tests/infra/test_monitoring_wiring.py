@@ -5,9 +5,9 @@ rule selects and every metric a rule or the dashboard uses is produced by someth
 the dashboard reaches Grafana's sidecar; Alertmanager pages on `page` and posts `warning` to
 Slack, with its keys from a Secret by reference.
 
-The PrometheusRule, ServiceMonitor and AlertmanagerConfig CRDs' OpenAPI schemas are not kept here
-(they cannot be fetched on these machines): these objects get structural checks instead, and the
-ConfigMap gets the Kubernetes schema."""
+Every object rendered here is also validated against its schema in tests/infra/test_crds.py: the
+ConfigMap against Kubernetes', the PrometheusRule, ServiceMonitors and AlertmanagerConfig against
+their CRDs (prometheus-operator's, kept as test data)."""
 
 from __future__ import annotations
 

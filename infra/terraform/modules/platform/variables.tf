@@ -169,6 +169,8 @@ variable "chart_versions" {
     prometheus_adapter    = string
     kubeflow_pipelines    = string
   })
+  # kube_prometheus_stack 77.6.0 ships prometheus-operator v0.85.0, whose CRDs tests/infra keeps
+  # (tests/infra/data/crds): move them with it.
   default = {
     airflow               = "1.18.0"
     kube_prometheus_stack = "77.6.0"
@@ -203,7 +205,8 @@ variable "kubeflow_pipelines_commit" {
   description = "Commit of kubeflow/pipelines whose manifests/kustomize is installed: the commit chart_versions.kubeflow_pipelines (a release tag) points to, pinned because a tag can be moved (`git ls-remote https://github.com/kubeflow/pipelines 'refs/tags/<tag>^{}'`)."
   type        = string
   # The commit tag 2.14.3 points to (read 2026-12-04 from a snapshot of kubeflow/pipelines: `git rev-parse
-  # '2.14.3^{}'`). Change it together with chart_versions.kubeflow_pipelines.
+  # '2.14.3^{}'`). Change it together with chart_versions.kubeflow_pipelines and the copy tests/infra
+  # builds offline (tests/infra/data/kfp-manifests/README.md).
   default = "fc3214d4b4d395cb2d5de940d3dbd7ebc295c330"
   validation {
     condition     = can(regex("^[0-9a-f]{40}$", var.kubeflow_pipelines_commit))
