@@ -97,8 +97,8 @@ def holdout_auc(model_bytes: bytes, numeric, categorical, labels) -> float:
 
     import torch
 
-    from components.model.network import predict_arrays
     from components.model.fitting import auc
+    from components.model.network import predict_arrays
 
     module = torch.jit.load(io.BytesIO(model_bytes), map_location="cpu").eval()
     return auc(labels, predict_arrays(module, numeric, categorical))
