@@ -16,9 +16,7 @@ import time
 from benchmarks.harness import Context, Result, peak_rss_mb
 
 AREA = "e2e"
-DAY = "2013-03-01"
-# The gates test_lifecycle uses: a few weeks of data train a model near the logistic baseline.
-GATES = {"max_ece": 0.1, "baseline_margin": -0.02}
+DAY = "2013-04-01"  # the demo's first training day; the DAG's default 84-day window, the gate as shipped
 
 
 def _direct(start: str, end: str) -> tuple[dict[str, float], bool]:
@@ -38,7 +36,7 @@ def _direct(start: str, end: str) -> tuple[dict[str, float], bool]:
     stage("features-build", start=start, end=end)
     stage("features-training-set", start=start, end=end)
     trained = stage("train", train_start=start, train_end=end)
-    evaluation = stage("evaluate", run_id=trained["run_id"], **GATES)
+    evaluation = stage("evaluate", run_id=trained["run_id"])
     if evaluation.get("blessed"):
         stage("register", evaluation=evaluation["eval_id"])
         stage("deploy")
@@ -50,7 +48,7 @@ def run(ctx: Context) -> list[Result]:
 
     from components.orchestration.local import configure
 
-    window_days = 7 if ctx.quick else 28
+    window_days = 7 if ctx.quick else 84
     day = date.fromisoformat(DAY)
     start, end = (day - timedelta(days=window_days)).isoformat(), (day - timedelta(days=1)).isoformat()
     os.environ.update({"FLIGHTDECK_RETRIES": "0", "FLIGHTDECK_RUNTIME": "local",
@@ -72,7 +70,7 @@ def run(ctx: Context) -> list[Result]:
         _direct((day - timedelta(days=7)).isoformat(), end)
     with local_triton(ctx.home / "dag"):
         dags = load_dags()
-        dr, tis, dag_s = run_dag(dags["continuous_training"], DAY, run_conf={"window_days": window_days, **GATES})
+        dr, tis, dag_s = run_dag(dags["continuous_training"], DAY, run_conf={"window_days": window_days})
         states = {t: str(ti.state) for t, ti in tis.items()}
         task_s = {t: ti.duration or 0.0 for t, ti in tis.items() if ti.duration}
     if str(dr.state) != "success":

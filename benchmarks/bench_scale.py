@@ -69,7 +69,7 @@ def _model_bytes(base: pd.DataFrame) -> bytes:
     numeric, categorical = to_tensors(base)
     vocabs = m.build_vocabularies(torch.from_numpy(categorical), min_count=10)
     mean, std = m.numeric_statistics(torch.from_numpy(numeric))
-    return m.export_bytes(m.DelayModel(vocabs, mean, std))
+    return m.export_bytes(m.DelayModel(vocabs, mean, std, **m.shipped_architecture()))
 
 
 def _reset_peak() -> None:

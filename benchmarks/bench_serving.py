@@ -66,7 +66,7 @@ def run(ctx: Context) -> list[Result]:
             AREA, f"batch scoring through Triton gRPC, {per_request}-row requests, {in_flight} in flight",
             rps, "rows/s", f"in-process TorchScript, same rows and threads, best chunk ({best_chunk})", local_rps,
             target=">= 0.8x in-process" if (per_request, in_flight) == best_cfg else "",
-            notes=f"{rows:,} rows, DelayModel (128-64 MLP + embeddings), torch threads {THREADS}, forward passes of "
+            notes=f"{rows:,} rows, DelayModel as shipped (5 x 128-64 MLP + a linear head, embeddings), torch threads {THREADS}, forward passes of "
                   f"{serving_batch.forward_chunk()} rows; max |Triton - in-process| {batch.max_abs_diff:.1e}; "
                   "in-process rows/s by chunk: " + ", ".join(f"{c}: {v:,.0f}" for c, v in batch.in_process.items())
                   + f"; in-process on all {os.cpu_count()} cores: {batch.all_cores_rps:,.0f}; from CPU time alone "

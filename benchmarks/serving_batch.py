@@ -90,7 +90,7 @@ def model_bytes(numeric: np.ndarray, categorical: np.ndarray) -> bytes:
     torch.manual_seed(0)
     vocabs = m.build_vocabularies(torch.from_numpy(categorical), min_count=1)
     mean, std = m.numeric_statistics(torch.from_numpy(numeric))
-    return m.export_bytes(m.DelayModel(vocabs, mean, std))
+    return m.export_bytes(m.DelayModel(vocabs, mean, std, **m.shipped_architecture()))
 
 
 def _best(fn, repeats: int) -> float:

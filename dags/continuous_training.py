@@ -37,8 +37,9 @@ with DAG(
         "day": Param("", type="string", description="override the run's day (YYYY-MM-DD); empty: logical date"),
         # The blessing gates (the evaluate stage's defaults); a changed gate is recorded in the evaluation.
         "max_ece": Param(param_default("evaluate", "max_ece"), type="number", description="largest calibration error"),
-        "baseline_margin": Param(param_default("evaluate", "baseline_margin"), type="number",
-                                 description="ROC AUC the model must beat every gating baseline by"),
+        "non_inferiority_margin": Param(param_default("evaluate", "non_inferiority_margin"), type="number",
+                                        description="ROC AUC the model may lose against the references and the "
+                                                    "champion (lower bound of the paired bootstrap interval)"),
     },
     tags=["flightdeck", "training"],
     doc_md=__doc__,
@@ -50,7 +51,7 @@ with DAG(
     training_set = stage_task("features-training-set", start=START, end=END)
     train = stage_task("train", train_start=START, train_end=END)
     evaluate = stage_task("evaluate", run_id=xcom("train", "run_id"), max_ece="{{ params.max_ece }}",
-                          baseline_margin="{{ params.baseline_margin }}")
+                          non_inferiority_margin="{{ params.non_inferiority_margin }}")
     blessed = step(steps.blessed_branch, task_id="blessed", branch=True)
     rejected = step(steps.challenger_rejected)
     register = stage_task("register", evaluation=xcom("evaluate", "eval_id"))

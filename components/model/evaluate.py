@@ -4,18 +4,18 @@ Everything is computed on the same holdout rows (the test period that train set 
 the model's metrics overall and per slice (carrier, origin, month); the baselines fitted on the same
 training period (components.model.baselines; LightGBM reported, never gating); behavioural checks
 (invariance to unseen categories and missing weather, heavy precipitation raising the risk); the
-registry's champion, loaded sha256-checked. `decide` turns those numbers into blessed / not blessed
-with the reasons; it is a pure function. What each check means: docs/ML_TEST_SCORE.md.
+registry's champion, loaded sha256-checked. components.model.gate turns those numbers into blessed /
+not blessed with the reasons, judging paired bootstrap intervals of the ROC AUC differences; it is a
+pure function. What each check means: docs/ML_TEST_SCORE.md and docs/MODEL.md.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -27,12 +27,11 @@ from components.contracts.signature import LABEL
 from components.contracts.stages import EvaluateParams
 from components.core.store import ArtifactStore, open_store, sha256_bytes
 from components.model.baselines import baseline_fitters
+from components.model.gate import Policy, comparisons, decide
 
 log = logging.getLogger(__name__)
 
 SLICES = ("carrier", "origin", "month")
-# Baselines the model must beat to be blessed; LightGBM is reported as the practitioner's reference.
-GATING_BASELINES = ("carrier_rate", "logistic_regression")
 WEATHER = ["temp", "dewp", "humid", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
 PLANE = ["plane_year", "plane_seats"]
 HEAVY_PRECIP_IN_PER_HOUR = 0.3  # the US National Weather Service's threshold for heavy rain
@@ -137,51 +136,6 @@ def behavioural_checks(module, holdout: pd.DataFrame, seed: int) -> list[dict]:
     return checks
 
 
-# -- the decision -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Policy:
-    baseline_margin: float = 0.0
-    champion_tolerance: float = 0.005
-    max_ece: float = 0.05
-    metric: str = "roc_auc"
-
-
-def decide(model: dict, baselines: dict[str, dict], champion: dict | None, checks: list[dict], policy: Policy) -> dict:
-    """Blessed iff the model beats every gating baseline by the margin, is not worse than the champion
-    by more than the tolerance, is calibrated within max_ece, and passes every behavioural check."""
-    m = policy.metric
-    reasons, failed = [], []
-    value = model.get(m)
-    if value is None or not math.isfinite(value):
-        failed.append(f"the model's {m} could not be computed on the holdout")
-        value = float("nan")
-    for name in GATING_BASELINES:
-        base = baselines.get(name, {}).get(m)
-        if base is None:
-            failed.append(f"baseline {name} has no {m}")
-        elif value > base + policy.baseline_margin:
-            reasons.append(f"{m} {value:.4f} beats {name} {base:.4f} by more than {policy.baseline_margin}")
-        else:
-            failed.append(f"{m} {value:.4f} does not beat {name} {base:.4f} by more than {policy.baseline_margin}")
-    if champion is None or champion.get(m) is None:
-        reasons.append("there is no champion yet")
-    elif value >= champion[m] - policy.champion_tolerance:
-        reasons.append(f"{m} {value:.4f} is within {policy.champion_tolerance} of (or above) the champion's "
-                       f"{champion[m]:.4f}")
-    else:
-        failed.append(f"{m} {value:.4f} is worse than the champion's {champion[m]:.4f} by more than "
-                      f"{policy.champion_tolerance}")
-    ece = model.get("ece")
-    if ece is None or ece > policy.max_ece:
-        failed.append(f"expected calibration error {ece} exceeds {policy.max_ece}")
-    else:
-        reasons.append(f"expected calibration error {ece:.4f} is within {policy.max_ece}")
-    for check in checks:
-        if not check["passed"]:
-            failed.append(f"behavioural check failed: {check['name']}")
-    return {"blessed": not failed, "reasons": reasons, "failed": failed, "policy": asdict(policy)}
-
-
 # -- the stage ----------------------------------------------------------------------------------
 def evaluate(params: EvaluateParams, store: ArtifactStore | None = None) -> EvaluateResult:
     """Score a training run's model on its held-out period, against baselines and the champion; bless or not.
@@ -215,12 +169,14 @@ def evaluate(params: EvaluateParams, store: ArtifactStore | None = None) -> Eval
     p = predict(module, holdout)
     seed = int(run_params["seed"])
     fitters = baseline_fitters(train, val, holdout, seed, int(run_params["min_category_count"]), params.threads)
-    baselines = baseline_scores(fitters, y)
-    champion = champion_scores(params.model_name, store, holdout, y)
+    baselines, predicted = baseline_scores(fitters, y)
+    champion, predicted["champion"] = champion_scores(params.model_name, store, holdout, y)
     checks = behavioural_checks(module, holdout, seed)
     overall = scores(y, p)
-    decision = decide(overall, baselines, champion, checks,
-                      Policy(params.baseline_margin, params.champion_tolerance, params.max_ece))
+    policy = Policy(params.non_inferiority_margin, params.confidence, params.resamples, params.max_ece, seed)
+    compared = comparisons(y, p, {k: v for k, v in predicted.items() if v is not None}, policy)
+    decision = decide(overall, compared, champion, checks, policy,
+                      skipped={k: v["skipped"] for k, v in baselines.items() if v.get("skipped")})
     report = {
         "run_id": run_id,
         "model_sha256": model_sha,
@@ -274,23 +230,26 @@ def _periods(store: ArtifactStore, run_params: dict) -> tuple[pd.DataFrame, pd.D
     return train, val, holdout, set_sha
 
 
-def baseline_scores(fitters: dict[str, Callable[[], np.ndarray]], y: np.ndarray) -> dict[str, dict]:
-    """Each baseline's holdout scores and fit time; one that cannot be fitted here is skipped, with why."""
-    out = {}
+def baseline_scores(fitters: dict[str, Callable[[], np.ndarray]], y: np.ndarray) -> tuple[dict[str, dict], dict]:
+    """Each baseline's holdout scores and fit time, and its holdout predictions (None when skipped); one that
+    cannot be fitted here is skipped, with why."""
+    out, predictions = {}, {}
     unavailable = {"lightgbm": lightgbm_unavailable()}
     for name, fit_and_predict in fitters.items():
         if unavailable.get(name):
             log.warning("evaluate: baseline %s skipped: %s", name, unavailable[name])
-            out[name] = skipped_scores(unavailable[name])
+            out[name], predictions[name] = skipped_scores(unavailable[name]), None
             continue
         t0 = time.perf_counter()
-        predicted = fit_and_predict()
-        out[name] = {**scores(y, predicted), "fit_seconds": round(time.perf_counter() - t0, 3)}
-    return out
+        predictions[name] = fit_and_predict()
+        out[name] = {**scores(y, predictions[name]), "fit_seconds": round(time.perf_counter() - t0, 3)}
+    return out, predictions
 
 
-def champion_scores(model_name: str, store: ArtifactStore, holdout: pd.DataFrame, y: np.ndarray) -> dict | None:
-    """The registry champion's version and scores on the same holdout; None while there is no champion."""
+def champion_scores(model_name: str, store: ArtifactStore, holdout: pd.DataFrame,
+                    y: np.ndarray) -> tuple[dict | None, np.ndarray | None]:
+    """The registry champion's version and scores on the same holdout, and its predictions; (None, None)
+    while there is no champion."""
     from components.model.network import predict
     from components.model.registry import VersionNotFound, open_registry
 
@@ -299,8 +258,9 @@ def champion_scores(model_name: str, store: ArtifactStore, holdout: pd.DataFrame
         module = registry.load_model("champion")
         version = registry.resolve("champion")
     except VersionNotFound:
-        return None
-    return {"version": version, **scores(y, predict(module, holdout))}
+        return None, None
+    p = predict(module, holdout)
+    return {"version": version, **scores(y, p)}, p
 
 
 def gap_to_lightgbm(overall: dict, baselines: dict[str, dict]) -> float | None:
@@ -347,6 +307,10 @@ def markdown_report(r: dict) -> str:
     for name, m in r["baselines"].items():
         if m.get("skipped"):
             lines += ["", f"Baseline {name} skipped: {m['skipped']}."]
+    lines += ["", "## The gate: paired bootstrap intervals of the ROC AUC difference (this model - other)", "",
+              "| other | difference | lower | upper | resamples |", "|---|---|---|---|---|"]
+    for name, c in d.get("comparisons", {}).items():
+        lines.append(f"| {name} | {c['difference']:+.4f} | {c['lower']:+.4f} | {c['upper']:+.4f} | {c['resamples']} |")
     lines += ["", "## Behavioural checks", ""]
     lines += [f"- {'PASS' if c['passed'] else 'FAIL'}: {c['name']}" for c in r["checks"]]
     lines += ["", "## Slices", "", "| slice | value | rows | positive rate | roc_auc | log_loss | ece |",

@@ -10,7 +10,10 @@ components.contracts.signature and cannot skew from training.
   rare at training time, or missing) maps to the column's "unknown" slot 0.
 - numeric: FP32 [N, F], NaN (or +-inf) = missing. Standardised with the training statistics;
   missing values become the training mean (0 after standardisation) plus a missing indicator.
-- output: P(late) FP32 [N, 1], after a Platt calibration fitted on the validation period.
+- heads: a seed ensemble of MLPs and one linear head over the shared preprocessing; each head's logit
+  has its own Platt calibration fitted on the validation period, and P(late) is the weighted mean of
+  the calibrated probabilities (components.model.fitting fits them; docs/MODEL.md says why).
+- output: P(late) FP32 [N, 1].
 
 A model file is only ever loaded through `load_scripted`, which checks its sha256 first.
 """
@@ -60,8 +63,34 @@ def numeric_statistics(numeric: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return mean.float(), std.float()
 
 
+class Head(nn.Module):
+    """One member of the ensemble: its own embeddings of the categories and a network on top. With no
+    hidden layer and embeddings of width 1 it is a logistic regression on the one-hot categories."""
+
+    def __init__(self, n_rows: int, n_columns: int, width: int, hidden: tuple[int, ...], embedding_dim: int,
+                 dropout: float):
+        super().__init__()
+        self.embedding = nn.Embedding(n_rows, embedding_dim)
+        layers: list[nn.Module] = []
+        width = width + n_columns * embedding_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return self.mlp(torch.cat([x, self.embedding(rows).flatten(1)], dim=1)).squeeze(1)
+
+
 class DelayModel(nn.Module):
+    """Shared preprocessing, then `members` MLP heads and (linear_weight > 0) one linear head; each head's
+    logit is Platt-calibrated on its own and P(late) is the weighted mean of the calibrated probabilities:
+    the MLPs share 1 - linear_weight, the linear head has linear_weight (why: docs/MODEL.md)."""
+
     __constants__ = ["z_clip"]
+    # Python-side construction details: not part of the scripted model.
+    __jit_ignored_attributes__ = ["head_args", "architecture", "kinds"]
 
     def __init__(
         self,
@@ -71,8 +100,12 @@ class DelayModel(nn.Module):
         hidden: tuple[int, ...] = (128, 64),
         embedding_dim: int = 8,
         dropout: float = 0.1,
+        members: int = 1,
+        linear_weight: float = 0.0,
     ):
         super().__init__()
+        if members < 1 or not 0.0 <= linear_weight < 1.0:
+            raise ValueError(f"members must be >= 1 and linear_weight in [0, 1), got {members} and {linear_weight}")
         self.z_clip = Z_CLIP
         n_cat = len(vocabularies)
         longest = max(1, max(len(v) for v in vocabularies))
@@ -87,16 +120,22 @@ class DelayModel(nn.Module):
         self.register_buffer("offsets", offsets)
         self.register_buffer("mean", mean.float().clone())
         self.register_buffer("std", std.float().clone())
-        # Platt scaling of the logit, fitted after training (identity until then).
-        self.register_buffer("calibration", torch.tensor([1.0, 0.0]))
-        self.embedding = nn.Embedding(int((sizes + 1).sum()), embedding_dim)
-        layers: list[nn.Module] = []
-        width = 2 * mean.numel() + n_cat * embedding_dim
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
-            width = h
-        layers.append(nn.Linear(width, 1))
-        self.mlp = nn.Sequential(*layers)
+        self.head_args = (int((sizes + 1).sum()), n_cat, 2 * mean.numel())
+        self.architecture = {"hidden": tuple(hidden), "embedding_dim": embedding_dim, "dropout": dropout}
+        kinds = ["mlp"] * members + (["linear"] if linear_weight > 0 else [])
+        self.kinds = kinds
+        self.heads = nn.ModuleList([self.new_head(kind) for kind in kinds])
+        weights = [(1.0 - linear_weight) / members] * members + ([linear_weight] if linear_weight > 0 else [])
+        self.register_buffer("weights", torch.tensor(weights))
+        # Platt scaling (a, b) of each head's logit, fitted after training (identity until then).
+        self.register_buffer("calibration", torch.tensor([[1.0, 0.0]] * len(kinds)))
+
+    @torch.jit.ignore
+    def new_head(self, kind: str) -> Head:
+        """A freshly initialised head of this model's shape (from torch's current random state)."""
+        if kind == "linear":
+            return Head(*self.head_args, hidden=(), embedding_dim=1, dropout=0.0)
+        return Head(*self.head_args, **self.architecture)
 
     @torch.jit.export
     def preprocess(self, numeric: torch.Tensor, categorical: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,15 +153,31 @@ class DelayModel(nn.Module):
         return x, rows
 
     @torch.jit.export
+    def raw_logits(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Every head's logit before calibration, from preprocessed inputs: shape [N, heads]."""
+        return torch.stack([head(x, rows) for head in self.heads], dim=1)
+
+    @torch.jit.export
     def raw_logit(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """The network's logit before calibration, from preprocessed inputs: shape [N]."""
-        emb = self.embedding(rows).flatten(1)
-        return self.mlp(torch.cat([x, emb], dim=1)).squeeze(1)
+        """The heads' weighted mean logit before calibration: shape [N] (the single head's, for one head)."""
+        return self.raw_logits(x, rows) @ self.weights
 
     def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         x, rows = self.preprocess(numeric, categorical)
-        logit = self.raw_logit(x, rows) * self.calibration[0] + self.calibration[1]
-        return torch.sigmoid(logit).unsqueeze(1)
+        logits = self.raw_logits(x, rows) * self.calibration[:, 0] + self.calibration[:, 1]
+        return (torch.sigmoid(logits) @ self.weights).unsqueeze(1)
+
+
+def shipped_architecture() -> dict:
+    """The architecture the train stage ships by default (TrainParams' defaults), as DelayModel arguments:
+    what benchmarks build so they measure the model that serves."""
+    from dataclasses import fields
+
+    from components.contracts.stages import TrainParams
+
+    d = {f.name: f.default for f in fields(TrainParams)}
+    return {"hidden": tuple(int(w) for w in d["hidden"].split(",")), "embedding_dim": d["embedding_dim"],
+            "dropout": d["dropout"], "members": d["members"], "linear_weight": d["linear_weight"]}
 
 
 def export_bytes(model: DelayModel) -> bytes:

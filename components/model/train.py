@@ -5,9 +5,9 @@ period that evaluate scores), never at random: the model is always judged on fli
 the ones it learnt from, as in production. Vocabularies and normalisation statistics come from
 the training period only and ship inside the exported module (components.model.network).
 
-Class imbalance: positives are weighted by negatives/positives, which inflates the predicted
-odds by that factor; a Platt scaling fitted on the validation period (two numbers, stored in the
-module) brings the probabilities back, and evaluate reports the calibration it reaches.
+The model is a seed ensemble of MLPs plus a linear head over shared preprocessing, each head
+calibrated on the validation period (components.model.fitting; docs/MODEL.md says why);
+evaluate reports the calibration it reaches.
 
 Reproducible: one seed drives initialisation, shuffling and dropout; torch runs with deterministic
 algorithms and a fixed thread count, so the same data and seed give bit-identical weights.
@@ -15,11 +15,9 @@ algorithms and a fixed thread count, so the same data and seed give bit-identica
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import logging
-import math
 import os
 import time
 from contextlib import contextmanager
@@ -29,23 +27,18 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from components import code_version
 from components.contracts import layout, schema
 from components.contracts.errors import StageFailed
 from components.contracts.results import TrainResult
-from components.contracts.signature import CATEGORICAL, KEYS, LABEL, NUMERIC, signature_json, to_tensors
+from components.contracts.signature import CATEGORICAL, KEYS, LABEL, NUMERIC, signature_json
 from components.contracts.stages import TrainParams
 from components.core.store import ArtifactStore, open_store, parquet_bytes, sha256_bytes
-from components.model.network import DelayModel, build_vocabularies, export_bytes, numeric_statistics
+from components.model.fitting import fit
+from components.model.network import DelayModel, export_bytes
 
 log = logging.getLogger(__name__)
-
-# Each categorical value is swapped for "unknown" this often while training, so the unknown slot
-# learns an average category instead of staying at its random initialisation.
-UNKNOWN_RATE = 0.01
-EVAL_BATCH = 65536
 
 
 # -- data --------------------------------------------------------------------------------------
@@ -119,128 +112,6 @@ def pick_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-# -- fitting ------------------------------------------------------------------------------------
-def _hidden(spec: str) -> tuple[int, ...]:
-    try:
-        widths = tuple(int(w) for w in spec.split(",") if w.strip())
-    except ValueError:
-        widths = ()
-    if not widths or min(widths) < 1:
-        raise StageFailed(f"--hidden {spec!r} must be comma-separated positive layer widths, e.g. 128,64")
-    return widths
-
-
-def _loss_in_batches(model: DelayModel, x, rows, y, pos_weight) -> tuple[float, torch.Tensor]:
-    """Mean weighted BCE and the raw logits over a whole split, without gradients."""
-    model.eval()
-    with torch.no_grad():
-        logits = torch.cat([model.raw_logit(x[i : i + EVAL_BATCH], rows[i : i + EVAL_BATCH])
-                            for i in range(0, len(x), EVAL_BATCH)])
-        loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
-    return float(loss), logits
-
-
-def _auc(y: np.ndarray, score: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else float("nan")
-
-
-def fit_platt(logits: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Calibration a*logit + b minimising the plain log loss on the validation period."""
-    z, t = logits.detach().double().cpu(), y.double().cpu()
-    ab = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([ab], lr=0.5, max_iter=200, tolerance_grad=1e-10, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(z * ab[0] + ab[1], t)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    a, b = (float(v) for v in ab.detach())
-    if not (math.isfinite(a) and math.isfinite(b)) or a <= 0:
-        return 1.0, 0.0  # degenerate validation data: keep the network's own scale
-    return a, b
-
-
-def fit(params: TrainParams, frame: pd.DataFrame, split: np.ndarray, device: torch.device) -> tuple[DelayModel, dict]:
-    numeric, categorical = (torch.from_numpy(a) for a in to_tensors(frame))
-    y = torch.from_numpy(frame[LABEL].to_numpy(dtype=np.float32))
-    tr, va = torch.from_numpy(split == "train"), torch.from_numpy(split == "val")
-    vocabs = build_vocabularies(categorical[tr], params.min_category_count)
-    mean, std = numeric_statistics(numeric[tr])
-    model = DelayModel(vocabs, mean, std, _hidden(params.hidden), params.embedding_dim, params.dropout).to(device)
-    with torch.no_grad():  # preprocessing is fixed: run it once over every row, in bulk
-        x, rows = model.preprocess(numeric.to(device), categorical.to(device))
-    x_tr, rows_tr, y_tr = x[tr.to(device)], rows[tr.to(device)], y[tr].to(device)
-    x_va, rows_va, y_va = x[va.to(device)], rows[va.to(device)], y[va].to(device)
-    positives = float(y_tr.sum())
-    ratio = (len(y_tr) - positives) / positives if params.balance_classes and positives > 0 else 1.0
-    pos_weight = torch.tensor(ratio, device=device)
-    opt = torch.optim.Adam(model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
-    gen = torch.Generator().manual_seed(params.seed)
-    unknown_rows = model.offsets.unsqueeze(0)
-    history, best, best_loss, stale, train_seconds = [], None, float("inf"), 0, 0.0
-    for epoch in range(1, params.max_epochs + 1):
-        t0 = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(y_tr), generator=gen).to(device)
-        total = 0.0
-        for i in range(0, len(order), params.batch_size):
-            idx = order[i : i + params.batch_size]
-            rb = rows_tr[idx]
-            drop = (torch.rand(rb.shape, generator=gen) < UNKNOWN_RATE).to(device)
-            rb = torch.where(drop, unknown_rows.expand_as(rb), rb)
-            loss = F.binary_cross_entropy_with_logits(model.raw_logit(x_tr[idx], rb), y_tr[idx], pos_weight=pos_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        seconds = time.perf_counter() - t0
-        train_seconds += seconds
-        val_loss, val_logits = _loss_in_batches(model, x_va, rows_va, y_va, pos_weight)
-        val_auc = _auc(y_va.cpu().numpy(), val_logits.cpu().numpy())
-        history.append({"epoch": epoch, "train_loss": total / len(y_tr), "val_loss": val_loss, "val_auc": val_auc,
-                        "seconds": round(seconds, 4)})
-        log.info("epoch %d: train loss %.4f, val loss %.4f, val AUC %.4f (%.1f s)", epoch, total / len(y_tr),
-                 val_loss, val_auc, seconds)
-        if val_loss < best_loss - 1e-5:
-            best_loss, best, stale = val_loss, copy.deepcopy(model.state_dict()), 0
-        else:
-            stale += 1
-            if stale >= params.patience:
-                break
-    model.load_state_dict(best)
-    _, val_logits = _loss_in_batches(model, x_va, rows_va, y_va, pos_weight)
-    a, b = fit_platt(val_logits, y_va)
-    model.calibration.copy_(torch.tensor([a, b], device=device))
-    with torch.no_grad():
-        val_prob = torch.sigmoid(val_logits * a + b).cpu().numpy()
-    yv = y_va.cpu().numpy()
-    best_epoch = min(history, key=lambda h: h["val_loss"])["epoch"]
-    metrics = {
-        "rows": {"train": int(tr.sum()), "val": int(va.sum()), "test": int((split == "test").sum())},
-        "positive_rate_train": positives / len(y_tr),
-        "pos_weight": ratio,
-        "calibration": {"a": a, "b": b},
-        "epochs_run": len(history),
-        "best_epoch": best_epoch,
-        "best_val_loss": best_loss,
-        "val_auc": _auc(yv, val_prob),
-        "val_log_loss": float(F.binary_cross_entropy(torch.from_numpy(val_prob).double().clamp(1e-7, 1 - 1e-7),
-                                                     torch.from_numpy(yv).double())),
-        "seconds_per_epoch": train_seconds / len(history),
-        "train_rows_per_second": len(y_tr) * len(history) / train_seconds if train_seconds else None,
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "vocab_sizes": {c: int(n) for c, n in zip(CATEGORICAL, model.vocab_sizes.tolist(), strict=True)},
-        "history": history,
-    }
-    return model.cpu().eval(), metrics
-
-
 # -- outputs ------------------------------------------------------------------------------------
 def curves_png(history: list[dict], title: str) -> bytes:
     import matplotlib
@@ -248,14 +119,16 @@ def curves_png(history: list[dict], title: str) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [h["epoch"] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
-    ax1.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation")
+    for head in dict.fromkeys(h.get("head", "model") for h in history):  # one line per head, in fitting order
+        rows = [h for h in history if h.get("head", "model") == head]
+        epochs = [h["epoch"] for h in rows]
+        ax1.plot(epochs, [h["train_loss"] for h in rows], marker="o", linestyle=":", label=f"{head} train")
+        ax1.plot(epochs, [h["val_loss"] for h in rows], marker="o", label=f"{head} validation")
+        ax2.plot(epochs, [h["val_auc"] for h in rows], marker="o", label=head)
     ax1.set(xlabel="epoch", ylabel="weighted log loss", title="loss")
-    ax1.legend()
-    ax2.plot(epochs, [h["val_auc"] for h in history], marker="o", color="tab:green")
-    ax2.set(xlabel="epoch", ylabel="ROC AUC", title="validation ROC AUC")
+    ax1.legend(fontsize=6)
+    ax2.set(xlabel="epoch", ylabel="ROC AUC", title="validation ROC AUC per head")
     fig.suptitle(title)
     fig.tight_layout()
     buf = io.BytesIO()

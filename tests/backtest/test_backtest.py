@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite'
 REPO = Path(__file__).resolve().parents[2]
 START, END = "2013-01-27", "2013-02-05"  # crosses a month end: a partial report on Jan 31
 SMALL = dict(start=START, end=END, train_window_days=10, retrain_every=5, max_epochs=1, patience=1, hidden="16",
-             seed=7)
+             members=1, seed=7)
 # A drift policy that can act inside ten days (the defaults wait 3 days of drift and 7 days of cooldown).
 POLICY_ENV = {"FLIGHTDECK_RETRAIN_CONSECUTIVE_DAYS": "2", "FLIGHTDECK_RETRAIN_COOLDOWN_DAYS": "3"}
 IDENTIFIERS = ["model_version", "version", "seconds"]  # registry numbers and wall-clock time

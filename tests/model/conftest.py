@@ -11,8 +11,10 @@ import pytest
 from components.contracts.stages import TrainParams
 
 WINDOW = ("2013-01-01", "2013-01-14")
-# Short but real training: small network, few epochs (early stopping still active).
-TEST_TRAIN = dict(max_epochs=3, patience=2, hidden="32,16", batch_size=512, reference_rows=500, threads=1)
+# Short but real training: small network, few epochs (early stopping still active), an ensemble of two
+# MLPs and the linear head (the shipped shape, fewer members).
+TEST_TRAIN = dict(max_epochs=3, patience=2, hidden="32,16", batch_size=512, reference_rows=500, threads=1,
+                  members=2)
 
 
 def build_training_set(store, start: str, end: str) -> str:

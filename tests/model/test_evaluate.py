@@ -9,42 +9,93 @@ import pytest
 
 from components.contracts import layout
 from components.contracts.results import EvaluateResult
-from components.model.evaluate import Policy, decide, expected_calibration_error, scores
+from components.model.evaluate import expected_calibration_error, scores
+from components.model.gate import Policy, decide
 from components.model.network import ModelIntegrityError
 
 pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite's long poles
 
 GOOD_CHECKS = [{"name": "invariance", "passed": True}]
-BASELINES = {"carrier_rate": {"roc_auc": 0.62}, "logistic_regression": {"roc_auc": 0.68}, "lightgbm": {"roc_auc": 0.71}}
 
 
-def model(auc: float, ece: float = 0.02) -> dict:
+def model(auc: float = 0.70, ece: float = 0.02) -> dict:
     return {"roc_auc": auc, "ece": ece}
 
 
-@pytest.mark.parametrize("case, challenger, champion, checks, blessed, because", [
-    ("better than champion", model(0.72), model(0.70), GOOD_CHECKS, True, "within"),
-    ("first model, no champion", model(0.70), None, GOOD_CHECKS, True, "no champion"),
-    ("tie with champion", model(0.70), model(0.70), GOOD_CHECKS, True, "within"),
-    ("worse than champion, inside tolerance", model(0.697), model(0.70), GOOD_CHECKS, True, "within"),
-    ("worse than champion, beyond tolerance", model(0.69), model(0.70), GOOD_CHECKS, False, "worse than the champion"),
-    ("tie with a baseline is not beating it", model(0.68), None, GOOD_CHECKS, False, "does not beat logistic_regression"),
-    ("below the carrier heuristic", model(0.60), None, GOOD_CHECKS, False, "does not beat carrier_rate"),
-    ("badly calibrated", model(0.72, ece=0.09), None, GOOD_CHECKS, False, "calibration error"),
-    ("failed behavioural check", model(0.72), None, [{"name": "directional", "passed": False}], False,
+def ci(lower: float, upper: float | None = None) -> dict:
+    """A comparison as comparisons() reports it: an AUC difference and its interval."""
+    upper = lower + 0.01 if upper is None else upper
+    return {"difference": (lower + upper) / 2, "lower": lower, "upper": upper, "resamples": 1000}
+
+
+CLEAR = {"carrier_rate": ci(0.05), "logistic_regression": ci(-0.002), "lightgbm": ci(-0.004)}
+CHAMPION = {"version": 3, "roc_auc": 0.70}
+
+
+@pytest.mark.parametrize("case, compared, champion, ece, checks, blessed, because", [
+    ("first model, every interval clear", CLEAR, None, 0.02, GOOD_CHECKS, True, "there is no champion yet"),
+    ("not worse than the champion", {**CLEAR, "champion": ci(-0.004)}, CHAMPION, 0.02, GOOD_CHECKS, True,
+     "not worse than the champion (version 3) by more than 0.005"),
+    ("may be worse than the champion", {**CLEAR, "champion": ci(-0.006)}, CHAMPION, 0.02, GOOD_CHECKS, False,
+     "may be worse than the champion (version 3) by more than 0.005"),
+    ("the interval over the heuristic includes 0", {**CLEAR, "carrier_rate": ci(-0.001)}, None, 0.02, GOOD_CHECKS,
+     False, "not significantly better than carrier_rate"),
+    ("may be worse than logistic regression", {**CLEAR, "logistic_regression": ci(-0.0051)}, None, 0.02,
+     GOOD_CHECKS, False, "may be worse than logistic_regression by more than 0.005"),
+    ("may be worse than LightGBM", {**CLEAR, "lightgbm": ci(-0.02)}, None, 0.02, GOOD_CHECKS, False,
+     "may be worse than lightgbm"),
+    ("LightGBM not fitted here", {k: v for k, v in CLEAR.items() if k != "lightgbm"}, None, 0.02, GOOD_CHECKS,
+     True, "no comparison with lightgbm"),
+    ("no logistic regression is no blessing", {"carrier_rate": ci(0.05)}, None, 0.02, GOOD_CHECKS, False,
+     "no comparison with logistic_regression"),
+    ("badly calibrated", CLEAR, None, 0.09, GOOD_CHECKS, False, "calibration error 0.09 exceeds 0.05"),
+    ("failed behavioural check", CLEAR, None, 0.02, [{"name": "directional", "passed": False}], False,
      "behavioural check failed: directional"),
 ])
-def test_blessing_decision(case, challenger, champion, checks, blessed, because):
-    decision = decide(challenger, BASELINES, champion, checks, Policy(baseline_margin=0.0, champion_tolerance=0.005))
-    assert decision["blessed"] is blessed, case
+def test_blessing_decision(case, compared, champion, ece, checks, blessed, because):
+    decision = decide(model(ece=ece), compared, champion, checks, Policy())
+    assert decision["blessed"] is blessed, (case, decision)
     text = " ".join(decision["failed"] if not blessed else decision["reasons"])
-    assert because in text
+    assert because in text, (case, text)
+    assert decision["comparisons"] == compared and decision["policy"]["non_inferiority_margin"] == 0.005
 
 
-def test_baseline_margin_is_configurable():
-    policy = Policy(baseline_margin=0.01)
-    assert not decide(model(0.685), BASELINES, None, GOOD_CHECKS, policy)["blessed"]
-    assert decide(model(0.695), BASELINES, None, GOOD_CHECKS, policy)["blessed"]
+def test_the_margin_is_the_policy_s():
+    compared = {**CLEAR, "logistic_regression": ci(-0.008)}
+    assert not decide(model(), compared, None, GOOD_CHECKS, Policy())["blessed"]
+    assert decide(model(), compared, None, GOOD_CHECKS, Policy(non_inferiority_margin=0.01))["blessed"]
+
+
+def test_weighted_auc_of_a_resample_equals_sklearn_s():
+    """The gate's resampled AUC (ranked once, multinomial weights, ties half) is sklearn's weighted AUC."""
+    from sklearn.metrics import roc_auc_score
+
+    from components.model.gate import _RankedScores
+
+    rng = np.random.default_rng(3)
+    y = (rng.random(3000) < 0.3).astype(float)
+    p = np.round(rng.random(3000) * 0.5 + y * 0.2, 2)  # rounded: many ties
+    weights = np.stack([np.bincount(rng.integers(0, 3000, 3000), minlength=3000) for _ in range(4)]).astype(float)
+    ours = _RankedScores(p).auc(weights, y)
+    for w, value in zip(weights, ours, strict=True):
+        assert value == pytest.approx(roc_auc_score(y, p, sample_weight=w), abs=1e-12)
+
+
+def test_paired_intervals_separate_a_better_model_from_a_copy():
+    """Paired: a model compared with itself has a zero-width interval at 0; a clearly better one an interval
+    above 0 that holds its observed difference; a slightly worse one an interval around its difference."""
+    from components.model.gate import comparisons
+
+    rng = np.random.default_rng(5)
+    y = (rng.random(20000) < 0.25).astype(float)
+    signal = y + rng.normal(0, 1.2, len(y))
+    good, weak = signal + rng.normal(0, 0.3, len(y)), signal + rng.normal(0, 2.0, len(y))
+    out = comparisons(y, good, {"copy": good.copy(), "weak": weak, "noisier": signal + rng.normal(0, 0.4, len(y))},
+                      Policy(resamples=300))
+    assert out["copy"]["lower"] == out["copy"]["upper"] == out["copy"]["difference"] == 0.0
+    assert 0 < out["weak"]["lower"] < out["weak"]["difference"] < out["weak"]["upper"]
+    assert out["noisier"]["lower"] < out["noisier"]["difference"] < out["noisier"]["upper"]
+    assert out["noisier"]["upper"] - out["noisier"]["lower"] < 0.01  # paired: far narrower than two AUCs' noise
 
 
 def test_calibration_error_and_scores_on_known_values():
@@ -79,6 +130,10 @@ def test_evaluation_of_a_real_run(evaluated):
     assert report["decision"]["blessed"] == result["blessed"]
     md = store.read_published(layout.eval_run_prefix(result["eval_id"]), "report.md").decode()
     assert ("BLESSED" in md) and "| logistic_regression |" in md and "## Slices" in md
+    assert set(report["decision"]["comparisons"]) == {"carrier_rate", "logistic_regression", "lightgbm"}
+    for name, c in report["decision"]["comparisons"].items():
+        assert c["lower"] <= c["difference"] <= c["upper"] and c["resamples"] == 1000, name
+        assert f"| {name} | {c['difference']:+.4f} | {c['lower']:+.4f} |" in md
 
 
 def test_evaluate_refuses_a_tampered_training_run(trained, tmp_path):
@@ -96,18 +151,6 @@ def test_evaluate_refuses_a_tampered_training_run(trained, tmp_path):
     store.write_bytes(model_key, bytes(data))
     with pytest.raises(ModelIntegrityError, match="sha256"):
         evaluate(EvaluateParams(run_id=run_id, model_name="tampered"), store)
-
-
-def test_lightgbm_never_gates_the_blessing():
-    """The decision is the same with the LightGBM reference fitted, skipped, or missing."""
-    from components.model.evaluate import skipped_scores
-
-    for challenger in (model(0.70), model(0.60), model(0.72, ece=0.09)):
-        with_lgb = decide(challenger, BASELINES, None, GOOD_CHECKS, Policy())
-        skipped = {**BASELINES, "lightgbm": skipped_scores("not installed")}
-        assert decide(challenger, skipped, None, GOOD_CHECKS, Policy()) == with_lgb
-        assert decide(challenger, {k: v for k, v in BASELINES.items() if k != "lightgbm"}, None, GOOD_CHECKS,
-                      Policy()) == with_lgb
 
 
 def test_evaluate_runs_with_only_the_stage_image_packages(trained, evaluated, tmp_path):
@@ -158,7 +201,13 @@ def test_evaluate_runs_with_only_the_stage_image_packages(trained, evaluated, tm
     full = json.loads(evaluated["store"].read_published(layout.eval_run_prefix(evaluated["evaluation"]["eval_id"]),
                                                          "evaluation.json"))
     assert full["baselines"]["lightgbm"]["roc_auc"] is not None
-    assert report["decision"] == full["decision"]
+    # LightGBM gates only where it was fitted: without it, the same comparisons minus LightGBM's, the same
+    # intervals (the same resamples), and the same verdict on everything else.
+    assert set(full["decision"]["comparisons"]) - set(report["decision"]["comparisons"]) == {"lightgbm"}
+    for name, c in report["decision"]["comparisons"].items():
+        assert c == full["decision"]["comparisons"][name], name
+    assert report["decision"]["failed"] == [f for f in full["decision"]["failed"] if "lightgbm" not in f]
+    assert any("no comparison with lightgbm: lightgbm is not importable" in r for r in report["decision"]["reasons"])
     assert report["model"]["overall"] == full["model"]["overall"]
     md = LocalStore(home / "artifacts").read_published(layout.eval_run_prefix(stage["eval_id"]), "report.md").decode()
     assert "Baseline lightgbm skipped: lightgbm is not importable" in md

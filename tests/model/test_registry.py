@@ -166,14 +166,16 @@ def test_record_deployment(local_store, tiny_model_bytes):
 def test_register_a_real_evaluation_with_complete_lineage(evaluated):
 
     store = evaluated["store"]
-    # The session's run (seed 13, 3 epochs of a small MLP on two weeks) is deterministic, and so is its
-    # verdict: below the logistic regression, calibrated worse than max_ece, and failing the directional
-    # check. It is registered and not promoted (the promoted path: test_promote_and_rollback, and
+    # The session's run (seed 13, 3 epochs of two small MLPs and the linear head on two weeks) is
+    # deterministic, and so is its verdict under the shipped gate: it may be worse than the logistic
+    # regression by more than the margin (the whole interval below 0), and it is calibrated worse than
+    # max_ece (the holdout's second January week is far less late than the first). It is registered and
+    # not promoted (the promoted path: test_promote_and_rollback, and
     # test_evaluate_compares_with_the_champion_loaded_from_the_registry with a forced promotion).
     verdict = evaluated["evaluation"]
     assert verdict["blessed"] is False
-    kinds = ("does not beat logistic_regression", "expected calibration error", "behavioural check failed: directional")
-    assert len(verdict["failed"]) == 3 and all(any(k in f for f in verdict["failed"]) for k in kinds), verdict["failed"]
+    kinds = ("may be worse than logistic_regression by more than 0.005", "expected calibration error")
+    assert len(verdict["failed"]) == 2 and all(any(k in f for f in verdict["failed"]) for k in kinds), verdict["failed"]
     params = RegisterParams(evaluation=verdict["eval_id"], model_name="delay_test", promote=True)
     first = register(params, store)
     again = register(params, store)

@@ -42,7 +42,31 @@ def test_same_data_and_seed_give_identical_weights(frame_and_split, train_params
         assert torch.equal(a[name], b[name]), f"{name} differs between two runs with the same seed"
     assert m1["history"] == [{**h, "seconds": m1["history"][i]["seconds"]} for i, h in enumerate(m2["history"])]
     # the check has teeth: another seed does change the weights
-    assert not torch.equal(a["embedding.weight"], c["embedding.weight"])
+    assert not torch.equal(a["heads.0.embedding.weight"], c["heads.0.embedding.weight"])
+
+
+def test_ensemble_member_k_is_the_single_model_of_seed_plus_k(frame_and_split, train_params):
+    """Head k trains from seed + k alone: an ensemble's members are the one-head models of those seeds,
+    weight for weight and calibration for calibration, and its output is their weighted mean probability."""
+    frame, split = frame_and_split
+    params = replace(train_params, max_epochs=2, patience=5, members=2, linear_weight=0.25)
+    ensemble, metrics = _fit(params, frame, split)
+    assert ensemble.kinds == ["mlp", "mlp", "linear"]
+    assert ensemble.weights.tolist() == [0.375, 0.375, 0.25]
+    for k in (0, 1):
+        alone, _ = _fit(replace(params, members=1, linear_weight=0.0, seed=params.seed + k), frame, split)
+        for name, value in alone.heads[0].state_dict().items():
+            assert torch.equal(ensemble.heads[k].state_dict()[name], value), (k, name)
+        assert torch.equal(ensemble.calibration[k], alone.calibration[0])
+    assert [h["seed"] for h in metrics["heads"]] == [params.seed, params.seed + 1, params.seed + 2]
+    assert len(ensemble.heads[2].mlp) == 1  # the linear head: no hidden layer
+    sample = frame[split == "test"].head(500)
+    numeric, categorical = (torch.from_numpy(a) for a in to_tensors(sample))
+    with torch.no_grad():
+        x, rows = ensemble.preprocess(numeric, categorical)
+        per_head = torch.sigmoid(ensemble.raw_logits(x, rows) * ensemble.calibration[:, 0] + ensemble.calibration[:, 1])
+        expected = per_head @ torch.tensor([0.375, 0.375, 0.25])
+    torch.testing.assert_close(torch.from_numpy(predict(ensemble, sample)), expected, rtol=0, atol=1e-6)
 
 
 def test_time_split_is_ordered_and_disjoint(frame_and_split):
@@ -70,7 +94,9 @@ def test_published_run_has_every_output(trained):
     reference = pd.read_parquet(io.BytesIO(store.read_published(prefix, "reference.parquet")))
     assert len(reference) == 500 and set(NUMERIC + CATEGORICAL + [LABEL, "prediction"]) <= set(reference.columns)
     metrics = json.loads(store.read_published(prefix, "metrics.json"))
-    assert 1 <= metrics["epochs_run"] <= 3 and len(metrics["history"]) == metrics["epochs_run"]
+    assert 1 <= metrics["epochs_run"] <= 3
+    assert len(metrics["history"]) == sum(h["epochs_run"] for h in metrics["heads"])
+    assert [h["head"] for h in metrics["heads"]] == ["mlp-0", "mlp-1", "linear-2"]  # TEST_TRAIN: 2 members
     assert metrics["val_auc"] > 0.55  # real signal, even after a few epochs on two weeks
 
 
@@ -143,12 +169,13 @@ def test_early_stopping_ends_the_run_and_keeps_the_best_epoch(frame_and_split, t
     """A learning rate high enough to overfit two weeks quickly: the run stops `patience` epochs after
     its best validation loss, long before max_epochs, and the model it returns is that best epoch's."""
     frame, split = frame_and_split
-    params = replace(train_params, max_epochs=25, patience=2, learning_rate=0.03, hidden="64,32")
+    params = replace(train_params, max_epochs=25, patience=2, learning_rate=0.03, hidden="64,32", members=1,
+                     linear_weight=0.0)
     model, metrics = _fit(params, frame, split)
     history = metrics["history"]
     losses = [h["val_loss"] for h in history]
     best = int(np.argmin(losses)) + 1
-    assert metrics["best_epoch"] == best and metrics["best_val_loss"] == pytest.approx(min(losses))
+    assert metrics["best_epoch"] == best
     assert metrics["epochs_run"] == len(history) == best + params.patience < params.max_epochs
     assert all(v >= min(losses) - 1e-5 for v in losses[best:])  # no better epoch after the best one
     # The returned weights are the best epoch's, not the last one's (calibration does not touch raw logits).
@@ -157,13 +184,13 @@ def test_early_stopping_ends_the_run_and_keeps_the_best_epoch(frame_and_split, t
 
 
 def test_class_imbalance_weighting(frame_and_split, train_params):
-    """Positives weighted by negatives/positives of the training period; the Platt calibration then
-    brings the inflated probabilities back to the observed rate. Unweighted: pos_weight 1."""
+    """Positives weighted by negatives/positives of the training period; the calibration then brings the
+    inflated probabilities back to the observed rate. Unweighted: pos_weight 1."""
     frame, split = frame_and_split
     y_train = frame.loc[split == "train", LABEL]
     ratio = float((y_train == 0).sum() / (y_train == 1).sum())
     assert ratio > 1.5  # late flights are the minority: the weighting matters here
-    params = replace(train_params, max_epochs=2, patience=5)
+    params = replace(train_params, max_epochs=2, patience=5, members=1, linear_weight=0.0)
     weighted, m_w = _fit(params, frame, split)
     plain, m_p = _fit(replace(params, balance_classes=False), frame, split)
     assert m_w["pos_weight"] == pytest.approx(ratio, rel=1e-9) and m_p["pos_weight"] == 1.0
@@ -179,10 +206,13 @@ def test_class_imbalance_weighting(frame_and_split, train_params):
 
     raw_w, cal_w = raw_and_calibrated(weighted)
     raw_p, cal_p = raw_and_calibrated(plain)
-    rate = float(val[LABEL].mean())
     assert raw_w > raw_p + 0.1, (raw_w, raw_p)  # the weighting raises the uncalibrated odds...
-    assert abs(cal_w - rate) < 0.03 and abs(cal_p - rate) < 0.03, (cal_w, cal_p, rate)  # ...calibration undoes it
-    assert m_w["calibration"]["b"] < m_p["calibration"]["b"]  # by a lower intercept
+    assert abs(cal_w - cal_p) < 0.03, (cal_w, cal_p)  # ...calibration undoes it: the two agree
+    # The intercept sets the mean probability over the train and validation periods to their late rate.
+    window = frame[split != "test"]
+    for model in (weighted, plain):
+        assert float(predict(model, window).mean()) == pytest.approx(float(window[LABEL].mean()), abs=1e-4)
+    assert m_w["heads"][0]["calibration"]["b"] < m_p["heads"][0]["calibration"]["b"]  # by a lower intercept
 
 
 def test_the_device_is_cuda_where_torch_sees_one_else_cpu_and_a_bad_choice_is_refused():
