@@ -126,8 +126,9 @@ def _column_type(col: str):
 
 
 def _finite(s: pd.Series) -> pd.Series:
-    # What Evidently's get_one_column_drift does to each column before its stat test.
-    return s.replace([-np.inf, np.inf], np.nan).dropna()
+    # What Evidently's get_one_column_drift does to a column before its stat test (replace +-inf by NaN, drop
+    # NaN): _prepared has already turned infinities into NaN (numeric) or the column holds strings.
+    return s.dropna()
 
 
 def evidently_scores(ref: pd.DataFrame, cur: pd.DataFrame, tests: dict[str, tuple[str, float]]) -> dict[str, float]:
