@@ -7,7 +7,8 @@ all, as sub-second timings on a shared machine are noisy; drift: one run):
   - batch scoring in-process: components.model.network.predict (signature encoding + TorchScript), one torch thread
   - batch scoring through a real Triton (deployed by the deploy stage, as bench_serving does), gRPC,
     8192-row requests, 4 in flight, streamed in 1M-row chunks (the client never holds more)
-  - drift statistics as the monitor computes them (Evidently, one ValueDrift per column) against the
+  - drift statistics as the monitor computes them (Evidently's stat tests, the hot path without the
+    report's figures: components.monitoring.drift; bench_monitor has the same at 1x/10x/30x) against the
     same statistics computed directly with scipy, current = the whole (scaled) year, reference = 5,000 rows;
     both go through the monitor's cap (RetrainPolicy.max_current_rows: a seeded sample of 100k rows
     above it), so their cost stops growing with rows once past the cap: the exponent is expected < 1
@@ -39,8 +40,9 @@ NOISE = 0.05  # Gaussian noise, as a share of each numeric column's standard dev
 LINEAR = (0.85, 1.15)  # exponents in this band are called close to linear
 
 
-def scaled_frame(base: pd.DataFrame, factor: int, seed: int) -> pd.DataFrame:
-    """`factor` x the rows of `base`: resampled with replacement, noise on numeric columns (vectorised)."""
+def scaled_frame(base: pd.DataFrame, factor: int, seed: int, carry: tuple[str, ...] = ()) -> pd.DataFrame:
+    """`factor` x the rows of `base`: resampled with replacement, noise on numeric columns (vectorised);
+    the `carry` columns (e.g. a score) are resampled with their rows, without noise."""
     from components.contracts.signature import CATEGORICAL, NUMERIC
 
     if factor == 1:
@@ -54,7 +56,7 @@ def scaled_frame(base: pd.DataFrame, factor: int, seed: int) -> pd.DataFrame:
         col_values = values[idx]
         col_values += rng.standard_normal(len(idx), dtype=np.float32) * np.float32(NOISE * sd)
         out[col] = col_values
-    for col in CATEGORICAL:
+    for col in (*CATEGORICAL, *carry):
         out[col] = base[col].take(idx).reset_index(drop=True)
     return pd.DataFrame(out)
 
@@ -211,7 +213,7 @@ def run(ctx: Context) -> list[Result]:
     kmax = factors[-1]
     label = {"in_process": "batch scoring in-process (components.model.network.predict, 1 thread)",
              "triton": "batch scoring through Triton gRPC (8192-row requests, 4 in flight, 1M-row chunks)",
-             "evidently": "drift statistics, monitor's Evidently path",
+             "evidently": "drift statistics, monitor's Evidently path (stat tests, no figures)",
              "scipy": "drift statistics, scipy directly"}
     results: list[Result] = []
     for what, by_k in times.items():

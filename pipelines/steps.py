@@ -68,13 +68,15 @@ def _scalars(out: dict) -> dict:
 
 
 def _report_html(stage: str, out: dict) -> str:
-    """The stage's own report: Evidently's HTML for monitor, the evaluation's markdown, else the result."""
-    from components.contracts import schema
+    """The stage's own report: Evidently's HTML for monitor (drawn from the rows the run compared, as
+    `flightdeck monitor-report` draws it, and published there too), the evaluation's markdown, else the result."""
     from components.core.store import open_store
 
     store = open_store()
     if stage == "monitor":
-        return store.read_published(layout.monitoring_prefix(schema.parse_day(out["date"])), "report.html").decode()
+        from components.monitoring.render import render_page
+
+        return render_page(out["date"], store)[1].decode()
     if stage == "evaluate":
 
         markdown = store.read_published(layout.eval_run_prefix(out["eval_id"]), "report.md").decode()

@@ -48,9 +48,10 @@ class BacktestParams:
                                          "gate's non-inferiority margin of the champion's)")
     backtest_id: str = param("", help="id of the backtest (default: derived from the parameters, so re-running "
                                       "the same command resumes it)")
-    keep_reports: bool = param(False, help="keep every daily Evidently HTML report of the drift policy "
-                                           "(megabytes a day, docs/BENCHMARKS.md; by default only the last week's "
-                                           "and retrain days')")
+    keep_reports: bool = param(False, help="keep the compared rows of every day the drift policy monitors, so "
+                                           "`flightdeck monitor-report --backtest ID` can draw any day's Evidently "
+                                           "report (by default only the last week's and retrain days' are kept, "
+                                           "docs/BACKTEST.md)")
 
     def policy_list(self) -> list[str]:
         names = [p.strip() for p in self.policies.split(",") if p.strip()]
@@ -178,21 +179,26 @@ class PolicyRun:
 
         result = monitor(MonitorParams(date=_day(day), push=False), self.store, self.settings)
         if not self.params.keep_reports:
-            self._prune_report(day - timedelta(days=7))
+            self._prune_compared(day - timedelta(days=7))
         keep = ("drift_share", "drifted_features", "prediction_drift", "auc", "holdout_auc", "retrain", "trigger",
                 "reasons", "blocked_by", "model_version")
         return {"date": _day(day), **{k: result.get(k) for k in keep}}
 
-    def _prune_report(self, day: date) -> None:
-        """Drop an old day's Evidently HTML (the bulk of a monitoring day's bytes: docs/BENCHMARKS.md,
-        Figures the code relies on); its summary.json and metrics stay."""
+    def _prune_compared(self, day: date) -> None:
+        """Drop an old day's compared rows (the bulk of a monitoring day's bytes, and what its Evidently
+        report would be drawn from: docs/BENCHMARKS.md, Figures the code relies on) unless the day asked for a
+        retrain; its summary.json and metrics stay, so the backtest's storage does not grow with the days."""
+        from components.monitoring.report import COMPARED_FILES
+
         prefix = layout.monitoring_prefix(day)
         record = self.store.published(prefix)
-        if record is None or "report.html" not in record["files"]:
+        names = [n for n in COMPARED_FILES.values() if record is not None and n in record["files"]]
+        if not names:
             return
         summary = json.loads(self.store.read_published(prefix, "summary.json"))
         if not summary.get("decision", {}).get("retrain"):
-            self.store.delete(f"{prefix}/{record['version']}/report.html")
+            for name in names:
+                self.store.delete(f"{prefix}/{record['version']}/{name}")
 
     # -- retraining -----------------------------------------------------------------------------
     def window(self, day: date) -> tuple[str, str]:

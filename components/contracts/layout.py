@@ -97,8 +97,15 @@ MONITORING_DECISIONS = "monitoring/decisions"
 
 
 def monitoring_prefix(day: date) -> str:
-    """Published by monitor: report.html, summary.json, metrics.prom."""
+    """Published by monitor: summary.json, metrics.prom and the rows its drift statistics compared
+    (drift_reference.parquet, drift_current.parquet)."""
     return f"monitoring/date={day.isoformat()}"
+
+
+def monitoring_report_prefix(day: date) -> str:
+    """Published by `flightdeck monitor-report` (off the monitor's hot path): report.html, Evidently's
+    drift report drawn from the monitored day's compared rows, and report_values.json, its numbers."""
+    return f"monitoring/reports/date={day.isoformat()}"
 
 
 def decision_key(day: date) -> str:

@@ -201,3 +201,16 @@ class MonitorResult(TypedDict):
     pushed: str | None  # the Pushgateway the metrics went to, None when not pushed
     seconds: float
 
+
+class MonitorReportResult(TypedDict):
+    """`flightdeck monitor-report` (components.monitoring.render): Evidently's HTML of a monitored day."""
+
+    date: str
+    uri: str  # monitoring/reports/date=<D>/ (or monitoring/date=<D>/ for a day monitored before reports moved)
+    report: str  # the report.html object
+    rendered: bool  # False: a report of the day's current monitoring results was already there
+    monitoring_version: str  # the publication of monitoring/date=<D>/ it was drawn from
+    out: str | None  # the local copy written by --out
+    bytes: int
+    seconds: float
+

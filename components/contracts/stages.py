@@ -232,13 +232,16 @@ MONITOR = StageSpec(
     name="monitor",
     command=("monitor",),
     help="drift (Evidently), prediction drift and, once labels land, performance of a scored day; "
-         "metrics, report and the retraining decision",
+         "metrics, the compared rows and the retraining decision (its HTML report: flightdeck monitor-report)",
     params=MonitorParams,
     entry="components.monitoring.monitor:monitor",
     inputs={"predictions": "predictions/date=<date>/predictions.parquet (the window's days)",
             "reference": "models/<name>/versions/<N>/reference.parquet",
             "labels": "validated/flights/date=<date>/"},
-    outputs={"monitoring": "monitoring/date=<date>/ (report.html, summary.json, metrics.prom)",
+    outputs={"monitoring": "monitoring/date=<date>/ (summary.json, metrics.prom, drift_reference.parquet and "
+                           "drift_current.parquet: the rows the drift statistics compared; Evidently's report.html is "
+                           "drawn from them off the hot path under monitoring/reports/date=<date>/ by "
+                           "`flightdeck monitor-report`)",
              "decision": "monitoring/decisions/date=<date>.json (+ log/)"},
 )
 

@@ -2,9 +2,15 @@
 
 One distance per column, chosen for large samples (normed Wasserstein for numeric features,
 Jensen-Shannon for categorical ones, PSI for the predicted probability; components.monitoring.policy
-says why), computed by Evidently, or by scipy with the same math as a cross-check and benchmark
-baseline. A window larger than the policy's cap is compared through a seeded sample of it.
+says why). A window larger than the policy's cap is compared through a seeded sample of it.
 docs/MONITORING.md has the calibration behind the thresholds.
+
+Engines (the same numbers from each; tests/monitoring/test_drift.py checks it):
+  evidently         the hot path: Evidently's own registered stat tests, called on the cleaned columns
+                    exactly as its ValueDrift metric calls them, without building the report's figures
+  evidently-report  Evidently's Report with one ValueDrift per column (plotly figures included): what
+                    components.monitoring.render runs, off the hot path, to draw report.html
+  scipy             the same math written with scipy: the cross-check and the benchmark baseline
 """
 
 from __future__ import annotations
@@ -56,12 +62,17 @@ def _prepared(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return out
 
 
+ENGINES = ("evidently", "evidently-report", "scipy")
+
+
 def drift_statistics(reference: pd.DataFrame, current: pd.DataFrame, policy: RetrainPolicy | None = None,
                      columns: list[str] | None = None, engine: str = "evidently") -> dict:
     """Per-column drift scores and the share of drifted features, with Evidently (or scipy, same math).
 
     Returns {"features": {col: {...}}, "prediction": {...} or None, "drift_share", "n_drifted",
-    "n_tested", "skipped": {col: reason}, "snapshot": the Evidently snapshot (engine="evidently")}.
+    "n_tested", "skipped": {col: reason}, "compared": (reference rows, current rows) exactly as the
+    tests saw them (typed, sampled, only the tested columns), "snapshot": Evidently's report snapshot
+    (engine="evidently-report" only, else None)}.
     """
     policy = policy or load_policy()
     columns = list(columns or (NUMERIC + CATEGORICAL + ([SCORE] if SCORE in reference.columns else [])))
@@ -72,11 +83,14 @@ def drift_statistics(reference: pd.DataFrame, current: pd.DataFrame, policy: Ret
     ref, cur = _prepared(reference, usable), _prepared(current, usable)
     snapshot = None
     if engine == "evidently":
-        scores, snapshot = _evidently_scores(ref, cur, tests)
+        scores = evidently_scores(ref, cur, tests)
+    elif engine == "evidently-report":
+        snapshot = evidently_report(ref, cur, tests)
+        scores = report_scores(snapshot)
     elif engine == "scipy":
         scores = {c: scipy_score(ref[c], cur[c], *tests[c]) for c in usable}
     else:
-        raise ValueError(f"drift engine {engine!r} is not evidently or scipy")
+        raise ValueError(f"drift engine {engine!r} is not one of {', '.join(ENGINES)}")
     features, prediction = {}, None
     for col in usable:
         method, threshold = tests[col]
@@ -91,7 +105,7 @@ def drift_statistics(reference: pd.DataFrame, current: pd.DataFrame, policy: Ret
     return {"features": features, "prediction": prediction, "skipped": skipped, "n_tested": len(features),
             "n_drifted": n_drifted, "drift_share": n_drifted / len(features) if features else None,
             "current_rows": current_rows, "sampled_rows": len(current) if len(current) < current_rows else None,
-            "snapshot": snapshot}
+            "compared": (ref, cur), "snapshot": snapshot}
 
 
 SAMPLE_SEED = 0  # fixed: the same window always gives the same sample, so a rerun gives the same verdict
@@ -105,20 +119,47 @@ def capped_sample(current: pd.DataFrame, max_rows: int) -> pd.DataFrame:
     return current.iloc[np.sort(rng.choice(len(current), max_rows, replace=False))]
 
 
-def _evidently_scores(ref: pd.DataFrame, cur: pd.DataFrame, tests: dict[str, tuple[str, float]]):
+def _column_type(col: str):
+    from evidently.legacy.core import ColumnType
+
+    return ColumnType.Categorical if col in CATEGORICAL else ColumnType.Numerical
+
+
+def _finite(s: pd.Series) -> pd.Series:
+    # What Evidently's get_one_column_drift does to a column before its stat test (replace +-inf by NaN, drop
+    # NaN): _prepared has already turned infinities into NaN (numeric) or the column holds strings.
+    return s.dropna()
+
+
+def evidently_scores(ref: pd.DataFrame, cur: pd.DataFrame, tests: dict[str, tuple[str, float]]) -> dict[str, float]:
+    """The hot path: each column's drift score from Evidently's registered stat test (the function its
+    ValueDrift metric calls, on the same cleaned values), without the report's histograms and figures,
+    which cost several times the statistics (docs/BENCHMARKS.md, monitor)."""
+    from evidently.legacy.calculations.stattests.registry import get_stattest
+
+    scores = {}
+    for col, (method, threshold) in tests.items():
+        kind = _column_type(col)
+        r, c = _finite(ref[col]), _finite(cur[col])
+        scores[col] = float(get_stattest(r, c, kind, method)(r, c, kind, threshold).drift_score)
+    return scores
+
+
+def evidently_report(ref: pd.DataFrame, cur: pd.DataFrame, tests: dict[str, tuple[str, float]]):
+    """Evidently's Report with one ValueDrift per column, run on these rows: its snapshot renders report.html."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
 
     definition = DataDefinition(numerical_columns=[c for c in tests if c not in CATEGORICAL],
                                 categorical_columns=[c for c in tests if c in CATEGORICAL])
     metrics = [ValueDrift(column=c, method=m, threshold=t) for c, (m, t) in tests.items()]
-    snapshot = Report(metrics).run(Dataset.from_pandas(cur, data_definition=definition),
-                                   Dataset.from_pandas(ref, data_definition=definition))
-    scores = {}
-    for item in snapshot.dict()["metrics"]:
-        config = item["config"]
-        scores[config["column"]] = float(item["value"])
-    return scores, snapshot
+    return Report(metrics).run(Dataset.from_pandas(cur, data_definition=definition),
+                               Dataset.from_pandas(ref, data_definition=definition))
+
+
+def report_scores(snapshot) -> dict[str, float]:
+    """column -> drift score, as the report's snapshot holds them."""
+    return {item["config"]["column"]: float(item["value"]) for item in snapshot.dict()["metrics"]}
 
 
 def scipy_score(ref: pd.Series, cur: pd.Series, method: str, threshold: float = 0.0) -> float:

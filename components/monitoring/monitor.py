@@ -30,7 +30,7 @@ from components.monitoring.decision_log import (
 from components.monitoring.drift import SCORE, columns_and_sample, drift_statistics, no_verdict
 from components.monitoring.performance import performance_section
 from components.monitoring.policy import RetrainPolicy, load_policy
-from components.monitoring.report import push_metrics, report_files
+from components.monitoring.report import COMPARED_FILES, push_metrics, report_files
 from components.monitoring.window import (
     WindowPlan,
     WindowRows,
@@ -59,9 +59,11 @@ def monitor(params: MonitorParams, store: ArtifactStore | None = None, settings=
           (the drift streak, the cooldown and the cap of the retraining policy).
       features/materialization.json  how far the online store is materialized (freshness).
     Outputs:
-      monitoring/date=<D>/ (published together, atomically): report.html (Evidently's drift report with
-          a summary header), summary.json (every number, the drift tests used, the decision),
-          metrics.prom (Prometheus text format, names in components.core.metrics).
+      monitoring/date=<D>/ (published together, atomically): summary.json (every number, the drift tests
+          used, the decision), metrics.prom (Prometheus text format, names in components.core.metrics),
+          drift_reference.parquet and drift_current.parquet (the rows the drift statistics compared,
+          as the tests saw them; absent without a drift verdict). Evidently's HTML report is drawn from
+          them off the hot path: `flightdeck monitor-report --date D` (components.monitoring.render).
       monitoring/decisions/date=<D>.json (replaced by a rerun) and monitoring/decisions/log/<time>-<D>.json.
       The metrics are pushed to the Pushgateway when FLIGHTDECK_PUSHGATEWAY_URL is set and params.push.
     Returns:
@@ -90,7 +92,7 @@ def monitor(params: MonitorParams, store: ArtifactStore | None = None, settings=
     rows = select_rows(plan, loaded, version)
     summary = summary_head(settings.model_name, plan, rows, version, policy, today)
     summary["reference"] = {"uri": reference_uri, "rows": len(reference)}
-    summary["drift"], snapshot = window_drift(reference, rows, version, policy, plan)
+    summary["drift"], compared = window_drift(reference, rows, version, policy, plan)
     summary["performance"] = performance_section(store, rows.auc_rows, plan.auc_days, policy)
     holdout_auc = (record.get("metrics") or {}).get("roc_auc")
     summary["holdout_auc"] = holdout_auc
@@ -103,7 +105,7 @@ def monitor(params: MonitorParams, store: ArtifactStore | None = None, settings=
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     summary["finished_at"] = datetime.now(UTC).isoformat()
 
-    files, writer = report_files(summary, snapshot)
+    files, writer = report_files(summary, compared)
     prefix = layout.monitoring_prefix(day)
     store.publish(prefix, files, meta={"model_version": version, "drift_share": summary["drift"].get("drift_share")})
     record_decision(store, day, summary)
@@ -126,8 +128,12 @@ def summary_head(model: str, plan: WindowPlan, rows: WindowRows, version: int | 
 
 
 def window_drift(reference: pd.DataFrame, rows: WindowRows, version: int | None, policy: RetrainPolicy,
-                 plan: WindowPlan) -> tuple[dict, object]:
-    """The drift section of the summary and Evidently's snapshot (None when there is no verdict)."""
+                 plan: WindowPlan) -> tuple[dict, tuple[pd.DataFrame, pd.DataFrame] | None]:
+    """The drift section of the summary and the rows it compared (None when there is no verdict).
+
+    The statistics come from Evidently's stat tests without its report (drift.evidently_scores): the
+    report's figures cost several times the statistics, so the HTML is rendered later from the
+    compared rows, published with the summary (components.monitoring.render)."""
     blocked = no_verdict(len(reference), len(rows.current), policy, plan.drift_days[0], plan.day)
     if blocked is not None:
         return blocked, None
@@ -135,8 +141,11 @@ def window_drift(reference: pd.DataFrame, rows: WindowRows, version: int | None,
                          (versions(rows.current) == version).fillna(False).astype(bool))
     columns, sample = columns_and_sample(reference, rows.current, scored_by_version, policy)
     stats = drift_statistics(reference, sample, policy, columns)
-    snapshot = stats.pop("snapshot")
-    return {"status": "ok", **stats}, snapshot
+    stats.pop("snapshot")
+    compared = stats.pop("compared")
+    stats["compared"] = {side: {"file": COMPARED_FILES[side], "rows": len(frame), "columns": list(frame.columns)}
+                         for side, frame in zip(("reference", "current"), compared, strict=True)}
+    return {"status": "ok", **stats}, compared
 
 
 def stage_result(summary: dict, uri: str, pushed: str | None) -> MonitorResult:

@@ -1,31 +1,42 @@
-"""What a monitoring run publishes: report.html, summary.json and metrics.prom, and the metrics push.
+"""What a monitoring run publishes: summary.json, metrics.prom and the compared rows, and the metrics push.
 
 The metric names and help texts are declared in components.core.metrics; the Grafana dashboard and
-the alert rules read them (docs/MONITORING.md).
+the alert rules read them (docs/MONITORING.md). Evidently's HTML report is not drawn here: it is
+rendered off the hot path from the compared rows (components.monitoring.render, `flightdeck
+monitor-report`).
 """
 
 from __future__ import annotations
 
-import html
 import json
 import time
 from datetime import date
+
+import pandas as pd
 
 from components.contracts import schema
 from components.contracts.errors import StageFailed
 from components.contracts.stages import MonitorParams
 from components.core import metrics as M
+from components.core.store import parquet_bytes
+
+# The rows the drift statistics were computed on, as the stat tests saw them (typed, sampled, only the
+# tested columns, other versions' scores blanked): what the report is rendered from, exactly.
+COMPARED_FILES = {"reference": "drift_reference.parquet", "current": "drift_current.parquet"}
 
 
-def report_files(summary: dict, snapshot) -> tuple[dict[str, bytes], M.MetricsWriter]:
-    """The files of monitoring/date=<D>/ for a finished summary (and Evidently's snapshot, if drift ran),
+def report_files(summary: dict, compared: tuple[pd.DataFrame, pd.DataFrame] | None
+                 ) -> tuple[dict[str, bytes], M.MetricsWriter]:
+    """The files of monitoring/date=<D>/ for a finished summary (and the compared rows, if drift ran),
     and the metrics writer they were rendered from (to push)."""
     writer = metrics_for(summary)
     files = {
         "summary.json": json.dumps(summary, indent=2, sort_keys=True, default=str).encode(),
         "metrics.prom": writer.render(),
-        "report.html": report_html(summary, snapshot).encode(),
     }
+    if compared is not None:
+        for side, frame in zip(("reference", "current"), compared, strict=True):
+            files[COMPARED_FILES[side]] = parquet_bytes(frame)
     return files, writer
 
 
@@ -85,40 +96,7 @@ def push_metrics(settings, writer: M.MetricsWriter, params: MonitorParams) -> st
         M.push(writer, gateway, job=M.MONITOR_JOB, grouping_key={"model": settings.model_name})
     except OSError as exc:
         # The report and metrics are already published; a Pushgateway outage must not lose them.
-        raise StageFailed(f"the monitoring report was published, but pushing its metrics to the Pushgateway at "
+        raise StageFailed(f"the monitoring results were published, but pushing its metrics to the Pushgateway at "
                           f"{gateway} failed: {exc}. Check FLIGHTDECK_PUSHGATEWAY_URL and that the gateway is up; "
                           "re-running the monitor for this day pushes again.") from exc
     return gateway
-
-
-def report_html(summary: dict, snapshot) -> str:
-    """Evidently's drift report with a plain summary of the day on top (or the summary alone)."""
-    drift, perf, decision = summary["drift"], summary["performance"], summary["decision"]
-    rows = "".join(
-        f"<tr><td>{html.escape(c)}</td><td>{e['method']}</td><td>{e['score']:.3f}</td><td>{e['threshold']}</td>"
-        f"<td>{'DRIFT' if e['drifted'] else ''}</td></tr>"
-        for c, e in sorted(drift.get("features", {}).items(), key=lambda kv: -kv[1]["score"]))
-    share = drift.get("drift_share")
-    auc = perf.get("roc_auc")
-    head = (
-        "<section style='font-family:sans-serif;margin:16px'>"
-        f"<h1>flightdeck monitoring: {summary['date']} (model {summary['model']} v{summary['model_version']})</h1>"
-        f"<p>Window {html.escape(', '.join(summary['window']['days']))}; {summary['window']['rows']} scored rows; "
-        f"missing days: {html.escape(', '.join(summary['window']['missing_days']) or 'none')}.</p>"
-        f"<p><b>Drift</b>: {drift['status']}"
-        + (f", share {share:.2f} ({drift['n_drifted']}/{drift['n_tested']} features)" if share is not None else "")
-        + (f" &mdash; {html.escape(drift['message'])}" if drift.get("message") else "") + "</p>"
-        f"<p><b>Performance</b>: {perf.get('status')}"
-        + (f", ROC AUC {auc:.3f} (holdout {summary.get('holdout_auc')}), log loss {perf['log_loss']:.3f}, "
-           f"ECE {perf['calibration_error']:.3f}, observed late rate {perf['observed_late_rate']:.3f} vs predicted "
-           f"{perf['predicted_late_rate']:.3f} on {perf['rows']} flights" if auc is not None else "")
-        + f"; labels pending for: {html.escape(', '.join(perf['pending_days']) or 'none')}</p>"
-        f"<p><b>Retrain</b>: {decision['retrain']} &mdash; {html.escape('; '.join(decision['reasons']))}</p>"
-        f"<table border=1 cellpadding=3><tr><th>feature</th><th>test</th><th>score</th><th>threshold</th><th></th></tr>"
-        f"{rows}</table></section>")
-    if snapshot is None:
-        return f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>flightdeck {summary['date']}</title></head><body>{head}</body></html>"
-    page = snapshot.get_html_str(as_iframe=False)
-    body = page.find("<body")
-    at = page.find(">", body) + 1 if body >= 0 else 0
-    return page[:at] + head + page[at:]

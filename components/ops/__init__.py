@@ -3,6 +3,7 @@
   cli           the `flightdeck` command: every stage and command, listed in one place
   oncall        `flightdeck status` and `flightdeck rollback`
   registry_cli  `flightdeck registry`
+  report_cli    `flightdeck monitor-report`: the HTML drift report of a monitored day, on demand
   serve         `flightdeck serve`: the local Triton server
   demo          `make demo`: the whole lifecycle on the local profile
   gpu_check     `make gpu-check`: CUDA training, GPU scoring and Triton on KIND_GPU against CPU (its Triton

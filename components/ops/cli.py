@@ -43,6 +43,9 @@ COMMANDS: dict[str, Command] = {
                                   "traffic (report.json, report.md)", "components.ops.serve",
                                   "add_compare_arguments", "run_compare"),
     "registry": Command("the model registry: list, show, promote, rollback", "components.ops.registry_cli"),
+    "monitor-report": Command("render Evidently's HTML drift report of a monitored day from the rows its drift "
+                              "statistics were computed on (off the monitor's hot path; idempotent, --force "
+                              "redraws)", "components.ops.report_cli"),
     "status": Command("one screen for the on-call engineer: champion, serving versions, Triton health, pipeline "
                       "runs, drift and performance, feature freshness, what needs attention",
                       "components.ops.oncall", "add_status_arguments", "run_status"),

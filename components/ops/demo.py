@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         say(oncall.render(oncall.gather()))
     say(f"\ndemo {'finished' if ok else 'FAILED'} in {time.perf_counter() - t_start:.0f} s. Where to look:")
     say(f"  artifacts         {home / 'artifacts'}  (raw/ validated/ quarantine/ features/ runs/ models/ predictions/ monitoring/)")
-    say(f"  drift reports     {home / 'artifacts' / 'monitoring'}/date=*/v-*/report.html")
+    say(f"  drift reports     flightdeck monitor-report --date {DRIFTED_DAYS[-1]} (Evidently's HTML, drawn on demand into "
+        f"{home / 'artifacts' / 'monitoring' / 'reports'}/date=*/v-*/report.html)")
     say(f"  task logs         {LOG_PATH}")
     say("  the Airflow UI    make airflow      the registry   flightdeck registry list")
     return 0 if ok else 1

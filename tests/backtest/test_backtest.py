@@ -116,6 +116,44 @@ def test_same_seed_gives_the_same_metrics(reference):
     assert again["summary"][0]["roc_auc"] == reference["result"]["summary"][0]["roc_auc"]
 
 
+def test_the_drift_policy_keeps_compared_rows_for_the_last_week_and_retrain_days_and_renders_them(reference):
+    """The monitor publishes the rows its drift statistics compared, no HTML; the backtest prunes them a week
+    later unless the day asked for a retrain (its storage does not grow with the days), and
+    `flightdeck monitor-report --backtest` draws a kept day's report, refusing a pruned day by name."""
+    from components.contracts import layout
+    from components.monitoring.report import COMPARED_FILES
+
+    store, home = reference["store"], reference["home"]
+    ns = "backtests/reference/policies/drift"
+    monitored = [d.date() for d in pd.date_range(START, END)][:-1]  # each morning monitors the day before
+    kept, pruned = [], []
+    for day in monitored:
+        prefix = f"{ns}/{layout.monitoring_prefix(day)}"
+        record = store.published(prefix)
+        summary = json.loads(store.read_published(prefix, "summary.json"))
+        assert summary["drift"]["status"] == "ok" and "report.html" not in record["files"]
+        assert set(COMPARED_FILES.values()) <= set(record["files"])
+        present = [store.exists(f"{prefix}/{record['version']}/{n}") for n in COMPARED_FILES.values()]
+        assert len(set(present)) == 1, (day, present)
+        (kept if present[0] else pruned).append(day)
+        expected = day > monitored[-1] - timedelta(days=7) or summary["decision"]["retrain"]
+        assert present[0] == expected, (day, summary["decision"]["retrain"])
+    assert pruned and len(kept) >= 7
+
+    def report(day):
+        return subprocess.run([sys.executable, "-m", "components.ops.cli", "monitor-report", "--backtest", "reference",
+                               "--date", day.isoformat()], cwd=REPO, env=_env(home), capture_output=True, text=True,
+                              timeout=300)
+
+    drawn = report(kept[-1])
+    assert drawn.returncode == 0, drawn.stderr[-3000:]
+    assert json.loads(drawn.stdout)["rendered"] is True
+    assert store.published(f"{ns}/{layout.monitoring_report_prefix(kept[-1])}") is not None
+    refused = report(pruned[0])
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"the compared rows of {pruned[0]} are gone" in refused.stderr
+
+
 RESUMED_POLICIES = "scheduled,drift"  # the two that change state (static is covered by the test above)
 
 

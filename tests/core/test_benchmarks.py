@@ -24,13 +24,19 @@ def test_a_quick_area_run_writes_its_rows_and_keeps_the_other_areas(tmp_path):
     assert [r["area"] for r in rows] == sorted(r["area"] for r in rows)
     assert [r for r in rows if r["area"] == "model"] == [earlier]
     measured = [r for r in rows if r["area"] == "monitor"]
-    assert [r["name"] for r in measured] == ["monitor stage per 100k scored rows",
-                                             "Evidently drift report per 100k rows"]
+    assert [r["name"] for r in measured] == [
+        "monitor stage per 100k scored rows",
+        "drift statistics, hot path (Evidently stat tests, no figures) per 100k rows",
+        "drift statistics through Evidently's Report (figures built, the path before) per 100k rows",
+        "HTML report on demand (flightdeck monitor-report) per 100k rows",
+        "drift statistics, hot path, 1x year", "drift statistics, hot path, 3x year"]
     for r in measured:
         assert r["value"] > 0 and r["baseline_value"] > 0 and r["ratio"] == r["value"] / r["baseline_value"]
         assert r["run"]["quick"] is True
-    # the monitor's drift scores (Evidently) equal the same statistics computed with scipy
+    # the monitor's drift scores (Evidently's stat tests) equal the same statistics computed with scipy,
+    # and those Evidently's Report draws
     assert "max |Evidently - scipy| 0.0e+00" in measured[0]["notes"], measured[0]["notes"]
+    assert "max |Report - hot path| 0.0e+00" in measured[2]["notes"], measured[2]["notes"]
     table = (tmp_path / "bench.md").read_text().splitlines()
     assert len(table) == 2 + len(rows)
     assert any("| model | holdout ROC AUC: MLP |" in line and "from an earlier full run" in line for line in table)

@@ -1,5 +1,6 @@
 """Drift on real data: July against a January-March reference drifts (weather first); February
-against January does not. Evidently's numbers equal the same statistics computed with scipy."""
+against January does not. The hot path's numbers (Evidently's stat tests) equal the same statistics
+computed with scipy and those of Evidently's full report, which the hot path does not build."""
 
 from __future__ import annotations
 
@@ -24,8 +25,7 @@ def test_july_drifts_from_a_january_to_march_reference(frame, policy):
     assert {"temp", "dewp"} <= drifted, drifted
     assert stats["features"]["temp"]["method"] == "wasserstein"
     assert stats["features"]["carrier"]["method"] == "jensenshannon"
-    # Evidently ran the report: its snapshot renders to HTML.
-    assert "<html" in stats["snapshot"].get_html_str(as_iframe=False)[:2000].lower()
+    assert stats["snapshot"] is None  # the hot path builds no report
 
     same = drift_statistics(reference, july_week, policy, engine="scipy")
     for col, entry in stats["features"].items():
@@ -60,9 +60,11 @@ def test_prediction_drift_uses_psi_on_the_scores(frame, jan_mar_scorer, policy):
     calm = drift_statistics(reference, march, policy, ["probability"])["prediction"]
     assert hot["prediction"]["method"] == "psi" and hot["prediction"]["drifted"]
     assert calm["score"] < hot["prediction"]["score"] and not calm["drifted"]
-    # Evidently computed it (the PSI is in its report), and its number is the scipy one.
-    [metric] = hot["snapshot"].dict()["metrics"]
+    # Evidently's report draws the same PSI (its ValueDrift metric), and its number is the scipy one.
+    drawn = drift_statistics(reference, july, policy, ["probability"], engine="evidently-report")
+    [metric] = drawn["snapshot"].dict()["metrics"]
     assert metric["config"]["column"] == "probability" and metric["config"]["method"] == "psi"
+    assert float(metric["value"]) == hot["prediction"]["score"]
     for current, entry in ((july, hot["prediction"]), (march, calm)):
         same = drift_statistics(reference, current, policy, ["probability"], engine="scipy")["prediction"]
         assert same["score"] == pytest.approx(entry["score"], rel=1e-9, abs=1e-12)
@@ -92,3 +94,44 @@ def test_a_large_window_is_compared_through_a_seeded_sample_with_the_same_verdic
     again = drift_statistics(reference, year, policy, engine="scipy")
     assert {c: e["score"] for c, e in again["features"].items()} == pytest.approx(
         {c: e["score"] for c, e in capped["features"].items()}, rel=1e-6, abs=1e-9)
+
+
+def test_the_hot_path_equals_scipy_and_evidently_report_per_column_without_building_figures(frame, jan_mar_scorer,
+                                                                                           policy):
+    """Issue 17 item 5: the monitor's drift numbers come from Evidently's stat tests without its report.
+    Per column, on the same rows: hot path == scipy (the test the policy chose: normed Wasserstein,
+    Jensen-Shannon, PSI) and == Evidently's full Report; profiled, only the Report builds plotly figures."""
+    import cProfile
+    import pstats
+
+    reference = mb.reference_sample(frame, "2013-01-01", "2013-03-31", n=5000)
+    reference["probability"] = jan_mar_scorer(reference)
+    july = mb.days(frame, "2013-07-01", "2013-07-14").copy()
+    july["probability"] = jan_mar_scorer(july)
+
+    def plotly_calls(engine):
+        profile = cProfile.Profile()
+        stats = profile.runcall(drift_statistics, reference, july, policy, engine=engine)
+        calls = sum(v[1] for k, v in pstats.Stats(profile).stats.items() if "/plotly/" in k[0])
+        return stats, calls
+
+    hot, hot_plotly = plotly_calls("evidently")
+    report, report_plotly = plotly_calls("evidently-report")
+    scipy = drift_statistics(reference, july, policy, engine="scipy")
+    assert hot_plotly == 0 and report_plotly > 1000, (hot_plotly, report_plotly)
+    assert hot["n_tested"] == 23 and hot["prediction"] is not None
+    methods = {e["method"] for e in hot["features"].values()} | {hot["prediction"]["method"]}
+    assert methods == {"wasserstein", "jensenshannon", "psi"}
+    def scores(stats):
+        return {**stats["features"], "probability": stats["prediction"]}
+
+    for col, entry in scores(hot).items():
+        assert entry["score"] == scores(report)[col]["score"], col  # the very number Evidently's report draws
+        assert entry["score"] == pytest.approx(scores(scipy)[col]["score"], rel=1e-9, abs=1e-12), col
+        assert (entry["method"], entry["drifted"]) == (scores(scipy)[col]["method"], scores(scipy)[col]["drifted"])
+    # What the statistics were computed on travels with them: the same rows give the same numbers.
+    ref_rows, cur_rows = hot["compared"]
+    assert list(ref_rows.columns) == list(cur_rows.columns) and len(ref_rows) == 5000 and len(cur_rows) == len(july)
+    again = drift_statistics(ref_rows, cur_rows, policy, engine="scipy")
+    assert {c: e["score"] for c, e in again["features"].items()} == pytest.approx(
+        {c: e["score"] for c, e in hot["features"].items()}, rel=1e-9, abs=1e-12)

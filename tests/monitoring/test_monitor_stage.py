@@ -21,6 +21,7 @@ from components.monitoring import calibration as mb
 from components.monitoring.decision_log import decisions
 from components.monitoring.drift import drift_statistics
 from components.monitoring.monitor import load_reference, monitor
+from components.monitoring.render import render_report
 
 from .conftest import REPO_ROOT
 
@@ -59,7 +60,10 @@ def test_monitor_publishes_report_summary_metrics_and_waits_for_late_labels(loca
     assert result["prediction_drift"] > 0.2  # a winter model's scores in July
 
     prefix = layout.monitoring_prefix(schema.parse_day("2013-07-14"))
-    assert set(local_store.published(prefix)["files"]) == {"report.html", "summary.json", "metrics.prom"}
+    # No HTML on the hot path: the rows the drift statistics compared are published with the numbers,
+    # and `flightdeck monitor-report` draws Evidently's report from them (test_report_render.py).
+    assert set(local_store.published(prefix)["files"]) == {"summary.json", "metrics.prom", "drift_reference.parquet",
+                                                            "drift_current.parquet"}
     summary = json.loads(local_store.read_published(prefix, "summary.json"))
     day_rows = len(mb.days(frame, "2013-07-14", "2013-07-14"))
     assert summary["prediction_count"] == day_rows
@@ -83,8 +87,6 @@ def test_monitor_publishes_report_summary_metrics_and_waits_for_late_labels(loca
     assert not [name for name in metrics if name.startswith("flightdeck_pipeline_")]
     assert b'flightdeck_pipeline_last_run_failed{pipeline="continuous_training"} 1.0' in \
         local_store.read_bytes("runlog/continuous_training/metrics.prom")
-    html = local_store.read_published(prefix, "report.html").decode()
-    assert "flightdeck monitoring: 2013-07-14" in html and "Wasserstein distance (normed)" in html  # Evidently's part
 
     # The labels land; monitoring the day again now includes it.
     mb.publish_labels(local_store, frame, "2013-07-14")
@@ -126,8 +128,13 @@ def test_a_drift_streak_triggers_one_retrain_and_the_new_model_does_not_retrigge
     assert summary["window"]["rows"] > 2 * len(v2_rows)
     assert summary["drift"]["prediction"]["n_current"] == len(v2_rows)
     assert after["prediction_drift"] == pytest.approx(expected["score"], rel=1e-9)
-    html = local_store.read_published(layout.monitoring_prefix(schema.parse_day("2013-07-15")), "report.html")
-    assert "Drift in column 'probability'" in html.decode() and "Drift detection method: PSI" in html.decode()
+    html = render_report("2013-07-15", local_store)["report"]
+    page = local_store.read_published(layout.monitoring_report_prefix(schema.parse_day("2013-07-15")), "report.html")
+    assert html.endswith("report.html") and "Drift in column 'probability'" in page.decode()
+    assert "Drift detection method: PSI" in page.decode()
+    drawn = json.loads(local_store.read_published(layout.monitoring_report_prefix(schema.parse_day("2013-07-15")),
+                                                  "report_values.json"))
+    assert drawn["columns"]["probability"]["score"] == after["prediction_drift"]  # v2's rows only, as monitored
 
 
 def test_missing_days_are_listed_and_a_small_sample_gets_no_verdict(local_store, frame, jan_mar_model,
