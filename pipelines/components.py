@@ -14,7 +14,7 @@ version, retrain) come back as named outputs, read from the stage's result by ke
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 from components.core.images import image_for_stage
 
@@ -72,12 +72,14 @@ def train(train_start: str, train_end: str, seed: int, max_epochs: int, training
 
 @dsl.component(base_image=_image("evaluate"), install_kfp_package=False)
 def evaluate(run_id: str, model: Input[Model], non_inferiority_margin: float, max_ece: float, metrics: Output[Metrics],
-             report: Output[HTML]) -> NamedTuple("EvaluateOutputs",
-                                                 [("eval_id", str), ("blessed", bool), ("failed", list)]):
-    from pipelines.steps import run_stage
+             report: Output[HTML], classification: Output[ClassificationMetrics],
+             summary: Output[Markdown]) -> NamedTuple("EvaluateOutputs",
+                                                      [("eval_id", str), ("blessed", bool), ("failed", list)]):
+    from pipelines.steps import log_evaluation, run_stage
 
     params = {"run_id": run_id, "non_inferiority_margin": non_inferiority_margin, "max_ece": max_ece}
     result = run_stage("evaluate", params, inputs={"model": model}, metrics=metrics, report=report)
+    log_evaluation(result["eval_id"], classification, summary)
     return result["eval_id"], bool(result["blessed"]), list(result["failed"])
 
 

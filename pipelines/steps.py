@@ -42,6 +42,22 @@ def run_stage(stage: str, params: dict, inputs: dict | None = None, metrics=None
     return out
 
 
+def log_evaluation(eval_id: str, classification, summary) -> None:
+    """What the KFP UI draws for an evaluation: the holdout's ROC curve and confusion matrix
+    (ClassificationMetrics) and the evaluation report (Markdown), from the published evaluation."""
+    from components.core.store import open_store
+
+    store = open_store()
+    prefix = layout.eval_run_prefix(eval_id)
+    curves = json.loads(store.read_published(prefix, "evaluation.json"))["curves"]
+    roc = curves["roc"]
+    classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["threshold"])
+    classification.log_confusion_matrix(curves["confusion"]["categories"], curves["confusion"]["matrix"])
+    classification.metadata["confusion_threshold"] = curves["confusion"]["threshold"]
+    with open(summary.path, "w") as fh:
+        fh.write(store.read_published(prefix, "report.md").decode())
+
+
 def check_inputs(stage: str, inputs: dict) -> None:
     """Each consumed artifact names an existing location in this step's store: a step whose settings name
     another store than its producer's (profile, bucket, prefix) stops here, saying so, not inside the stage."""

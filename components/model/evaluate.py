@@ -27,6 +27,7 @@ from components.contracts.signature import LABEL
 from components.contracts.stages import EvaluateParams
 from components.core.store import ArtifactStore, open_store, sha256_bytes
 from components.model.baselines import baseline_fitters
+from components.model.curves import confusion, roc_points
 from components.model.gate import Policy, comparisons, decide
 
 log = logging.getLogger(__name__)
@@ -187,6 +188,7 @@ def evaluate(params: EvaluateParams, store: ArtifactStore | None = None) -> Eval
         "gap_to_lightgbm": gap_to_lightgbm(overall, baselines),
         "gap_to_lightgbm_reason": baselines["lightgbm"].get("skipped"),
         "checks": checks,
+        "curves": {"roc": roc_points(y, p), "confusion": confusion(y, p)},
         "champion": champion,
         "decision": decision,
     }

@@ -308,3 +308,15 @@ def test_a_step_refuses_an_input_outside_its_store_before_running(home):
     with pytest.raises(StageFailed, match="which holds nothing"):
         run_stage("validate", {"start": "2013-01-01", "end": "2013-01-01"}, inputs={"raw": gone})
     assert store.list("validated/") == []
+
+
+def test_evaluate_emits_the_curves_and_the_report_the_kfp_ui_draws():
+    """evaluate's outputs as the KFP UI reads them: metrics (scalars), the ROC curve and confusion matrix
+    (system.ClassificationMetrics), the evaluation report as Markdown and as HTML."""
+    spec, _ = _load(COMPILED_DIR / "training.yaml")
+    outputs = spec["components"]["comp-evaluate"]["outputDefinitions"]["artifacts"]
+    assert {name: art["artifactType"]["schemaTitle"] for name, art in outputs.items()} == {
+        "metrics": "system.Metrics", "classification": "system.ClassificationMetrics",
+        "summary": "system.Markdown", "report": "system.HTML"}
+    body = " ".join(spec["deploymentSpec"]["executors"]["exec-evaluate"]["container"]["command"])
+    assert "log_evaluation(result[\"eval_id\"], classification, summary)" in body.replace("\\\"", "\"")

@@ -41,6 +41,7 @@ def test_training_pipeline_registers_and_deploys_a_champion(trained):
     champion = trained.resolve("champion")
     record = trained.get(champion)
     assert record["blessed"] is True
+    _check_the_evaluation_the_kfp_ui_draws(record)
     assert record["window"]["start"] == TRAIN["start"] or TRAIN["start"] in str(record["window"])
     deployed = trained.aliases()[0].get("deployed", {})
     assert any(d["version"] == champion for d in deployed.values()), deployed
@@ -68,6 +69,29 @@ def test_batch_prediction_pipeline_scores_every_flight_once(quiet_day_scored, tr
     assert preds["probability"].between(0, 1).all()
     assert set(preds["model_version"]) == {trained.resolve("champion")}
     assert (preds["event_timestamp"] <= preds["sched_dep_utc"]).all()
+
+
+def _check_the_evaluation_the_kfp_ui_draws(record: dict) -> None:
+    """The kfp.local run's evaluate step wrote the ROC curve and confusion matrix (ClassificationMetrics) of
+    the holdout the registry records, and the evaluation report as its Markdown artifact."""
+    import json
+
+    import numpy as np
+
+    from components.core.settings import load_settings
+
+    (run,) = sorted((load_settings().home_path / "kfp").glob("flightdeck-training-2*"))
+    written = json.loads((run / "evaluate" / "executor_output.json").read_text())["artifacts"]
+    (classification,) = written["classification"]["artifacts"]
+    points = classification["metadata"]["confidenceMetrics"]
+    fpr, tpr = (np.array([p[k] for p in points]) for k in ("falsePositiveRate", "recall"))
+    assert len(points) > 50 and np.trapezoid(tpr, fpr) == pytest.approx(record["metrics"]["roc_auc"], abs=0.003)
+    matrix = classification["metadata"]["confusionMatrix"]
+    assert [c["displayName"] for c in matrix["annotationSpecs"]] == ["on time", "late"]
+    assert sum(sum(row["row"]) for row in matrix["rows"]) == record["metrics"]["rows"]
+    (summary,) = written["summary"]["artifacts"]
+    text = open(summary["uri"].removeprefix("file://") if "://" in summary["uri"] else summary["uri"]).read()
+    assert "**Decision: BLESSED**" in text and "The gate: paired bootstrap" in text
 
 
 def _typed_outputs(pipeline: str) -> dict[tuple[str, str], list[dict]]:
