@@ -92,15 +92,15 @@ def skipped_scores(reason: str) -> dict:
             "log_loss": None, "brier": None, "ece": None, "skipped": reason}
 
 
-def slice_scores(frame: pd.DataFrame, p: np.ndarray, policy: Policy) -> dict:
-    """{column: {value: metrics}} for every slice with policy.min_slice_rows holdout rows: scores() plus the
-    ROC AUC interval (lower, upper), the paired interval against the overall AUC (vs_overall) and the
-    calibration gap with its interval (components.model.slices.slice_intervals)."""
+def slice_scores(frame: pd.DataFrame, p: np.ndarray, policy: Policy) -> tuple[dict, dict]:
+    """({column: {value: metrics}}, the overall ROC AUC's interval): for every slice with policy.min_slice_rows
+    holdout rows, scores() plus the ROC AUC interval (lower, upper), the paired interval against the overall
+    AUC (vs_overall) and the calibration gap with its interval (components.model.slices.slice_intervals)."""
     y = frame[LABEL].to_numpy(dtype=np.float64)
     groups = slice_groups(slice_values(frame), policy.min_slice_rows)
-    intervals = slice_intervals(y, p, groups, policy)
+    intervals, overall = slice_intervals(y, p, groups, policy)
     return {col: {value: {**intervals[col][value], **scores(y[idx], p[idx])} for value, idx in values.items()}
-            for col, values in groups.items()}
+            for col, values in groups.items()}, overall
 
 
 # -- behavioural checks -------------------------------------------------------------------------
@@ -179,7 +179,7 @@ def evaluate(params: EvaluateParams, store: ArtifactStore | None = None) -> Eval
                     resamples=params.resamples, max_ece=params.max_ece, seed=seed,
                     slice_auc_floor=params.slice_auc_floor, min_slice_rows=params.min_slice_rows)
     compared = comparisons(y, p, {k: v for k, v in predicted.items() if v is not None}, policy)
-    slices = slice_scores(holdout, p, policy)
+    slices, auc_interval = slice_scores(holdout, p, policy)
     decision = decide(overall, compared, champion, checks, policy,
                       skipped={k: v["skipped"] for k, v in baselines.items() if v.get("skipped")}, slices=slices)
     report = {
@@ -187,7 +187,8 @@ def evaluate(params: EvaluateParams, store: ArtifactStore | None = None) -> Eval
         "model_sha256": model_sha,
         "holdout": {"start": run_params["split"]["test_start"], "end": run_params["train_end"], "rows": len(holdout),
                     "training_set_sha256": set_sha},
-        "model": {"overall": overall, "slices": slices, "parity": parity(slices)},
+        "model": {"overall": overall, "roc_auc_interval": {**auc_interval, "confidence": policy.confidence},
+                  "slices": slices, "parity": parity(slices)},
         "baselines": baselines,
         "gap_to_lightgbm": gap_to_lightgbm(overall, baselines),
         "gap_to_lightgbm_reason": baselines["lightgbm"].get("skipped"),

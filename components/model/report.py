@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 
-def _fmt(v) -> str:
+def fmt(v) -> str:
     return "" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
@@ -26,13 +26,13 @@ def slice_table(slices: dict[str, dict[str, dict]], confidence: float) -> list[s
         for value, m in values.items():
             vs = m.get("vs_overall") or {}
             lines.append(
-                f"| {col} | {value} | {m['rows']} | {_fmt(m.get('positive_rate'))} | {_fmt(m.get('roc_auc'))} | "
+                f"| {col} | {value} | {m['rows']} | {fmt(m.get('positive_rate'))} | {fmt(m.get('roc_auc'))} | "
                 f"{_interval(m.get('lower'), m.get('upper'))} | "
                 f"{'' if vs.get('difference') is None else format(vs['difference'], '+.4f')} | "
                 f"{_interval(vs.get('lower'), vs.get('upper'), signed=True)} | "
                 f"{format(m['calibration_gap'], '+.4f') if m.get('calibration_gap') is not None else ''} | "
                 f"{_interval(m.get('gap_lower'), m.get('gap_upper'), signed=True)} | "
-                f"{_fmt(m.get('log_loss'))} | {_fmt(m.get('ece'))} |")
+                f"{fmt(m.get('log_loss'))} | {fmt(m.get('ece'))} |")
     return lines
 
 
@@ -44,8 +44,8 @@ def parity_lines(parity: dict[str, dict]) -> list[str]:
         def who(g, key):
             return "" if g is None else f"{g['value']} {g[key]:+.4f} (n={g['rows']})" if key == "calibration_gap" \
                 else f"{g['value']} {g[key]:.4f} (n={g['rows']})"
-        lines.append(f"| {col} | {len(p['groups'])} | {_fmt(p['auc_spread'])} | {who(p['auc_lowest'], 'roc_auc')} | "
-                     f"{who(p['auc_highest'], 'roc_auc')} | {_fmt(p['calibration_gap_spread'])} | "
+        lines.append(f"| {col} | {len(p['groups'])} | {fmt(p['auc_spread'])} | {who(p['auc_lowest'], 'roc_auc')} | "
+                     f"{who(p['auc_highest'], 'roc_auc')} | {fmt(p['calibration_gap_spread'])} | "
                      f"{who(p['largest_calibration_gap'], 'calibration_gap')} |")
     return lines
 
@@ -63,7 +63,12 @@ def markdown_report(r: dict) -> str:
     if r["champion"]:
         rows.append((f"champion (version {r['champion']['version']})", r["champion"]))
     for name, m in rows:
-        lines.append(f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in cols) + " |")
+        lines.append(f"| {name} | " + " | ".join(fmt(m.get(c)) for c in cols) + " |")
+    whole = r["model"].get("roc_auc_interval") or {}
+    if whole.get("lower") is not None:
+        lines += ["", f"This model's ROC AUC {whole['roc_auc']:.4f}, {whole['confidence']:.0%} interval "
+                  f"[{whole['lower']:.4f}, {whole['upper']:.4f}] ({whole['resamples']} bootstrap resamples of the "
+                  "holdout)."]
     if r["gap_to_lightgbm"] is not None:
         lines += ["", f"ROC AUC gap to LightGBM: {r['gap_to_lightgbm']:+.4f} (goal: within 0.01)."]
     for name, m in r["baselines"].items():

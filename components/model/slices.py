@@ -58,9 +58,10 @@ def slice_groups(values: dict[str, np.ndarray], min_rows: int) -> dict[str, dict
 
 
 def slice_intervals(y: np.ndarray, p: np.ndarray, groups: dict[str, dict[str, np.ndarray]],
-                    policy: Policy) -> dict[str, dict[str, dict]]:
+                    policy: Policy) -> tuple[dict[str, dict[str, dict]], dict]:
     """For each slice: its ROC AUC with a percentile interval, the paired interval of (slice AUC - overall AUC)
-    and of its calibration gap (mean prediction - late rate), over the policy's resamples of the holdout.
+    and of its calibration gap (mean prediction - late rate), over the policy's resamples of the holdout;
+    and the overall ROC AUC's interval from the same resamples ({roc_auc, lower, upper, resamples}).
 
     A resample that draws no late (or no on-time) flight of a slice has no AUC there; those are left out
     and `resamples` counts the ones that had both. A slice with only one class has no AUC at all (None)."""
@@ -69,8 +70,10 @@ def slice_intervals(y: np.ndarray, p: np.ndarray, groups: dict[str, dict[str, np
     overall = _RankedScores(p)
     ranked = {(c, v): _RankedScores(p[idx]) for c, vs in groups.items() for v, idx in vs.items()}
     draws: dict[tuple, dict[str, list]] = {k: {"auc": [], "diff": [], "gap": []} for k in ranked}
+    bases = []
     for weights in resample_weights(len(y), policy.resamples, policy.seed):
         base = overall.auc(weights, y)
+        bases.append(base)
         for (col, value), r in ranked.items():
             idx = groups[col][value]
             w = weights[:, idx]
@@ -80,6 +83,12 @@ def slice_intervals(y: np.ndarray, p: np.ndarray, groups: dict[str, dict[str, np
             draws[(col, value)]["gap"].append(w @ (p[idx] - y[idx]) / w.sum(axis=1))
     tail = (1 - policy.confidence) / 2 * 100
     whole = _auc(overall, y)
+    base = np.concatenate(bases) if bases else np.array([np.nan])
+    ok = np.isfinite(base)
+    whole_interval = {"roc_auc": whole, "lower": None, "upper": None, "resamples": int(ok.sum())}
+    if whole is not None and ok.any():
+        lower, upper = np.percentile(base[ok], [tail, 100 - tail])
+        whole_interval.update(lower=float(lower), upper=float(upper))
     out: dict[str, dict[str, dict]] = {c: {} for c in groups}
     for (col, value), d in draws.items():
         idx = groups[col][value]
@@ -97,7 +106,7 @@ def slice_intervals(y: np.ndarray, p: np.ndarray, groups: dict[str, dict[str, np
             entry.update(lower=float(lower), upper=float(upper),
                          vs_overall={"difference": point - whole, "lower": float(dl), "upper": float(du)})
         out[col][value] = entry
-    return out
+    return out, whole_interval
 
 
 def _auc(ranked: _RankedScores, y: np.ndarray) -> float | None:

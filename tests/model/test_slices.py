@@ -49,7 +49,7 @@ def test_each_slice_has_its_auc_an_interval_and_its_calibration_gap():
     from sklearn.metrics import roc_auc_score
 
     frame, p = holdout()
-    slices = slice_scores(frame, p, POLICY)
+    slices = slice_scores(frame, p, POLICY)[0]
     assert set(slices) == {"carrier", "origin", "hour_band", "month"}
     assert set(slices["hour_band"]) == {"00-08", "09-12", "13-16", "17-20", "21-23"}
     y = frame[LABEL].to_numpy()
@@ -66,12 +66,19 @@ def test_each_slice_has_its_auc_an_interval_and_its_calibration_gap():
             assert vs["lower"] <= vs["difference"] <= vs["upper"] and m["resamples"] == 300
     # a slice as large as the holdout is the holdout: paired with itself, its difference is exactly 0
     frame["month"] = 3
-    assert slice_scores(frame, p, POLICY)["month"]["3"]["vs_overall"] == {"difference": 0.0, "lower": 0.0, "upper": 0.0}
+    slices, overall = slice_scores(frame, p, POLICY)
+    month = slices["month"]["3"]
+    assert month["vs_overall"] == {"difference": 0.0, "lower": 0.0, "upper": 0.0}
+    # and the overall AUC's interval, from the same resamples, is that slice's
+    assert (overall["lower"], overall["upper"], overall["resamples"]) == (month["lower"], month["upper"], 300)
+    assert overall["roc_auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert overall["lower"] < overall["roc_auc"] < overall["upper"]
 
 
 def test_a_model_useless_on_one_origin_is_refused_naming_the_slice():
     frame, p = holdout()
-    good = decide({"roc_auc": 0.72, "ece": 0.02}, CLEAR, None, CHECKS, POLICY, slices=slice_scores(frame, p, POLICY))
+    slices, _ = slice_scores(frame, p, POLICY)
+    good = decide({"roc_auc": 0.72, "ece": 0.02}, CLEAR, None, CHECKS, POLICY, slices=slices)
     assert good["blessed"], good["failed"]
     assert any("every slice with 200+ holdout rows (14)" in r for r in good["reasons"]), good["reasons"]
 
@@ -82,7 +89,7 @@ def test_a_model_useless_on_one_origin_is_refused_naming_the_slice():
 
     overall = roc_auc_score(frame[LABEL], useless)
     assert overall > 0.62  # still good overall (0.64; 0.72 before)
-    slices = slice_scores(frame, useless, POLICY)
+    slices = slice_scores(frame, useless, POLICY)[0]
     assert (slices["origin"]["LGA"]["lower"], slices["origin"]["LGA"]["upper"]) == (0.5, 0.5)
     assert all(m["lower"] > 0.6 for v, m in slices["origin"].items() if v != "LGA")
     decision = decide({"roc_auc": overall, "ece": 0.02}, CLEAR, None, CHECKS, POLICY, slices=slices)
@@ -123,7 +130,7 @@ def test_parity_reports_the_spread_of_origins_and_carriers_with_counts():
     worse = p.copy()
     jfk = (frame["origin"] == "JFK").to_numpy()
     worse[jfk] = worse[jfk] * 0.3 + 0.15 * np.random.default_rng(2).random(jfk.sum())  # noisier and too low at JFK
-    slices = slice_scores(frame, worse, POLICY)
+    slices = slice_scores(frame, worse, POLICY)[0]
     par = parity(slices)
     assert set(par) == {"origin", "carrier"}
     origin = par["origin"]
