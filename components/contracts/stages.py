@@ -142,7 +142,10 @@ class EvaluateParams:
     confidence: float = param(0.95, help="confidence of the two-sided paired bootstrap intervals the gate judges")
     resamples: int = param(1000, help="paired bootstrap resamples of the holdout")
     max_ece: float = param(0.05, help="largest expected calibration error a blessed model may have")
-    min_slice_rows: int = param(200, help="slices (carrier, origin, month) with fewer holdout rows are skipped")
+    min_slice_rows: int = param(200, help="slices (carrier, origin, hour band, month) with fewer holdout rows are "
+                                "neither reported nor judged by the slice floor")
+    slice_auc_floor: float = param(0.55, help="a slice whose ROC AUC interval lies entirely below this refuses the "
+                                   "blessing (docs/MODEL.md, \"Slices\")")
     threads: int = param(2, help="CPU threads for scoring and the baselines")
 
 

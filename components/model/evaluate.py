@@ -1,7 +1,8 @@
 """evaluate: the blessing. Scores a training run's model on its held-out period and decides.
 
 Everything is computed on the same holdout rows (the test period that train set aside, by time):
-the model's metrics overall and per slice (carrier, origin, month); the baselines fitted on the same
+the model's metrics overall and per slice (carrier, origin, hour band, month; each slice's ROC AUC with a paired
+bootstrap interval, components.model.slices) and the parity of origins and carriers; the baselines fitted on the same
 training period (components.model.baselines; LightGBM reported, never gating); behavioural checks
 (invariance to unseen categories and missing weather, heavy precipitation raising the risk); the
 registry's champion, loaded sha256-checked. components.model.gate turns those numbers into blessed /
@@ -29,10 +30,11 @@ from components.core.store import ArtifactStore, open_store, sha256_bytes
 from components.model.baselines import baseline_fitters
 from components.model.curves import confusion, roc_points
 from components.model.gate import Policy, comparisons, decide
+from components.model.report import markdown_report
+from components.model.slices import parity, slice_groups, slice_intervals, slice_values
 
 log = logging.getLogger(__name__)
 
-SLICES = ("carrier", "origin", "month")
 WEATHER = ["temp", "dewp", "humid", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
 PLANE = ["plane_year", "plane_seats"]
 HEAVY_PRECIP_IN_PER_HOUR = 0.3  # the US National Weather Service's threshold for heavy rain
@@ -91,15 +93,15 @@ def skipped_scores(reason: str) -> dict:
             "log_loss": None, "brier": None, "ece": None, "skipped": reason}
 
 
-def slice_scores(frame: pd.DataFrame, p: np.ndarray, min_rows: int) -> dict:
-    out: dict[str, dict] = {}
+def slice_scores(frame: pd.DataFrame, p: np.ndarray, policy: Policy) -> tuple[dict, dict]:
+    """({column: {value: metrics}}, the overall ROC AUC's interval): for every slice with policy.min_slice_rows
+    holdout rows, scores() plus the ROC AUC interval (lower, upper), the paired interval against the overall
+    AUC (vs_overall) and the calibration gap with its interval (components.model.slices.slice_intervals)."""
     y = frame[LABEL].to_numpy(dtype=np.float64)
-    for col in SLICES:
-        out[col] = {}
-        for value, idx in frame.groupby(col, sort=True).indices.items():
-            if len(idx) >= min_rows:
-                out[col][str(value)] = scores(y[idx], p[idx])
-    return out
+    groups = slice_groups(slice_values(frame), policy.min_slice_rows)
+    intervals, overall = slice_intervals(y, p, groups, policy)
+    return {col: {value: {**intervals[col][value], **scores(y[idx], p[idx])} for value, idx in values.items()}
+            for col, values in groups.items()}, overall
 
 
 # -- behavioural checks -------------------------------------------------------------------------
@@ -174,16 +176,20 @@ def evaluate(params: EvaluateParams, store: ArtifactStore | None = None) -> Eval
     champion, predicted["champion"] = champion_scores(params.model_name, store, holdout, y)
     checks = behavioural_checks(module, holdout, seed)
     overall = scores(y, p)
-    policy = Policy(params.non_inferiority_margin, params.confidence, params.resamples, params.max_ece, seed)
+    policy = Policy(non_inferiority_margin=params.non_inferiority_margin, confidence=params.confidence,
+                    resamples=params.resamples, max_ece=params.max_ece, seed=seed,
+                    slice_auc_floor=params.slice_auc_floor, min_slice_rows=params.min_slice_rows)
     compared = comparisons(y, p, {k: v for k, v in predicted.items() if v is not None}, policy)
+    slices, auc_interval = slice_scores(holdout, p, policy)
     decision = decide(overall, compared, champion, checks, policy,
-                      skipped={k: v["skipped"] for k, v in baselines.items() if v.get("skipped")})
+                      skipped={k: v["skipped"] for k, v in baselines.items() if v.get("skipped")}, slices=slices)
     report = {
         "run_id": run_id,
         "model_sha256": model_sha,
         "holdout": {"start": run_params["split"]["test_start"], "end": run_params["train_end"], "rows": len(holdout),
                     "training_set_sha256": set_sha},
-        "model": {"overall": overall, "slices": slice_scores(holdout, p, params.min_slice_rows)},
+        "model": {"overall": overall, "roc_auc_interval": {**auc_interval, "confidence": policy.confidence},
+                  "slices": slices, "parity": parity(slices)},
         "baselines": baselines,
         "gap_to_lightgbm": gap_to_lightgbm(overall, baselines),
         "gap_to_lightgbm_reason": baselines["lightgbm"].get("skipped"),
@@ -284,42 +290,3 @@ def _publish(store: ArtifactStore, report: dict, params: EvaluateParams) -> str:
                                                                "blessed": report["decision"]["blessed"]})
     store.write_json(layout.EVAL_LATEST, {"eval_id": eval_id, "run_id": run_id})
     return eval_id
-
-
-def _fmt(v) -> str:
-    return "" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
-
-
-def markdown_report(r: dict) -> str:
-    cols = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "mean_prediction")
-    d = r["decision"]
-    lines = [f"# Evaluation of training run `{r['run_id']}`", "",
-             f"**Decision: {'BLESSED' if d['blessed'] else 'NOT BLESSED'}**", ""]
-    lines += [f"- failed: {f}" for f in d["failed"]] + [f"- ok: {f}" for f in d["reasons"]]
-    lines += ["", f"Holdout: {r['holdout']['rows']} flights scheduled from {r['holdout']['start']} to "
-              f"{r['holdout']['end']} (the end of the training window, never seen in training).", "",
-              "| model | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-    rows = [("this model (MLP)", r["model"]["overall"])] + list(r["baselines"].items())
-    if r["champion"]:
-        rows.append((f"champion (version {r['champion']['version']})", r["champion"]))
-    for name, m in rows:
-        lines.append(f"| {name} | " + " | ".join(_fmt(m.get(c)) for c in cols) + " |")
-    if r["gap_to_lightgbm"] is not None:
-        lines += ["", f"ROC AUC gap to LightGBM: {r['gap_to_lightgbm']:+.4f} (goal: within 0.01)."]
-    for name, m in r["baselines"].items():
-        if m.get("skipped"):
-            lines += ["", f"Baseline {name} skipped: {m['skipped']}."]
-    lines += ["", "## The gate: paired bootstrap intervals of the ROC AUC difference (this model - other)", "",
-              "| other | difference | lower | upper | resamples |", "|---|---|---|---|---|"]
-    for name, c in d.get("comparisons", {}).items():
-        lines.append(f"| {name} | {c['difference']:+.4f} | {c['lower']:+.4f} | {c['upper']:+.4f} | {c['resamples']} |")
-    lines += ["", "## Behavioural checks", ""]
-    lines += [f"- {'PASS' if c['passed'] else 'FAIL'}: {c['name']}" for c in r["checks"]]
-    lines += ["", "## Slices", "", "| slice | value | rows | positive rate | roc_auc | log_loss | ece |",
-              "|---|---|---|---|---|---|---|"]
-    for col, values in r["model"]["slices"].items():
-        for value, m in values.items():
-            lines.append(f"| {col} | {value} | {m['rows']} | {_fmt(m['positive_rate'])} | {_fmt(m['roc_auc'])} | "
-                         f"{_fmt(m['log_loss'])} | {_fmt(m['ece'])} |")
-    lines += ["", f"Policy: {json.dumps(d['policy'])}", ""]
-    return "\n".join(lines)

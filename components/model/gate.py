@@ -9,7 +9,9 @@ gate asks the questions a statistician would sign instead (docs/MODEL.md, "The b
 - non-inferiority: against each strong reference (logistic regression; LightGBM where it was fitted)
   and the champion, the lower bound of the interval of (challenger - reference) is above -margin;
 - calibration: expected calibration error within max_ece;
-- every behavioural check passes.
+- every behavioural check passes;
+- slice floor: no slice (carrier, origin, hour band, month) with min_slice_rows holdout rows has a ROC AUC
+  interval entirely below slice_auc_floor (the intervals: components.model.slices).
 
 Paired: every resample draws the same flights for both models, so what the two share (an easy day, a
 storm) cancels out of the difference. The resampling weights are multinomial counts, and the AUC of a
@@ -37,6 +39,8 @@ class Policy:
     max_ece: float = 0.05
     seed: int = 0
     metric: str = "roc_auc"
+    slice_auc_floor: float = 0.55
+    min_slice_rows: int = 200
 
 
 class _RankedScores:
@@ -47,14 +51,25 @@ class _RankedScores:
         self.groups = int(self.group.max()) + 1 if len(self.group) else 0
 
     def auc(self, weights: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """ROC AUC per row of weights [B, N] (ties count one half), as [B]."""
+        """ROC AUC per row of weights [B, N] (ties count one half), as [B]; NaN for a resample that drew
+        no positive or no negative row (a small slice's resample can)."""
         out = np.empty(len(weights))
         for b, w in enumerate(weights):
             pos = np.bincount(self.group, weights=w * y, minlength=self.groups)
             neg = np.bincount(self.group, weights=w * (1 - y), minlength=self.groups)
             below = np.cumsum(neg) - neg
-            out[b] = (pos * (below + 0.5 * neg)).sum() / (pos.sum() * neg.sum())
+            pairs = pos.sum() * neg.sum()
+            out[b] = (pos * (below + 0.5 * neg)).sum() / pairs if pairs > 0 else np.nan
         return out
+
+
+def resample_weights(n: int, resamples: int, seed: int):
+    """The bootstrap resamples of n rows as multinomial count weights, CHUNK resamples at a time ([b, n] float64).
+    One seed, one sequence: everything judged on "the same resamples" draws them from here."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, resamples, CHUNK):
+        b = min(CHUNK, resamples - start)
+        yield np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(b)]).astype(np.float64)
 
 
 def paired_auc_differences(y: np.ndarray, challenger: np.ndarray, others: dict[str, np.ndarray], resamples: int,
@@ -62,13 +77,9 @@ def paired_auc_differences(y: np.ndarray, challenger: np.ndarray, others: dict[s
     """For each other model, the bootstrap distribution of ROC AUC(challenger) - ROC AUC(other) on the same
     resampled flights: {name: [resamples]}."""
     y = np.asarray(y, dtype=np.float64)
-    n = len(y)
     ranked = {"challenger": _RankedScores(challenger), **{k: _RankedScores(v) for k, v in others.items()}}
-    rng = np.random.default_rng(seed)
     diffs: dict[str, list[np.ndarray]] = {k: [] for k in others}
-    for start in range(0, resamples, CHUNK):
-        b = min(CHUNK, resamples - start)
-        weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(b)]).astype(np.float64)
+    for weights in resample_weights(len(y), resamples, seed):
         base = ranked["challenger"].auc(weights, y)
         for name in others:
             diffs[name].append(base - ranked[name].auc(weights, y))
@@ -94,10 +105,40 @@ def comparisons(y: np.ndarray, challenger: np.ndarray, others: dict[str, np.ndar
     return out
 
 
+def slice_floor(slices: dict[str, dict[str, dict]], policy: Policy) -> tuple[list[str], list[str]]:
+    """(reasons, failures) of the slice floor: a slice (carrier, origin, hour band, month) with at least
+    min_slice_rows holdout rows whose ROC AUC interval lies entirely below slice_auc_floor refuses the blessing.
+
+    Within a slice the model can only rank that slice's flights against each other (what separates slices is
+    gone), so the floor is absolute: better than a coin by a useful amount, not "as good as overall"
+    (docs/MODEL.md, "Slices"). Only a significant shortfall refuses: a slice too small to tell passes."""
+    floor, pct = policy.slice_auc_floor, f"{policy.confidence:.0%}"
+    judged, below, failed = 0, [], []
+    for col, values in slices.items():
+        for value, m in values.items():
+            if m.get("rows", 0) < policy.min_slice_rows or m.get("upper") is None:
+                continue
+            judged += 1
+            if m["upper"] < floor:
+                failed.append(f"useless on the slice {col}={value}: ROC AUC {m['roc_auc']:.4f}, {pct} interval "
+                              f"[{m['lower']:.4f}, {m['upper']:.4f}] lies below the slice floor {floor} "
+                              f"({m['rows']} holdout flights)")
+            elif m["lower"] < floor:
+                below.append(f"{col}={value}")
+    if not judged:
+        return [f"no slice has {policy.min_slice_rows}+ holdout rows of both classes: the slice floor judged none"], []
+    note = f" (interval reaching below it, not significantly: {', '.join(below)})" if below else ""
+    reasons = [] if failed else [f"every slice with {policy.min_slice_rows}+ holdout rows ({judged}) has a ROC AUC "
+                                 f"interval reaching above the slice floor {floor}{note}"]
+    return reasons, failed
+
+
 def decide(model: dict, compared: dict[str, dict], champion: dict | None, checks: list[dict], policy: Policy,
-           skipped: dict[str, str] | None = None) -> dict:
+           skipped: dict[str, str] | None = None, slices: dict[str, dict[str, dict]] | None = None) -> dict:
     """Blessed or not, with the reasons, from the model's holdout scores, the comparisons (name -> interval
-    of the AUC difference, the champion's under "champion"), the behavioural checks and the policy."""
+    of the AUC difference, the champion's under "champion"), the behavioural checks, the slices (column ->
+    value -> rows, roc_auc and its interval lower/upper; None: no slice was computed, which fails) and the
+    policy."""
     m, margin, pct = policy.metric, policy.non_inferiority_margin, f"{policy.confidence:.0%}"
     reasons, failed = [], []
     if model.get(m) is None or not math.isfinite(model[m]):
@@ -136,5 +177,11 @@ def decide(model: dict, compared: dict[str, dict], champion: dict | None, checks
     for check in checks:
         if not check["passed"]:
             failed.append(f"behavioural check failed: {check['name']}")
+    if slices is None:
+        failed.append("no slice metrics: the slice floor cannot be judged")
+    else:
+        ok, bad = slice_floor(slices, policy)
+        reasons += ok
+        failed += bad
     return {"blessed": not failed, "reasons": reasons, "failed": failed, "policy": asdict(policy),
             "comparisons": compared}

@@ -12,6 +12,7 @@ from components.contracts.results import RegisterResult
 from components.contracts.stages import RegisterParams
 from components.core.store import ArtifactStore, open_store, sha256_bytes
 from components.model import evaluate as ev
+from components.model.card import CARD_JSON, build_card, card_files
 from components.model.registry import open_registry, utc_now
 
 log = logging.getLogger(__name__)
@@ -25,9 +26,11 @@ def register(params: RegisterParams, store: ArtifactStore | None = None) -> Regi
       the training run it evaluated, runs/train/<run-id>/ (model.pt, lineage.json, signature.json,
       metrics.json, params.json, curves.png, reference.parquet), each read sha256-checked.
     Outputs:
-      models/<name>/versions/<N>/: those files, the evaluation, model.pt.sha256 and the lineage with
-      the evaluation id; version.json with the record. Nothing new when the same evaluation of the
-      same model bytes is already a version. With --promote and a blessed evaluation:
+      models/<name>/versions/<N>/: those files, the evaluation, model.pt.sha256, the lineage with
+      the evaluation id and the model card (model_card.json, model_card.md: components.model.card);
+      version.json with the record. Nothing new when the same evaluation of the same model bytes is
+      already a version with a card (one without, registered before cards existed, gets a new version
+      that has one: deploy refuses a version without a card). With --promote and a blessed evaluation:
       models/<name>/aliases.json names it champion (compare-and-swap).
     Returns:
       RegisterResult: the version, whether this call created or promoted it, the champion now.
@@ -45,6 +48,10 @@ def register(params: RegisterParams, store: ArtifactStore | None = None) -> Regi
     model_data = store.read_published(run, "model.pt")
     model_sha = sha256_bytes(model_data)
     existing = registry.find(evaluation_id=eval_id, model_sha256=model_sha)
+    if existing is not None and CARD_JSON not in registry.get(existing)["files"]:
+        log.warning("register: version %d holds this evaluation but no model card (registered before cards "
+                    "existed); registering it again as a new version, with its card", existing)
+        existing = None
     if existing is not None:
         version, created = existing, False
     else:
@@ -69,7 +76,8 @@ def register(params: RegisterParams, store: ArtifactStore | None = None) -> Regi
             "window": lineage["window"],
             "registered_at": lineage["registered_at"],
         }
-        version, created = registry.create_version(files, record), True
+        version, created = registry.create_version(files, record, numbered=lambda n: card_files(build_card(
+            registry.name, n, files, evaluation, lineage, lineage["registered_at"]))), True
     blessed = bool(registry.get(version)["blessed"])
     promoted = False
     if params.promote and blessed:

@@ -4,7 +4,8 @@ Layout under models/<name>/:
   claims/<N>.json           created with If-None-Match (create-only): whoever creates it owns number N,
                             so two writers never get the same version; numbers are never reused
   versions/<N>/             model.pt, model.pt.sha256, signature.json, metrics.json, evaluation.json,
-                            evaluation.md, lineage.json, reference.parquet, curves.png, and LAST
+                            evaluation.md, lineage.json, reference.parquet, curves.png, model_card.json,
+                            model_card.md (components.model.card), and LAST
                             version.json: the record (sha256 of every file). Only the owner of claim N
                             writes there, and a version exists only once its version.json does, so
                             a writer killed half-way leaves nothing a reader could take for a version
@@ -23,6 +24,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from components.contracts import layout
@@ -76,8 +78,12 @@ class Registry:
         """Complete versions, oldest first. A claimed number whose writer died is skipped, never reused."""
         return self._numbers("versions", r"(\d+)/version\.json$")
 
-    def create_version(self, files: dict[str, bytes], record: dict) -> int:
-        """Claim the next number with a create-only write, write the files under it, then the record."""
+    def create_version(self, files: dict[str, bytes], record: dict,
+                       numbered: Callable[[int], dict[str, bytes]] | None = None) -> int:
+        """Claim the next number with a create-only write, write the files under it, then the record.
+
+        `numbered(N)` makes the files that name the version's own number (the model card, written by
+        register), once N is claimed; they are written and checksummed like the others."""
         for _ in range(1000):
             claimed = self._numbers("claims", r"(\d+)\.json$")
             number = (claimed[-1] if claimed else 0) + 1
@@ -87,6 +93,8 @@ class Registry:
             except ConflictError:
                 continue  # another writer took this number first: take the next one
             base = self.version_prefix(number)
+            if numbered is not None:
+                files = {**files, **numbered(number)}
             for name, data in sorted(files.items()):
                 self.store.write_bytes(f"{base}/{name}", data)
             entries = {name: {"sha256": sha256_bytes(data), "bytes": len(data)} for name, data in files.items()}

@@ -200,6 +200,7 @@ def train(params: TrainParams, store: ArtifactStore | None = None) -> TrainResul
     lineage = {
         "run_id": run_id,
         "window": {"start": params.train_start, "end": params.train_end, **bounds},
+        "prediction_time": {"lead_time_hours": _lead_time_hours(frame)},
         "training_set": {"key": set_key, "sha256": set_sha, "rows": len(frame)},
         "validated_partitions": validated_partitions(store, params.train_start, params.train_end),
         "feature_service": feature_service(),
@@ -248,6 +249,15 @@ def _reference_sample(frame: pd.DataFrame, split: np.ndarray, model: DelayModel,
 
     sample["prediction"] = predict(model, sample)
     return sample
+
+
+def _lead_time_hours(frame: pd.DataFrame) -> float | None:
+    """How long before the scheduled departure the training set's features were taken (its event_timestamp),
+    in hours: the prediction time the model was trained for (the model card states it)."""
+    if not {"sched_dep_utc", "event_timestamp"} <= set(frame.columns) or frame.empty:
+        return None
+    lead = (pd.to_datetime(frame["sched_dep_utc"], utc=True) - pd.to_datetime(frame["event_timestamp"], utc=True))
+    return round(float(lead.dt.total_seconds().median()) / 3600, 4)
 
 
 def _run_id(params: TrainParams, set_sha: str) -> str:

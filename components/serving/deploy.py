@@ -99,7 +99,7 @@ def deploy(params: DeployParams, store: ArtifactStore | None = None, settings=No
     """Load a registry version on every Triton replica, check it, and make it serve (or shadow, or canary).
 
     Inputs:
-      models/<name>/versions/<N>/ (model.pt, refused on a sha256 mismatch; signature.json);
+      models/<name>/versions/<N>/ (model.pt, refused on a sha256 mismatch; signature.json; model_card.json);
       serving/<model>/state.json (what serves now); the model repository's config.pbtxt; the
       replicas (FLIGHTDECK_TRITON_URL, or every ready pod of the Triton Service on kubernetes).
     Outputs, under the lock serving/<model>/deploy.lock:
@@ -113,7 +113,9 @@ def deploy(params: DeployParams, store: ArtifactStore | None = None, settings=No
       DeployResult: what serves now, what was loaded and removed, the parity figure, the online model.
     Failures (DeployFailed, a StageFailed, unless named):
       bad --mode / --target / --canary-fraction; no such version (or alias); the registered
-      signature is not the serving contract; ModelIntegrityError: the bytes do not match the registry;
+      signature is not the serving contract; the version has no model card (model_card.json/.md, written by
+      register), or one that describes another version; ModelIntegrityError: the bytes (or the card's)
+      do not match the registry;
       another deploy holds the lock, or took the lease over mid-deploy (checked before the repository is
       touched and before serving state is written); TritonUnavailable: a replica cannot be reached (nothing touched).
       Once the repository is touched, any failure (load, timeout, readiness, prediction parity with the
@@ -130,6 +132,7 @@ def deploy(params: DeployParams, store: ArtifactStore | None = None, settings=No
     t0 = time.perf_counter()
     registry, version, model_bytes, sha256 = _registered_version(store, model, params.version)
     check_declared_signature(registry, version)
+    check_model_card(registry, version)
     repo_store, repo_uri = repository.repository_location(settings)
     targets = replica_list if replica_list is not None else replicas(settings)
     key = admin_key(settings)
@@ -278,6 +281,18 @@ def check_declared_signature(registry, version: int) -> None:
                 f"version {version} of {registry.name} declares {part} {json.dumps(declared.get(part))}, but the "
                 f"serving contract (components/contracts/signature.py) is {json.dumps(expected[part])}; it is not deployed."
             )
+
+
+def check_model_card(registry, version: int) -> None:
+    """Refuse a version without its model card, or with one that does not describe it (before touching Triton):
+    what serves must say what it is for, what it was trained on and how it was judged."""
+    from components.model.card import ModelCardMissing, verified_card
+
+    try:
+        verified_card(registry, version)
+    except ModelCardMissing as exc:
+        raise DeployFailed(f"cannot deploy version {version} of {registry.name}: {exc} "
+                           "Nothing was deployed.") from exc
 
 
 def _ensure_target_files(repo_store, model, version, target, registry) -> None:

@@ -32,6 +32,15 @@ CLEAR = {"carrier_rate": ci(0.05), "logistic_regression": ci(-0.002), "lightgbm"
 CHAMPION = {"version": 3, "roc_auc": 0.70}
 
 
+def sl(auc: float, lower: float, upper: float, rows: int = 1000) -> dict:
+    """A slice as slice_intervals() reports it (what the floor reads)."""
+    return {"rows": rows, "roc_auc": auc, "lower": lower, "upper": upper}
+
+
+GOOD_SLICES = {"origin": {"EWR": sl(0.71, 0.69, 0.73), "LGA": sl(0.63, 0.60, 0.65)},
+               "carrier": {"MQ": sl(0.58, 0.525, 0.64, rows=887)}}
+
+
 @pytest.mark.parametrize("case, compared, champion, ece, checks, blessed, because", [
     ("first model, every interval clear", CLEAR, None, 0.02, GOOD_CHECKS, True, "there is no champion yet"),
     ("not worse than the champion", {**CLEAR, "champion": ci(-0.004)}, CHAMPION, 0.02, GOOD_CHECKS, True,
@@ -53,7 +62,7 @@ CHAMPION = {"version": 3, "roc_auc": 0.70}
      "behavioural check failed: directional"),
 ])
 def test_blessing_decision(case, compared, champion, ece, checks, blessed, because):
-    decision = decide(model(ece=ece), compared, champion, checks, Policy())
+    decision = decide(model(ece=ece), compared, champion, checks, Policy(), slices=GOOD_SLICES)
     assert decision["blessed"] is blessed, (case, decision)
     text = " ".join(decision["failed"] if not blessed else decision["reasons"])
     assert because in text, (case, text)
@@ -62,8 +71,8 @@ def test_blessing_decision(case, compared, champion, ece, checks, blessed, becau
 
 def test_the_margin_is_the_policy_s():
     compared = {**CLEAR, "logistic_regression": ci(-0.008)}
-    assert not decide(model(), compared, None, GOOD_CHECKS, Policy())["blessed"]
-    assert decide(model(), compared, None, GOOD_CHECKS, Policy(non_inferiority_margin=0.01))["blessed"]
+    assert not decide(model(), compared, None, GOOD_CHECKS, Policy(), slices=GOOD_SLICES)["blessed"]
+    assert decide(model(), compared, None, GOOD_CHECKS, Policy(non_inferiority_margin=0.01), slices=GOOD_SLICES)["blessed"]
 
 
 def test_weighted_auc_of_a_resample_equals_sklearn_s():
@@ -120,9 +129,18 @@ def test_evaluation_of_a_real_run(evaluated):
     for name, metrics in report["baselines"].items():
         assert 0.5 < metrics["roc_auc"] < 0.9, name
     slices = report["model"]["slices"]
-    assert set(slices) == {"carrier", "origin", "month"}
+    assert set(slices) == {"carrier", "origin", "hour_band", "month"}
     assert set(slices["origin"]) == {"EWR", "JFK", "LGA"}
     assert sum(m["rows"] for m in slices["origin"].values()) == report["holdout"]["rows"]
+    for col, values in slices.items():
+        for value, m in values.items():  # every reported slice has its interval, from the gate's resamples
+            assert m["rows"] >= 200 and m["lower"] <= m["roc_auc"] <= m["upper"] and m["resamples"] > 900, (col, value)
+    floor = [r for r in report["decision"]["reasons"] + report["decision"]["failed"] if "slice floor" in r]
+    assert len(floor) == 1, report["decision"]  # the slice floor was judged, one way or the other
+    parity = report["model"]["parity"]
+    assert {g["value"] for g in parity["origin"]["groups"]} == {"EWR", "JFK", "LGA"}
+    assert parity["origin"]["auc_spread"] == pytest.approx(
+        max(m["roc_auc"] for m in slices["origin"].values()) - min(m["roc_auc"] for m in slices["origin"].values()))
     kinds = {c["kind"]: c for c in report["checks"]}
     assert set(kinds) == {"invariance", "directional"}
     assert all(c["passed"] for c in report["checks"] if c["kind"] == "invariance")
@@ -130,6 +148,9 @@ def test_evaluation_of_a_real_run(evaluated):
     assert report["decision"]["blessed"] == result["blessed"]
     md = store.read_published(layout.eval_run_prefix(result["eval_id"]), "report.md").decode()
     assert ("BLESSED" in md) and "| logistic_regression |" in md and "## Slices" in md
+    lga = slices["origin"]["LGA"]
+    assert f"| origin | LGA | {lga['rows']} |" in md and f"[{lga['lower']:.4f}, {lga['upper']:.4f}]" in md
+    assert "## Parity across origins and carriers (reported, not gating)" in md
     assert set(report["decision"]["comparisons"]) == {"carrier_rate", "logistic_regression", "lightgbm"}
     for name, c in report["decision"]["comparisons"].items():
         assert c["lower"] <= c["difference"] <= c["upper"] and c["resamples"] == 1000, name

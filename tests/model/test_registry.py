@@ -236,6 +236,8 @@ def test_registry_show_cli(local_store, tiny_model_bytes, capsys):
         assert record["files"]["model.pt"]["sha256"] == sha256_bytes(tiny_model_bytes)
     assert main(["registry", "show", "7"]) == 1
     assert "has no version 7" in capsys.readouterr().err
+    assert main(["registry", "show", str(v1), "--card"]) == 1  # versions made without register have no card
+    assert f"version {v1} of flight_delay has no model card" in capsys.readouterr().err
     local_store.write_bytes(f"{registry.version_prefix(v1)}/lineage.json", b'{"forged": true}')
     assert main(["registry", "show", str(v1)]) == 1  # a changed file is refused, not shown
     assert "sha256" in capsys.readouterr().err

@@ -12,11 +12,15 @@ import pytest
 from components.contracts import signature
 from components.contracts.results import PredictBatchResult
 from components.contracts.stages import DeployParams, PredictBatchParams
+from components.model.card import register_unevaluated
 from components.model.registry import Registry
 from components.ops.cli import main as cli_main
 from tests.conftest import free_port, local_triton
 from tests.serving.conftest import DAY, copy_home
 from tests.serving.fixture_models import in_process, scripted_bytes
+
+# Versions registered by hand carry a model card saying so: deploy refuses a version without one.
+HAND_MADE = "a hand-made model of a serving test (tests/serving), not evaluated"
 
 MODEL = "flight_delay"
 pytestmark = pytest.mark.slow  # the shared day's ingest, validate and features build
@@ -35,8 +39,8 @@ def scored(real_days, tmp_path_factory):
         store = open_store()
         apply(store=store)  # Feast's registry for this home (copy_home leaves it out)
         registry = Registry(store, MODEL)
-        data = {registry.create_version({"model.pt": scripted_bytes(s)}, {"blessed": True}): scripted_bytes(s)
-                for s in (71, 72)}
+        data = {register_unevaluated(registry, {"model.pt": scripted_bytes(s)}, {"blessed": True}, HAND_MADE):
+                scripted_bytes(s) for s in (71, 72)}
         registry.promote(1)
         deploy(DeployParams(online=False))
         deploy(DeployParams(version="2", mode="shadow", online=False))

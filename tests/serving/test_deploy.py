@@ -12,6 +12,7 @@ from components.contracts.errors import StageFailed
 from components.contracts.results import DeployResult
 from components.contracts.stages import DeployParams
 from components.core.store import open_store, sha256_bytes
+from components.model.card import register_unevaluated
 from components.model.network import ModelIntegrityError
 from components.model.registry import Registry
 from components.ops.cli import main as cli_main
@@ -22,6 +23,9 @@ from components.serving.triton.scoring import score_frame, score_frame_detailed
 from tests.conftest import free_port
 from tests.serving.conftest import flights_frame
 from tests.serving.fixture_models import in_process, scripted_bytes, wrong_signature_bytes
+
+# Versions registered by hand carry a model card saying so: deploy refuses a version without one.
+HAND_MADE = "a hand-made model of a serving test (tests/serving), not evaluated"
 
 pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite's long poles
 
@@ -45,7 +49,7 @@ def registry(store):
 
 
 def add_version(registry, data: bytes, **record) -> int:
-    return registry.create_version({"model.pt": data}, {"blessed": True, **record})
+    return register_unevaluated(registry, {"model.pt": data}, {"blessed": True, **record}, HAND_MADE)
 
 
 @pytest.fixture(scope="module")
@@ -124,10 +128,42 @@ def test_sha256_mismatch_is_refused_and_nothing_changes(champion, registry, stor
     with pytest.raises(ModelIntegrityError, match="sha256"):
         deploy(DeployParams(version=str(v), online=False))
     # A declared signature that is not the serving contract is refused before Triton is touched, too.
-    bad = registry.create_version({"model.pt": scripted_bytes(5), "signature.json": b'{"inputs": [], "outputs": []}'},
-                                  {"blessed": True})
+    bad = register_unevaluated(registry, {"model.pt": scripted_bytes(5),
+                                          "signature.json": b'{"inputs": [], "outputs": []}'}, {"blessed": True}, HAND_MADE)
     with pytest.raises(StageFailed, match="serving contract"):
         deploy(DeployParams(version=str(bad), online=False))
+    repo_store, _ = repository.repository_location()
+    assert repository.versions_on_disk(repo_store, MODEL) == [2]
+    assert_unchanged(before, store, client)
+
+
+def test_a_version_without_its_model_card_is_refused_before_triton_is_touched(champion, registry, store, client,
+                                                                             capsys, monkeypatch):
+    from components.model.card import CARD_JSON, CARD_MD
+    from components.serving.deploy import deploy
+
+    before = serving_snapshot(store, client)
+    # as register wrote versions before model cards existed
+    bare = registry.create_version({"model.pt": scripted_bytes(8)}, {"blessed": True, "evaluation_id": "e-1"})
+    with pytest.raises(StageFailed) as err:
+        deploy(DeployParams(version=str(bare), online=False))
+    message = str(err.value)
+    assert f"cannot deploy version {bare} of {MODEL}: version {bare} of {MODEL} has no model card" in message
+    assert "To fix: register its evaluation again (`flightdeck register --evaluation e-1`)" in message
+    assert message.endswith("Nothing was deployed.")
+    assert cli_main(["deploy", "--version", str(bare), "--no-online"]) == 1  # the operator sees the same sentence
+    assert f"version {bare} of {MODEL} has no model card" in capsys.readouterr().err
+    # another version's card is no card for this one
+    borrowed = registry.create_version({"model.pt": scripted_bytes(8), **{n: registry.read_file(2, n)
+                                                                          for n in (CARD_JSON, CARD_MD)}},
+                                       {"blessed": True})
+    with pytest.raises(StageFailed, match="is not this version's: it describes version 2"):
+        deploy(DeployParams(version=str(borrowed), online=False))
+    # refused before any Triton I/O: with no server at all, the card is still what stops it
+    with monkeypatch.context() as mp:
+        mp.setenv("FLIGHTDECK_TRITON_URL", f"127.0.0.1:{free_port()}")
+        with pytest.raises(StageFailed, match="has no model card"):
+            deploy(DeployParams(version=str(bare), online=False))
     repo_store, _ = repository.repository_location()
     assert repository.versions_on_disk(repo_store, MODEL) == [2]
     assert_unchanged(before, store, client)

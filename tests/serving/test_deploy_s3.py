@@ -7,12 +7,16 @@ import numpy as np
 
 from components.contracts import signature
 from components.contracts.stages import DeployParams
+from components.model.card import register_unevaluated
 from components.model.registry import Registry
 from components.serving.triton import repository
 from components.serving.triton.server import TritonServer
 from tests.conftest import free_port
 from tests.serving.conftest import flights_frame
 from tests.serving.fixture_models import in_process, scripted_bytes
+
+# Versions registered by hand carry a model card saying so: deploy refuses a version without one.
+HAND_MADE = "a hand-made model of a serving test (tests/serving), not evaluated"
 
 
 def test_deploy_on_the_aws_profile_serves_from_the_s3_repository(s3_store, monkeypatch, tmp_path):
@@ -25,7 +29,7 @@ def test_deploy_on_the_aws_profile_serves_from_the_s3_repository(s3_store, monke
     monkeypatch.setenv("FLIGHTDECK_TRITON_ADMIN_KEY", "s3-test-key")
     registry = Registry(s3_store, "flight_delay")
     data = scripted_bytes(21)
-    version = registry.create_version({"model.pt": data}, {"blessed": True})
+    version = register_unevaluated(registry, {"model.pt": data}, {"blessed": True}, HAND_MADE)
     registry.promote(version)
 
     repo_store, uri = repository.prepare_repository()

@@ -13,6 +13,7 @@ from components.contracts import signature
 from components.contracts.errors import StageFailed
 from components.contracts.stages import DeployParams
 from components.core.store import open_store
+from components.model.card import register_unevaluated
 from components.model.registry import Registry
 from components.serving.triton import repository
 from components.serving.triton.client import TritonClient
@@ -22,6 +23,9 @@ from components.serving.triton.server import TritonServer
 from tests.conftest import free_port, triton_settings
 from tests.serving.conftest import flights_frame
 from tests.serving.fixture_models import in_process, scripted_bytes
+
+# Versions registered by hand carry a model card saying so: deploy refuses a version without one.
+HAND_MADE = "a hand-made model of a serving test (tests/serving), not evaluated"
 
 pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite's long poles
 
@@ -75,7 +79,7 @@ def test_deploy_loads_on_every_replica(fleet):
 
     registry = Registry(open_store(), MODEL)
     for v in (1, 2):
-        assert registry.create_version({"model.pt": DATA[v]}, {"blessed": True}) == v
+        assert register_unevaluated(registry, {"model.pt": DATA[v]}, {"blessed": True}, HAND_MADE) == v
     registry.promote(1)
     first = deploy(DeployParams(online=False), replica_list=replicas(fleet))
     assert first["replicas"] == ["a", "b"] and first["loaded_versions"] == [1]
@@ -103,7 +107,7 @@ def test_one_failing_replica_rolls_back_both_and_the_previous_keeps_serving(flee
     registry = Registry(store, MODEL)
     state_before, _ = read_state(store, MODEL)
     deployed_before = registry.deployed("triton-local")
-    v = registry.create_version({"model.pt": DATA[3]}, {"blessed": True})
+    v = register_unevaluated(registry, {"model.pt": DATA[3]}, {"blessed": True}, HAND_MADE)
     with pytest.raises(StageFailed) as err:
         deploy(DeployParams(version=str(v), online=False), replica_list=replicas(fleet))
     message = str(err.value)

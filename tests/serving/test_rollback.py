@@ -10,12 +10,16 @@ import pytest
 from components.contracts import signature
 from components.contracts.stages import DeployParams
 from components.core.store import LocalStore, open_store
+from components.model.card import register_unevaluated
 from components.model.registry import Registry
 from components.ops.cli import main as cli_main
 from components.serving.triton.routing import ServingState, read_state, write_state
 from components.serving.triton.scoring import score_frame
 from tests.serving.conftest import flights_frame
 from tests.serving.fixture_models import in_process, scripted_bytes
+
+# Versions registered by hand carry a model card saying so: deploy refuses a version without one.
+HAND_MADE = "a hand-made model of a serving test (tests/serving), not evaluated"
 
 MODEL = "flight_delay"
 
@@ -29,7 +33,8 @@ def two_champions(triton):
     registry = Registry(store, MODEL)
     data = {}
     for seed in (61, 62):
-        data[v := registry.create_version({"model.pt": scripted_bytes(seed)}, {"blessed": True})] = scripted_bytes(seed)
+        v = register_unevaluated(registry, {"model.pt": scripted_bytes(seed)}, {"blessed": True}, HAND_MADE)
+        data[v] = scripted_bytes(seed)
         registry.promote(v)
         deploy(DeployParams(online=False))  # no target named: the local runtime's, cpu
     return {"store": store, "registry": registry, "data": data}
@@ -63,9 +68,10 @@ def test_rollback_whose_deploy_fails_says_so_and_the_champion_keeps_serving(two_
 
     store, registry, data = two_champions["store"], two_champions["registry"], two_champions["data"]
     # A champion that was promoted but can never load (not TorchScript), superseded by a good one.
-    bad = registry.create_version({"model.pt": b"PK\x03\x04 not a TorchScript archive"}, {"blessed": True})
+    bad = register_unevaluated(registry, {"model.pt": b"PK\x03\x04 not a TorchScript archive"}, {"blessed": True},
+                               HAND_MADE)
     registry.promote(bad)
-    good = registry.create_version({"model.pt": scripted_bytes(63)}, {"blessed": True})
+    good = register_unevaluated(registry, {"model.pt": scripted_bytes(63)}, {"blessed": True}, HAND_MADE)
     data[good] = scripted_bytes(63)
     registry.promote(good)
     deploy(DeployParams(online=False))
