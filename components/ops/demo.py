@@ -288,7 +288,8 @@ def _lifecycle(af, dags, window_days: int) -> bool:
         say("   the retraining run failed; see the task logs")
         return False
     if not retrained:
-        say("   the challenger was not blessed: it is registered for the record, the champion keeps serving")
+        say("   the challenger was not blessed: challenger_rejected logged the reasons, register and deploy were "
+            "skipped, and the champion keeps serving")
     step("5. one online prediction (Triton's online model: Feast online store + the served version)")
     from components.contracts.stages import STAGES
 
