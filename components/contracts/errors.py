@@ -15,15 +15,15 @@ class OutsideSourceRange(BadInput):
     Refused before anything is read or written: no raw partition, no quarantine batch (there is no batch
     to keep aside). Bad input like any other (CLI exit code 3, no retry): the same days stay outside."""
 
-    def __init__(self, source: str, start, end, first, last, why: str = ""):
+    def __init__(self, source: str, start, end, first, last, why: str = "", hint: str | None = None):
         self.source, self.start, self.end, self.first, self.last = source, start, end, first, last
-        self._args = (source, start, end, first, last, why)
+        self._args = (source, start, end, first, last, why, hint)
         days = f"day {start} is" if start == end else f"days {start}..{end} reach"
         why = why or f"{days} outside the {source} data, which holds {first}..{last}"
-        super().__init__(
-            f"{why}: refused before anything was written (no raw partition, no quarantine batch). Run days "
-            f"inside {first}..{last}; in the Airflow UI, trigger the DAG with a logical date in it, e.g. "
-            f"{_example(first, last)} (docs/AIRFLOW.md, \"The data's clock\").")
+        if hint is None:  # where a person runs days: the Airflow UI
+            hint = (f" Run days inside {first}..{last}; in the Airflow UI, trigger the DAG with a logical date in "
+                    f"that range, e.g. {_example(first, last)} (docs/AIRFLOW.md, \"The data's clock\").")
+        super().__init__(f"{why}: refused before anything was written (no raw partition, no quarantine batch).{hint}")
 
     def __reduce__(self):  # picklable across processes, with its fields
         return type(self), self._args
