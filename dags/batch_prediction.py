@@ -2,13 +2,16 @@
 
 Daily per logical date: ingest and validate the day, build its features, materialize the
 online store up to it, score the day through Triton (predict-batch), then record the
-predictions asset event (naming the day) that schedules monitoring. Wiring only.
+predictions asset event (naming the day) that schedules monitoring. Scheduled on the
+data's clock: from the source's first day to its last (2013: trigger a day with a 2013
+logical date, e.g. 2013-03-01; docs/AIRFLOW.md, "The data's clock"). Wiring only.
 """
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param
 
 from components.orchestration import steps as steps
 from components.orchestration.runtime import (
+    END_DATE,
     PREDICTIONS,
     START_DATE,
     default_args,
@@ -25,6 +28,7 @@ with DAG(
     description="score a day's flights through Triton and publish the predictions asset",
     schedule=CronTriggerTimetable("0 4 * * *", timezone="UTC"),
     start_date=START_DATE,
+    end_date=END_DATE,  # the data's clock: the last day the source holds (docs/AIRFLOW.md)
     catchup=False,
     max_active_runs=3,  # days are independent partitions; a few may run side by side
     default_args=default_args(),

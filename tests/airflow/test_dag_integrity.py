@@ -58,6 +58,36 @@ def test_wiring_order(dagbag):
     assert mon.task_dict["no_drift"].outlets == []
 
 
+def test_the_schedules_follow_the_data_clock(dagbag):
+    """continuous_training and batch_prediction are scheduled over the days the data holds and no later
+    (schema.NYCFLIGHTS13_DAYS): the scheduler's next run, computed now (after 2013), is none, so unpausing
+    them starts nothing; the last day's scheduled run is still inside."""
+    import pendulum
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.timetables.base import DagRunInfo, TimeRestriction
+
+    from components.contracts.schema import NYCFLIGHTS13_DAYS
+
+    first, last = NYCFLIGHTS13_DAYS
+    for dag_id, hour in (("batch_prediction", 4), ("continuous_training", 6)):
+        dag = dagbag.dags[dag_id]
+        assert dag.start_date == pendulum.datetime(first.year, first.month, first.day), dag_id
+        assert dag.end_date.date() == last and dag.end_date >= pendulum.datetime(last.year, last.month, last.day, 23, 59)
+        scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+        assert scheduler_dag.next_dagrun_info(last_automated_run_info=None) is None, dag_id
+        # Replayed over the year (a backfill, catchup): the last scheduled run is on the data's last day or,
+        # for the weekly training, its last Monday (2013-12-30).
+        year = TimeRestriction(earliest=dag.start_date, latest=dag.end_date, catchup=True)
+        last_run = pendulum.datetime(2013, 12, 31 if dag_id == "batch_prediction" else 30, hour)
+        step = pendulum.duration(days=1 if dag_id == "batch_prediction" else 7)
+        timetable = scheduler_dag.timetable
+        info = timetable.next_dagrun_info(last_automated_data_interval=DagRunInfo.exact(last_run - step).data_interval,
+                                          restriction=year)
+        assert info is not None and info.logical_date == last_run, (dag_id, info)
+        assert timetable.next_dagrun_info(last_automated_data_interval=DagRunInfo.exact(last_run).data_interval,
+                                          restriction=year) is None, dag_id
+
+
 def test_unknown_stage_name_fails_the_parse_naming_the_stages():
     """A typo in a DAG file's stage name is a wiring mistake: the file must not load."""
     from components.orchestration.runtime import stage_task

