@@ -8,6 +8,8 @@ REPO=$PWD
 export FLIGHTDECK_HOME=${FLIGHTDECK_HOME:-$REPO/.flightdeck}
 export AIRFLOW_HOME=${AIRFLOW_HOME:-$FLIGHTDECK_HOME/airflow}
 export AIRFLOW__CORE__DAGS_FOLDER=$REPO/dags
+# The flightdeck plugin: the report pages behind the stage tasks' extra links (docs/AIRFLOW.md, "Reports").
+export AIRFLOW__CORE__PLUGINS_FOLDER=$REPO/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__API__PORT=${AIRFLOW_PORT:-8080}
 export AIRFLOW__API__HOST=${AIRFLOW__API__HOST:-127.0.0.1}
