@@ -194,7 +194,8 @@ code{background:#edf2f7;padding:1px 4px;border-radius:3px}section{border-top:1px
 
 def document(title: str, body: str) -> bytes:
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body><header>flightdeck report</header>{body}</body></html>").encode()
+            f"<style>{STYLE}</style></head><body><header>flightdeck &middot; {html.escape(title)}</header>{body}"
+            "</body></html>").encode()
 
 
 def missing_document(missing: Missing) -> bytes:
