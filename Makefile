@@ -32,7 +32,7 @@ test: bootstrap
 	  if [ $$rc = 5 ]; then echo 'make test: pytest collected no tests' >&2; exit 1; fi; exit $$rc
 
 lint: bootstrap
-	$(VENV)/bin/ruff check components dags pipelines feature_repo tests
+	$(VENV)/bin/ruff check components dags plugins pipelines feature_repo tests
 
 bench: bootstrap
 	$(PY) -m benchmarks

@@ -2,8 +2,8 @@
 # The Airflow image of the cluster (infra/terraform/modules/platform's helm_release.airflow): the
 # official apache/airflow image, whose entrypoint, user (50000) and layout the Airflow chart
 # expects, running a venv made from containers/locks/airflow.lock alone (Airflow 3.3.2, its
-# providers, the light part of flightdeck's dependencies) with the flightdeck package and the DAGs
-# baked in, so the scheduler, DAG processor and workers parse and run exactly these DAG files.
+# providers, the light part of flightdeck's dependencies) with the flightdeck package, the DAGs and the
+# report plugin baked in, so the scheduler, DAG processor and workers parse and run exactly these DAG files.
 # Build with `make images` (it passes BASE_DIGEST from containers/images.yaml).
 ARG BASE_DIGEST
 
@@ -42,9 +42,12 @@ LABEL org.opencontainers.image.title="flightdeck-airflow" \
 COPY --from=build --chown=airflow:0 /home/airflow/venv /home/airflow/venv
 COPY --from=build --chown=airflow:0 /app /app
 COPY --chown=airflow:0 dags /opt/airflow/dags
+# The flightdeck plugin: the report pages behind the stage tasks' extra links (docs/AIRFLOW.md, "Reports").
+COPY --chown=airflow:0 plugins /opt/airflow/plugins
 # The venv's airflow and python first: the entrypoint runs `airflow` and `python` from PATH.
 ENV PATH=/home/airflow/venv/bin:$PATH \
     AIRFLOW__CORE__DAGS_FOLDER=/opt/airflow/dags \
+    AIRFLOW__CORE__PLUGINS_FOLDER=/opt/airflow/plugins \
     AIRFLOW__CORE__LOAD_EXAMPLES=False \
     PYTHONDONTWRITEBYTECODE=1
 USER 50000:0

@@ -8,6 +8,8 @@ REPO=$PWD
 export FLIGHTDECK_HOME=${FLIGHTDECK_HOME:-$REPO/.flightdeck}
 export AIRFLOW_HOME=${AIRFLOW_HOME:-$FLIGHTDECK_HOME/airflow}
 export AIRFLOW__CORE__DAGS_FOLDER=$REPO/dags
+# The flightdeck plugin: the report pages behind the stage tasks' extra links (docs/AIRFLOW.md, "Reports").
+export AIRFLOW__CORE__PLUGINS_FOLDER=$REPO/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 # The data's clock (docs/AIRFLOW.md): the DAGs are scheduled over the data's days (2013) only, so the
 # scheduler starts nothing for today's date; they also start paused, and a 2013 day is run by triggering

@@ -28,6 +28,7 @@ from components.contracts.stages import STAGES
 from components.core import cluster
 from components.core.images import GPU_NODE_SELECTOR, GPU_TOLERATION, service_account_for_stage
 from components.core.settings import load_settings
+from components.orchestration import report_links
 from components.orchestration.notify import WebhookNotifier
 
 log = logging.getLogger(__name__)
@@ -114,11 +115,12 @@ def stage_task(spec_name: str, task_id: str | None = None, outlets: list | None 
     )
     settings = load_settings()
     if settings.runtime == "kubernetes":
-        return _pod_task(spec, res, settings, params, common)
+        return report_links.attach(_pod_task(spec, res, settings, params, common), spec_name)
     from airflow.providers.standard.operators.python import PythonOperator
 
-    return PythonOperator(python_callable=run_stage_local, op_kwargs={"spec_name": spec_name, "params": params},
+    task = PythonOperator(python_callable=run_stage_local, op_kwargs={"spec_name": spec_name, "params": params},
                           **common)
+    return report_links.attach(task, spec_name)  # the UI's links to the stage's reports (report_links.py)
 
 
 def run_stage_local(spec_name: str, params: dict) -> dict:

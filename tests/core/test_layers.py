@@ -102,6 +102,13 @@ def test_dag_files_import_only_the_orchestration_layer(dag):
     assert outside == [], f"{dag.name} imports {outside}: DAG files wire the orchestration layer only"
 
 
+@pytest.mark.parametrize("plugin", sorted((REPO / "plugins").glob("*.py")), ids=lambda p: p.name)
+def test_airflow_plugins_import_only_the_orchestration_layer(plugin):
+    """plugins/ is loaded by every Airflow process, like dags/: it wires the orchestration layer only."""
+    outside = sorted(t for t in components_imports(plugin) if layer_of(t) != "orchestration")
+    assert components_imports(plugin) and outside == [], f"{plugin.name} imports {outside}"
+
+
 def test_the_check_sees_a_violation(tmp_path):
     """The checker itself: an upward import is found (a check that cannot fail checks nothing)."""
     bad = tmp_path / "bad.py"

@@ -78,16 +78,23 @@ def cluster_settings() -> dict[str, str]:
     return settings
 
 
-def parse(dag_folder: Path, home: Path) -> dict:
+def in_image_env(script: str, args: list[str], home: Path) -> dict:
+    """Run a Python script in the image's venv with the settings the cluster's Airflow pods get; its last
+    stdout line, as JSON."""
     venv = image_venv()
     env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(home), "AIRFLOW_HOME": str(home),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "FLIGHTDECK_HOME": str(home / "flightdeck"),
+           "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),  # the image's /opt/airflow/plugins
            # The image installs the package from /app (-e); here the checkout is that /app.
            "PYTHONPATH": str(REPO), **cluster_settings()}
-    out = subprocess.run([str(venv / "bin" / "python"), "-c", PARSE, str(dag_folder), *HEAVY],
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", script, *args],
                          capture_output=True, text=True, timeout=600, env=env, cwd=home)
     assert out.returncode == 0, out.stderr[-4000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def parse(dag_folder: Path, home: Path) -> dict:
+    return in_image_env(PARSE, [str(dag_folder), *HEAVY], home)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +130,33 @@ def test_dockerfile_builds_that_environment():
     assert "--no-deps -r /tmp/airflow.lock" in text and "uv pip check" in text
     assert "COPY --chown=airflow:0 dags /opt/airflow/dags" in text
     assert "AIRFLOW__CORE__DAGS_FOLDER=/opt/airflow/dags" in text
+    assert "COPY --chown=airflow:0 plugins /opt/airflow/plugins" in text
+    assert "AIRFLOW__CORE__PLUGINS_FOLDER=/opt/airflow/plugins" in text
     assert "ENV PATH=/home/airflow/venv/bin:$PATH" in text
+
+
+PLUGIN = r"""
+import json
+from airflow import plugins_manager
+plugins, errors = plugins_manager._get_plugins()
+apps = [app for plugin in plugins for app in plugin.fastapi_apps]
+from components.orchestration.report_pages import render_markdown
+print(json.dumps({"plugins": [p.name for p in plugins], "errors": errors, "mounts": [a["url_prefix"] for a in apps],
+                  "routes": sorted(r.path for a in apps for r in a["app"].routes),
+                  "markdown": render_markdown("| a |\n|---|\n| 1 |\n")}))
+"""
+
+
+def test_the_report_plugin_loads_in_the_image_environment(tmp_path):
+    """The cluster's API server mounts the report pages behind the stage tasks' links: the plugin, its web app
+    and the Markdown renderer come from the image's lock alone (Evidently is not there: the pages serve a drift
+    report drawn by `flightdeck monitor-report`, and say so when there is none)."""
+    loaded = in_image_env(PLUGIN, [], tmp_path)
+    assert "flightdeck_reports" in loaded["plugins"] and loaded["errors"] == {}
+    assert loaded["mounts"] == ["/flightdeck"]
+    assert {"/reports/evaluation/{eval_id}", "/reports/model-card/{eval_id}", "/reports/monitoring/{day}",
+            "/reports/quarantine"} <= set(loaded["routes"])
+    assert "<table>" in loaded["markdown"]
 
 
 def test_the_airflow_chart_runs_the_image():

@@ -449,8 +449,12 @@ def code_keys() -> dict[str, dict[str, list[str]]]:
                      feast_key],
             "write": [f"{layout.challenger_records_prefix(model, 3, 4)}/20130401T000000-abc.parquet"],
         },
-        "airflow": {
-            "read": [f"{layout.runlog_prefix('training')}/latest.json", "airflow-logs/dag_id=x/run_id=y/task_id=z/attempt=1.log"],
+        "airflow": {  # its logs, the run log, and the reports of the plugin's pages (report_pages.py)
+            "read": [f"{layout.runlog_prefix('training')}/latest.json", "airflow-logs/dag_id=x/run_id=y/task_id=z/attempt=1.log",
+                     f"{layout.eval_run_prefix('e-1')}/v-1/report.md", f"{registry.version_prefix(3)}/model_card.md",
+                     registry.aliases_key, f"{layout.monitoring_report_prefix(day)}/v-1/report.html",
+                     f"{layout.monitoring_prefix(day)}/v-1/drift_current.parquet",
+                     f"{layout.quarantine_prefix('flights', day, 'sha256-0')}/v-1/report.md"],
             "write": [f"{layout.runlog_prefix('training')}/latest.json", f"{layout.runlog_prefix('training')}/events/x.json",
                       "airflow-logs/dag_id=x/run_id=y/task_id=z/attempt=1.log"],
         },
@@ -472,7 +476,8 @@ EXPECTED_GRANTS = {
     "pipelines": ({("data", ""), ("artifacts", ""), ("models", "")},
                   {("data", ""), ("artifacts", ""), ("models", "models/"), ("models", "serving/"),
                    ("models", "triton/model_repository/")}),
-    "airflow": ({("artifacts", "airflow-logs/"), ("artifacts", "runlog/")},
+    "airflow": ({("artifacts", "airflow-logs/"), ("artifacts", "runlog/"), ("artifacts", "runs/evaluate/"),
+                 ("artifacts", "monitoring/"), ("models", "models/"), ("data", "quarantine/")},
                 {("artifacts", "airflow-logs/"), ("artifacts", "runlog/")}),
 }  # fmt: skip
 

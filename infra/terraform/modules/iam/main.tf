@@ -15,7 +15,10 @@
 #                 writes the online challenger's outputs (serving/*/challenger/)
 #   pipelines     KFP runs: the union of data, trainer and batch_predict (one SA per run)
 #   airflow       its remote task logs (artifacts/airflow-logs/) and the run log the DAG callbacks
-#                 write (artifacts/runlog/, components/core/runlog.py)
+#                 write (artifacts/runlog/, components/core/runlog.py); reads the reports the
+#                 flightdeck plugin serves behind the tasks' extra links (the evaluations, the
+#                 registry's model cards, the monitoring reports, the quarantine reports:
+#                 components/orchestration/report_pages.py)
 # and the cluster autoscaler's role (no S3): resize this cluster's node groups, nothing else.
 locals {
   b = var.bucket_arns
@@ -76,7 +79,14 @@ locals {
       ]
     }
     airflow = {
-      read  = [{ bucket = "artifacts", prefix = "airflow-logs/" }, { bucket = "artifacts", prefix = "runlog/" }]
+      read = [
+        { bucket = "artifacts", prefix = "airflow-logs/" },
+        { bucket = "artifacts", prefix = "runlog/" },
+        { bucket = "artifacts", prefix = "runs/evaluate/" },
+        { bucket = "artifacts", prefix = "monitoring/" },
+        { bucket = "models", prefix = "models/" },
+        { bucket = "data", prefix = "quarantine/" },
+      ]
       write = [{ bucket = "artifacts", prefix = "airflow-logs/" }, { bucket = "artifacts", prefix = "runlog/" }]
     }
   }
