@@ -179,8 +179,17 @@ def holdout_importance(module, holdout: pd.DataFrame, lineage: dict, repeats: in
     y = holdout[LABEL].to_numpy(dtype=np.float64)
     if not 0 < y.sum() < len(y):
         return {"measured": False, "why": "the holdout has one class only: ROC AUC is undefined"}
+    import torch
+
     inputs = NUMERIC + CATEGORICAL
     groups = view_groups(lineage, inputs)
-    found = permutation_importance(lambda frame: predict(module, frame), holdout, y, groups, inputs,
-                                   repeats=repeats, resamples=resamples, confidence=confidence, seed=seed)
+    # One torch thread for its ~100 forward passes: on a shared 2-core machine two threads made them 6x slower
+    # (the demo window: 250 s against 43 s at one thread, under load; 7 s at one thread without).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        found = permutation_importance(lambda frame: predict(module, frame), holdout, y, groups, inputs,
+                                       repeats=repeats, resamples=resamples, confidence=confidence, seed=seed)
+    finally:
+        torch.set_num_threads(threads)
     return {"measured": True, **found}
