@@ -33,6 +33,8 @@ def quarantine_prefix(table: str, day: date | None, batch: str) -> str:
 FEATURE_TABLES = "features"
 # Where each feature view's online materialization stopped (views -> intervals materialized).
 MATERIALIZATION_PROGRESS = f"{FEATURE_TABLES}/materialization.json"
+# The latest features build's seconds per view (computing its rows, writing its table): the feature report's build cost.
+FEATURE_BUILD_TIMINGS = f"{FEATURE_TABLES}/build_timings.json"
 # The lease that serializes writes of Feast's registry and materializations (components.features.store_lease).
 FEAST_REGISTRY_LEASE = "feast/registry.lease"
 

@@ -47,6 +47,7 @@ class FeaturesBuildResult(TypedDict):
     seconds: float
     read_seconds: float  # reading the validated partitions
     apply_seconds: float  # feast apply
+    view_seconds: dict[str, dict[str, float]]  # per view: {"compute": s, "write": s} (its rows, its table's upsert)
     uri: str  # the features/ prefix: features/<view>.parquet, one table per view
 
 

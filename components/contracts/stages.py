@@ -152,6 +152,10 @@ class EvaluateParams:
     slice_auc_floor: float = param(0.55, help="a slice whose ROC AUC interval lies entirely below this refuses the "
                                    "blessing (docs/MODEL.md, \"Slices\")")
     threads: int = param(2, help="CPU threads for scoring and the baselines")
+    importance_repeats: int = param(3, help="shuffles of each feature and each feature view for the permutation "
+                                    "importance on the holdout (0: not measured; docs/MODEL.md)")
+    importance_resamples: int = param(200, help="paired bootstrap resamples of the holdout for the interval of "
+                                      "each feature's ROC AUC drop")
 
 
 @dataclass(frozen=True)

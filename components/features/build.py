@@ -76,8 +76,9 @@ def build(params: FeaturesBuildParams, store: ArtifactStore | None = None) -> Fe
       compare-and-swap, so builds running at once leave what one after the other would; the Feast
       registry (`feast apply` when its definitions differ, under the registry lease; materialization
       intervals kept). Returns the days built, the flights
-      read, rows built and rows now in each table, the views applied, timings, and `uri` (the
-      features/ prefix).
+      read, rows built and rows now in each table, the views applied, timings (per view: computing its rows,
+      writing its table; also written to features/build_timings.json, the latest build's, for
+      `flightdeck feature-report`), and `uri` (the features/ prefix).
     Failures: StageFailed when a flights partition of start..end or the planes table is not
       validated (naming the dates), or a date is malformed; a refused Redis password (StageFailed,
       see redis_auth) if the online store is touched.
@@ -107,18 +108,30 @@ def build(params: FeaturesBuildParams, store: ArtifactStore | None = None) -> Fe
     lo, hi = ft.day_stamps(stat_first, last)
     w_lo, _ = schema.local_day_bounds_utc(hour_first)
     _, w_hi = schema.local_day_bounds_utc(last)
-    tables = {
-        "weather_hourly": (ft.weather_hourly(weather, pd.Timestamp(w_lo), pd.Timestamp(w_hi) - pd.Timedelta(hours=1)),
+    makers = {
+        "weather_hourly": (lambda: ft.weather_hourly(weather, pd.Timestamp(w_lo), pd.Timestamp(w_hi) - pd.Timedelta(hours=1)),
                            pd.Timestamp(w_lo), pd.Timestamp(w_hi) - pd.Timedelta(microseconds=1)),
-        "carrier_daily_stats": (ft.carrier_daily_stats(outcomes, stat_first, last), lo, hi),
-        "route_daily_stats": (ft.route_daily_stats(outcomes, stat_first, last), lo, hi),
-        "plane_attributes": (ft.plane_attributes(planes), pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")),
+        "carrier_daily_stats": (lambda: ft.carrier_daily_stats(outcomes, stat_first, last), lo, hi),
+        "route_daily_stats": (lambda: ft.route_daily_stats(outcomes, stat_first, last), lo, hi),
+        "plane_attributes": (lambda: ft.plane_attributes(planes), pd.Timestamp.min.tz_localize("UTC"),
+                             pd.Timestamp.max.tz_localize("UTC")),
     }
     defs = definitions_module()
-    for view, (df, a, b) in list(tables.items()):
+    tables, view_seconds = {}, {}
+    for view, (make, a, b) in makers.items():  # each view timed: computing its rows, then writing its table
+        t_view = time.perf_counter()
+        df = make()
         if not defs.VIEWS[view].static:
-            tables[view] = (ft.bucket_by_date(df, pd.Timedelta(defs.VIEWS[view].ttl), defs.AS_OF_DATE), a, b)
-    rows = {view: _upsert(store, view, df, a, b) for view, (df, a, b) in tables.items()}
+            df = ft.bucket_by_date(df, pd.Timedelta(defs.VIEWS[view].ttl), defs.AS_OF_DATE)
+        tables[view] = (df, a, b)
+        view_seconds[view] = {"compute": round(time.perf_counter() - t_view, 3)}
+    rows = {}
+    for view, (df, a, b) in tables.items():
+        t_view = time.perf_counter()
+        rows[view] = _upsert(store, view, df, a, b)
+        view_seconds[view]["write"] = round(time.perf_counter() - t_view, 3)
+    store.write_json(layout.FEATURE_BUILD_TIMINGS, {"start": first.isoformat(), "end": last.isoformat(),
+                                                    "days": len(days), "views": view_seconds})
     built = {view: len(df) for view, (df, _, _) in tables.items()}
     t_apply = time.perf_counter()
     views = apply(settings, store)
@@ -126,7 +139,7 @@ def build(params: FeaturesBuildParams, store: ArtifactStore | None = None) -> Fe
     result: FeaturesBuildResult = {
         "start": first.isoformat(), "end": last.isoformat(),
         "flights_read": len(flights),
-        "rows_built": built, "table_rows": rows, "applied_views": views,
+        "rows_built": built, "table_rows": rows, "applied_views": views, "view_seconds": view_seconds,
         "seconds": round(seconds, 3), "read_seconds": round(t_read, 3),
         "apply_seconds": round(time.perf_counter() - t_apply, 3),
         "uri": store.uri("features"),  # features/<view>.parquet, one table per view (the KFP Dataset)

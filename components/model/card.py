@@ -197,10 +197,12 @@ def _slices(evaluation: dict | None) -> dict:
 
 def _importance(evaluation: dict | None) -> dict:
     found = (evaluation or {}).get("importance")
-    if found:
+    if found and found.get("measured"):
         return {"computed": True, "importance": found}
-    return {"computed": False, "status": "not computed",
-            "why": "evaluate does not measure feature importance yet (docs/ML_TEST_SCORE.md, Data 2)"}
+    why = (found or {}).get("why") or ("the version was not evaluated" if evaluation is None else
+                                       "its evaluation predates the permutation importance (docs/ML_TEST_SCORE.md, "
+                                       "Data 2): evaluate it again")
+    return {"computed": False, "status": "not computed", "why": why}
 
 
 def _blessing(evaluation: dict | None, why_unevaluated: str) -> dict:
@@ -256,6 +258,12 @@ def limitations(evaluation: dict | None, lineage: dict, why_unevaluated: str = "
             out.append(f"across {col}s the ROC AUC spreads by {p['auc_spread']:.4f} ({low['value']} {low['roc_auc']:.4f}, "
                        f"n={low['rows']}, to {high['value']} {high['roc_auc']:.4f}, n={high['rows']}); the largest "
                        f"calibration gap is {gap['value']}'s {gap['calibration_gap']:+.4f} (mean prediction - late rate)")
+    imp = evaluation.get("importance") or {}
+    nothing = imp.get("costs_nothing") or {}
+    if nothing.get("groups") or nothing.get("features"):
+        out.append("inputs that cost no ROC AUC on the holdout when shuffled (the lower bound of their drop's interval "
+                   f"is <= 0): views {', '.join(nothing.get('groups') or []) or 'none'}; features "
+                   f"{', '.join(nothing.get('features') or []) or 'none'}")
     for name, m in evaluation["baselines"].items():
         if m.get("skipped"):
             out.append(f"not compared with {name}: {m['skipped']}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from components.model.report import fmt, parity_lines, slice_table
+from components.model.report import fmt, importance_lines, parity_lines, slice_table
 
 
 def render(card: dict) -> str:
@@ -86,10 +86,7 @@ def _slices(s: dict) -> list[str]:
 def _importance(i: dict) -> list[str]:
     if not i.get("computed"):
         return [f"{i['status']}: {i['why']}."]
-    found = i["importance"]
-    if isinstance(found, dict) and all(isinstance(v, (int, float)) for v in found.values()):
-        return ["| feature | importance |", "|---|---|"] + [f"| {k} | {fmt(float(v))} |" for k, v in found.items()]
-    return ["```json", json.dumps(found, indent=2, sort_keys=True, default=str), "```"]
+    return importance_lines(i["importance"])
 
 
 def _blessing(b: dict) -> list[str]:

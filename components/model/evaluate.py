@@ -5,7 +5,8 @@ the model's metrics overall and per slice (carrier, origin, hour band, month; ea
 bootstrap interval, components.model.slices) and the parity of origins and carriers; the baselines fitted on the same
 training period (components.model.baselines; LightGBM reported, never gating); behavioural checks
 (invariance to unseen categories and missing weather, heavy precipitation raising the risk); the
-registry's champion, loaded sha256-checked. components.model.gate turns those numbers into blessed /
+registry's champion, loaded sha256-checked; the permutation importance of every input and every feature view
+(components.model.importance, reported, not gating). components.model.gate turns those numbers into blessed /
 not blessed with the reasons, judging paired bootstrap intervals of the ROC AUC differences; it is a
 pure function. What each check means: docs/ML_TEST_SCORE.md and docs/MODEL.md.
 """
@@ -30,6 +31,7 @@ from components.core.store import ArtifactStore, open_store, sha256_bytes
 from components.model.baselines import baseline_fitters
 from components.model.curves import confusion, roc_points
 from components.model.gate import Policy, comparisons, decide
+from components.model.importance import holdout_importance
 from components.model.report import markdown_report
 from components.model.slices import parity, slice_groups, slice_intervals, slice_values
 
@@ -181,6 +183,9 @@ def evaluate(params: EvaluateParams, store: ArtifactStore | None = None) -> Eval
                     slice_auc_floor=params.slice_auc_floor, min_slice_rows=params.min_slice_rows)
     compared = comparisons(y, p, {k: v for k, v in predicted.items() if v is not None}, policy)
     slices, auc_interval = slice_scores(holdout, p, policy)
+    lineage = json.loads(store.read_published(layout.train_run_prefix(run_id), "lineage.json"))
+    importance = holdout_importance(module, holdout, lineage, params.importance_repeats, params.importance_resamples,
+                                    policy.confidence, seed)
     decision = decide(overall, compared, champion, checks, policy,
                       skipped={k: v["skipped"] for k, v in baselines.items() if v.get("skipped")}, slices=slices)
     report = {
@@ -194,6 +199,7 @@ def evaluate(params: EvaluateParams, store: ArtifactStore | None = None) -> Eval
         "gap_to_lightgbm": gap_to_lightgbm(overall, baselines),
         "gap_to_lightgbm_reason": baselines["lightgbm"].get("skipped"),
         "checks": checks,
+        "importance": importance,
         "curves": {"roc": roc_points(y, p), "confusion": confusion(y, p)},
         "champion": champion,
         "decision": decision,

@@ -50,6 +50,26 @@ def parity_lines(parity: dict[str, dict]) -> list[str]:
     return lines
 
 
+def importance_lines(imp: dict) -> list[str]:
+    """The permutation importance (components.model.importance): per feature view, then per feature, by drop."""
+    if not imp.get("measured"):
+        return [f"Not measured: {imp.get('why', 'evaluate did not measure it')}."]
+    pct = f"{imp['confidence']:.0%}"
+    lines = [f"ROC AUC drop when the values are shuffled across the holdout's flights (original "
+             f"{imp['baseline_roc_auc']:.4f}; mean of {imp['repeats']} shuffles, their standard deviation and range; "
+             f"the {pct} paired bootstrap interval of the mean drop over {imp['resamples']} resamples). Flagged: "
+             f"{imp['rule']}. Reported, not gating.", ""]
+    for kind, title in (("groups", "feature view"), ("features", "feature")):
+        lines += [f"| {title} | ROC AUC drop | std over shuffles | min .. max | {pct} interval | costs AUC nothing |",
+                  "|---|---|---|---|---|---|"]
+        for name, e in sorted(imp[kind].items(), key=lambda kv: -kv[1]["drop"]):
+            label = f"{name} ({', '.join(e['features'])})" if kind == "groups" else name
+            lines.append(f"| {label} | {e['drop']:+.4f} | {e['std']:.4f} | {e['min']:+.4f} .. {e['max']:+.4f} | "
+                         f"{_interval(e['lower'], e['upper'], signed=True)} | {'yes' if e['costs_nothing'] else ''} |")
+        lines.append("")
+    return lines[:-1]
+
+
 def markdown_report(r: dict) -> str:
     cols = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "mean_prediction")
     d = r["decision"]
@@ -90,5 +110,7 @@ def markdown_report(r: dict) -> str:
     if r["model"].get("parity"):
         lines += ["", "## Parity across origins and carriers (reported, not gating)", ""]
         lines += parity_lines(r["model"]["parity"])
+    if r.get("importance"):
+        lines += ["", "## Feature importance (permutation, holdout)", ""] + importance_lines(r["importance"])
     lines += ["", f"Policy: {json.dumps(policy)}", ""]
     return "\n".join(lines)

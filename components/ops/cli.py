@@ -46,6 +46,8 @@ COMMANDS: dict[str, Command] = {
     "monitor-report": Command("render Evidently's HTML drift report of a monitored day from the rows its drift "
                               "statistics were computed on (off the monitor's hot path; idempotent, --force "
                               "redraws)", "components.ops.report_cli"),
+    "feature-report": Command("each feature view's cost (build seconds, storage bytes, online lookup p50) beside "
+                              "its permutation importance on an evaluation's holdout", "components.ops.feature_report"),
     "status": Command("one screen for the on-call engineer: champion, serving versions, Triton health, pipeline "
                       "runs, drift and performance, feature freshness, what needs attention",
                       "components.ops.oncall", "add_status_arguments", "run_status"),

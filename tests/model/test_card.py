@@ -67,8 +67,7 @@ def test_register_writes_a_card_whose_numbers_are_the_evaluation_s(evaluated, mo
     assert data["training_set"] == lineage["training_set"]
     assert card["features"]["feature_service"] == "delay_model_v1" and "carrier_late_rate_7d" in card["features"]["numeric"]
     assert card["intended_use"]["lead_time_hours"] == 2.0 and "minus 2 h" in card["intended_use"]["prediction_time"]
-    assert card["importance"] == {"computed": False, "status": "not computed",
-                                  "why": card["importance"]["why"]} and "Data 2" in card["importance"]["why"]
+    assert card["importance"] == {"computed": True, "importance": evaluation["importance"]}
     assert card["lineage"]["evaluation_id"] == eval_id and card["lineage"]["run_id"] == evaluation["run_id"]
     for name in ("model.pt", "evaluation.json", "lineage.json", "signature.json"):
         assert card["lineage"]["files"][name] == record["files"][name]["sha256"], name
@@ -84,7 +83,15 @@ def test_register_writes_a_card_whose_numbers_are_the_evaluation_s(evaluated, mo
     assert f"| this model | {overall['roc_auc']:.4f} | {overall['pr_auc']:.4f} |" in md
     assert f"| origin | LGA | {lga['rows']} |" in md and f"[{lga['lower']:.4f}, {lga['upper']:.4f}]" in md
     assert "**NOT BLESSED**" in md and f"- failed: {evaluation['decision']['failed'][0]}" in md
-    assert "not computed: evaluate does not measure feature importance yet" in md
+    imp = evaluation["importance"]
+    route = imp["groups"]["route_daily_stats"]
+    assert f"| route_daily_stats ({', '.join(route['features'])}) | {route['drop']:+.4f} |" in md
+    temp = imp["features"]["temp"]
+    assert f"| temp | {temp['drop']:+.4f} | {temp['std']:.4f} | {temp['min']:+.4f} .. {temp['max']:+.4f} |" in md
+    nothing = imp["costs_nothing"]
+    if nothing["features"]:  # the limitations name what costs AUC nothing
+        assert any(x.startswith("inputs that cost no ROC AUC") and nothing["features"][0] in x
+                   for x in card["limitations"])
 
     # `flightdeck registry show N --card` prints it; without --card the JSON record, as before
     monkeypatch.setenv("FLIGHTDECK_HOME", str(evaluated["home"]))
