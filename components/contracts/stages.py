@@ -205,8 +205,11 @@ TUNE = StageSpec(
     inputs={"training_set": "training_sets/<start>_<end>.parquet",
             "study": "the Optuna storage (SQLite under FLIGHTDECK_HOME locally, FLIGHTDECK_TUNING_STORAGE_URL on aws)"},
     outputs={"run": "runs/tune/<tune-id>/ (best_params.json, trials.json, lineage.json)"},
-    image="train",
-    gpu=True,
+    # CPU: a trial trains one small MLP head (seconds per trial on one thread, docs/MODEL.md "Tuning"); the GPU
+    # node group stays sized for Triton and one training pod, and the KFP pipeline's tune step, a no-op when
+    # tuning is off, never holds a GPU node.
+    image="stage",
+    gpu=False,
 )
 EVALUATE = StageSpec(
     name="evaluate",

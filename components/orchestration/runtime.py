@@ -65,7 +65,7 @@ STAGE_RESOURCES: dict[str, Resources] = {
     "features-build": Resources(cpu="1", memory="4Gi", memory_limit="8Gi"),
     "features-training-set": Resources(cpu="1", memory="4Gi", memory_limit="8Gi"),
     "features-materialize": Resources(timeout_min=20),
-    "tune": Resources(cpu="4", memory="16Gi", cpu_limit="8", memory_limit="24Gi", timeout_min=240),
+    "tune": Resources(cpu="1", memory="4Gi", memory_limit="8Gi", timeout_min=240),
     "train": Resources(cpu="4", memory="16Gi", cpu_limit="8", memory_limit="24Gi", timeout_min=120),
     "evaluate": Resources(cpu="1", memory="4Gi", memory_limit="8Gi"),
     "deploy": Resources(timeout_min=20),

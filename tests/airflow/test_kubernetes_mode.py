@@ -173,14 +173,14 @@ def assert_gpu_placement(where: str, spec, pod: dict) -> None:
         assert not pod["spec"].get("nodeSelector") and not pod["spec"].get("tolerations"), where
 
 
-def test_only_train_and_tune_ask_for_a_gpu_node(pods):
+def test_only_train_asks_for_a_gpu_node(pods):
     """Placement comes from the StageSpec's gpu flag, the same as the KFP steps (tests/kfp). Deploy
     runs on a CPU node: it talks to Triton over gRPC and checks parity with TorchScript on CPU, in
     the CPU stage image; the GPU node group is sized for Triton and training only (tests/infra)."""
     from components.core.images import image_key
 
     gpu_stages = {spec.name for spec, _ in pods.values() if spec.gpu}
-    assert gpu_stages == {"train", "tune"}  # tune trains MLP heads, in the train image
+    assert gpu_stages == {"train"}  # not tune: one small MLP head per trial, on CPU
     assert "deploy" in {spec.name for spec, _ in pods.values()}
     for where, (spec, pod) in pods.items():
         assert_gpu_placement(where, spec, pod)
