@@ -79,6 +79,22 @@ def storage_url(settings) -> tuple[str, str]:
     return f"sqlite:///{Path(folder) / 'optuna.db'}", "sqlite"
 
 
+def open_storage(settings) -> tuple:
+    """(Optuna RDBStorage, its kind), opened before any data is read: a wrong or unreachable storage fails fast.
+    StageFailed when it cannot be opened, its message redacted (the URL is a secret setting)."""
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    url, kind = storage_url(settings)
+    try:
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5.1, and what makes resuming safe
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S), kind
+    except (ImportError, SQLAlchemyError) as exc:  # no driver in the image, no such host, refused, bad password
+        message = settings.redact(f"the tuning storage ({kind}) cannot be opened: {type(exc).__name__}: {exc}")
+        raise StageFailed(message.replace(url, "***")) from None
+
+
 def _study_name(params: TuneParams, set_sha: str) -> str:
     fixed = {"space": SEARCH_SPACE_VERSION, "data": set_sha, "max_epochs": params.max_epochs,
              "patience": params.patience, "seed": params.seed}
@@ -118,6 +134,7 @@ def tune(params: TuneParams, store: ArtifactStore | None = None) -> TuneResult:
     from components.model.train import assign_split, deterministic, load_training_set, pick_device, time_split
 
     store = store or open_store()
+    storage, kind = open_storage(load_settings())
     if params.trials < 1:
         raise StageFailed(f"--trials {params.trials}: a tune run adds at least one trial")
     if date.fromisoformat(params.train_end) < date.fromisoformat(params.train_start):
@@ -132,14 +149,7 @@ def tune(params: TuneParams, store: ArtifactStore | None = None) -> TuneResult:
             raise StageFailed(f"the {part} period of {params.train_start}..{params.train_end} has {len(labels)} "
                               "rows and needs at least 50 with both outcomes; use a longer window.")
     device = pick_device(params.device)
-    url, kind = storage_url(load_settings())
     name = _study_name(params, set_sha)
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5.1, and what makes resuming safe
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
-    except (ImportError, ModuleNotFoundError) as exc:  # e.g. a PostgreSQL URL without its driver in the image
-        raise StageFailed(f"the tuning storage ({kind}) cannot be opened: {exc}") from None
     # Seeded by the trials so far: a rerun proposes new points, and the same study state the same ones.
     resumed = len(optuna.load_study(study_name=name, storage=storage).trials) \
         if name in optuna.get_all_study_names(storage) else 0

@@ -107,3 +107,23 @@ def test_the_chosen_parameters_reach_train_and_its_lineage(studied, monkeypatch)
     # an untuned run keeps its id scheme and records no tuning
     with pytest.raises(StageFailed, match="no published tune run"):
         train(TrainParams(**{**base.__dict__, "tuned": "no-such-tune-run"}), store)
+
+
+def test_the_storage_is_a_secret_setting_and_refusals_name_no_password(tmp_path):
+    """On aws the study storage must be set (the RDS PostgreSQL); an unreachable one refuses before any data is
+    read, and the refusal carries neither the URL nor its password (both are a secret setting)."""
+    from components.core.settings import SECRET_SETTINGS, load_settings
+    from components.model.tune import open_storage, storage_url
+
+    assert "tuning_storage_url" in SECRET_SETTINGS
+    local = load_settings({"FLIGHTDECK_HOME": str(tmp_path)})
+    assert storage_url(local) == (f"sqlite:///{tmp_path.resolve() / 'tuning' / 'optuna.db'}", "sqlite")
+    aws = {"FLIGHTDECK_PROFILE": "aws", "FLIGHTDECK_S3_BUCKET": "b"}
+    with pytest.raises(StageFailed, match="FLIGHTDECK_TUNING_STORAGE_URL"):
+        storage_url(load_settings(aws))
+    url = "postgresql://tuner:pw-tuning-secret@127.0.0.1:9/optuna"  # nothing listens on port 9
+    settings = load_settings({**aws, "FLIGHTDECK_TUNING_STORAGE_URL": url})
+    assert "pw-tuning-secret" not in repr(settings)
+    with pytest.raises(StageFailed, match=r"the tuning storage \(postgresql\) cannot be opened") as refused:
+        open_storage(settings)
+    assert "pw-tuning-secret" not in str(refused.value) and url not in str(refused.value)
