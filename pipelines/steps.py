@@ -42,6 +42,13 @@ def run_stage(stage: str, params: dict, inputs: dict | None = None, metrics=None
     return out
 
 
+def no_tuning(chosen) -> None:
+    """The tune step's artifact when tuning is off: it names no tune run, so train keeps its defaults."""
+    chosen.metadata.update({"stage": "tune", "tune_id": "", "tuned": False})
+    with open(chosen.path, "w") as fh:
+        json.dump({"tuned": False}, fh)
+
+
 def log_evaluation(eval_id: str, classification, summary) -> None:
     """What the KFP UI draws for an evaluation: the holdout's ROC curve and confusion matrix
     (ClassificationMetrics) and the evaluation report (Markdown), from the published evaluation."""

@@ -52,6 +52,8 @@ def training_set_key(start: str, end: str) -> str:
 # -- model: training and evaluation runs, the registry ----------------------------------------
 TRAIN_RUNS = "runs/train"
 TRAIN_LATEST = f"{TRAIN_RUNS}/_latest.json"
+TUNE_RUNS = "runs/tune"
+TUNE_LATEST = f"{TUNE_RUNS}/_latest.json"
 EVAL_RUNS = "runs/evaluate"
 EVAL_LATEST = f"{EVAL_RUNS}/_latest.json"
 
@@ -59,6 +61,11 @@ EVAL_LATEST = f"{EVAL_RUNS}/_latest.json"
 def train_run_prefix(run_id: str) -> str:
     """A training run (published): model.pt, signature.json, metrics.json, params.json, lineage.json..."""
     return f"{TRAIN_RUNS}/{run_id}"
+
+
+def tune_run_prefix(tune_id: str) -> str:
+    """A tune run (published): best_params.json (what train --tuned reads), trials.json, lineage.json."""
+    return f"{TUNE_RUNS}/{tune_id}"
 
 
 def eval_run_prefix(eval_id: str) -> str:

@@ -88,6 +88,26 @@ class MaterializeResult(TypedDict):
 
 
 # -- model: train, evaluate, register ----------------------------------------------------------------
+class TuneResult(TypedDict):
+    """components.model.tune.tune: the published tune run (every trial of its study so far, the chosen parameters)."""
+
+    tune_id: str  # <study>-<trials in the study>: a rerun that adds trials publishes a new run
+    prefix: str  # runs/tune/<tune-id>
+    uri: str
+    study: str  # the Optuna study's name (a rerun on the same data resumes it)
+    storage: str  # sqlite (local) or postgresql (the aws profile's RDS): the kind, never the URL
+    trials_added: int  # by this run
+    trials_total: int  # in the study after this run (every state)
+    complete: int
+    pruned: int
+    failed: int
+    best_trial: int
+    best_val_auc: float  # the best trial's validation ROC AUC (one MLP head, best epoch), 5 places
+    default_val_auc: float | None  # trial 0: TrainParams' defaults, enqueued first; None if it did not finish
+    best_params: dict  # the searched parameters, as train takes them (train --tuned <tune-id>)
+    seconds: float  # this run's trials
+
+
 class TrainResult(TypedDict):
     """components.model.train.train: the published training run."""
 

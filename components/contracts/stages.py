@@ -135,6 +135,24 @@ class TrainParams:
                          "when cores are shared (docs/BENCHMARKS.md)")
     device: str = param("auto", help="auto (CUDA when available), cpu or cuda")
     reference_rows: int = param(5000, help="rows of the training features kept as the drift reference sample")
+    tuned: str = param("", help="a tune run's chosen parameters (its id, runs/tune/<id>, or the store key/URI of its "
+                       "best_params.json): they replace the searched parameters above; recorded in the lineage")
+
+
+@dataclass(frozen=True)
+class TuneParams:
+    train_start: str = param(help=f"first date of the training window ({DATE}); the training set must exist")
+    train_end: str = param(help=f"last date of the window, inclusive ({DATE})")
+    trials: int = param(20, help="trials this run adds to the window's study (a rerun adds more; the study resumes)")
+    max_epochs: int = param(10, help="epochs per trial at most (early stopping and pruning usually end sooner)")
+    patience: int = param(2, help="epochs without a better validation loss before a trial stops")
+    startup_trials: int = param(5, help="finished trials before the median pruner prunes any")
+    warmup_epochs: int = param(1, help="epochs a trial runs before it may be pruned")
+    seed: int = param(13, help="seed of the trials' training and of the sampler (offset by the study's trial count)")
+    threads: int = param(1, help="torch CPU threads per trial (as train)")
+    device: str = param("auto", help="auto (CUDA when available), cpu or cuda")
+    study: str = param("", help="study name; default: the window, its training set's hash and the search space's "
+                       "version, so a rerun on the same data resumes the same study")
 
 
 @dataclass(frozen=True)
@@ -176,6 +194,22 @@ TRAIN = StageSpec(
                     "curves.png, reference.parquet)"},
     image="train",
     gpu=True,
+)
+TUNE = StageSpec(
+    name="tune",
+    command=("tune",),
+    help="search the MLP's hyperparameters with Optuna on the training window's validation period (a persistent, "
+         "resumable study with pruning); the chosen parameters feed `train --tuned <tune-id>`",
+    params=TuneParams,
+    entry="components.model.tune:tune",
+    inputs={"training_set": "training_sets/<start>_<end>.parquet",
+            "study": "the Optuna storage (SQLite under FLIGHTDECK_HOME locally, FLIGHTDECK_TUNING_STORAGE_URL on aws)"},
+    outputs={"run": "runs/tune/<tune-id>/ (best_params.json, trials.json, lineage.json)"},
+    # CPU: a trial trains one small MLP head (seconds per trial on one thread, docs/MODEL.md "Tuning"); the GPU
+    # node group stays sized for Triton and one training pod, and the KFP pipeline's tune step, a no-op when
+    # tuning is off, never holds a GPU node.
+    image="stage",
+    gpu=False,
 )
 EVALUATE = StageSpec(
     name="evaluate",
@@ -303,6 +337,6 @@ PREDICT_ONLINE = StageSpec(
 
 # Every stage, in lifecycle order: the CLI, the Airflow runtime and the KFP pipelines look stages up here.
 STAGES: dict[str, StageSpec] = {
-    s.name: s for s in (INGEST, VALIDATE, FEATURES_BUILD, FEATURES_TRAINING_SET, FEATURES_MATERIALIZE, TRAIN,
+    s.name: s for s in (INGEST, VALIDATE, FEATURES_BUILD, FEATURES_TRAINING_SET, FEATURES_MATERIALIZE, TUNE, TRAIN,
                         EVALUATE, REGISTER, DEPLOY, PREDICT_BATCH, PREDICT_ONLINE, MONITOR)
 }

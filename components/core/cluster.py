@@ -43,6 +43,12 @@ REDIS_PASSWORD_ENV = "FLIGHTDECK_REDIS_PASSWORD"  # = components.core.settings S
 # features-training-set, predict-batch (offline store only), monitor or status (they read the
 # materialization record in the artifact store, never Redis).
 NEEDS_REDIS_PASSWORD = ("features-materialize",)
+# The Optuna study storage of `flightdeck tune` (an SQLAlchemy URL with its password: the RDS PostgreSQL):
+# a secret setting, from this Secret, for the tune stage only.
+TUNING_DB_SECRET = "flightdeck-tuning-db"
+TUNING_DB_SECRET_KEY = "url"
+TUNING_STORAGE_ENV = "FLIGHTDECK_TUNING_STORAGE_URL"  # = Settings.tuning_storage_url
+NEEDS_TUNING_DB = ("tune",)
 
 # Settings fields that are not cluster settings: `home` is the local profile's root (a pod's
 # FLIGHTDECK_HOME is its scratch directory, set below); `s3_endpoint_url` names an S3-compatible
@@ -71,6 +77,8 @@ def stage_secret_env(stage: str) -> list[tuple[str, str, str]]:
         out.append((ADMIN_KEY_ENV, TRITON_ADMIN_SECRET, TRITON_ADMIN_SECRET_KEY))
     if stage in NEEDS_REDIS_PASSWORD:
         out.append((REDIS_PASSWORD_ENV, REDIS_AUTH_SECRET, REDIS_AUTH_SECRET_KEY))
+    if stage in NEEDS_TUNING_DB:
+        out.append((TUNING_STORAGE_ENV, TUNING_DB_SECRET, TUNING_DB_SECRET_KEY))
     return out
 
 

@@ -63,6 +63,9 @@ class Settings:
     # comes from the flightdeck-redis-auth Secret (components/core/cluster.py), and components/features/redis_auth.py
     # adds it to Feast's connection string.
     redis_password: str = secret()
+    # Where `flightdeck tune` keeps its Optuna studies: an SQLAlchemy URL. Empty: SQLite under <home>/tuning
+    # locally; on aws it must be set (the RDS PostgreSQL). Secret: a database URL carries its password.
+    tuning_storage_url: str = secret()
     # Predictions are made this long before scheduled departure; features must be known by then.
     lead_time_hours: float = 2.0
     # Stage runtime in the DAGs: in-process Python calls, or pods (KubernetesPodOperator).

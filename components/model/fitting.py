@@ -99,8 +99,9 @@ def _logits_in_batches(head: Head, x: torch.Tensor, rows: torch.Tensor) -> torch
 
 
 def _fit_head(head: Head, params: TrainParams, seed: int, train: tuple, val: tuple, unknown_rows: torch.Tensor,
-              pos_weight: torch.Tensor, label: str) -> tuple[list[dict], float]:
+              pos_weight: torch.Tensor, label: str, on_epoch=None) -> tuple[list[dict], float]:
     """Adam with early stopping on the validation loss; leaves the head at its best epoch.
+    on_epoch(epoch, val_auc), when given, sees each epoch's validation AUC (tune prunes through it: it may raise).
     Returns (per-epoch history, seconds spent in training epochs)."""
     (x_tr, rows_tr, y_tr), (x_va, rows_va, y_va) = train, val
     opt = torch.optim.Adam(head.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
@@ -131,6 +132,8 @@ def _fit_head(head: Head, params: TrainParams, seed: int, train: tuple, val: tup
                         "val_auc": val_auc, "seconds": round(seconds, 4)})
         log.info("%s epoch %d: train loss %.4f, val loss %.4f, val AUC %.4f (%.1f s)", label, epoch,
                  total / len(y_tr), val_loss, val_auc, seconds)
+        if on_epoch is not None:
+            on_epoch(epoch, val_auc)
         if val_loss < best_loss - 1e-5:
             best_loss, best, stale = val_loss, copy.deepcopy(head.state_dict()), 0
         else:
@@ -141,8 +144,10 @@ def _fit_head(head: Head, params: TrainParams, seed: int, train: tuple, val: tup
     return history, seconds_total
 
 
-def fit(params: TrainParams, frame: pd.DataFrame, split: np.ndarray, device: torch.device) -> tuple[DelayModel, dict]:
+def fit(params: TrainParams, frame: pd.DataFrame, split: np.ndarray, device: torch.device,
+        on_epoch=None) -> tuple[DelayModel, dict]:
     """Train every head of a DelayModel on the rows marked 'train', calibrate each on 'val'.
+    on_epoch(epoch, val_auc): called after each epoch of each head (components.model.tune reports it to Optuna).
     Returns the model (CPU, eval mode) and the training metrics (per head and for the ensemble)."""
     numeric, categorical = (torch.from_numpy(a) for a in to_tensors(frame))
     y = torch.from_numpy(frame[LABEL].to_numpy(dtype=np.float32))
@@ -165,7 +170,7 @@ def fit(params: TrainParams, frame: pd.DataFrame, split: np.ndarray, device: tor
         model.heads[k] = model.new_head(kind).to(device)
         label = f"{kind}-{k}"
         head_history, seconds = _fit_head(model.heads[k], params, params.seed + k, train, val,
-                                          model.offsets.unsqueeze(0), pos_weight, label)
+                                          model.offsets.unsqueeze(0), pos_weight, label, on_epoch)
         history += head_history
         train_seconds += seconds
         val_logits = _logits_in_batches(model.heads[k], val[0], val[1])

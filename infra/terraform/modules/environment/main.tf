@@ -123,6 +123,8 @@ module "platform" {
   redis_endpoint = module.online_store.primary_endpoint
   # Its AUTH token, for the flightdeck-redis-auth Secret (sensitive; never in the ConfigMap).
   redis_auth_token = module.online_store.auth_token
+  # The tune stage's study storage (sensitive; the flightdeck-tuning-db Secret).
+  tuning_storage_url = var.tuning_storage_url
   # The cluster autoscaler, and Triton's replica counts (sized against the GPU node group here).
   cluster_name       = module.eks.cluster_name
   kubernetes_version = module.eks.kubernetes_version

@@ -171,6 +171,18 @@ variable "triton_image_digest" {
   }
 }
 
+variable "tuning_storage_url" {
+  description = "SQLAlchemy URL of `flightdeck tune`'s Optuna storage on the RDS PostgreSQL (modules/platform tuning_storage_url). Empty: tuning refuses on the cluster."
+  type        = string
+  default     = ""
+  sensitive   = true
+  validation {
+    # Empty, or postgresql[+psycopg]://user:password@host[:port]/database (SQLAlchemy 2.1's PostgreSQL driver: psycopg 3).
+    condition     = var.tuning_storage_url == "" || can(regex("^postgresql(\\+psycopg)?://[^@/\\s]+@[A-Za-z0-9.-]+(:[0-9]{1,5})?/[A-Za-z0-9_-]+$", var.tuning_storage_url))
+    error_message = "tuning_storage_url must be empty or postgresql://user:password@host:5432/database (the RDS PostgreSQL)."
+  }
+}
+
 variable "image_tag" {
   description = "Tag of the flightdeck stage images the pods run (FLIGHTDECK_IMAGE_TAG); empty: the package version."
   type        = string

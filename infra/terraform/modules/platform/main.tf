@@ -241,6 +241,22 @@ resource "kubernetes_secret_v1" "redis_auth" {
   depends_on = [kustomization_resource.kfp_cluster] # the kubeflow namespace
 }
 
+# Where `flightdeck tune` keeps its Optuna studies: an SQLAlchemy URL with its password (a database on the RDS
+# PostgreSQL), as FLIGHTDECK_TUNING_STORAGE_URL of the tune pods, by reference (components/core/cluster.py
+# TUNING_DB_SECRET), in both namespaces where stage pods run. Empty until an operator sets tuning_storage_url:
+# the pods start (the KFP pipeline's tune step is a no-op unless tune_trials > 0) and a tune run on the aws
+# profile refuses, naming the setting. Never in the settings ConfigMap.
+resource "kubernetes_secret_v1" "tuning_db" {
+  for_each = local.stage_namespaces
+  metadata {
+    name      = "flightdeck-tuning-db"
+    namespace = each.value
+    labels    = local.part_of
+  }
+  data       = { url = var.tuning_storage_url }
+  depends_on = [kustomization_resource.kfp_cluster] # the kubeflow namespace
+}
+
 resource "helm_release" "triton" {
   name      = "triton"
   chart     = "${path.module}/../../../k8s/triton"

@@ -96,6 +96,18 @@ variable "redis_auth_token" {
   }
 }
 
+variable "tuning_storage_url" {
+  description = "SQLAlchemy URL of the Optuna study storage of `flightdeck tune` (postgresql://user:password@host:5432/db on the RDS instance): the flightdeck-tuning-db Secret's `url`, FLIGHTDECK_TUNING_STORAGE_URL of the tune pods. Empty: tuning refuses on the cluster."
+  type        = string
+  default     = ""
+  sensitive   = true
+  validation {
+    # Empty, or postgresql[+psycopg]://user:password@host[:port]/database (SQLAlchemy 2.1's PostgreSQL driver: psycopg 3).
+    condition     = var.tuning_storage_url == "" || can(regex("^postgresql(\\+psycopg)?://[^@/\\s]+@[A-Za-z0-9.-]+(:[0-9]{1,5})?/[A-Za-z0-9_-]+$", var.tuning_storage_url))
+    error_message = "tuning_storage_url must be empty or postgresql://user:password@host:5432/database (the RDS PostgreSQL)."
+  }
+}
+
 variable "image_tag" {
   description = "Tag of the flightdeck stage images (FLIGHTDECK_IMAGE_TAG); empty: the package version. Digests in containers/image-digests.json win."
   type        = string
