@@ -67,7 +67,7 @@ class Settings:
     lead_time_hours: float = 2.0
     # A flight's prediction time is (scheduled departure - lead time) floored to this interval, counted from
     # local midnight (components.contracts.prediction_time); batch prediction runs once per interval and
-    # scores the flights whose prediction time falls in it. Must divide a day (60: hourly, 360: 6 h).
+    # scores the flights whose prediction time falls in it. Divides an hour, or whole hours dividing a day.
     scoring_interval_minutes: int = 60
     # Stage runtime in the DAGs: in-process Python calls, or pods (KubernetesPodOperator).
     runtime: str = "local"
@@ -141,9 +141,10 @@ class Settings:
             raise SettingsError(f"FLIGHTDECK_RUNTIME={self.runtime!r} is not one of local, kubernetes")
         if self.lead_time_hours < 0:
             raise SettingsError("FLIGHTDECK_LEAD_TIME_HOURS must be >= 0")
-        if not 1 <= self.scoring_interval_minutes <= 1440 or 1440 % self.scoring_interval_minutes:
-            raise SettingsError(f"FLIGHTDECK_SCORING_INTERVAL_MINUTES={self.scoring_interval_minutes} must divide a "
-                                "day (1440 minutes), e.g. 60 (hourly) or 360 (6 h)")
+        m = self.scoring_interval_minutes
+        if not (1 <= m <= 60 and 60 % m == 0 or m % 60 == 0 and 1 <= m <= 1440 and 1440 % m == 0):
+            raise SettingsError(f"FLIGHTDECK_SCORING_INTERVAL_MINUTES={m} must divide an hour, or be a whole number "
+                                "of hours that divides a day: e.g. 15, 60 (hourly), 360 (6 h), 1440")
         if _REDIS_PASSWORD_PARAM.search(self.redis_url):
             # The URL is a plain setting (the cluster's ConfigMap, printed, logged): never the password.
             raise SettingsError("FLIGHTDECK_REDIS_URL carries a password= parameter: it is not a secret setting "
