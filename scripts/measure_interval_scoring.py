@@ -3,7 +3,7 @@ hand-made TorchScript model, a throwaway FLIGHTDECK_HOME): the day as one run vs
 its 24 hourly runs, and the rows whose weather was observed after the prediction was made, under the old
 04:00 UTC rule and now (components.ops.demo.observed_after).
 
-    FLIGHTDECK_HOME=/tmp/fd-measure .venv/bin/python scripts/measure_interval_scoring.py 2013-04-03
+    PYTHONPATH=. FLIGHTDECK_HOME=/tmp/fd-measure .venv/bin/python scripts/measure_interval_scoring.py 2013-04-03
 """
 
 from __future__ import annotations
