@@ -91,12 +91,12 @@ def interval_flights(store: ArtifactStore, start: pd.Timestamp, end: pd.Timestam
     present = [d for d in days if store.published(layout.validated_prefix("flights", d)) is not None]
     missing = [d for d in days if d not in present]
     own = pt.interval_day(start)
-    if any(d <= own for d in missing) or not present:
+    if any(d <= own for d in missing):
         shown = ", ".join(d.isoformat() for d in missing)
         raise StageFailed(f"no validated flights for {shown}: ingest and validate those days before scoring the "
                           f"interval {start.isoformat()} .. {end.isoformat()} (looked under "
                           f"{store.uri(layout.validated_prefix('flights', missing[0]))})")
-    flights = read_days(store, "flights", present, required=True)
+    flights = read_days(store, "flights", present, required=True) if present else pd.DataFrame()
     if flights.empty:
         return flights, present, missing
     when = pt.prediction_times(flights["sched_dep_utc"], settings.lead_time_hours, settings.scoring_interval_minutes)
@@ -113,8 +113,8 @@ def predict_batch(params: PredictBatchParams, store: ArtifactStore | None = None
       serving/<model>/state.json (the serving version and any challenger); the Triton server at
       FLIGHTDECK_TRITON_URL, or with --in-process the registry's champion.
     Outputs:
-      predictions/date=<d>/interval=<start>_<end>/predictions.parquet for each schedule day d read (an
-      empty part when none of its flights falls in the interval), each published at once (a rerun of the
+      predictions/date=<d>/interval=<start>_<end>/predictions.parquet for each schedule day d read and the
+      interval's own day (an empty part when none of its flights falls in the interval), each published at once (a rerun of the
       interval replaces its parts, nothing else); with a shadow or canary challenger, its outputs recorded
       under serving/<model>/challenger/.
     Returns:
@@ -177,7 +177,9 @@ def predict_batch(params: PredictBatchParams, store: ArtifactStore | None = None
                  if len(out) else pd.Series([], dtype=object))
     rows_by_day = {}
     versions = sorted(int(v) for v in np.unique(served_by))
-    for d in present:  # every schedule day read gets this interval's part, empty or not: it was scored
+    # Every schedule day read gets this interval's part, empty or not (it was scored), and so does the interval's
+    # own day (an interval late in the day predicts only the next day's first departures).
+    for d in sorted(set(present) | {day}):
         rows = out.loc[(sched_day == d).to_numpy()].reset_index(drop=True)
         meta = {"date": d.isoformat(), "start": start.isoformat(), "end": end.isoformat(), "rows": len(rows),
                 "scored_by": how, "model_versions": versions}

@@ -87,6 +87,7 @@ def test_every_flight_is_scored_once_in_the_run_of_its_prediction_time(runs):
     store, whole = runs["store"], runs["whole"]
     parts = raw_parts(store)
     assert len(parts) == 24  # one part per hourly run, each published (empty ones too)
+    assert sum(r["rows"] for r in runs["results"]) == len(whole)
     union = pd.concat(parts.values(), ignore_index=True)
     assert union["flight_id"].is_unique  # no flight scored twice
     assert sorted(union["flight_id"]) == sorted(whole["flight_id"]) and len(whole) > 300
