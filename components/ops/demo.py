@@ -275,15 +275,18 @@ def _interval_by_interval(day: str) -> None:
         total += result["rows"]
     say(f"   {total} flights in {-(-len(grid) // per_run)} runs, {time.perf_counter() - t0:.1f} s "
         f"(every flight once: {len(read_predictions(day))} in the day's partition)")
-    old, now, rows = observed_after(day, read_predictions(day), settings.lead_time_hours)
+    old, now, rows, changed = observed_after(day, read_predictions(day), settings.lead_time_hours)
     say(f"   weather observed after the moment of prediction: {old} of {rows} rows under the old rule (one run at "
-        f"04:00 UTC, features as of departure - lead), {now} now")
+        f"04:00 UTC, features as of departure - lead; {changed} with a temperature other than the one known at "
+        f"04:00), {now} now")
 
 
-def observed_after(day: str, scored, lead_time_hours: float) -> tuple[int, int, int]:
+def observed_after(day: str, scored, lead_time_hours: float) -> tuple[int, int, int, int]:
     """Rows whose weather features come from an observation made after the prediction was made, recomputed
     from the validated weather with pandas: under the old rule (the day scored by one run at 04:00 UTC, each
-    flight's features as of departure - lead) and now (each flight at its prediction time)."""
+    flight's features as of departure - lead) and now (each flight at its prediction time); and, of the old
+    rule's rows, those whose temperature differs from the latest one observed by 04:00 UTC (what that run
+    could have used). Returns (old, now, rows, old rows with a different temperature)."""
     import pandas as pd
 
     from components.contracts import schema
@@ -292,7 +295,7 @@ def observed_after(day: str, scored, lead_time_hours: float) -> tuple[int, int, 
 
     d = schema.parse_day(day)
     weather = read_days(open_store(), "weather", schema.day_range(d - pd.Timedelta(days=1), d), required=False)
-    obs = weather[["origin", "time_hour"]].assign(time_hour=lambda w: pd.to_datetime(w["time_hour"], utc=True))
+    obs = weather[["origin", "time_hour", "temp"]].assign(time_hour=lambda w: pd.to_datetime(w["time_hour"], utc=True))
     obs = obs.assign(observed=obs["time_hour"]).sort_values("time_hour")
     rows = scored[["origin", "sched_dep_utc", "prediction_time"]].copy()
     rows["sched_dep_utc"] = pd.to_datetime(rows["sched_dep_utc"], utc=True).astype("datetime64[ns, UTC]")
@@ -307,8 +310,11 @@ def observed_after(day: str, scored, lead_time_hours: float) -> tuple[int, int, 
     old_run = pd.Timestamp(d.isoformat(), tz="UTC") + pd.Timedelta(hours=4)
     old = latest(rows["sched_dep_utc"] - pd.Timedelta(hours=lead_time_hours))
     now = latest(rows["prediction_time"])
-    return (int((old["observed"] > old_run).sum()), int((now["observed"] > now["prediction_time"]).sum()),
-            len(rows))
+    known = obs[(obs["time_hour"] <= old_run) & (obs["time_hour"] > old_run - pd.Timedelta(hours=6))]
+    temp_at_run = known.sort_values("time_hour").groupby("origin")["temp"].last()
+    later = old["observed"] > old_run
+    changed = later & (old["temp"] != old["origin"].map(temp_at_run))
+    return (int(later.sum()), int((now["observed"] > now["prediction_time"]).sum()), len(rows), int(changed.sum()))
 
 
 def _backfill_history(first_day: str, days: int) -> None:
