@@ -39,8 +39,13 @@ def prediction_times(sched_dep_utc: pd.Series, lead_time_hours: float, interval_
 
 
 def prediction_time(sched_dep_utc, lead_time_hours: float, interval_minutes: int) -> pd.Timestamp:
-    """One flight's prediction time (the scalar form of `prediction_times`, same rule)."""
-    return prediction_times(pd.Series([_utc(sched_dep_utc)]), lead_time_hours, interval_minutes).iloc[0]
+    """One flight's prediction time (the scalar form of `prediction_times`, same rule; no Series: the online
+    path pays for every microsecond)."""
+    at = _utc(sched_dep_utc) - pd.Timedelta(hours=float(lead_time_hours))
+    local = at.tz_convert(LOCAL_TZ)
+    midnight = pd.Timestamp(datetime(local.year, local.month, local.day, tzinfo=LOCAL_TZ)).tz_convert("UTC")
+    step = pd.Timedelta(minutes=int(interval_minutes))
+    return (midnight + ((at - midnight) // step) * step).as_unit("us")
 
 
 def interval_end(start, interval_minutes: int) -> pd.Timestamp:

@@ -30,6 +30,15 @@ def test_prediction_time_is_departure_minus_lead_floored_to_the_interval():
     assert pt.prediction_time("2013-03-01T15:40:00Z", 2.0, 60) == hourly.iloc[0]
 
 
+@pytest.mark.parametrize("minutes", [15, 60, 360])
+def test_the_scalar_rule_online_equals_the_vector_rule_offline(minutes):
+    """online_features (one flight) and model_frame (many) compute the same prediction time, DST days included."""
+    sched = pd.Series(pd.date_range("2013-03-09", "2013-03-12", freq="17min", tz="UTC").append(
+        pd.date_range("2013-11-02", "2013-11-05", freq="17min", tz="UTC")))
+    vector = pt.prediction_times(sched, 2.0, minutes)
+    assert [pt.prediction_time(s, 2.0, minutes) for s in sched] == vector.tolist()
+
+
 @pytest.mark.parametrize("day, hours", [(date(2013, 3, 1), 24), (date(2013, 3, 10), 23), (date(2013, 11, 3), 25)])
 def test_a_day_s_intervals_tile_it_dst_days_included(day, hours):
     for minutes in (60, 360, 1440):
