@@ -50,8 +50,8 @@ def scoring_schedule():
     """batch_prediction's timetable: a run at the start of every scoring interval (the setting
     scoring_interval_minutes; hourly by default), on the grid of components.contracts.prediction_time.
     Intervals of an hour or less are UTC crons (New York's offset is whole hours, so they are the local
-    grid too); longer ones run on the local clock (on the two DST days their runs follow the wall clock,
-    and the plan step floors each run's logical date to the grid)."""
+    grid too); longer ones run on the local clock (the plan step floors each run's logical date to the grid;
+    on the two DST days the wall clock and the grid differ: docs/AIRFLOW.md, "Dates and idempotence")."""
     from airflow.sdk import CronTriggerTimetable
 
     minutes = load_settings().scoring_interval_minutes
