@@ -219,7 +219,10 @@ def _score_week(first: str, last: str, through_kfp: str | None = None) -> None:
 def _scored(day) -> bool:
     from components.core.store import open_store
 
-    return bool(partitions.parts(open_store(), layout.predictions_prefix(day)))
+    # The day's own whole-day run, not merely a part: the previous day's run leaves an (often empty) part
+    # here for this day's first departures, whose prediction time falls on the previous day.
+    return prediction_time.part_name(*prediction_time.day_bounds(day)) in partitions.parts(
+        open_store(), layout.predictions_prefix(day))
 
 
 def test_monitoring_pipeline_says_retrain_on_a_drifted_week_only(quiet_day_scored):
