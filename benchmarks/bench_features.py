@@ -136,7 +136,7 @@ def run(ctx: Context) -> list[Result]:
         ts = training_set(TrainingSetParams(start=start, end=end), store)
     with timed() as t_warm:
         training_set(TrainingSetParams(start=start, end=end), store)
-    entities = entity_rows(flights, 2.0)
+    entities = entity_rows(flights, 2.0, 60)
     feast_s, direct_s = [], []
     for _ in range(2):
         with timed() as t_feast:

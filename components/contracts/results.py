@@ -173,10 +173,14 @@ class DeployResult(TypedDict):
 
 
 class PredictBatchResult(TypedDict):
-    """components.serving.batch_predict.predict_batch: the published prediction partition of a day."""
+    """components.serving.batch_predict.predict_batch: the published part of each day's prediction partition
+    for one scoring interval."""
 
-    date: str
+    date: str  # the local day of the interval
+    start: str  # the scoring interval [start, end), ISO 8601 UTC: the prediction times it scored
+    end: str
     rows: int
+    rows_by_day: dict[str, int]  # rows per prediction partition (the flights' scheduled days)
     scored_by: str  # triton | in-process
     model_versions: list[int]  # the versions that served its rows
     uri: str

@@ -281,7 +281,7 @@ MONITOR = StageSpec(
          "metrics, the compared rows and the retraining decision (its HTML report: flightdeck monitor-report)",
     params=MonitorParams,
     entry="components.monitoring.monitor:monitor",
-    inputs={"predictions": "predictions/date=<date>/predictions.parquet (the window's days)",
+    inputs={"predictions": "predictions/date=<date>/interval=*/predictions.parquet (the window's days, every part)",
             "reference": "models/<name>/versions/<N>/reference.parquet",
             "labels": "validated/flights/date=<date>/"},
     outputs={"monitoring": "monitoring/date=<date>/ (summary.json, metrics.prom, drift_reference.parquet and "
@@ -294,7 +294,13 @@ MONITOR = StageSpec(
 
 @dataclass(frozen=True)
 class PredictBatchParams:
-    date: str = param(help=f"score every scheduled flight of this day ({DATE})")
+    date: str = param("", help=f"score the local day ({DATE}) as one interval: every flight whose prediction "
+                               "time falls on it (the local replay); or give --start and --end")
+    start: str = param("", help="the scoring interval's start, ISO 8601 (e.g. 2013-03-01T15:00:00Z; no offset: "
+                                "UTC), on the scoring interval's grid: scores the flights whose prediction time "
+                                "falls in [start, end)")
+    end: str = param("", help="the scoring interval's end (exclusive), ISO 8601, on the grid; empty with --start: "
+                              "start + one scoring interval")
     in_process: bool = param(False, help="score with the registry's TorchScript in this process instead of "
                                          "Triton (for recovery when Triton is down; recorded in the output)")
     rows_per_request: int = param(8192, help="rows per Triton request")
@@ -304,12 +310,15 @@ class PredictBatchParams:
 PREDICT_BATCH = StageSpec(
     name="predict-batch",
     command=("predict", "batch"),
-    help="score a day's flights through Triton (features as of the lead time) and publish the predictions",
+    help="score, through Triton, the flights whose prediction time falls in an interval (features as of that "
+         "time) and publish them as the interval's part of their day's predictions",
     params=PredictBatchParams,
     entry="components.serving.batch_predict:predict_batch",
-    inputs={"feature_tables": "features/<view>.parquet", "validated": "validated/flights/date=<date>/",
+    inputs={"feature_tables": "features/<view>.parquet",
+            "validated": "validated/flights/date=<date>/ (the days whose flights may be predicted in the interval)",
             "triton": "the deployed model (serving state)"},
-    outputs={"predictions": "predictions/date=<date>/predictions.parquet (published)"},
+    outputs={"predictions": "predictions/date=<date>/interval=<start>_<end>/predictions.parquet (published, one "
+                            "part per interval)"},
 )
 
 

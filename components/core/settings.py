@@ -68,6 +68,10 @@ class Settings:
     tuning_storage_url: str = secret()
     # Predictions are made this long before scheduled departure; features must be known by then.
     lead_time_hours: float = 2.0
+    # A flight's prediction time is (scheduled departure - lead time) floored to this interval, counted from
+    # local midnight (components.contracts.prediction_time); batch prediction runs once per interval and
+    # scores the flights whose prediction time falls in it. Divides an hour, or whole hours dividing a day.
+    scoring_interval_minutes: int = 60
     # Stage runtime in the DAGs: in-process Python calls, or pods (KubernetesPodOperator).
     runtime: str = "local"
     model_name: str = "flight_delay"
@@ -140,6 +144,10 @@ class Settings:
             raise SettingsError(f"FLIGHTDECK_RUNTIME={self.runtime!r} is not one of local, kubernetes")
         if self.lead_time_hours < 0:
             raise SettingsError("FLIGHTDECK_LEAD_TIME_HOURS must be >= 0")
+        m = self.scoring_interval_minutes
+        if not (1 <= m <= 60 and 60 % m == 0 or m % 60 == 0 and 1 <= m <= 1440 and 1440 % m == 0):
+            raise SettingsError(f"FLIGHTDECK_SCORING_INTERVAL_MINUTES={m} must divide an hour, or be a whole number "
+                                "of hours that divides a day: e.g. 15, 60 (hourly), 360 (6 h), 1440")
         if _REDIS_PASSWORD_PARAM.search(self.redis_url):
             # The URL is a plain setting (the cluster's ConfigMap, printed, logged): never the password.
             raise SettingsError("FLIGHTDECK_REDIS_URL carries a password= parameter: it is not a secret setting "
@@ -207,7 +215,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         if f.name in values:
             raw = values[f.name]
             try:
-                typed[f.name] = float(raw) if f.type == "float" else str(raw)
+                typed[f.name] = (float(raw) if f.type == "float" else int(str(raw)) if f.type == "int"
+                                 else str(raw))
             except ValueError as exc:
                 raise SettingsError(f"setting {f.name}={raw!r} is not a number") from exc
     return Settings(**typed).validate()

@@ -2,7 +2,8 @@
 (training sets, batch scoring) or from the online store (online prediction).
 
 `model_frame` (offline, many flights) and `online_features` (online, one flight) read the same feature
-service as of the same prediction time (scheduled departure - lead time) and add the same schedule
+service as of the same prediction time (components.contracts.prediction_time: scheduled departure - lead
+time, floored to the scoring interval) and add the same schedule
 fields, so training and serving cannot skew.
 """
 
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from components.contracts import schema, signature
+from components.contracts.prediction_time import prediction_time, prediction_times
 from components.core.settings import Settings, load_settings
 from components.core.store import ArtifactStore, open_store
 from components.features import tables as ft
@@ -46,13 +48,14 @@ def _utc_dates(ts: pd.Series) -> pd.Series:
     return pd.Series(uniq.astype(str).astype(object)[inverse], index=ts.index)
 
 
-def entity_rows(flights: pd.DataFrame, lead_time_hours: float) -> pd.DataFrame:
-    """Feast entity rows for flights: the join keys and the prediction time (sched dep - lead time).
+def entity_rows(flights: pd.DataFrame, lead_time_hours: float, scoring_interval_minutes: int) -> pd.DataFrame:
+    """Feast entity rows for flights: the join keys and the prediction time (sched dep - lead time,
+    floored to the scoring interval: components.contracts.prediction_time).
 
     `row` numbers the flights so the joined features can be put back in order without a merge.
     """
     flights = _default_index(flights)
-    at = ft.utc_us(flights["sched_dep_utc"] - pd.Timedelta(hours=lead_time_hours))
+    at = ft.utc_us(prediction_times(flights["sched_dep_utc"], lead_time_hours, scoring_interval_minutes))
     return pd.DataFrame({
         "row": np.arange(len(flights), dtype="int64"),
         "event_timestamp": at,
@@ -103,10 +106,10 @@ def historical_features(entities: pd.DataFrame, settings: Settings | None = None
 
 
 def model_frame(flights: pd.DataFrame, settings: Settings | None = None, with_label: bool = True) -> pd.DataFrame:
-    """KEYS + every model feature (+ label) for flights, as of the lead time before each departure."""
+    """KEYS + every model feature (+ label) for flights, as of each one's prediction time (event_timestamp)."""
     settings = settings or load_settings()
     flights = _default_index(flights)
-    entities = entity_rows(flights, settings.lead_time_hours)
+    entities = entity_rows(flights, settings.lead_time_hours, settings.scoring_interval_minutes)
     feats = historical_features(entities, settings)
     # Feast returns the rows in its own order: put them back in flight order by the row number.
     order = np.empty(len(feats), dtype="int64")
@@ -138,14 +141,14 @@ def online_features(flight: dict, settings: Settings | None = None) -> dict:
     """Model features for one scheduled flight from the online store (online prediction).
 
     `flight` needs carrier, origin, dest, tailnum (may be None), distance and sched_dep_utc; the
-    values are those of the feature service at the flight's prediction time (sched dep - lead time),
+    values are those of the feature service at the flight's prediction time (the shared rule),
     as far as the online store has been materialized. Same fields and rules as `model_frame`,
     computed for one row without pandas.
     """
     settings = settings or load_settings()
     sched = pd.Timestamp(flight["sched_dep_utc"])
     sched = (sched.tz_localize("UTC") if sched.tzinfo is None else sched.tz_convert("UTC")).as_unit("us")
-    at = sched - pd.Timedelta(hours=settings.lead_time_hours)
+    at = prediction_time(sched, settings.lead_time_hours, settings.scoring_interval_minutes)
     local = sched.tz_convert(schema.LOCAL_TZ)
     tailnum = flight.get("tailnum")
     tailnum = None if tailnum is None or (isinstance(tailnum, float) and math.isnan(tailnum)) else str(tailnum)

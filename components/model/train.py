@@ -263,11 +263,12 @@ def _reference_sample(frame: pd.DataFrame, split: np.ndarray, model: DelayModel,
 
 def _lead_time_hours(frame: pd.DataFrame) -> float | None:
     """How long before the scheduled departure the training set's features were taken (its event_timestamp),
-    in hours: the prediction time the model was trained for (the model card states it)."""
+    in hours: the lead time of the prediction time the model was trained for (the model card states it). The
+    smallest gap: prediction times are floored to the scoring interval, so the lead is lead_time..+interval."""
     if not {"sched_dep_utc", "event_timestamp"} <= set(frame.columns) or frame.empty:
         return None
     lead = (pd.to_datetime(frame["sched_dep_utc"], utc=True) - pd.to_datetime(frame["event_timestamp"], utc=True))
-    return round(float(lead.dt.total_seconds().median()) / 3600, 4)
+    return round(float(lead.dt.total_seconds().min()) / 3600, 4)
 
 
 def _run_id(params: TrainParams, set_sha: str) -> str:

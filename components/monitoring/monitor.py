@@ -20,6 +20,7 @@ from components.contracts import layout, schema
 from components.contracts.errors import StageFailed
 from components.contracts.results import MonitorResult
 from components.contracts.stages import MonitorParams
+from components.core import partitions
 from components.core.store import ArtifactNotFound, ArtifactStore, open_store
 from components.monitoring.decision_log import (
     decide_day,
@@ -48,7 +49,7 @@ def monitor(params: MonitorParams, store: ArtifactStore | None = None, settings=
     """Measure drift and performance of one scored day, publish the report and decide on retraining.
 
     Inputs (store keys):
-      predictions/date=<d>/predictions.parquet  batch prediction's output for each day d of the window
+      predictions/date=<d>/interval=*/predictions.parquet  batch prediction's parts of each day d of the window
           [D - window_days + 1, D] (and of the longer AUC window): the features the model scored,
           probability, model_version. Day D itself must be published and non-empty.
       models/<name>/versions/<N>/reference.parquet  the training-feature sample of the version N that
@@ -97,7 +98,7 @@ def monitor(params: MonitorParams, store: ArtifactStore | None = None, settings=
     holdout_auc = (record.get("metrics") or {}).get("roc_auc")
     summary["holdout_auc"] = holdout_auc
     summary["freshness"] = feature_freshness(store, schema.local_day_bounds_utc(day)[1])
-    summary["predictions_published_at"] = (store.published(layout.predictions_prefix(day)) or {}).get("published_at")
+    summary["predictions_published_at"] = partitions.published_at(store, layout.predictions_prefix(day))
 
     decision = decide_day(store, policy, day, version, summary, holdout_auc, record)
     keep_earlier_request(decision, recorded_decision(store, day), version)
@@ -183,16 +184,18 @@ def _day_predictions(store: ArtifactStore, day: date) -> pd.DataFrame:
 
 # -- inputs -----------------------------------------------------------------------------------
 def predictions_for_day(store: ArtifactStore, day: date) -> tuple[pd.DataFrame | None, dict | None]:
+    """A day's predictions, every scoring interval's part as one partition (components.core.partitions),
+    and a record of its parts; (None, None) when no part is published."""
     prefix = layout.predictions_prefix(day)
-    record = store.published(prefix)
-    if record is None:
+    found = partitions.parts(store, prefix)
+    if not found:
         return None, None
-    data = store.read_published(prefix, "predictions.parquet")
     try:
-        return pd.read_parquet(io.BytesIO(data)), record
+        rows = partitions.read_parts(store, prefix, "predictions.parquet", key="flight_id")
     except Exception as exc:
         raise StageFailed(f"the predictions of {day} at {store.uri(prefix)} cannot be read as parquet ({exc}); "
                           "re-run batch prediction for that day") from exc
+    return rows, {"parts": sorted(found), "published_at": max((r.get("published_at") or 0.0) for r in found.values())}
 
 
 def _registry_version(store: ArtifactStore, version: int | None) -> dict:

@@ -3,7 +3,9 @@ with a real Triton server, on the real 2013 data.
 
   1. continuous_training for 2013-04-01: ingest and validate the 12 weeks before, build the
      Feast features, train, evaluate against the baselines, register, promote, deploy to Triton
-  2. batch_prediction + monitoring for three quiet April days
+  2. batch_prediction + monitoring for three quiet April days; the last of them again, scored run by run
+     (each run's window, its flights' prediction times and count), and how many rows the old 04:00 rule
+     scored with weather observed after the run
   3. the same for three July days: the summer weather drifts and, once labels land, the AUC
      drops; the retraining policy fires and monitoring records the drift asset event that
      queues continuous_training
@@ -223,7 +225,7 @@ def _scored_line(af, tis) -> str:
 
 
 def _score_and_monitor(af, dags, day: str) -> dict:
-    dr, tis = _run(af, dags["batch_prediction"], day)
+    dr, tis = _run(af, dags["batch_prediction"], day, conf={"day": day})  # the whole day as one interval
     if dr.state != "success":
         return {}
     say(_scored_line(af, tis))
@@ -234,6 +236,85 @@ def _score_and_monitor(af, dags, day: str) -> dict:
     for reason in result.get("reasons") or []:
         say(f"     - {reason}")
     return result
+
+
+# The local replay scores a day in runs this long (each covering several scoring intervals; the prediction
+# times stay on the scoring interval's grid, the rule is the same as in production's hourly runs).
+REPLAY_RUN_HOURS = 6
+
+
+def _interval_by_interval(day: str) -> None:
+    """One replayed day scored run by run, as the scheduled batch_prediction runs score it: each run's
+    window, the prediction times of its flights and their count; then what the old 04:00 rule leaked."""
+    from components.contracts import prediction_time as pt
+    from components.contracts import schema
+    from components.contracts.stages import STAGES
+    from components.core.settings import load_settings
+    from components.serving.batch_predict import read_predictions
+
+    settings = load_settings()
+    minutes = settings.scoring_interval_minutes
+    step(f"2b. {day} interval by interval (prediction time = departure - {settings.lead_time_hours:g} h, floored "
+         f"to the {minutes}-min scoring interval; replay runs of {REPLAY_RUN_HOURS} h)")
+    grid = pt.day_intervals(schema.parse_day(day), minutes)
+    per_run = max(1, REPLAY_RUN_HOURS * 60 // minutes)
+    total, t0 = 0, time.perf_counter()
+    for i in range(0, len(grid), per_run):
+        start, end = grid[i][0], grid[min(i + per_run, len(grid)) - 1][1]
+        t1 = time.perf_counter()
+        with _task_logs_to(LOG_PATH):
+            result = STAGES["predict-batch"].run(start=start.isoformat(), end=end.isoformat())
+        local = [t.tz_convert(schema.LOCAL_TZ).strftime("%H:%M") for t in (start, end)]
+        scored = read_predictions(day)
+        mine = scored[(scored["prediction_time"] >= start) & (scored["prediction_time"] < end)]
+        window = (f"prediction times {mine['prediction_time'].min().tz_convert(schema.LOCAL_TZ):%H:%M} .. "
+                  f"{mine['prediction_time'].max().tz_convert(schema.LOCAL_TZ):%H:%M}" if len(mine) else
+                  "no flight")
+        say(f"   run [{local[0]}, {local[1]}) local: {result['rows']:4d} flights, {window}, "
+            f"{time.perf_counter() - t1:.1f} s")
+        total += result["rows"]
+    say(f"   {total} flights in {-(-len(grid) // per_run)} runs, {time.perf_counter() - t0:.1f} s "
+        f"(every flight once: {len(read_predictions(day))} in the day's partition)")
+    old, now, rows, changed = observed_after(day, read_predictions(day), settings.lead_time_hours)
+    say(f"   weather observed after the moment of prediction: {old} of {rows} rows under the old rule (one run at "
+        f"04:00 UTC, features as of departure - lead; {changed} with a temperature other than the one known at "
+        f"04:00), {now} now")
+
+
+def observed_after(day: str, scored, lead_time_hours: float) -> tuple[int, int, int, int]:
+    """Rows whose weather features come from an observation made after the prediction was made, recomputed
+    from the validated weather with pandas: under the old rule (the day scored by one run at 04:00 UTC, each
+    flight's features as of departure - lead) and now (each flight at its prediction time); and, of the old
+    rule's rows, those whose temperature differs from the latest one observed by 04:00 UTC (what that run
+    could have used). Returns (old, now, rows, old rows with a different temperature)."""
+    import pandas as pd
+
+    from components.contracts import schema
+    from components.core.store import open_store
+    from components.features.validated import read_days
+
+    d = schema.parse_day(day)
+    weather = read_days(open_store(), "weather", schema.day_range(d - pd.Timedelta(days=1), d), required=False)
+    obs = weather[["origin", "time_hour", "temp"]].assign(time_hour=lambda w: pd.to_datetime(w["time_hour"], utc=True))
+    obs = obs.assign(observed=obs["time_hour"]).sort_values("time_hour")
+    rows = scored[["origin", "sched_dep_utc", "prediction_time"]].copy()
+    rows["sched_dep_utc"] = pd.to_datetime(rows["sched_dep_utc"], utc=True).astype("datetime64[ns, UTC]")
+    rows["prediction_time"] = pd.to_datetime(rows["prediction_time"], utc=True).astype("datetime64[ns, UTC]")
+    obs["time_hour"] = obs["time_hour"].astype("datetime64[ns, UTC]")
+
+    def latest(at):
+        left = rows.assign(at=at).sort_values("at")
+        out = pd.merge_asof(left, obs.rename(columns={"time_hour": "at"}), on="at", by="origin",
+                            direction="backward", tolerance=pd.Timedelta(hours=6))
+        return out
+    old_run = pd.Timestamp(d.isoformat(), tz="UTC") + pd.Timedelta(hours=4)
+    old = latest(rows["sched_dep_utc"] - pd.Timedelta(hours=lead_time_hours))
+    now = latest(rows["prediction_time"])
+    known = obs[(obs["time_hour"] <= old_run) & (obs["time_hour"] > old_run - pd.Timedelta(hours=6))]
+    temp_at_run = known.sort_values("time_hour").groupby("origin")["temp"].last()
+    later = old["observed"] > old_run
+    changed = later & (old["temp"] != old["origin"].map(temp_at_run))
+    return (int(later.sum()), int((now["observed"] > now["prediction_time"]).sum()), len(rows), int(changed.sum()))
 
 
 def _backfill_history(first_day: str, days: int) -> None:
@@ -270,6 +351,7 @@ def _lifecycle(af, dags, window_days: int) -> bool:
         _score_and_monitor(af, dags, day)
     events, _ = af.asset_rows("flight_delay_drift")
     say(f"   drift asset events so far: {len(events)}")
+    _interval_by_interval(QUIET_DAYS[-1])
     step("3. batch_prediction + monitoring, July days (summer weather)")
     _backfill_history(DRIFTED_DAYS[0], days=28)
     af.unpause("batch_prediction", "monitoring", "continuous_training")

@@ -46,6 +46,23 @@ DRIFT = Asset(name="flight_delay_drift", uri="x-flightdeck://drift", group="flig
 START_DATE = datetime.combine(NYCFLIGHTS13_DAYS[0], time.min, tzinfo=UTC)
 END_DATE = datetime.combine(NYCFLIGHTS13_DAYS[1], time.max, tzinfo=UTC)  # the whole last day (04:00 runs too)
 
+def scoring_schedule():
+    """batch_prediction's timetable: a run at the start of every scoring interval (the setting
+    scoring_interval_minutes; hourly by default), on the grid of components.contracts.prediction_time.
+    Intervals of an hour or less are UTC crons (New York's offset is whole hours, so they are the local
+    grid too); longer ones run on the local clock (the plan step floors each run's logical date to the grid;
+    on the two DST days the wall clock and the grid differ: docs/AIRFLOW.md, "Dates and idempotence")."""
+    from airflow.sdk import CronTriggerTimetable
+
+    minutes = load_settings().scoring_interval_minutes
+    if minutes <= 60 and 60 % minutes == 0:
+        return CronTriggerTimetable("0 * * * *" if minutes == 60 else f"*/{minutes} * * * *", timezone="UTC")
+    if minutes % 60 == 0 and 24 % (minutes // 60) == 0:
+        return CronTriggerTimetable(f"0 */{minutes // 60} * * *", timezone="America/New_York")
+    raise ValueError(f"FLIGHTDECK_SCORING_INTERVAL_MINUTES={minutes}: batch_prediction runs on a cron, which needs "
+                     "an interval that divides an hour, or a whole number of hours that divides a day")
+
+
 XCOM_RESULT_PATH = "/airflow/xcom/return.json"  # what KubernetesPodOperator's xcom sidecar reads
 
 

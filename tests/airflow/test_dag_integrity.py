@@ -103,7 +103,9 @@ def test_the_schedules_follow_the_data_clock(dagbag):
     from components.contracts.schema import NYCFLIGHTS13_DAYS
 
     first, last = NYCFLIGHTS13_DAYS
-    for dag_id, hour in (("batch_prediction", 4), ("continuous_training", 6)):
+    # batch_prediction runs every scoring interval (hourly by default): its last run starts the data's last
+    # UTC hour; continuous_training runs weekly at 06:00.
+    for dag_id, hour in (("batch_prediction", 23), ("continuous_training", 6)):
         dag = dagbag.dags[dag_id]
         assert dag.start_date == pendulum.datetime(first.year, first.month, first.day), dag_id
         assert dag.end_date.date() == last and dag.end_date >= pendulum.datetime(last.year, last.month, last.day, 23, 59)
@@ -113,7 +115,7 @@ def test_the_schedules_follow_the_data_clock(dagbag):
         # for the weekly training, its last Monday (2013-12-30).
         year = TimeRestriction(earliest=dag.start_date, latest=dag.end_date, catchup=True)
         last_run = pendulum.datetime(2013, 12, 31 if dag_id == "batch_prediction" else 30, hour)
-        step = pendulum.duration(days=1 if dag_id == "batch_prediction" else 7)
+        step = pendulum.duration(hours=1) if dag_id == "batch_prediction" else pendulum.duration(days=7)
         timetable = scheduler_dag.timetable
         info = timetable.next_dagrun_info(last_automated_data_interval=DagRunInfo.exact(last_run - step).data_interval,
                                           restriction=year)

@@ -181,7 +181,7 @@ def test_validation_failure_fails_the_run_and_alerts(dags, home, tmp_path, alert
     from tests.monitoring import servers
 
     source = bad_source(home / "landing" / "bad-source", "2013-03-05")  # in the landing location
-    dr, tis = run_dag(dags["batch_prediction"], "2013-03-05", run_conf={"source": str(source)})
+    dr, tis = run_dag(dags["batch_prediction"], "2013-03-05", run_conf={"source": str(source), "day": "2013-03-05"})
     assert dr.state == "failed"
     assert tis["ingest"].state == "success"
     assert tis["validate"].state == "failed" and tis["validate"].try_number == 1  # refused input: no retry
@@ -332,7 +332,7 @@ def test_a_day_outside_the_data_fails_at_ingest_and_lands_nothing(dags, home, ca
 
     dr, tis = run_dag(dags["batch_prediction"], "2013-03-01", run_conf={"day": "2026-05-01", "source": "nycflights13"})
     assert dr.state == "failed"
-    assert tis["plan_day"].state == "success"
+    assert tis["plan_interval"].state == "success"
     assert tis["ingest"].state == "failed" and tis["ingest"].try_number == 1  # refused input: no retry
     for task in ("validate", "features_build", "features_materialize", "predict_batch", "publish_predictions"):
         assert tis[task].state == "upstream_failed", task

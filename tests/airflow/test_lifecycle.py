@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from components.core import partitions
 from tests.airflow.test_dag_runs import run_dag, xcom
 from tests.conftest import local_triton
 
@@ -74,9 +75,9 @@ def test_lifecycle(lifecycle_env, dags):
     # 2. batch prediction of a quiet and a drifted day, through Triton.
     unpause("monitoring", "continuous_training")
     for day in (QUIET_DAY, DRIFTED_DAY):
-        dr, tis = run_dag(dags["batch_prediction"], day)
+        dr, tis = run_dag(dags["batch_prediction"], day, run_conf={"day": day})  # the whole day as one interval
         assert dr.state == "success"
-        assert store.published(f"predictions/date={day}") is not None
+        assert partitions.parts(store, f"predictions/date={day}")  # the interval's part of the day's partition
         assert xcom(tis["publish_predictions"])["date"] == day
         scored, line = xcom(tis["predict_batch"]), demo._scored_line(airflow_local, tis)
         worst = max(scored["missing_by_feature"], key=scored["missing_by_feature"].get)

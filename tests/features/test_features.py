@@ -81,7 +81,9 @@ def test_training_set_follows_the_model_contract(training):
     assert list(df.columns) == signature.KEYS + signature.CATEGORICAL + signature.NUMERIC + [signature.LABEL]
     assert df["flight_id"].is_unique
     assert str(df["event_timestamp"].dtype) == "datetime64[us, UTC]"
-    assert (df["event_timestamp"] == df["sched_dep_utc"] - LEAD).all()
+    # The prediction time: departure - lead, floored to the scoring interval (hourly: the UTC hour).
+    assert (df["event_timestamp"] == (df["sched_dep_utc"] - LEAD).dt.floor("h")).all()
+    assert (df["event_timestamp"] < df["sched_dep_utc"] - LEAD).any()  # floored, not merely shifted
     # The label: arrival delay >= 15 min, or no arrival (cancelled / diverted).
     f = flights.set_index("flight_id").loc[df["flight_id"]]
     expected = ((f["arr_delay"] >= 15) | f["arr_delay"].isna()).astype(int).to_numpy()

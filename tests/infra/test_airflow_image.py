@@ -73,7 +73,8 @@ def cluster_settings() -> dict[str, str]:
         settings[name] = value if "${" not in value and not value.startswith(("var.", "local.")) else f"example-{name.lower()}"
     settings.update({"FLIGHTDECK_S3_BUCKET": "flightdeck-dev-artifacts", "FLIGHTDECK_AWS_REGION": "us-east-1",
                      "FLIGHTDECK_IMAGE_REGISTRY": "123456789012.dkr.ecr.us-east-1.amazonaws.com",
-                     "FLIGHTDECK_IMAGE_TAG": "0.1.0", "FLIGHTDECK_LEAD_TIME_HOURS": "2", "FLIGHTDECK_MODEL_NAME": "flight_delay",
+                     "FLIGHTDECK_IMAGE_TAG": "0.1.0", "FLIGHTDECK_LEAD_TIME_HOURS": "2", "FLIGHTDECK_SCORING_INTERVAL_MINUTES": "60",
+                     "FLIGHTDECK_MODEL_NAME": "flight_delay",
                      "FLIGHTDECK_REDIS_URL": "redis.example:6379,ssl=true"})
     return settings
 

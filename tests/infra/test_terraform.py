@@ -1238,7 +1238,7 @@ BAD_INPUTS = {
     "modules/platform": {"name": "a", "role_arns": {"data": ROLE.format("data")}, "cluster_name": "c",
                          "kubernetes_version": "1.29", "triton_replicas": {"min": 2, "max": 1, "max_unavailable": 2},
                          "bucket_names": {"data": "d"}, "aws_region": "us-east", "redis_endpoint": "redis://host",
-                         "image_tag": "-bad", "model_name": "Flight-Delay", "lead_time_hours": 72,
+                         "image_tag": "-bad", "model_name": "Flight-Delay", "lead_time_hours": 72, "scoring_interval_minutes": 90,
                          "image_registry": "https://123456789012.dkr.ecr.us-east-1.amazonaws.com/flightdeck",
                          "triton_image_digest": "sha256:" + "0" * 64, "airflow_metadata_secret": "Airflow_Metadata",
                          "redis_auth_token": "has,a-comma-and-is-long-enough", "runbook_base_url": "https://runbooks.example/",

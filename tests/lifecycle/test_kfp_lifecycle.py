@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from components.contracts import layout, schema
+from components.contracts import layout, prediction_time, schema
+from components.core import partitions
 from tests.conftest import free_port, local_triton
 
 pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite's long poles
@@ -183,7 +184,9 @@ def test_rerun_replaces_the_partition(quiet_day_scored):
     from components.serving.batch_predict import read_predictions
 
     store = open_store()
-    prefix = layout.predictions_prefix(schema.parse_day(quiet_day_scored))
+    day = schema.parse_day(quiet_day_scored)
+    # The whole-day run's own part of the day's partition (components.core.partitions).
+    prefix = f"{layout.predictions_prefix(day)}/{prediction_time.part_name(*prediction_time.day_bounds(day))}"
     first = read_predictions(quiet_day_scored)
     STAGES["predict-batch"].run(date=quiet_day_scored)
     second = read_predictions(quiet_day_scored)
@@ -192,7 +195,7 @@ def test_rerun_replaces_the_partition(quiet_day_scored):
     # Readers see one partition: the pointer's. The version it replaced stays on disk until the next
     # publish (a reader that read the old pointer can still finish), never longer.
     def versions():
-        return {k.split("/")[2] for k in store.list(prefix + "/") if k.endswith(".parquet")}
+        return {k.split("/")[3] for k in store.list(prefix + "/") if k.endswith(".parquet")}
 
     current = store.published(prefix)["version"]
     assert current in versions() and len(versions()) <= 2, versions()
@@ -208,11 +211,11 @@ def test_unreachable_triton_fails_clearly_and_writes_nothing(quiet_day_scored, m
 
     store = open_store()
     prefix = layout.predictions_prefix(schema.parse_day(quiet_day_scored))
-    before = store.published(prefix)
+    before = partitions.parts(store, prefix)
     monkeypatch.setenv("FLIGHTDECK_TRITON_URL", f"127.0.0.1:{free_port()}")
     with pytest.raises(StageFailed, match="(?i)triton"):
         STAGES["predict-batch"].run(date=quiet_day_scored)
-    assert store.published(prefix) == before
+    assert partitions.parts(store, prefix) == before
 
 
 def _score_week(first: str, last: str, through_kfp: str | None = None) -> None:
@@ -233,7 +236,10 @@ def _score_week(first: str, last: str, through_kfp: str | None = None) -> None:
 def _scored(day) -> bool:
     from components.core.store import open_store
 
-    return open_store().published(layout.predictions_prefix(day)) is not None
+    # The day's own whole-day run, not merely a part: the previous day's run leaves an (often empty) part
+    # here for this day's first departures, whose prediction time falls on the previous day.
+    return prediction_time.part_name(*prediction_time.day_bounds(day)) in partitions.parts(
+        open_store(), layout.predictions_prefix(day))
 
 
 def test_monitoring_pipeline_says_retrain_on_a_drifted_week_only(quiet_day_scored):

@@ -15,7 +15,7 @@ from components.contracts import layout, schema
 from components.contracts.errors import StageFailed
 from components.contracts.results import MonitorResult
 from components.contracts.stages import MonitorParams
-from components.core import runlog
+from components.core import partitions, runlog
 from components.core.store import parquet_bytes
 from components.monitoring import calibration as mb
 from components.monitoring.decision_log import decisions
@@ -158,8 +158,8 @@ def test_missing_days_are_listed_and_a_small_sample_gets_no_verdict(local_store,
 def test_an_empty_day_and_a_missing_day_fail_with_a_clear_message(local_store, frame, jan_mar_model,
                                                                    jan_mar_scorer):
     rows = mb.publish_predictions(local_store, frame, "2013-07-20", jan_mar_model, jan_mar_scorer)
-    local_store.publish(layout.predictions_prefix(schema.parse_day("2013-07-21")),
-                        {"predictions.parquet": parquet_bytes(rows.iloc[:0])})
+    partitions.publish_part(local_store, layout.predictions_prefix(schema.parse_day("2013-07-21")),  # a run, 0 rows
+                            "interval=20130721T040000Z_20130722T040000Z", {"predictions.parquet": parquet_bytes(rows.iloc[:0])})
     with pytest.raises(StageFailed, match="the predictions of 2013-07-21 are empty"):
         monitor(MonitorParams(date="2013-07-21"), local_store)
     with pytest.raises(StageFailed, match="no predictions are published for 2013-07-25"):

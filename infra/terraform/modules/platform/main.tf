@@ -58,16 +58,17 @@ locals {
     FLIGHTDECK_S3_PREFIX        = "" # the buckets are flightdeck's own; IAM scopes keys from the root
     FLIGHTDECK_AWS_REGION       = var.aws_region
     # Feast's Redis connection string: ElastiCache has in-transit encryption (modules/online_store).
-    FLIGHTDECK_REDIS_URL        = "${var.redis_endpoint},ssl=true"
-    FLIGHTDECK_LEAD_TIME_HOURS  = tostring(var.lead_time_hours)
-    FLIGHTDECK_MODEL_NAME       = var.model_name
-    FLIGHTDECK_TRITON_URL       = "${local.triton_host}:8001"
-    FLIGHTDECK_TRITON_HTTP_URL  = "${local.triton_host}:8000"
-    FLIGHTDECK_TRITON_SERVICE   = local.triton_service
-    FLIGHTDECK_TRITON_NAMESPACE = kubernetes_namespace_v1.this["flightdeck"].metadata[0].name
-    FLIGHTDECK_PUSHGATEWAY_URL  = local.pushgateway_url
-    FLIGHTDECK_IMAGE_REGISTRY   = var.image_registry
-    FLIGHTDECK_IMAGE_TAG        = var.image_tag
+    FLIGHTDECK_REDIS_URL                = "${var.redis_endpoint},ssl=true"
+    FLIGHTDECK_LEAD_TIME_HOURS          = tostring(var.lead_time_hours)
+    FLIGHTDECK_SCORING_INTERVAL_MINUTES = tostring(var.scoring_interval_minutes)
+    FLIGHTDECK_MODEL_NAME               = var.model_name
+    FLIGHTDECK_TRITON_URL               = "${local.triton_host}:8001"
+    FLIGHTDECK_TRITON_HTTP_URL          = "${local.triton_host}:8000"
+    FLIGHTDECK_TRITON_SERVICE           = local.triton_service
+    FLIGHTDECK_TRITON_NAMESPACE         = kubernetes_namespace_v1.this["flightdeck"].metadata[0].name
+    FLIGHTDECK_PUSHGATEWAY_URL          = local.pushgateway_url
+    FLIGHTDECK_IMAGE_REGISTRY           = var.image_registry
+    FLIGHTDECK_IMAGE_TAG                = var.image_tag
     # The only place ingest reads a source from (besides the packaged data): the data bucket's landing/.
     FLIGHTDECK_LANDING           = "s3://${var.bucket_names["data"]}/landing/"
     FLIGHTDECK_QUARANTINE_MAX_MB = "64"

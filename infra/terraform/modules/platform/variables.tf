@@ -138,6 +138,16 @@ variable "lead_time_hours" {
   }
 }
 
+variable "scoring_interval_minutes" {
+  description = "Batch prediction's scoring interval: prediction times are floored to it and batch_prediction runs once per interval (FLIGHTDECK_SCORING_INTERVAL_MINUTES; components/core/settings.py default)."
+  type        = number
+  default     = 60
+  validation {
+    condition     = contains([1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60, 120, 180, 240, 360, 480, 720, 1440], var.scoring_interval_minutes)
+    error_message = "scoring_interval_minutes must divide an hour, or be a whole number of hours that divides a day."
+  }
+}
+
 variable "image_registry" {
   description = "Registry host of the flightdeck images (the ECR registry, <account>.dkr.ecr.<region>.amazonaws.com)."
   type        = string
