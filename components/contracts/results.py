@@ -90,10 +90,11 @@ class MaterializeResult(TypedDict):
 class PushOutcomesResult(TypedDict):
     """components.features.push.push_outcomes"""
 
-    date: str  # the replayed local day
-    until: str  # the replay's end (UTC, ISO): events known up to it were pushed
-    events: int  # outcome events of the day up to `until` (departures and cancellations)
-    rows: dict[str, int]  # per pushed view, the rows pushed (bucketed by as_of_date)
+    date: str  # the replayed local day (the first of a range)
+    end: str  # the last replayed day (pushed online; the days before it written to the offline log only)
+    until: str  # the replay's end (UTC, ISO): the last day's events known up to it were pushed
+    events: int  # outcome events of the days up to `until` (departures and cancellations)
+    rows: dict[str, int]  # per pushed view, the rows written to its log (bucketed by as_of_date)
     log_rows: dict[str, int]  # per pushed view, the rows now in its offline log
     online_pushes: int  # FeatureStore.push calls (one per view and step of event time with rows)
     compute_seconds: float

@@ -58,8 +58,11 @@ class MaterializeParams:
 @dataclass(frozen=True)
 class PushOutcomesParams:
     date: str = param(help=f"local day whose outcome events are replayed ({DATE})")
-    until: str = param("", help="replay the events known up to this moment (ISO date-time, UTC unless it names an "
-                       "offset, e.g. 2013-01-15T14:00:00Z); default: the whole day")
+    end: str = param("", help=f"last day of a range date..end ({DATE}; default: date alone): the days before it "
+                     "are a backfill, written to the offline log only (the online store serves the present)")
+    until: str = param("", help="replay the last day's events known up to this moment (ISO date-time, UTC unless "
+                       "it names an offset, e.g. 2013-01-15T14:00:00Z; before the day: nothing, after it: the whole "
+                       "day); default: the whole day")
     step_minutes: int = param(60, help="minutes of event time per online push (the latest row per key of each)")
 
 
