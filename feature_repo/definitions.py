@@ -25,6 +25,10 @@ FEATURE_SERVICE = "delay_model_v1"
 # its airport's or carrier's history (DuckDB runs Feast's join as a hash join on the keys with the
 # time conditions as a filter: one key per airport made it quadratic). Results are unchanged.
 AS_OF_DATE = "as_of_date"
+# The finer bucket of the pushed per-airport views, which change hundreds of times a day: the UTC hour
+# of the prediction time (components.features.day_so_far.bucket_by_hour; the retrieval adds it from
+# the entity rows' event_timestamp).
+AS_OF_HOUR = "as_of_hour"
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class View:
     static: bool  # rows never change with time: stamped at the epoch, always materialized whole
     description: str
     pushed: bool = False  # fed through a Feast PushSource (see PUSHED_VIEWS), not built by the features stage
+    bucket: str = AS_OF_DATE  # the time bucket join key of a time-varying view (AS_OF_DATE or AS_OF_HOUR)
     # Further join keys (entities) after `entity`, e.g. the origin of a carrier-at-origin view.
     more_entities: tuple[str, ...] = ()
 
@@ -73,6 +78,7 @@ ENTITY_DESCRIPTIONS = {
     "tailnum": "plane tail number",
     # The date bucket of the prediction time, the second key of every time-varying view.
     AS_OF_DATE: "UTC date (YYYY-MM-DD) of the prediction time: a join-key bucket, see AS_OF_DATE",
+    AS_OF_HOUR: "UTC hour (YYYY-MM-DDTHH) of the prediction time: the pushed airport views' join-key bucket",
 }
 
 # What "the latest report" means for the weather features, and which flights the daily stats count.
@@ -190,6 +196,7 @@ ORIGIN_DAY_SO_FAR = View(
     static=False,
     description="the airport's departures of the day so far, pushed as they become known (one row per change)",
     pushed=True,
+    bucket=AS_OF_HOUR,
 )
 
 CARRIER_ORIGIN_DAY_SO_FAR = View(
@@ -208,6 +215,7 @@ CARRIER_ORIGIN_DAY_SO_FAR = View(
     static=False,
     description="the airline's departures of the day so far at the airport, pushed as they become known",
     pushed=True,
+    bucket=AS_OF_HOUR,
 )
 
 PLANE_DAY_SO_FAR = View(
@@ -272,7 +280,7 @@ def build_definitions(table_uris: dict[str, str], s3_endpoint_override: str | No
         keys = [entities[k] for k in view.entities]
         views.append(FeatureView(
             name=view.name,
-            entities=keys if view.static else [*keys, entities[AS_OF_DATE]],
+            entities=keys if view.static else [*keys, entities[view.bucket]],
             ttl=view.ttl or timedelta(0),
             schema=[Field(name=f.name, dtype=Float64, description=f.description) for f in view.features],
             source=source,

@@ -43,7 +43,7 @@ ORIGIN_FEATURES = ["origin_deps_so_far", "origin_dep_delay_so_far", "origin_late
 CARRIER_ORIGIN_FEATURES = ["carrier_origin_deps_so_far", "carrier_origin_dep_delay_so_far",
                            "carrier_origin_late15_share_so_far", "carrier_origin_waiting_so_far"]
 PLANE_FEATURES = ["plane_deps_so_far", "plane_prev_dep_delay"]
-# view -> (its join keys besides as_of_date, its features)
+# view -> (its join keys besides the date/hour bucket, its features)
 VIEW_KEYS = {
     "origin_day_so_far": (["origin"], ORIGIN_FEATURES),
     "carrier_origin_day_so_far": (["carrier", "origin"], CARRIER_ORIGIN_FEATURES),
@@ -155,3 +155,33 @@ def _finish(df: pd.DataFrame, keys: list[str], features: list[str]) -> pd.DataFr
     for col in features:
         out[col] = out[col].astype("float64")
     return out.sort_values([*keys, TS], kind="stable").reset_index(drop=True)
+
+
+def bucket_by_hour(rows: pd.DataFrame, keys: list[str], lo: pd.Timestamp, until: pd.Timestamp,
+                   column: str = "as_of_hour") -> pd.DataFrame:
+    """The rows of one local day [lo, ...] under each UTC hour H from lo to `until`'s hour: the rows stamped
+    in H, and the latest row stamped before H (kept with its own stamp).
+
+    The hour is a join key (feature_repo/definitions.py AS_OF_HOUR): a prediction at t reads the rows
+    of t's hour, which hold the row in force at t. An airport has hundreds of rows a day, so a
+    whole-day bucket would make the point-in-time join compare every flight of the day with every
+    row of the day; an hour bucket compares it with a few dozen.
+    """
+    if rows.empty:
+        return rows.assign(**{column: pd.Series([], dtype=object)})[[*keys, column, *rows.columns[len(keys):]]]
+    hours = pd.date_range(lo, until.floor("h"), freq="h").as_unit("us")
+    rows = rows.sort_values([*keys, TS], kind="stable").reset_index(drop=True)
+    ts = rows[TS].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    starts = hours.tz_convert(None).to_numpy()
+    own = rows.assign(**{column: rows[TS].dt.floor("h")})
+    carried = []
+    for _, idx in rows.groupby(keys, sort=False).indices.items():
+        pos = np.searchsorted(ts[idx], starts, side="left") - 1  # latest row before each hour
+        ok = pos >= 0
+        if ok.any():
+            carried.append(rows.iloc[idx[pos[ok]]].assign(**{column: hours[ok]}))
+    out = pd.concat([own, *carried], ignore_index=True)
+    out[column] = out[column].dt.strftime("%Y-%m-%dT%H").astype(object)
+    out = out.drop_duplicates([*keys, column, TS])
+    return out[[*keys, column, *[c for c in rows.columns if c not in keys]]].sort_values(
+        [*keys, column, TS], kind="stable").reset_index(drop=True)

@@ -53,7 +53,8 @@ def _latest_per_key(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def day_log_rows(store: ArtifactStore, day, until: pd.Timestamp | None = None) -> tuple[int, dict[str, pd.DataFrame]]:
-    """A day's outcome events up to `until` (count) and each pushed view's rows, bucketed by as_of_date."""
+    """A day's outcome events up to `until` (count) and each pushed view's rows, bucketed by the view's
+    bucket key (as_of_hour: the hours up to `until`; as_of_date: the dates its ttl reaches)."""
     defs = definitions_module()
     lo, hi = dsf.day_bounds(day)
     until = hi - pd.Timedelta(microseconds=1) if until is None else until
@@ -65,8 +66,10 @@ def day_log_rows(store: ArtifactStore, day, until: pd.Timestamp | None = None) -
     events = dsf.events_of_day(dsf.outcome_events(flights), day)
     rows = {}
     for view, df in dsf.day_rows(flights, day).items():
+        spec = defs.PUSHED_VIEWS[view]
         df = df[df[ft.TS] <= until]
-        rows[view] = ft.bucket_by_date(df, pd.Timedelta(defs.PUSHED_VIEWS[view].ttl), defs.AS_OF_DATE)
+        rows[view] = (dsf.bucket_by_hour(df, spec.entities, lo, until, spec.bucket) if spec.bucket == defs.AS_OF_HOUR
+                      else ft.bucket_by_date(df, pd.Timedelta(spec.ttl), spec.bucket))
     return int((events[ft.TS] <= until).sum()), rows
 
 
@@ -85,7 +88,7 @@ def _push_online(settings, rows: dict[str, pd.DataFrame], lo: pd.Timestamp, unti
                 part = df[(df[ft.TS] <= edge) & ((df[ft.TS] > prev) if prev is not None else True)]
                 if part.empty:
                     continue
-                keys = [*defs.PUSHED_VIEWS[view].entities, defs.AS_OF_DATE]
+                keys = [*defs.PUSHED_VIEWS[view].entities, defs.PUSHED_VIEWS[view].bucket]
                 fs.push(defs.push_source_name(view), _latest_per_key(part, keys).reset_index(drop=True),
                         to=PushMode.ONLINE)
                 pushes += 1
@@ -98,7 +101,7 @@ def push_outcomes(params: PushOutcomesParams, store: ArtifactStore | None = None
 
     The events (components.features.day_so_far: departures at the actual departure time,
     cancellations at the scheduled departure) become rows of the views at the moment each value
-    became known, bucketed by the UTC date a prediction reads them under (as_of_date). They are
+    became known, bucketed by the UTC hour or date a prediction reads them under (as_of_hour, as_of_date). They are
     pushed to the online store in event-time order, `step_minutes` of event time per push (the latest
     row per key of each step), so the online store answers with the day so far at the replayed time;
     then the day's rows of the offline log (features/<view>.parquet, the push sources' batch source)
@@ -109,7 +112,7 @@ def push_outcomes(params: PushOutcomesParams, store: ArtifactStore | None = None
       after (used where present: late departures of the day before happen on the day; the next day's
       keys get their reset row).
     Outputs: the online store (each view's latest row per key as of `until`); features/<view>.parquet
-      of each pushed view, its rows stamped on the replayed local days (up to `until`) replaced (a
+      of each pushed view, its rows stamped on the replayed local days replaced by this replay's (a
       rerun never duplicates; compare-and-swap, so pushes of other days running at once keep theirs). Returns the
       days, the replay's end, events replayed, rows per view, online pushes, timings and the log URIs.
     Failures: StageFailed when a replayed day's flights are not validated; ValueError for a malformed
@@ -138,17 +141,16 @@ def push_outcomes(params: PushOutcomesParams, store: ArtifactStore | None = None
             timings["online"] += time.perf_counter() - t
         per_day.append(rows)
         events += n
-    # One write per view for the whole range (a table rewrite per day would cost days x table size).
-    # The rows stamped from the first day's start up to the replay's end are replaced (identical ones
-    # when pushed before: they depend only on the validated flights); later ones, pushed by a run that
-    # replayed further, stay.
+    # One write per view for the whole range (a table rewrite per day would cost days x table size):
+    # the rows stamped on the replayed days are replaced by this replay's (a rerun leaves the same
+    # rows; a replay up to an earlier `until` leaves the day's log as of that moment).
     t = time.perf_counter()
     first_lo, _ = dsf.day_bounds(days[0])
     rows_total, log_rows = {}, {}
     for view in per_day[0]:
         df = pd.concat([rows[view] for rows in per_day], ignore_index=True)
         rows_total[view] = len(df)
-        log_rows[view] = _upsert(store, view, df, first_lo, until)
+        log_rows[view] = _upsert(store, view, df, first_lo, hi - pd.Timedelta(microseconds=1))
     timings["offline"] += time.perf_counter() - t
     return {
         "date": days[0].isoformat(), "end": days[-1].isoformat(), "until": until.isoformat(), "events": events,

@@ -12,9 +12,8 @@ from components.features.feast_repo import definitions_module
 
 
 def _empty_log(view) -> pd.DataFrame:
-    defs = definitions_module()
     cols = {k: pd.Series([], dtype=object) for k in view.entities}
-    cols[defs.AS_OF_DATE] = pd.Series([], dtype=object)
+    cols[view.bucket] = pd.Series([], dtype=object)
     cols[ft.TS] = pd.Series([], dtype="datetime64[us, UTC]")
     cols.update({f: pd.Series([], dtype="float64") for f in view.feature_names})
     return pd.DataFrame(cols)

@@ -143,6 +143,7 @@ def test_online_after_push_until_t_equals_offline_at_t(built_home, tmp_path, mon
     flights = _flights(store, [DAY]).drop_duplicates(["origin", "carrier", "tailnum"]).reset_index(drop=True)
     rows = pd.DataFrame({
         "row": np.arange(len(flights)), "event_timestamp": t, "as_of_date": t.strftime("%Y-%m-%d"),
+        "as_of_hour": t.strftime("%Y-%m-%dT%H"),
         "origin": flights["origin"].astype(str), "carrier": flights["carrier"].astype(str),
         "route": flights["origin"].astype(str) + "-" + flights["dest"].astype(str),
         "tailnum": flights["tailnum"].astype(object).where(flights["tailnum"].notna(), None),
@@ -151,7 +152,7 @@ def test_online_after_push_until_t_equals_offline_at_t(built_home, tmp_path, mon
     fs = feature_store()
     service = fs.get_feature_service(feature_service_name())
     online = fs.get_online_features(features=service, entity_rows=[
-        {k: (r[k] if r[k] is not None else "") for k in ("origin", "carrier", "route", "tailnum", "as_of_date")}
+        {k: (r[k] if r[k] is not None else "") for k in ("origin", "carrier", "route", "tailnum", "as_of_date", "as_of_hour")}
         for r in rows.to_dict("records")]).to_df()
     _assert_frames_equal(online[NEW], offline[NEW], "online after push vs offline at T")
     assert (offline["origin_deps_so_far"] > 0).all()

@@ -60,7 +60,8 @@ def test_the_pushed_views_are_what_day_so_far_computes_on_push_sources():
         source = views[name].stream_source
         assert isinstance(source, PushSource) and source.name == defs.push_source_name(name)
         assert views[name].batch_source.path == f"/tables/{name}.parquet"
-        assert [e for e in views[name].entities] == [*defs.PUSHED_VIEWS[name].entities, defs.AS_OF_DATE]
+        assert views[name].entities == [*defs.PUSHED_VIEWS[name].entities, defs.PUSHED_VIEWS[name].bucket]
+    assert {v.bucket for v in defs.PUSHED_VIEWS.values()} == {defs.AS_OF_HOUR, defs.AS_OF_DATE}
     assert {p.name for p in built.service.feature_view_projections} == set(defs.VIEWS) | set(defs.PUSHED_VIEWS)
     names = [f for v in [*defs.VIEWS.values(), *defs.PUSHED_VIEWS.values()] for f in v.feature_names]
     assert len(names) == len(set(names))
