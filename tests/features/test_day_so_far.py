@@ -173,3 +173,41 @@ def test_rerun_is_idempotent(pushed):
         pd.testing.assert_frame_equal(after, df)
         assert again["log_rows"][view] == len(df)
         assert not after.duplicated([c for c in after.columns if c not in NEW]).any()
+
+
+def test_until_is_clipped_to_the_replayed_day():
+    from components.features.day_so_far import day_bounds
+    from components.features.push import parse_until
+
+    lo, hi = day_bounds(DAY)
+    assert parse_until("", lo, hi) == hi - pd.Timedelta(microseconds=1)
+    assert parse_until("2013-01-15T17:00:00Z", lo, hi) == pd.Timestamp("2013-01-15T17:00:00Z")
+    assert parse_until("2013-01-15T12:00:00-05:00", lo, hi) == pd.Timestamp("2013-01-15T17:00:00Z")
+    assert parse_until("2013-01-15T04:00:00", lo, hi) < lo  # 23:00 the day before, local: nothing known yet
+    assert parse_until("2026-01-01T00:00:00Z", lo, hi) == hi - pd.Timedelta(microseconds=1)
+    with pytest.raises(ValueError, match="ISO"):
+        parse_until("tomorrow", lo, hi)
+
+
+def test_the_hour_bucket_holds_the_row_in_force_at_every_moment():
+    """bucket_by_hour: for any t up to `until`, the latest row of t's hour bucket stamped <= t is the latest
+    row of the day stamped <= t (what the point-in-time join and the online lookup read)."""
+    from components.features.day_so_far import bucket_by_hour, day_bounds
+
+    lo, _ = day_bounds(DAY)
+    rng = np.random.default_rng(3)
+    stamps = lo + pd.to_timedelta(np.sort(rng.integers(0, 20 * 3600, 60)), unit="s")
+    rows = pd.DataFrame({"origin": rng.choice(["EWR", "JFK"], 60), "event_timestamp": stamps.as_unit("us"),
+                         "v": np.arange(60, dtype="float64")})
+    rows = pd.concat([rows, pd.DataFrame({"origin": ["EWR", "JFK"], "event_timestamp": [lo, lo], "v": [-1.0, -2.0]})])
+    until = lo + pd.Timedelta(hours=18)
+    kept = rows[rows["event_timestamp"] <= until]
+    buckets = bucket_by_hour(kept, ["origin"], lo, until)
+    for t in lo + pd.to_timedelta(rng.integers(0, 18 * 3600, 200), unit="s"):
+        for origin in ("EWR", "JFK"):
+            mine = kept[(kept["origin"] == origin) & (kept["event_timestamp"] <= t)]
+            want = mine.sort_values("event_timestamp")["v"].iloc[-1]
+            b = buckets[(buckets["origin"] == origin) & (buckets["as_of_hour"] == t.strftime("%Y-%m-%dT%H"))
+                        & (buckets["event_timestamp"] <= t)]
+            assert b.sort_values("event_timestamp")["v"].iloc[-1] == want, (t, origin)
+    assert buckets["as_of_hour"].max() == until.strftime("%Y-%m-%dT%H")  # no bucket past the replay's end
