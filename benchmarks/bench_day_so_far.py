@@ -5,8 +5,8 @@ features (feature_repo/definitions.py PUSHED_VIEWS) on one window, same split, s
         --window 2013-01-07 2013-03-31
 
 Sets the home up (ingest, validate, features build, push-outcomes over the window: the offline log),
-then for `base` (signature.NUMERIC as shipped) and `new` (+ the pushed features, extended in this
-process only) builds the training set through Feast, trains and evaluates with the shipped gate.
+then for `base` (signature.NUMERIC without the pushed features, in this process only) and `new`
+(with them, as shipped) builds the training set through Feast, trains and evaluates with the shipped gate.
 Prints one JSON line per step with its seconds and, per variant, the AUCs and the blessing.
 """
 
@@ -68,8 +68,8 @@ def main() -> None:
     from components.model.train import train
 
     for variant in args.variants.split(","):
-        if variant == "new" and new[0] not in signature.NUMERIC:
-            signature.NUMERIC.extend(new)  # in place: every module holding the list sees it
+        # In place: every module holding the list sees it. `base` = the daily inputs only, `new` = with the day so far.
+        signature.NUMERIC[:] = [c for c in signature.NUMERIC if c not in new] + (new if variant == "new" else [])
         timed(f"{variant} training-set", training_set, TrainingSetParams(start=ws, end=we), store)
         tr = timed(f"{variant} train", train, TrainParams(train_start=ws, train_end=we), store)
         ev = timed(f"{variant} evaluate", evaluate, EvaluateParams(run_id=tr["run_id"], importance_repeats=0), store)
