@@ -40,19 +40,6 @@ NUMERIC = [
     # plane attributes
     "plane_year",
     "plane_seats",
-    # the day so far (pushed as outcomes become known; feature_repo/definitions.py PUSHED_VIEWS): at the
-    # origin, and for the carrier at the origin, departures so far, their mean delay, share 15+ min late,
-    # flights due and not yet gone; the aircraft's departures from the airport that day and the latest's delay
-    "origin_deps_so_far",
-    "origin_dep_delay_so_far",
-    "origin_late15_share_so_far",
-    "origin_waiting_so_far",
-    "carrier_origin_deps_so_far",
-    "carrier_origin_dep_delay_so_far",
-    "carrier_origin_late15_share_so_far",
-    "carrier_origin_waiting_so_far",
-    "plane_deps_so_far",
-    "plane_prev_dep_delay",
 ]
 LABEL = "label"
 # Columns of every training set / scoring frame besides the features.

@@ -207,11 +207,8 @@ def test_class_imbalance_weighting(frame_and_split, train_params):
     raw_w, cal_w = raw_and_calibrated(weighted)
     raw_p, cal_p = raw_and_calibrated(plain)
     assert raw_w > raw_p + 0.1, (raw_w, raw_p)  # the weighting raises the uncalibrated odds...
-    assert raw_w - raw_p > 2 * abs(cal_w - cal_p), (raw_w, raw_p, cal_w, cal_p)  # ...calibration undoes most of it
-    # ...and all of it where the calibration's intercept is fitted: the mean probability over the train and
-    # validation periods is their late rate for both. (Over the two validation days alone the two 2-epoch
-    # models can still differ by a few points: they rank those days' flights differently, more so since the
-    # day-so-far inputs tell the days apart: 0.137 vs 0.178 measured.)
+    assert abs(cal_w - cal_p) < 0.03, (cal_w, cal_p)  # ...calibration undoes it: the two agree
+    # The intercept sets the mean probability over the train and validation periods to their late rate.
     window = frame[split != "test"]
     for model in (weighted, plain):
         assert float(predict(model, window).mean()) == pytest.approx(float(window[LABEL].mean()), abs=1e-4)
