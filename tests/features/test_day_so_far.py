@@ -168,6 +168,10 @@ def test_rerun_is_idempotent(pushed):
     before = {v: pd.read_parquet(store.local_path(layout.feature_table_key(v)))
               for v in ("origin_day_so_far", "carrier_origin_day_so_far", "plane_day_so_far")}
     again = push_outcomes(PushOutcomesParams(date=(DAY - timedelta(days=1)).isoformat()), store)
+    from components.contracts.results import PushOutcomesResult
+
+    assert set(again) == set(PushOutcomesResult.__annotations__)  # the declared result, exactly
+    assert pushed["partial"]["until"] == "2013-01-15T17:00:00+00:00" and pushed["partial"]["online_pushes"] > 0
     for view, df in before.items():
         after = pd.read_parquet(store.local_path(layout.feature_table_key(view)))
         pd.testing.assert_frame_equal(after, df)
