@@ -64,6 +64,9 @@ with DAG(
     ingest = stage_task("ingest", start=START, end=END, source="{{ params.source }}")
     validate = stage_task("validate", start=START, end=END)
     build = stage_task("features-build", start=START, end=END)
+    # The window's outcomes are all known by the run's day: the day-so-far views' offline log is
+    # backfilled for it (idempotent), so the training set joins them point in time.
+    push = stage_task("features-push-outcomes", date=START, end=END)
     training_set = stage_task("features-training-set", start=START, end=END)
     tune_or_not = step(steps.tune_branch, task_id="tune_or_not", branch=True)
     tune = stage_task("tune", train_start=START, train_end=END, trials="{{ params.tune_trials }}")
@@ -79,5 +82,6 @@ with DAG(
 
     window >> ingest >> validate >> build >> training_set >> tune_or_not >> [tune, train]
     tune >> train >> evaluate >> blessed
+    build >> push >> training_set
     blessed >> [register, rejected]
     register >> deploy

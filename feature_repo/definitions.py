@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
 from feast.types import Float64
 
 TIMESTAMP = "event_timestamp"
@@ -25,6 +25,10 @@ FEATURE_SERVICE = "delay_model_v1"
 # its airport's or carrier's history (DuckDB runs Feast's join as a hash join on the keys with the
 # time conditions as a filter: one key per airport made it quadratic). Results are unchanged.
 AS_OF_DATE = "as_of_date"
+# The finer bucket of the pushed per-airport views, which change hundreds of times a day: the UTC hour
+# of the prediction time (components.features.day_so_far.bucket_by_hour; the retrieval adds it from
+# the entity rows' event_timestamp).
+AS_OF_HOUR = "as_of_hour"
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,15 @@ class View:
     ttl: timedelta | None
     static: bool  # rows never change with time: stamped at the epoch, always materialized whole
     description: str
+    pushed: bool = False  # fed through a Feast PushSource (see PUSHED_VIEWS), not built by the features stage
+    bucket: str = AS_OF_DATE  # the time bucket join key of a time-varying view (AS_OF_DATE or AS_OF_HOUR)
+    # Further join keys (entities) after `entity`, e.g. the origin of a carrier-at-origin view.
+    more_entities: tuple[str, ...] = ()
+
+    @property
+    def entities(self) -> list[str]:
+        """Every join key of the view but AS_OF_DATE, in the order of its table's columns."""
+        return [self.entity, *self.more_entities]
 
     @property
     def feature_names(self) -> list[str]:
@@ -65,6 +78,7 @@ ENTITY_DESCRIPTIONS = {
     "tailnum": "plane tail number",
     # The date bucket of the prediction time, the second key of every time-varying view.
     AS_OF_DATE: "UTC date (YYYY-MM-DD) of the prediction time: a join-key bucket, see AS_OF_DATE",
+    AS_OF_HOUR: "UTC hour (YYYY-MM-DDTHH) of the prediction time: the pushed airport views' join-key bucket",
 }
 
 # What "the latest report" means for the weather features, and which flights the daily stats count.
@@ -154,6 +168,80 @@ PLANE_ATTRIBUTES = View(
 VIEWS: dict[str, View] = {v.name: v for v in (WEATHER_HOURLY, CARRIER_DAILY_STATS, ROUTE_DAILY_STATS,
                                                PLANE_ATTRIBUTES)}
 
+# -- the day so far: pushed as outcomes become known ---------------------------------------------------
+# These views are fed by the outcome events of the day (components/features/day_so_far.py computes
+# the rows, components/features/push.py pushes them through Feast's push API in event-time order):
+# each row is stamped when its values became known, and the offline log of every pushed row
+# (features/<view>.parquet, the PushSource's batch source) is joined point in time like any other
+# view. Every key is reset at local midnight (a row of zeros), so day D never reads day D-1's values.
+# A one-day ttl: the reset row of the prediction's day is always newer than D-1's rows (a safety
+# net only; the reset rows are what keeps the days apart).
+_SO_FAR = "on the local day of the row's stamp, up to the stamp (reset at local midnight)"
+_DEPS = "departures (actual departure time = scheduled + dep_delay)"
+_WAITING = ("flights scheduled on that local day at or before the stamp that had not departed by then "
+            "(cancelled flights excluded: a cancellation is known at the scheduled departure)")
+
+ORIGIN_DAY_SO_FAR = View(
+    name="origin_day_so_far",
+    entity="origin",
+    features=(
+        Feature("origin_deps_so_far", f"number of {_DEPS} from the airport {_SO_FAR}"),
+        Feature("origin_dep_delay_so_far", f"mean departure delay (minutes) of those {_DEPS}; null before the "
+                                           "first"),
+        Feature("origin_late15_share_so_far", "share of those departures that left 15+ min late; null before "
+                                              "the first"),
+        Feature("origin_waiting_so_far", f"number of the airport's {_WAITING}"),
+    ),
+    ttl=timedelta(days=1),
+    static=False,
+    description="the airport's departures of the day so far, pushed as they become known (one row per change)",
+    pushed=True,
+    bucket=AS_OF_HOUR,
+)
+
+CARRIER_ORIGIN_DAY_SO_FAR = View(
+    name="carrier_origin_day_so_far",
+    entity="carrier",
+    more_entities=("origin",),
+    features=(
+        Feature("carrier_origin_deps_so_far", f"number of the carrier's {_DEPS} from the airport {_SO_FAR}"),
+        Feature("carrier_origin_dep_delay_so_far", "mean departure delay (minutes) of those departures; null "
+                                                   "before the first"),
+        Feature("carrier_origin_late15_share_so_far", "share of those departures that left 15+ min late; null "
+                                                      "before the first"),
+        Feature("carrier_origin_waiting_so_far", f"number of the carrier's {_WAITING} at the airport"),
+    ),
+    ttl=timedelta(days=1),
+    static=False,
+    description="the airline's departures of the day so far at the airport, pushed as they become known",
+    pushed=True,
+    bucket=AS_OF_HOUR,
+)
+
+PLANE_DAY_SO_FAR = View(
+    name="plane_day_so_far",
+    entity="tailnum",
+    more_entities=("origin",),
+    features=(
+        Feature("plane_deps_so_far", f"number of the aircraft's {_DEPS} from the airport {_SO_FAR}"),
+        Feature("plane_prev_dep_delay", "departure delay (minutes) of the aircraft's latest departure from the "
+                                        f"airport {_SO_FAR}; null before its first"),
+    ),
+    ttl=timedelta(days=1),
+    static=False,
+    description="the aircraft's previous departure from the airport that day, pushed when it departs",
+    pushed=True,
+)
+
+# The pushed views, by name (not in VIEWS: the features build does not compute them, materialize
+# does not load them; the push path writes both stores).
+PUSHED_VIEWS: dict[str, View] = {v.name: v for v in (ORIGIN_DAY_SO_FAR, CARRIER_ORIGIN_DAY_SO_FAR, PLANE_DAY_SO_FAR)}
+
+
+def push_source_name(view: str) -> str:
+    return f"{view}_push"
+
+
 # -- the feature service ------------------------------------------------------------------------------
 # What the training set, batch scoring and the online lookup all read: every feature of every view.
 FEATURE_SERVICE_DESCRIPTION = "every Feast feature the flight delay model reads (components/contracts/signature.py)"
@@ -162,7 +250,7 @@ FEATURE_SERVICE_DESCRIPTION = "every Feast feature the flight delay model reads 
 @dataclass(frozen=True)
 class Definitions:
     entities: list[Entity]
-    sources: list[FileSource]
+    sources: list[FileSource | PushSource]
     views: list[FeatureView]
     service: FeatureService
 
@@ -177,7 +265,7 @@ def build_definitions(table_uris: dict[str, str], s3_endpoint_override: str | No
         for key, desc in ENTITY_DESCRIPTIONS.items()
     }
     sources, views = [], []
-    for view in VIEWS.values():
+    for view in [*VIEWS.values(), *PUSHED_VIEWS.values()]:
         source = FileSource(
             name=f"{view.name}_source",
             path=table_uris[view.name],
@@ -185,9 +273,14 @@ def build_definitions(table_uris: dict[str, str], s3_endpoint_override: str | No
             s3_endpoint_override=s3_endpoint_override or None,
         )
         sources.append(source)
+        if view.pushed:  # the file is the offline log of every pushed row
+            source = PushSource(name=push_source_name(view.name), batch_source=source,
+                                description=f"outcome events of the day pushed into {view.name}")
+            sources.append(source)
+        keys = [entities[k] for k in view.entities]
         views.append(FeatureView(
             name=view.name,
-            entities=[entities[view.entity]] if view.static else [entities[view.entity], entities[AS_OF_DATE]],
+            entities=keys if view.static else [*keys, entities[view.bucket]],
             ttl=view.ttl or timedelta(0),
             schema=[Field(name=f.name, dtype=Float64, description=f.description) for f in view.features],
             source=source,

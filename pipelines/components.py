@@ -72,6 +72,14 @@ def tune(train_start: str, train_end: str, trials: int, training_set: Input[Data
               inputs={"training_set": training_set}, metrics=metrics, chosen=chosen)
 
 
+@dsl.component(base_image=_image("features-push-outcomes"), install_kfp_package=False)
+def push_outcomes(date: str, end: str, until: str, tables: Input[Dataset]):
+    from pipelines.steps import run_stage
+
+    # A range date..end: the days before `end` backfill the offline log; `end` is pushed online too.
+    run_stage("features-push-outcomes", {"date": date, "end": end, "until": until}, inputs={"tables": tables})
+
+
 @dsl.component(base_image=_image("train"), install_kfp_package=False)
 def train(train_start: str, train_end: str, seed: int, max_epochs: int, training_set: Input[Dataset],
           tuned: Input[Dataset], model: Output[Model], metrics: Output[Metrics]) -> NamedTuple(

@@ -86,7 +86,10 @@ def training(start: str = "2013-01-01", end: str = "2013-03-31", source: str = "
     """tune_trials: trials the tune step adds to the window's study before train takes the chosen parameters
     (0, the default: no tuning; the step only hands train an artifact naming no tune run)."""
     tables = _features(start, end, source)
-    tset = _configure(c.training_set(start=start, end=end, tables=tables.outputs["tables"]),
+    # The window's outcomes, all known by now: the day-so-far views' offline log, joined point in time.
+    pushed = _configure(c.push_outcomes(date=start, end=end, until="", tables=tables.outputs["tables"]),
+                        "features-push-outcomes", retries=2)
+    tset = _configure(c.training_set(start=start, end=end, tables=tables.outputs["tables"]).after(pushed),
                       "features-training-set", retries=1)
     # Optional tuning as a step that always runs (a no-op at tune_trials=0) rather than a dsl.If: kfp.local 2.16
     # runs conditional tasks after every unconditional one, so a conditional tune would run after train.

@@ -87,6 +87,23 @@ class MaterializeResult(TypedDict):
     progress: str  # URI of features/materialization.json
 
 
+class PushOutcomesResult(TypedDict):
+    """components.features.push.push_outcomes"""
+
+    date: str  # the replayed local day (the first of a range)
+    end: str  # the last replayed day (pushed online; the days before it written to the offline log only)
+    until: str  # the replay's end (UTC, ISO): the last day's events known up to it were pushed
+    events: int  # outcome events of the days up to `until` (departures and cancellations)
+    rows: dict[str, int]  # per pushed view, the rows written to its log (bucketed by as_of_date)
+    log_rows: dict[str, int]  # per pushed view, the rows now in its offline log
+    online_pushes: int  # FeatureStore.push calls (one per view and step of event time with rows)
+    compute_seconds: float
+    online_seconds: float
+    offline_seconds: float
+    seconds: float
+    logs: dict[str, str]  # per pushed view, the URI of its offline log (the push source's batch source)
+
+
 # -- model: train, evaluate, register ----------------------------------------------------------------
 class TuneResult(TypedDict):
     """components.model.tune.tune: the published tune run (every trial of its study so far, the chosen parameters)."""

@@ -55,6 +55,17 @@ class MaterializeParams:
     chunk_days: int = param(31, help="local days per materialization chunk (memory is bounded by one chunk)")
 
 
+@dataclass(frozen=True)
+class PushOutcomesParams:
+    date: str = param(help=f"local day whose outcome events are replayed ({DATE})")
+    end: str = param("", help=f"last day of a range date..end ({DATE}; default: date alone): the days before it "
+                     "are a backfill, written to the offline log only (the online store serves the present)")
+    until: str = param("", help="replay the last day's events known up to this moment (ISO date-time, UTC unless "
+                       "it names an offset, e.g. 2013-01-15T14:00:00Z; before the day: nothing, after it: the whole "
+                       "day); default: the whole day")
+    step_minutes: int = param(60, help="minutes of event time per online push (the latest row per key of each)")
+
+
 INGEST = StageSpec(
     name="ingest",
     command=("ingest",),
@@ -102,6 +113,17 @@ FEATURES_MATERIALIZE = StageSpec(
     entry="components.features.materialize:materialize",
     inputs={"feature_tables": "features/<view>.parquet"},
     outputs={"online_store": "Feast online store (SQLite locally, Redis on AWS)"},
+)
+FEATURES_PUSH_OUTCOMES = StageSpec(
+    name="features-push-outcomes",
+    command=("features", "push-outcomes"),
+    help="replay a day's outcome events (departures, cancellations) in event-time order through Feast's push "
+         "API into the day-so-far views: online store and offline log, idempotent per day",
+    params=PushOutcomesParams,
+    entry="components.features.push:push_outcomes",
+    inputs={"validated": "validated/flights/date=<date>/"},
+    outputs={"online_store": "Feast online store (SQLite locally, Redis on AWS)",
+             "pushed_log": "features/<pushed view>.parquet"},
 )
 
 # -- the model half: train, evaluate, register ------------------------------------------------
@@ -346,6 +368,7 @@ PREDICT_ONLINE = StageSpec(
 
 # Every stage, in lifecycle order: the CLI, the Airflow runtime and the KFP pipelines look stages up here.
 STAGES: dict[str, StageSpec] = {
-    s.name: s for s in (INGEST, VALIDATE, FEATURES_BUILD, FEATURES_TRAINING_SET, FEATURES_MATERIALIZE, TUNE, TRAIN,
+    s.name: s for s in (INGEST, VALIDATE, FEATURES_BUILD, FEATURES_TRAINING_SET, FEATURES_MATERIALIZE,
+                        FEATURES_PUSH_OUTCOMES, TUNE, TRAIN,
                         EVALUATE, REGISTER, DEPLOY, PREDICT_BATCH, PREDICT_ONLINE, MONITOR)
 }

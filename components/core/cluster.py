@@ -35,14 +35,14 @@ NEEDS_TRITON_ADMIN_KEY = ("deploy",)
 REDIS_AUTH_SECRET = "flightdeck-redis-auth"
 REDIS_AUTH_SECRET_KEY = "password"
 REDIS_PASSWORD_ENV = "FLIGHTDECK_REDIS_PASSWORD"  # = components.core.settings Settings.redis_password (tests check it)
-# Stages that open the Redis online store (components/features/materialize.py): features-materialize only (it
-# writes the store; tests/features/test_redis_auth.py). Not features-build: its `feast apply` is
+# Stages that open the Redis online store: features-materialize (components/features/materialize.py) and
+# features-push-outcomes (components/features/push.py), which write it (tests/features/test_redis_auth.py). Not features-build: its `feast apply` is
 # partial, so Feast 0.67 passes no tables to delete and its Redis store's update() never connects
 # (a test counts the connections). Not predict-online: its pod only calls Triton, whose online model
 # reads the store in the Triton pods (infra/k8s/triton gets the Secret too). Not
 # features-training-set, predict-batch (offline store only), monitor or status (they read the
 # materialization record in the artifact store, never Redis).
-NEEDS_REDIS_PASSWORD = ("features-materialize",)
+NEEDS_REDIS_PASSWORD = ("features-materialize", "features-push-outcomes")
 # The Optuna study storage of `flightdeck tune` (an SQLAlchemy URL with its password: the RDS PostgreSQL):
 # a secret setting, from this Secret, for the tune stage only.
 TUNING_DB_SECRET = "flightdeck-tuning-db"

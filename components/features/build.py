@@ -20,6 +20,7 @@ from components.core.settings import load_settings
 from components.core.store import ArtifactStore, ConflictError, open_store, parquet_bytes
 from components.features import tables as ft
 from components.features.feast_repo import apply, definitions_module
+from components.features.push_log import ensure_push_logs
 from components.features.validated import read_days, read_reference
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,7 @@ def build(params: FeaturesBuildParams, store: ArtifactStore | None = None) -> Fe
     store.write_json(layout.FEATURE_BUILD_TIMINGS, {"start": first.isoformat(), "end": last.isoformat(),
                                                     "days": len(days), "views": view_seconds})
     built = {view: len(df) for view, (df, _, _) in tables.items()}
+    ensure_push_logs(store)  # the day-so-far views' offline logs exist before the first push
     t_apply = time.perf_counter()
     views = apply(settings, store)
     seconds = time.perf_counter() - t0

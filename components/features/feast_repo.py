@@ -54,7 +54,7 @@ def repo_definitions(settings: Settings | None = None, store: ArtifactStore | No
     settings = settings or load_settings()
     store = store or open_store(settings)
     defs = definitions_module()
-    uris = {view: _table_uri(store, view) for view in defs.VIEWS}
+    uris = {view: _table_uri(store, view) for view in [*defs.VIEWS, *defs.PUSHED_VIEWS]}
     return defs.build_definitions(uris, s3_endpoint_override=settings.s3_endpoint_url or None)
 
 

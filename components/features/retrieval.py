@@ -97,8 +97,20 @@ def _service(fs):
     return _SERVICES[id(fs)]
 
 
+def _utc_hours(ts: pd.Series) -> pd.Series:
+    """YYYY-MM-DDTHH of each UTC timestamp: the as_of_hour bucket of the pushed airport views."""
+    hours = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[h]")
+    uniq, inverse = np.unique(hours, return_inverse=True)
+    return pd.Series(np.array([str(u)[:13] for u in uniq], dtype=object)[inverse], index=ts.index)
+
+
 def historical_features(entities: pd.DataFrame, settings: Settings | None = None) -> pd.DataFrame:
-    """Point-in-time features for entity rows through the feature service (offline store)."""
+    """Point-in-time features for entity rows through the feature service (offline store).
+
+    The entity rows' event_timestamp (the prediction time) also gives the as_of_hour bucket key of
+    the pushed day-so-far views (feature_repo/definitions.py AS_OF_HOUR), added here."""
+    if "as_of_hour" not in entities.columns:
+        entities = entities.assign(as_of_hour=_utc_hours(entities["event_timestamp"]))
     fs = feature_store(settings)
     offline_store_ready(settings)
     job = fs.get_historical_features(entity_df=entities, features=_service(fs))
@@ -154,7 +166,7 @@ def online_features(flight: dict, settings: Settings | None = None) -> dict:
     tailnum = None if tailnum is None or (isinstance(tailnum, float) and math.isnan(tailnum)) else str(tailnum)
     origin, dest, carrier = str(flight["origin"]), str(flight["dest"]), str(flight["carrier"])
     row = {"origin": origin, "carrier": carrier, "route": f"{origin}-{dest}", "tailnum": tailnum or "",
-           "as_of_date": at.strftime("%Y-%m-%d")}
+           "as_of_date": at.strftime("%Y-%m-%d"), "as_of_hour": at.strftime("%Y-%m-%dT%H")}
     fs = feature_store(settings)
     with online_store_access(settings, fs):
         values = fs.get_online_features(features=_service(fs), entity_rows=[row]).to_dict()

@@ -155,7 +155,7 @@ def feature_service() -> dict:
     except ImportError as exc:  # an image without Feast: the model inputs are still recorded
         return {"name": None, "error": f"feature repo not importable: {exc}", "model_inputs": inputs}
     views = {name: {"join_key": view.entity, "features": view.feature_names, "ttl": str(view.ttl)}
-             for name, view in repo.VIEWS.items()}
+             for name, view in {**repo.VIEWS, **getattr(repo, "PUSHED_VIEWS", {})}.items()}
     return {"name": repo.FEATURE_SERVICE, "views": views, "flight_row_fields": list(SCHEDULE_FIELDS),
             "model_inputs": inputs}
 

@@ -179,6 +179,7 @@ def _data_summary(af, tis) -> list[str]:
     validated = af.xcom(tis["validate"]) or {}
     built = af.xcom(tis["features_build"]) or {}
     tset = af.xcom(tis["features_training_set"]) or {}
+    pushed = (af.xcom(tis["features_push_outcomes"]) if "features_push_outcomes" in tis else None) or {}
     flights, weather = ingested.get("flights", {}), ingested.get("weather", {})
     return [
         f"ingest: {flights.get('rows')} flights and {weather.get('rows')} weather rows in "
@@ -187,6 +188,9 @@ def _data_summary(af, tis) -> list[str]:
         f"({(validated.get('rows') or {}).get('flights')} flights validated)",
         "features: " + ", ".join(f"{view} {rows}" for view, rows in sorted((built.get("table_rows") or {}).items()))
         + " rows",
+        f"day so far: {pushed.get('events')} outcome events of {pushed.get('date')}..{pushed.get('end')} replayed "
+        "in event-time order: " + ", ".join(f"{view} {rows}" for view, rows in sorted((pushed.get("rows") or {}).items()))
+        + f" rows in the offline log, the last day pushed online ({pushed.get('seconds')} s)",
         f"training set: {tset.get('shape')} (rows x columns), late rate {tset.get('label_rate')}",
     ]
 

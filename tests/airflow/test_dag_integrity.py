@@ -46,6 +46,8 @@ def test_wiring_order(dagbag):
              "evaluate", "blessed"]
     for up, down in zip(chain, chain[1:], strict=False):
         assert down in ct.task_dict[up].downstream_task_ids, (up, down)
+    assert "features_push_outcomes" in ct.task_dict["features_build"].downstream_task_ids
+    assert "features_training_set" in ct.task_dict["features_push_outcomes"].downstream_task_ids
     assert ct.task_dict["blessed"].downstream_task_ids == {"register", "challenger_rejected"}
     assert ct.task_dict["register"].downstream_task_ids == {"deploy"}
     # Weekly and on the drift asset.

@@ -132,7 +132,7 @@ def test_settings_come_from_the_config_map_and_no_value_is_secret(pods):
 
 
 def test_exactly_the_stages_that_open_the_online_store_get_the_redis_password(pods):
-    """materialize writes the Redis online store; no other stage pod opens it (features-build's
+    """materialize and push-outcomes write the Redis online store; no other stage pod opens it (features-build's
     partial apply never connects: tests/features/test_redis_auth.py), so no other pod gets the Secret."""
     from components.core.settings import Settings
 
@@ -144,7 +144,7 @@ def test_exactly_the_stages_that_open_the_online_store_get_the_redis_password(po
             assert env[cluster.REDIS_PASSWORD_ENV] == {"name": cluster.REDIS_PASSWORD_ENV, "valueFrom": {
                 "secretKeyRef": {"name": cluster.REDIS_AUTH_SECRET, "key": cluster.REDIS_AUTH_SECRET_KEY}}}, where
             with_password.add(spec.name)
-    assert with_password == {"features-materialize"}
+    assert with_password == {"features-materialize", "features-push-outcomes"}
     assert any(spec.name == "features-build" for spec, _ in pods.values())  # the DAGs still build features
 
 

@@ -74,7 +74,7 @@ def test_aws_build_writes_tables_and_the_feast_registry_to_s3(aws):
     assert config.online_store.type == "redis" and config.online_store.connection_string == aws["redis"]
     fs = FeatureStore(repo_path=str(REPO_DIR), config=config)
     by_name = {fv.name: fv for fv in fs.list_feature_views()}
-    assert set(by_name) == views
+    assert set(by_name) == views | set(definitions_module().PUSHED_VIEWS)
     for name, fv in by_name.items():
         assert fv.batch_source.path == f"s3://{aws['bucket']}/features/{name}.parquet"
         assert fv.batch_source.s3_endpoint_override == aws["endpoint"]

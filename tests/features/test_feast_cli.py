@@ -58,7 +58,7 @@ def test_feast_cli_apply_and_list_on_the_local_profile(fenv):
     fs = feature_store()
     assert Path(fs.config.registry.path) == registry
     by_name = {fv.name: fv for fv in fs.list_feature_views()}
-    assert set(by_name) == set(definitions_module().VIEWS)
+    assert set(by_name) == set(definitions_module().VIEWS) | set(definitions_module().PUSHED_VIEWS)
     for name, fv in by_name.items():
         assert fv.batch_source.path == str(fenv.store.local_path(layout.feature_table_key(name)))
     assert fs.get_feature_service(feature_service_name()).name == "delay_model_v1"

@@ -18,8 +18,8 @@ from components.core.images import GPU_NODE_SELECTOR, GPU_TOLERATION, image_for_
 from pipelines.cli import COMPILED_DIR, compile_all, local_arguments, submit
 
 PIPELINE_STEPS = {
-    "training": {"ingest", "validate", "features-build", "training-set", "tune", "train", "evaluate", "register",
-                 "deploy"},
+    "training": {"ingest", "validate", "features-build", "push-outcomes", "training-set", "tune", "train",
+                 "evaluate", "register", "deploy"},
     "batch_prediction": {"ingest", "validate", "features-build", "materialize", "predict-batch"},
     "monitoring": {"monitor"},
 }
@@ -139,11 +139,12 @@ def test_settings_and_secret_by_reference(name):
         assert any(stage == "deploy" for _, stage, _, _ in _steps(name))
 
 
-def test_exactly_the_materialize_step_gets_the_redis_password():
-    """The one step that opens the Redis online store (components/core/cluster.py NEEDS_REDIS_PASSWORD)."""
+def test_exactly_the_online_store_writers_get_the_redis_password():
+    """The steps that open the Redis online store (components/core/cluster.py NEEDS_REDIS_PASSWORD):
+    materialize, and push-outcomes (the training pipeline pushes its window's last day online)."""
     with_password = {(name, stage) for name in PIPELINE_STEPS for _, stage, _, k8s in _steps(name)
                      if any(s["secretName"] == cluster.REDIS_AUTH_SECRET for s in k8s.get("secretAsEnv", []))}
-    assert with_password == {("batch_prediction", "features-materialize")}
+    assert with_password == {("batch_prediction", "features-materialize"), ("training", "features-push-outcomes")}
 
 
 @pytest.mark.parametrize("name", sorted(PIPELINE_STEPS))
