@@ -125,7 +125,7 @@ def test_features_build_never_opens_the_online_store(on_redis, redis_auth, monke
     with pytest.raises(StageFailed, match="FLIGHTDECK_REDIS_PASSWORD is not set"):
         materialize(MaterializeParams(start="2013-01-15", end="2013-01-15"), open_store())
     assert connections() > before
-    assert cluster.NEEDS_REDIS_PASSWORD == ("features-materialize",)
+    assert cluster.NEEDS_REDIS_PASSWORD == ("features-materialize", "features-push-outcomes")
 
 
 def test_a_wrong_password_is_refused_saying_so(on_redis, redis_auth, monkeypatch, caplog):
