@@ -72,10 +72,15 @@ class LocalStore(ArtifactStore):
         if not folder.exists():
             return []
         out = []
-        for path in folder.rglob("*"):
-            if path.is_file() and not path.name.startswith("."):
-                key = path.relative_to(self.base).as_posix()
-                if key.startswith(prefix.lstrip("/")):
+        want = prefix.lstrip("/")
+        # os.walk, not Path.rglob: another process's retention sweep may remove a folder while it is walked,
+        # and rglob then raises FileNotFoundError (seen with two publishers of one prefix); walk skips it.
+        for root, _dirs, files in os.walk(folder):
+            for name in files:
+                if name.startswith("."):
+                    continue
+                key = (Path(root) / name).relative_to(self.base).as_posix()
+                if key.startswith(want):
                     out.append(key)
         return sorted(out)
 

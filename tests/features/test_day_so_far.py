@@ -55,7 +55,7 @@ def _joined(flights, settings=None):
     from components.features.retrieval import entity_rows, historical_features
 
     settings = settings or load_settings()
-    entities = entity_rows(flights, settings.lead_time_hours)
+    entities = entity_rows(flights, settings.lead_time_hours, settings.scoring_interval_minutes)
     feats = historical_features(entities, settings).sort_values("row").reset_index(drop=True)
     return entities, feats
 
