@@ -148,19 +148,23 @@ def alert_sink(monkeypatch):
     sink.shutdown()
 
 
-def bad_source(folder, day: str):
-    """The packaged data for one day, with flights from an airport the contract does not know."""
+def bad_source(folder, day: str, last: str | None = None):
+    """The packaged data for day..last (default: day alone), with 40 flights of `day` from an airport the
+    contract does not know."""
+    import pandas as pd
+
     from components.data.sources import nycflights13
 
     folder.mkdir(parents=True)
-    y, m, d = (int(x) for x in day.split("-"))
+    first, last = pd.Timestamp(day), pd.Timestamp(last or day)
     for table in ("flights", "weather", "planes", "airlines"):
         df = nycflights13.load(table)
         if table in ("flights", "weather"):
-            df = df[(df["year"] == y) & (df["month"] == m) & (df["day"] == d)]
+            when = pd.to_datetime(df[["year", "month", "day"]])
+            df = df[(when >= first) & (when <= last)]
         if table == "flights":
             df = df.copy()
-            df.loc[df.index[:40], "origin"] = "XXX"
+            df.loc[df.index[:40], "origin"] = "XXX"  # the first rows: all of `day`
         df.to_csv(folder / f"{table}.csv", index=False)
     return folder
 

@@ -21,6 +21,9 @@ import pytest
 from tests.airflow.conftest import AIRFLOW_HOME, DAGS
 
 DAY = "2013-03-05"  # the batch_prediction day whose landing file has flights from an unknown airport
+# validate covers the schedule days whose flights are predicted during DAY: its own and the next (a flight
+# leaving after midnight is predicted lead hours before, on DAY), so the quarantine link spans both
+NEXT = "2013-03-06"
 MONITORED = "2013-07-14"
 LINKED = {("continuous_training", "evaluate"): ["Evaluation report", "Model card"],
           ("continuous_training", "validate"): ["Quarantine report"],
@@ -63,8 +66,8 @@ def refused_run(airflow_db, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FLIGHTDECK_HOME", str(home))
         mp.setenv("FLIGHTDECK_PROFILE", "local")
-        source = bad_source(home / "landing" / "bad", DAY)
-        dr, tis, seconds = run_dag(load_dags()["batch_prediction"], DAY, run_conf={"source": str(source)})
+        source = bad_source(home / "landing" / "bad", DAY, NEXT)
+        dr, tis, seconds = run_dag(load_dags()["batch_prediction"], DAY, run_conf={"source": str(source), "day": DAY})
         print(f"batch_prediction {DAY}: {dr.state} in {seconds:.1f} s")
         assert tis["validate"].state == "failed" and tis["ingest"].state == "success"
         yield {"home": home, "run_id": dr.run_id}
@@ -79,13 +82,13 @@ def links_of(api, dag_id: str, run_id: str, task_id: str) -> dict:
 def test_the_refused_validate_task_links_to_its_quarantine_report(api, refused_run):
     run = refused_run["run_id"]
     links = links_of(api, "batch_prediction", run, "validate")
-    assert links == {"Quarantine report": f"/flightdeck/reports/quarantine?start={DAY}&end={DAY}&dag_id=batch_prediction"}
+    assert links == {"Quarantine report": f"/flightdeck/reports/quarantine?start={DAY}&end={NEXT}&dag_id=batch_prediction"}
     assert links_of(api, "batch_prediction", run, "ingest") == {}  # tasks without a report have no link
 
     page = get_page(api, links["Quarantine report"])
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     text = text_of(page)
-    assert f"<title>Quarantine report {DAY}</title>" in page.text
+    assert f"<title>Quarantine report {DAY}..{NEXT}</title>" in page.text
     assert f"Verdict: REFUSED by validation: 1 batch(es) quarantined: flights {DAY} (1 failed expectation(s))" in text
     # The batch's own report.md, rendered: its title, the failed expectation in a table, the sample values.
     assert f"<h1>Quarantined: flights {DAY}</h1>" in page.text and "<table>" in page.text

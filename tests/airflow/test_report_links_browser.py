@@ -24,6 +24,9 @@ from tests.airflow.test_dag_runs import bad_source
 pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite's long poles
 
 DAY = "2013-03-05"
+# validate covers the schedule days whose flights are predicted during DAY: its own and the next (a flight
+# leaving after midnight is predicted lead hours before, on DAY), so the quarantine link spans both
+NEXT = "2013-03-06"
 SHOTS = REPO / "test-artifacts" / "airflow-ui" / "report-links"
 
 # test_ui_browser.py's fixtures: `make airflow`'s script in a fresh home (one start for this module), Chromium.
@@ -54,7 +57,7 @@ def call(ui, method: str, path: str, body: dict | None = None) -> dict:
 @pytest.fixture(scope="module")
 def refused_run(ui, landing):
     """batch_prediction for DAY from the bad landing file, run by the scheduler until validate has failed."""
-    source = bad_source(landing / "bad", DAY)
+    source = bad_source(landing / "bad", DAY, NEXT)
     call(ui, "PATCH", "/api/v2/dags/batch_prediction", {"is_paused": False})
     t0 = time.monotonic()
     run = call(ui, "POST", "/api/v2/dags/batch_prediction/dagRuns",
@@ -67,7 +70,7 @@ def refused_run(ui, landing):
     print(f"batch_prediction {DAY} under the scheduler: validate {state} after {time.monotonic() - t0:.0f} s")
     assert state == "failed", f"validate ended {state}; see the standalone log"
     links = call(ui, "GET", path + "/links")["extra_links"]  # what the UI asks for
-    assert links == {"Quarantine report": f"/flightdeck/reports/quarantine?start={DAY}&end={DAY}&dag_id=batch_prediction"}
+    assert links == {"Quarantine report": f"/flightdeck/reports/quarantine?start={DAY}&end={NEXT}&dag_id=batch_prediction"}
     return run
 
 
@@ -101,7 +104,7 @@ def test_click_the_quarantine_report_link_of_the_refused_validate_task(ui, refus
     finally:
         browser.save_screenshot(str(SHOTS / "1-validate-task.png"))
     print(f"task instance page with the link in {time.monotonic() - t0:.1f} s")
-    assert link.get_attribute("href") == (f"{ui['base']}/flightdeck/reports/quarantine?start={DAY}&end={DAY}"
+    assert link.get_attribute("href") == (f"{ui['base']}/flightdeck/reports/quarantine?start={DAY}&end={NEXT}"
                                           "&dag_id=batch_prediction")
 
     t0 = time.monotonic()
@@ -110,7 +113,7 @@ def test_click_the_quarantine_report_link_of_the_refused_validate_task(ui, refus
     body = wait.until(ec.visibility_of_element_located((By.TAG_NAME, "body"))).text
     print(f"report opened in {time.monotonic() - t0:.1f} s")
     browser.save_screenshot(str(SHOTS / "2-quarantine-report.png"))
-    assert browser.title == f"Quarantine report {DAY}"
+    assert browser.title == f"Quarantine report {DAY}..{NEXT}"
     assert f"Verdict: REFUSED by validation: 1 batch(es) quarantined: flights {DAY}" in body
     assert f"Quarantined: flights {DAY}" in body and "expect_column_values_to_be_in_set" in body
     assert "origin must be one of EWR, JFK, LGA" in body
