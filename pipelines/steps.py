@@ -42,6 +42,21 @@ def run_stage(stage: str, params: dict, inputs: dict | None = None, metrics=None
     return out
 
 
+def last_prediction_time(start: str, end: str) -> str:
+    """The last prediction time of the scoring interval [start, end) (one scoring interval before its end,
+    not before its start): what batch prediction pushes the day's outcomes up to. Without an interval
+    (the whole day), `start` as given ("" = the day's end)."""
+    if not (start and end):
+        return start
+    from components.contracts.prediction_time import parse_instant
+    from components.core.settings import load_settings
+
+    import pandas as pd
+
+    lo, hi = parse_instant(start, "start"), parse_instant(end, "end")
+    return max(lo, hi - pd.Timedelta(minutes=load_settings().scoring_interval_minutes)).isoformat()
+
+
 def no_tuning(chosen) -> None:
     """The tune step's artifact when tuning is off: it names no tune run, so train keeps its defaults."""
     chosen.metadata.update({"stage": "tune", "tune_id": "", "tuned": False})

@@ -99,11 +99,13 @@ def _day(d: date) -> str:
 
 # -- shared data ------------------------------------------------------------------------------
 def prepare_data(store: ArtifactStore, first: date, last: date) -> dict:
-    """ingest -> validate -> features build for first..last, once (a marker records it)."""
-    from components.contracts.stages import FeaturesBuildParams, IngestParams, ValidateParams
+    """ingest -> validate -> features build -> push-outcomes (the offline log) for first..last, once (a
+    marker records it)."""
+    from components.contracts.stages import FeaturesBuildParams, IngestParams, PushOutcomesParams, ValidateParams
     from components.data.ingest import ingest
     from components.data.validate import validate
     from components.features.build import build
+    from components.features.push import push_outcomes
 
     marker = f"{ROOT}/data/{_day(first)}_{_day(last)}.json"
     if store.exists(marker):
@@ -125,6 +127,9 @@ def prepare_data(store: ArtifactStore, first: date, last: date) -> dict:
         raise StageFailed(f"validation refused the flights of {', '.join(no_flights)}, so those days cannot be "
                           "replayed; fix the source (see the quarantine reports) or choose a period without them.")
     build(FeaturesBuildParams(start=_day(first), end=_day(last)), store)
+    # The day-so-far inputs: the offline log of every outcome event, stamped when it became known, so
+    # each retrain's training set and each day's scoring join only what was known at prediction time.
+    push_outcomes(PushOutcomesParams(date=_day(first), end=_day(last)), store)
     record = {"first": _day(first), "last": _day(last), "seconds": round(time.perf_counter() - t0, 3),
               "refused": refused, "finished_at": datetime.now(UTC).isoformat()}
     store.write_json(marker, record)

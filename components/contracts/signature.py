@@ -40,6 +40,17 @@ NUMERIC = [
     # plane attributes
     "plane_year",
     "plane_seats",
+    # the day so far (pushed as outcomes become known, feature_repo/definitions.py PUSHED_VIEWS)
+    "origin_deps_so_far",
+    "origin_dep_delay_so_far",
+    "origin_late15_share_so_far",
+    "origin_waiting_so_far",
+    "carrier_origin_deps_so_far",
+    "carrier_origin_dep_delay_so_far",
+    "carrier_origin_late15_share_so_far",
+    "carrier_origin_waiting_so_far",
+    "plane_deps_so_far",
+    "plane_prev_dep_delay",
 ]
 LABEL = "label"
 # Columns of every training set / scoring frame besides the features.

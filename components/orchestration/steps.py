@@ -92,7 +92,8 @@ def plan_interval(**context) -> dict:
     date, on the scoring interval's grid, starts the interval and one scoring interval ends it (a
     trigger timetable: the run starts when its interval does, and its flights' prediction time is that
     moment). `first`/`last` are the schedule days whose flights may be predicted in it (what ingest,
-    validate and features cover), clipped to the source's days; `ends_day` says whether this is the day's
+    validate and features cover), clipped to the source's days; `push_until` is the interval's last
+    prediction time (the day's outcomes known by then are pushed before scoring); `ends_day` says whether this is the day's
     last interval (the predictions asset event, which schedules monitoring, is emitted only then)."""
     import pandas as pd
 
@@ -117,7 +118,12 @@ def plan_interval(**context) -> dict:
     known = schema.source_days(str(params.get("source") or "nycflights13"))
     if known is not None:  # the next day's first departures, when the data has that day
         days = [d for d in days if d == own or known[0] <= d <= known[1]]
+    # The interval's last prediction time: what push-outcomes replays the day up to. One scoring interval:
+    # its start (nothing after it is known yet); a whole day: its last interval's start, so each flight's
+    # point-in-time join finds the day so far at its own prediction time.
+    last_at = max(start, end - pd.Timedelta(minutes=settings.scoring_interval_minutes))
     plan = {"day": own.isoformat(), "start": start.isoformat(), "end": end.isoformat(),
+            "push_until": last_at.isoformat(),
             "first": days[0].isoformat(), "last": days[-1].isoformat(), "ends_day": pt.ends_day(end)}
     log.info("scoring interval %s", plan)
     return plan

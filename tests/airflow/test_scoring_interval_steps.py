@@ -29,6 +29,7 @@ def test_a_scheduled_run_scores_the_interval_its_logical_date_starts(monkeypatch
     monkeypatch.delenv("FLIGHTDECK_SCORING_INTERVAL_MINUTES", raising=False)
     plan = steps.plan_interval(logical_date=datetime(2013, 4, 2, 14, 0, tzinfo=UTC), params={"day": ""})
     assert plan == {"day": "2013-04-02", "start": "2013-04-02T14:00:00+00:00", "end": "2013-04-02T15:00:00+00:00",
+                    "push_until": "2013-04-02T14:00:00+00:00",  # one interval: its start is its only prediction time
                     "first": "2013-04-02", "last": "2013-04-02", "ends_day": False}
     # The day's last hour (23:00 local, EDT: 03:00 UTC) predicts the next day's first departures and ends the day.
     last = steps.plan_interval(logical_date=datetime(2013, 4, 3, 3, 0, tzinfo=UTC), params={})
@@ -41,9 +42,11 @@ def test_the_day_param_scores_the_whole_day_and_stays_inside_the_data(monkeypatc
     plan = steps.plan_interval(logical_date=datetime(2013, 3, 1, tzinfo=UTC), params={"day": "2013-12-31"})
     assert plan["start"] == "2013-12-31T05:00:00+00:00" and plan["end"] == "2014-01-01T05:00:00+00:00"
     assert plan["first"] == plan["last"] == "2013-12-31" and plan["ends_day"]  # 2014 is not in the data
+    assert plan["push_until"] == "2014-01-01T04:00:00+00:00"  # the day's last prediction time: its last hour
     monkeypatch.setenv("FLIGHTDECK_SCORING_INTERVAL_MINUTES", "360")
     six = steps.plan_interval(logical_date=datetime(2013, 4, 2, 14, 0, tzinfo=UTC), params={})
     assert (six["start"], six["end"]) == ("2013-04-02T10:00:00+00:00", "2013-04-02T16:00:00+00:00")  # 06:00-12:00 EDT
+    assert six["push_until"] == six["start"]  # flights are predicted at the interval's start only
 
 
 def test_the_asset_event_only_for_the_day_s_last_interval():

@@ -20,7 +20,7 @@ from pipelines.cli import COMPILED_DIR, compile_all, local_arguments, submit
 PIPELINE_STEPS = {
     "training": {"ingest", "validate", "features-build", "push-outcomes", "training-set", "tune", "train",
                  "evaluate", "register", "deploy"},
-    "batch_prediction": {"ingest", "validate", "features-build", "materialize", "predict-batch"},
+    "batch_prediction": {"ingest", "validate", "features-build", "materialize", "push-outcomes", "predict-batch"},
     "monitoring": {"monitor"},
 }
 
@@ -141,10 +141,11 @@ def test_settings_and_secret_by_reference(name):
 
 def test_exactly_the_online_store_writers_get_the_redis_password():
     """The steps that open the Redis online store (components/core/cluster.py NEEDS_REDIS_PASSWORD):
-    materialize, and push-outcomes (the training pipeline pushes its window's last day online)."""
+    materialize, and push-outcomes (training pushes its window's last day online, batch prediction its day)."""
     with_password = {(name, stage) for name in PIPELINE_STEPS for _, stage, _, k8s in _steps(name)
                      if any(s["secretName"] == cluster.REDIS_AUTH_SECRET for s in k8s.get("secretAsEnv", []))}
-    assert with_password == {("batch_prediction", "features-materialize"), ("training", "features-push-outcomes")}
+    assert with_password == {("batch_prediction", "features-materialize"), ("batch_prediction", "features-push-outcomes"),
+                             ("training", "features-push-outcomes")}
 
 
 @pytest.mark.parametrize("name", sorted(PIPELINE_STEPS))

@@ -219,13 +219,16 @@ def test_unreachable_triton_fails_clearly_and_writes_nothing(quiet_day_scored, m
 
 
 def _score_week(first: str, last: str, through_kfp: str | None = None) -> None:
-    """Ingest, validate and build features for a week, and score each day (one through KFP)."""
+    """Ingest, validate, build features and push outcomes for a week, and score each day (one through KFP)."""
     from components.contracts.stages import STAGES
     from pipelines.cli import run_local
 
     STAGES["ingest"].run(start=first, end=last)
     STAGES["validate"].run(start=first, end=last)
     STAGES["features-build"].run(start=first, end=last)
+    # The week's outcomes (the day-so-far inputs' offline log), as batch prediction pushes each day's; the
+    # point-in-time join gives each flight only what was known at its prediction time.
+    STAGES["features-push-outcomes"].run(date=first, end=last)
     for day in schema.day_range(first, last):
         if day.isoformat() == through_kfp:
             run_local("batch_prediction", {"date": through_kfp, "materialize_from": through_kfp})

@@ -22,17 +22,20 @@ def build_training_set(store, start: str, end: str) -> str:
     from components.contracts.stages import (
         FeaturesBuildParams,
         IngestParams,
+        PushOutcomesParams,
         TrainingSetParams,
         ValidateParams,
     )
     from components.data.ingest import ingest
     from components.data.validate import validate
     from components.features.build import build
+    from components.features.push import push_outcomes
     from components.features.training_set import training_set
 
     ingest(IngestParams(start=start, end=end), store)
     validate(ValidateParams(start=start, end=end), store)
     build(FeaturesBuildParams(start=start, end=end), store)
+    push_outcomes(PushOutcomesParams(date=start, end=end), store)  # the day-so-far inputs' offline log
     training_set(TrainingSetParams(start=start, end=end), store)
     return "features stage"
 
