@@ -48,10 +48,10 @@ def last_prediction_time(start: str, end: str) -> str:
     (the whole day), `start` as given ("" = the day's end)."""
     if not (start and end):
         return start
+    import pandas as pd
+
     from components.contracts.prediction_time import parse_instant
     from components.core.settings import load_settings
-
-    import pandas as pd
 
     lo, hi = parse_instant(start, "start"), parse_instant(end, "end")
     return max(lo, hi - pd.Timedelta(minutes=load_settings().scoring_interval_minutes)).isoformat()

@@ -101,7 +101,12 @@ def _day(d: date) -> str:
 def prepare_data(store: ArtifactStore, first: date, last: date) -> dict:
     """ingest -> validate -> features build -> push-outcomes (the offline log) for first..last, once (a
     marker records it)."""
-    from components.contracts.stages import FeaturesBuildParams, IngestParams, PushOutcomesParams, ValidateParams
+    from components.contracts.stages import (
+        FeaturesBuildParams,
+        IngestParams,
+        PushOutcomesParams,
+        ValidateParams,
+    )
     from components.data.ingest import ingest
     from components.data.validate import validate
     from components.features.build import build

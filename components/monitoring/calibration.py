@@ -19,7 +19,11 @@ import pandas as pd
 
 from components.contracts import layout, schema
 from components.contracts.prediction_time import prediction_times
-from components.contracts.signature import CATEGORICAL, NUMERIC
+from components.contracts.signature import CATEGORICAL, DAY_SO_FAR, NUMERIC
+
+# What the drift share counts (components.monitoring.drift): the inputs known before the day starts. The
+# day-so-far inputs are not in the share, so the year frame leaves them out (docs/MONITORING.md).
+DAILY = [c for c in NUMERIC if c not in DAY_SO_FAR]
 
 _CACHE: dict[tuple[float, int], pd.DataFrame] = {}
 
@@ -53,7 +57,7 @@ def year_frame(lead_time_hours: float = 2.0, scoring_interval_minutes: int = 60)
     f = _with_weather(f, src.load("weather"))
     f = _with_planes(f, src.load("planes"))
     f = _with_trailing_stats(f)
-    cols = ["flight_id", "event_timestamp", "sched_dep_utc", "tailnum", "month", "day", *NUMERIC, *CATEGORICAL,
+    cols = ["flight_id", "event_timestamp", "sched_dep_utc", "tailnum", "month", "day", *DAILY, *CATEGORICAL,
             "label", "arr_delay"]
     out = f[cols].sort_values("sched_dep_utc", kind="stable").reset_index(drop=True)
     out["month"] = out["month"].astype("int64")
@@ -142,10 +146,10 @@ class Scorer:
         from sklearn.preprocessing import StandardScaler
 
         self.pipe = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=300))
-        self.pipe.fit(train[NUMERIC + ["sched_hour"]].astype("float64"), train["label"])
+        self.pipe.fit(train[DAILY + ["sched_hour"]].astype("float64"), train["label"])
 
     def __call__(self, frame: pd.DataFrame):
-        return self.pipe.predict_proba(frame[NUMERIC + ["sched_hour"]].astype("float64"))[:, 1]
+        return self.pipe.predict_proba(frame[DAILY + ["sched_hour"]].astype("float64"))[:, 1]
 
 
 def register_reference_model(store, reference: pd.DataFrame, scorer: Scorer, window: tuple[str, str],

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from components.contracts.signature import CATEGORICAL, NUMERIC
+from components.contracts.signature import CATEGORICAL, DAY_SO_FAR, NUMERIC
 from components.monitoring.policy import RetrainPolicy, load_policy
 
 SCORE = "probability"  # the scored column: its drift is prediction drift
@@ -70,7 +70,7 @@ def drift_statistics(reference: pd.DataFrame, current: pd.DataFrame, policy: Ret
     """Per-column drift scores and the share of drifted features, with Evidently (or scipy, same math).
 
     Returns {"features": {col: {...}}, "prediction": {...} or None, "drift_share", "n_drifted",
-    "n_tested", "skipped": {col: reason}, "compared": (reference rows, current rows) exactly as the
+    "n_tested" (the share's: the features outside signature.DAY_SO_FAR), "skipped": {col: reason}, "compared": (reference rows, current rows) exactly as the
     tests saw them (typed, sampled, only the tested columns), "snapshot": Evidently's report snapshot
     (engine="evidently-report" only, else None)}.
     """
@@ -101,9 +101,13 @@ def drift_statistics(reference: pd.DataFrame, current: pd.DataFrame, policy: Ret
             prediction = entry
         else:
             features[col] = entry
-    n_drifted = sum(e["drifted"] for e in features.values())
-    return {"features": features, "prediction": prediction, "skipped": skipped, "n_tested": len(features),
-            "n_drifted": n_drifted, "drift_share": n_drifted / len(features) if features else None,
+    # The share counts the calibrated inputs only: the day-so-far ones are tested and reported per column,
+    # but they are ten readings of one intraday process and the threshold was calibrated without them
+    # (docs/MONITORING.md, "Which columns the share counts").
+    counted = [e for c, e in features.items() if c not in DAY_SO_FAR]
+    n_drifted = sum(e["drifted"] for e in counted)
+    return {"features": features, "prediction": prediction, "skipped": skipped, "n_tested": len(counted),
+            "n_drifted": n_drifted, "drift_share": n_drifted / len(counted) if counted else None,
             "current_rows": current_rows, "sampled_rows": len(current) if len(current) < current_rows else None,
             "compared": (ref, cur), "snapshot": snapshot}
 
