@@ -135,3 +135,26 @@ def test_the_hot_path_equals_scipy_and_evidently_report_per_column_without_build
     again = drift_statistics(ref_rows, cur_rows, policy, engine="scipy")
     assert {c: e["score"] for c, e in again["features"].items()} == pytest.approx(
         {c: e["score"] for c, e in hot["features"].items()}, rel=1e-9, abs=1e-12)
+
+
+def test_the_share_counts_the_calibrated_inputs_and_reports_the_day_so_far_per_column(frame, policy):
+    """The day-so-far inputs are tested and reported, but the drift share (the retrain rule's) counts only
+    the inputs it was calibrated on (docs/MONITORING.md, "Which columns the share counts"): here every one
+    of them is made to drift (a constructed shift of ten columns), and the share is the one without them."""
+    import numpy as np
+
+    from components.contracts.signature import DAY_SO_FAR
+
+    reference = mb.reference_sample(frame, "2013-01-01", "2013-01-31", n=5000)
+    feb_week = mb.days(frame, "2013-02-15", "2013-02-21")
+    without = drift_statistics(reference, feb_week, policy)
+    rng = np.random.default_rng(13)
+    ref, cur = reference.copy(), feb_week.copy()
+    for col in DAY_SO_FAR:
+        ref[col] = rng.normal(0.0, 1.0, len(ref))
+        cur[col] = rng.normal(5.0, 1.0, len(cur))
+    stats = drift_statistics(ref, cur, policy)
+    assert all(stats["features"][c]["drifted"] for c in DAY_SO_FAR)
+    assert (stats["drift_share"], stats["n_drifted"], stats["n_tested"]) == (
+        without["drift_share"], without["n_drifted"], without["n_tested"])
+    assert stats["drift_share"] < policy.drift_share_threshold
