@@ -42,10 +42,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module", params=["sqlite", "redis"])
 def online(request, real_days, tmp_path_factory):
-    from components.contracts.stages import MaterializeParams
+    from components.contracts.stages import MaterializeParams, PushOutcomesParams
     from components.core.store import open_store
     from components.features import feast_repo
     from components.features.materialize import materialize
+    from components.features.push import push_outcomes
     from components.serving.deploy import deploy
 
     home = copy_home(real_days, tmp_path_factory.mktemp(f"fd-online-{request.param}"))
@@ -60,6 +61,7 @@ def online(request, real_days, tmp_path_factory):
             mp.setenv("FLIGHTDECK_FEAST_YAML", str(redis_feast_yaml(home / "feature_store_redis.yaml")))
         store = open_store()
         materialize(MaterializeParams(end=END), store)
+        push_outcomes(PushOutcomesParams(date=END), store)  # the day so far, into the same online store
         assert feast_repo.feature_store().config.online_store.type == request.param
         registry = Registry(store, MODEL)
         data = {}
@@ -108,6 +110,9 @@ def test_predict_online_reads_the_online_store_and_serves_the_champion(online, c
     # The same features, read in this process from the same online store, give the same probability.
     row = retrieval.online_features(request)
     assert any(np.isfinite(row[c]) for c in signature.NUMERIC if c not in ("distance",))  # features were found
+    # the day so far at the flight's prediction time came from the pushed views (never pushed: missing)
+    assert all(np.isfinite(row[c]) for c in ("origin_deps_so_far", "origin_waiting_so_far",
+                                             "carrier_origin_deps_so_far", "carrier_origin_waiting_so_far")), row
     numeric, categorical = signature.to_tensors(pd.DataFrame([row]))
     expected = in_process(online["data"][1], numeric, categorical)[0]
     assert abs(answer["probability"] - expected) <= 1e-6
