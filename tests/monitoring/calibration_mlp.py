@@ -28,11 +28,16 @@ class MLPScorer:
     def __init__(self, window: pd.DataFrame):
         import torch
 
+        from components.contracts.signature import DAY_SO_FAR
         from components.contracts.stages import TrainParams
         from components.model.network import predict
         from components.model.train import assign_split, deterministic, fit, time_split
 
+        # The calibration frames have no day so far (docs/MONITORING.md, "Which columns the share counts"):
+        # the MLP gets those inputs as missing, i.e. it is the daily-features model.
         frame = window.sort_values(["sched_dep_utc", "flight_id"], kind="stable").reset_index(drop=True)
+        frame = frame.assign(**{c: np.nan for c in DAY_SO_FAR if c not in frame.columns})
+        self._missing = DAY_SO_FAR
         params = TrainParams(train_start=str(frame["day"].min().date()), train_end=str(frame["day"].max().date()),
                              device="cpu")
         bounds = time_split(frame["sched_dep_utc"], params.val_fraction, params.test_fraction)
@@ -45,7 +50,7 @@ class MLPScorer:
         self.holdout = frame[split == "test"]
 
     def __call__(self, frame: pd.DataFrame) -> np.ndarray:
-        return self._predict(self.model, frame)
+        return self._predict(self.model, frame.assign(**{c: np.nan for c in self._missing if c not in frame.columns}))
 
 
 def calibration_table_mlp(reference_rows: int = 5000) -> tuple[pd.DataFrame, dict]:
