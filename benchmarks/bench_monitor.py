@@ -129,8 +129,7 @@ def run(ctx: Context) -> list[Result]:
 def _at_scale(ctx: Context, frame: pd.DataFrame, scorer, reference: pd.DataFrame, policy) -> list[Result]:
     """The hot path and scipy on 1x/10x/30x a year of scored rows (both through the monitor's sample cap)."""
     from benchmarks.bench_scale import _peak_mb, _reset_peak, scaled_frame
-    from components.contracts.signature import CATEGORICAL
-    from components.monitoring.calibration import DAILY
+    from components.contracts.signature import CATEGORICAL, DAILY
     from components.monitoring.drift import SCORE, drift_statistics
 
     factors = (1, 3) if ctx.quick else (1, 10, 30)

@@ -48,13 +48,11 @@ def last_prediction_time(start: str, end: str) -> str:
     (the whole day), `start` as given ("" = the day's end)."""
     if not (start and end):
         return start
-    import pandas as pd
-
-    from components.contracts.prediction_time import parse_instant
+    from components.contracts import prediction_time as pt
     from components.core.settings import load_settings
 
-    lo, hi = parse_instant(start, "start"), parse_instant(end, "end")
-    return max(lo, hi - pd.Timedelta(minutes=load_settings().scoring_interval_minutes)).isoformat()
+    return pt.last_prediction_time(pt.parse_instant(start, "start"), pt.parse_instant(end, "end"),
+                                   load_settings().scoring_interval_minutes).isoformat()
 
 
 def no_tuning(chosen) -> None:

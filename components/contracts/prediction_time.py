@@ -57,6 +57,13 @@ def interval_end(start, interval_minutes: int) -> pd.Timestamp:
     return min(start + pd.Timedelta(minutes=int(interval_minutes)), next_midnight.tz_convert("UTC").as_unit("us"))
 
 
+def last_prediction_time(start, end, interval_minutes: int) -> pd.Timestamp:
+    """The last prediction time of the scoring interval [start, end): one scoring interval before its end,
+    never before its start (one interval: its start; a whole day: its last interval's start). What batch
+    prediction pushes the day's outcomes up to, so each flight's join finds the day so far at its own time."""
+    return max(_utc(start), _utc(end) - pd.Timedelta(minutes=interval_minutes))
+
+
 def is_aligned(ts, interval_minutes: int) -> bool:
     ts = _utc(ts)
     return floor_to_interval(pd.Series([ts]), interval_minutes).iloc[0] == ts

@@ -56,6 +56,8 @@ NUMERIC = [
     # the day so far (pushed as outcomes become known, feature_repo/definitions.py PUSHED_VIEWS)
     *DAY_SO_FAR,
 ]
+# The inputs known before the day starts: the columns the drift share counts (components.monitoring.drift).
+DAILY = [c for c in NUMERIC if c not in DAY_SO_FAR]
 LABEL = "label"
 # Columns of every training set / scoring frame besides the features.
 KEYS = ["flight_id", "event_timestamp", "sched_dep_utc", "tailnum", "month"]

@@ -19,11 +19,10 @@ import pandas as pd
 
 from components.contracts import layout, schema
 from components.contracts.prediction_time import prediction_times
-from components.contracts.signature import CATEGORICAL, DAY_SO_FAR, NUMERIC
 
-# What the drift share counts (components.monitoring.drift): the inputs known before the day starts. The
-# day-so-far inputs are not in the share, so the year frame leaves them out (docs/MONITORING.md).
-DAILY = [c for c in NUMERIC if c not in DAY_SO_FAR]
+# The year frame holds the inputs the drift share counts (signature.DAILY): the day-so-far ones are not in
+# the share, so it leaves them out (docs/MONITORING.md).
+from components.contracts.signature import CATEGORICAL, DAILY
 
 _CACHE: dict[tuple[float, int], pd.DataFrame] = {}
 

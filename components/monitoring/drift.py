@@ -70,7 +70,8 @@ def drift_statistics(reference: pd.DataFrame, current: pd.DataFrame, policy: Ret
     """Per-column drift scores and the share of drifted features, with Evidently (or scipy, same math).
 
     Returns {"features": {col: {...}}, "prediction": {...} or None, "drift_share", "n_drifted",
-    "n_tested" (the share's: the features outside signature.DAY_SO_FAR), "skipped": {col: reason}, "compared": (reference rows, current rows) exactly as the
+    "n_tested" (the share's: the features outside signature.DAY_SO_FAR), "skipped": {col: reason},
+    "compared": (reference rows, current rows) exactly as the
     tests saw them (typed, sampled, only the tested columns), "snapshot": Evidently's report snapshot
     (engine="evidently-report" only, else None)}.
     """

@@ -118,10 +118,7 @@ def plan_interval(**context) -> dict:
     known = schema.source_days(str(params.get("source") or "nycflights13"))
     if known is not None:  # the next day's first departures, when the data has that day
         days = [d for d in days if d == own or known[0] <= d <= known[1]]
-    # The interval's last prediction time: what push-outcomes replays the day up to. One scoring interval:
-    # its start (nothing after it is known yet); a whole day: its last interval's start, so each flight's
-    # point-in-time join finds the day so far at its own prediction time.
-    last_at = max(start, end - pd.Timedelta(minutes=settings.scoring_interval_minutes))
+    last_at = pt.last_prediction_time(start, end, settings.scoring_interval_minutes)  # what push-outcomes replays to
     plan = {"day": own.isoformat(), "start": start.isoformat(), "end": end.isoformat(),
             "push_until": last_at.isoformat(),
             "first": days[0].isoformat(), "last": days[-1].isoformat(), "ends_day": pt.ends_day(end)}
