@@ -13,7 +13,9 @@ with a real Triton server, on the real 2013 data.
      gate against the baselines and the champion on the same holdout: deployed if blessed, else
      rejected with its reasons while the champion keeps serving (on 2013 the summer window is
      rejected: LightGBM beats it by more than the margin, docs/MODEL.md)
-  5. one online prediction through Triton's online model (Feast online store + the served version)
+  5. one online prediction through Triton's online model (Feast online store + the served version) for an
+     afternoon flight of the next day, at its prediction time: before that day's outcomes were pushed,
+     and after the morning's were (the day-so-far features and the probability, side by side)
   6. `flightdeck status`
 
 Artifacts stay under FLIGHTDECK_HOME (default ./.flightdeck); the demo's Airflow metadata DB is
@@ -23,7 +25,6 @@ made anew each run (FLIGHTDECK_HOME/airflow-demo). Stages are idempotent, so a r
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -33,18 +34,13 @@ import sys
 import time
 
 from components.contracts import layout
+from components.ops.demo_day import interval_by_interval, online_before_after, say, step
+from components.ops.demo_day import task_logs_to as _task_logs_to
 
 TRAIN_DAY = "2013-04-01"
 QUIET_DAYS = ["2013-04-01", "2013-04-02", "2013-04-03"]
 DRIFTED_DAYS = ["2013-07-13", "2013-07-14", "2013-07-15"]
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def step(title: str) -> None:
-    say(f"\n== {title} " + "=" * max(0, 74 - len(title)))
+ONLINE_DAY = "2013-07-16"  # the day after: its outcomes not yet pushed when step 5 starts
 
 
 def _port_free(port: int) -> bool:
@@ -113,26 +109,6 @@ def main(argv: list[str] | None = None) -> int:
     say(f"  task logs         {LOG_PATH}")
     say("  the Airflow UI    make airflow      the registry   flightdeck registry list")
     return 0 if ok else 1
-
-
-@contextlib.contextmanager
-def _task_logs_to(path):
-    """dag.test() prints every task's log; keep them in a file and this screen for the story."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for f in (fd, *saved):
-            os.close(f)
 
 
 LOG_PATH = None  # set by main: FLIGHTDECK_HOME/demo-task-logs.txt
@@ -242,85 +218,6 @@ def _score_and_monitor(af, dags, day: str) -> dict:
     return result
 
 
-# The local replay scores a day in runs this long (each covering several scoring intervals; the prediction
-# times stay on the scoring interval's grid, the rule is the same as in production's hourly runs).
-REPLAY_RUN_HOURS = 6
-
-
-def _interval_by_interval(day: str) -> None:
-    """One replayed day scored run by run, as the scheduled batch_prediction runs score it: each run's
-    window, the prediction times of its flights and their count; then what the old 04:00 rule leaked."""
-    from components.contracts import prediction_time as pt
-    from components.contracts import schema
-    from components.contracts.stages import STAGES
-    from components.core.settings import load_settings
-    from components.serving.batch_predict import read_predictions
-
-    settings = load_settings()
-    minutes = settings.scoring_interval_minutes
-    step(f"2b. {day} interval by interval (prediction time = departure - {settings.lead_time_hours:g} h, floored "
-         f"to the {minutes}-min scoring interval; replay runs of {REPLAY_RUN_HOURS} h)")
-    grid = pt.day_intervals(schema.parse_day(day), minutes)
-    per_run = max(1, REPLAY_RUN_HOURS * 60 // minutes)
-    total, t0 = 0, time.perf_counter()
-    for i in range(0, len(grid), per_run):
-        start, end = grid[i][0], grid[min(i + per_run, len(grid)) - 1][1]
-        t1 = time.perf_counter()
-        with _task_logs_to(LOG_PATH):
-            result = STAGES["predict-batch"].run(start=start.isoformat(), end=end.isoformat())
-        local = [t.tz_convert(schema.LOCAL_TZ).strftime("%H:%M") for t in (start, end)]
-        scored = read_predictions(day)
-        mine = scored[(scored["prediction_time"] >= start) & (scored["prediction_time"] < end)]
-        window = (f"prediction times {mine['prediction_time'].min().tz_convert(schema.LOCAL_TZ):%H:%M} .. "
-                  f"{mine['prediction_time'].max().tz_convert(schema.LOCAL_TZ):%H:%M}" if len(mine) else
-                  "no flight")
-        say(f"   run [{local[0]}, {local[1]}) local: {result['rows']:4d} flights, {window}, "
-            f"{time.perf_counter() - t1:.1f} s")
-        total += result["rows"]
-    say(f"   {total} flights in {-(-len(grid) // per_run)} runs, {time.perf_counter() - t0:.1f} s "
-        f"(every flight once: {len(read_predictions(day))} in the day's partition)")
-    old, now, rows, changed = observed_after(day, read_predictions(day), settings.lead_time_hours)
-    say(f"   weather observed after the moment of prediction: {old} of {rows} rows under the old rule (one run at "
-        f"04:00 UTC, features as of departure - lead; {changed} with a temperature other than the one known at "
-        f"04:00), {now} now")
-
-
-def observed_after(day: str, scored, lead_time_hours: float) -> tuple[int, int, int, int]:
-    """Rows whose weather features come from an observation made after the prediction was made, recomputed
-    from the validated weather with pandas: under the old rule (the day scored by one run at 04:00 UTC, each
-    flight's features as of departure - lead) and now (each flight at its prediction time); and, of the old
-    rule's rows, those whose temperature differs from the latest one observed by 04:00 UTC (what that run
-    could have used). Returns (old, now, rows, old rows with a different temperature)."""
-    import pandas as pd
-
-    from components.contracts import schema
-    from components.core.store import open_store
-    from components.features.validated import read_days
-
-    d = schema.parse_day(day)
-    weather = read_days(open_store(), "weather", schema.day_range(d - pd.Timedelta(days=1), d), required=False)
-    obs = weather[["origin", "time_hour", "temp"]].assign(time_hour=lambda w: pd.to_datetime(w["time_hour"], utc=True))
-    obs = obs.assign(observed=obs["time_hour"]).sort_values("time_hour")
-    rows = scored[["origin", "sched_dep_utc", "prediction_time"]].copy()
-    rows["sched_dep_utc"] = pd.to_datetime(rows["sched_dep_utc"], utc=True).astype("datetime64[ns, UTC]")
-    rows["prediction_time"] = pd.to_datetime(rows["prediction_time"], utc=True).astype("datetime64[ns, UTC]")
-    obs["time_hour"] = obs["time_hour"].astype("datetime64[ns, UTC]")
-
-    def latest(at):
-        left = rows.assign(at=at).sort_values("at")
-        out = pd.merge_asof(left, obs.rename(columns={"time_hour": "at"}), on="at", by="origin",
-                            direction="backward", tolerance=pd.Timedelta(hours=6))
-        return out
-    old_run = pd.Timestamp(d.isoformat(), tz="UTC") + pd.Timedelta(hours=4)
-    old = latest(rows["sched_dep_utc"] - pd.Timedelta(hours=lead_time_hours))
-    now = latest(rows["prediction_time"])
-    known = obs[(obs["time_hour"] <= old_run) & (obs["time_hour"] > old_run - pd.Timedelta(hours=6))]
-    temp_at_run = known.sort_values("time_hour").groupby("origin")["temp"].last()
-    later = old["observed"] > old_run
-    changed = later & (old["temp"] != old["origin"].map(temp_at_run))
-    return (int(later.sum()), int((now["observed"] > now["prediction_time"]).sum()), len(rows), int(changed.sum()))
-
-
 def _backfill_history(first_day: str, days: int) -> None:
     """The daily runs between April and July are skipped to keep the demo short; the trailing
     28-day carrier and route statistics of a July day need those weeks, so ingest, validate and
@@ -355,7 +252,7 @@ def _lifecycle(af, dags, window_days: int) -> bool:
         _score_and_monitor(af, dags, day)
     events, _ = af.asset_rows("flight_delay_drift")
     say(f"   drift asset events so far: {len(events)}")
-    _interval_by_interval(QUIET_DAYS[-1])
+    interval_by_interval(QUIET_DAYS[-1], LOG_PATH)
     step("3. batch_prediction + monitoring, July days (summer weather)")
     _backfill_history(DRIFTED_DAYS[0], days=28)
     af.unpause("batch_prediction", "monitoring", "continuous_training")
@@ -376,18 +273,7 @@ def _lifecycle(af, dags, window_days: int) -> bool:
     if not retrained:
         say("   the challenger was not blessed: challenger_rejected logged the reasons, register and deploy were "
             "skipped, and the champion keeps serving")
-    step("5. one online prediction (Triton's online model: Feast online store + the served version)")
-    from components.contracts.stages import STAGES
-
-    flight = {"carrier": "UA", "origin": "EWR", "dest": "ORD", "sched_dep_utc": "2013-07-15T21:00:00Z",
-              "distance": 719.0, "tailnum": "N37298", "flight_id": "2013-07-15_UA1160_EWR"}
-    try:
-        say("   " + json.dumps(STAGES["predict-online"].run(**flight), default=str))
-    except Exception as exc:  # the demo reports it and goes on to the status screen
-        say(f"   online prediction failed: {exc}")
-        return False
-    return True
-
+    return online_before_after(ONLINE_DAY, LOG_PATH) is not None
 
 if __name__ == "__main__":
     sys.exit(main())

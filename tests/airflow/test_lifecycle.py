@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from components.contracts import signature
 from components.core import partitions
 from tests.airflow.test_dag_runs import run_dag, xcom
 from tests.conftest import local_triton
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.slow  # scheduled first (tests/conftest.py): the suite'
 TRAIN_DAY = "2013-04-01"  # trains on the DAG's default window_days (84) before it, as `make demo` does
 QUIET_DAY = "2013-04-02"  # the day after the training window: same season
 DRIFTED_DAY = "2013-07-15"  # summer: temperatures ~45 F above the training window's
+ONLINE_DAY = "2013-07-16"  # not scored by the runs above: its outcomes are pushed by the demo's step alone
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +138,23 @@ def test_lifecycle(lifecycle_env, dags):
     assert sorted(t for t in ("register", "challenger_rejected") if tis[t].state == "success") in (
         ["register"], ["challenger_rejected"])
 
+    # 6. What `make demo` shows last: an afternoon flight of the next day, online at its prediction time, before
+    # the morning's outcomes were pushed (the day pushed up to local midnight: the hourly airport views have no
+    # row for the prediction's hour, the aircraft's view its reset row) and after; the values read online
+    # equal the departures counted here from the validated flights.
+    from components.ops.demo_day import online_before_after
+
+    seen = online_before_after(ONLINE_DAY, lifecycle_env["home"] / "demo-day-logs.txt")
+    assert seen is not None
+    before, after, at = seen["before"], seen["after"], seen["prediction_time"]
+    hourly = [c for c in signature.DAY_SO_FAR if not c.startswith("plane_")]
+    assert all(before["features"][c] != before["features"][c] for c in hourly), before  # NaN: not known yet
+    assert before["features"]["plane_deps_so_far"] == 0, before  # the midnight reset, not yesterday's count
+    deps = _departures_by(store, ONLINE_DAY, seen["flight"]["origin"], at)
+    assert after["features"]["origin_deps_so_far"] == len(deps) > 50, (after["features"], len(deps))
+    assert after["features"]["origin_dep_delay_so_far"] == pytest.approx(deps["dep_delay"].mean(), abs=1e-6)
+    assert after["probability"] != before["probability"] and after["model_version"] == before["model_version"]
+
     # Every finished run is in the run log that `flightdeck status` and the pipeline alerts read.
     from components.core import runlog
     runs = runlog.last_runs(store)
@@ -152,3 +171,19 @@ def _triggering_dates(run_id: str) -> list[str]:
         dr = session.query(DagRun).filter_by(run_id=run_id).one()
         assert dr.run_type == "asset_triggered" and dr.logical_date is None
         return [str(e.extra["date"]) for e in dr.consumed_asset_events]
+
+
+def _departures_by(store, day: str, origin: str, at):
+    """The departures from `origin` between the local midnight starting `day` and `at` (inclusive), counted
+    from the validated flights of the day and the day before (its late departures happen on the day)."""
+    import pandas as pd
+
+    from components.contracts import schema
+    from components.features.validated import read_days
+
+    d = schema.parse_day(day)
+    flights = read_days(store, "flights", [d - pd.Timedelta(days=1), d], required=True)
+    flights = flights[(flights["origin"] == origin) & flights["dep_delay"].notna()]
+    departed = pd.to_datetime(flights["sched_dep_utc"], utc=True) + pd.to_timedelta(flights["dep_delay"], unit="min")
+    midnight = pd.Timestamp(day, tz=schema.LOCAL_TZ).tz_convert("UTC")
+    return flights[(departed >= midnight) & (departed <= at)]
