@@ -18,10 +18,11 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from components.contracts import layout, schema, signature
 from components.contracts.errors import StageFailed
-from components.contracts.stages import FeaturesBuildParams, MaterializeParams, TrainingSetParams
+from components.contracts.stages import FeaturesBuildParams, MaterializeParams, TrainingSetParams, TrainParams
 from components.features import build as build_stage
 from components.features import tables as ft
 from components.features.feast_repo import definitions_module, feature_service_name, feature_store
@@ -29,7 +30,10 @@ from components.features.materialize import materialize
 from components.features.retrieval import online_features
 from components.features.training_set import training_set
 from components.features.validated import read_days
+from components.model.network import load_scripted
+from components.model.train import train
 from components.serving.triton.online import row_tensors
+from components.serving.triton.repository import config_pbtxt
 
 VIEW = "origin_scheduled_today"
 FEATURE = "origin_flights_scheduled_today"
@@ -122,11 +126,19 @@ def test_a_new_feature_view_reaches_feast_the_training_set_the_signature_and_the
         other = _expected(flights, frame["event_timestamp"] + shift, frame["origin"])
         assert (other != expected).any()
 
-    # In the model signature (signature.json, the Triton config's input width) before the day so far.
-    numeric = signature.signature_json()["inputs"][0]
-    assert FEATURE in numeric["features"] and numeric["shape"] == [-1, len(signature.NUMERIC)]
+    # In the model signature before the day so far; a model trained on the set declares it (signature.json, the
+    # lineage's feature service) and Triton's config takes the wider input.
     assert signature.NUMERIC.index(FEATURE) < signature.NUMERIC.index(signature.DAY_SO_FAR[0])
     assert FEATURE in signature.DAILY
+    run = train(TrainParams(train_start=TS_START, train_end=TS_END, max_epochs=2, members=1, reference_rows=500),
+                store)
+    prefix = layout.train_run_prefix(run["run_id"])
+    declared = store.read_json(store.published_key(prefix, "signature.json"))["inputs"][0]
+    assert declared["features"] == signature.NUMERIC and declared["shape"] == [-1, len(signature.NUMERIC)]
+    lineage = store.read_json(store.published_key(prefix, "lineage.json"))
+    assert lineage["feature_service"]["views"][VIEW]["features"] == [FEATURE]
+    assert f"dims: [ {len(signature.NUMERIC)} ]" in config_pbtxt("delay", "cpu", [1])
+    model = load_scripted(store.read_bytes(store.published_key(prefix, "model.pt")), run["model_sha256"], "test")
 
     # Served: materialized with the other views, read by the online path, at its slot of the model's input.
     materialize(MaterializeParams(start=TS_START, end=TS_START, chunk_days=1), store)
@@ -141,11 +153,18 @@ def test_a_new_feature_view_reaches_feast_the_training_set_the_signature_and_the
         assert row["event_timestamp"] == at and row[FEATURE] == want > 0
         numeric_in, _ = row_tensors(row)
         assert numeric_in.shape == (1, len(signature.NUMERIC))
-        assert numeric_in[0, signature.NUMERIC.index(FEATURE)] == np.float32(want)
+        slot = signature.NUMERIC.index(FEATURE)
+        assert numeric_in[0, slot] == np.float32(want)
+        # The model reads that slot: the served value moves the probability.
+        categorical_in = torch.from_numpy(row_tensors(row)[1])
+        with torch.no_grad():
+            p = model(torch.from_numpy(numeric_in), categorical_in)
+            numeric_in[0, slot] = want * 4
+            assert model(torch.from_numpy(numeric_in), categorical_in).item() != p.item()
         served += 1
     assert served == 3  # EWR, JFK, LGA
     # The whole path on three days of data (reported, not bounded: docs/ADD_A_FEATURE.md "Verify").
-    print(f"added {VIEW}: build, training set, materialize and online reads in {time.perf_counter() - t0:.1f} s")
+    print(f"added {VIEW}: build, training set, train, materialize and online reads in {time.perf_counter() - t0:.1f} s")
 
 
 def test_a_view_in_the_catalogue_without_a_builder_is_refused_by_name(fenv, monkeypatch):
