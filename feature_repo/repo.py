@@ -17,20 +17,10 @@ from components.features.feast_repo import feast_cli_environment, repo_definitio
 
 feast_cli_environment()  # refuses an environment the yaml cannot be expanded with; makes the local dirs
 _defs = repo_definitions()
-# By name, not by position: a definition added to definitions.py fails here loudly instead of shifting.
-_entities = {e.name: e for e in _defs.entities}
-_views = {v.name: v for v in _defs.views}
-origin, carrier, route, tailnum, as_of_date, as_of_hour = (
-    _entities[n] for n in ("origin", "carrier", "route", "tailnum", "as_of_date", "as_of_hour"))
-weather_hourly, carrier_daily_stats, route_daily_stats, plane_attributes = (
-    _views[n] for n in ("weather_hourly", "carrier_daily_stats", "route_daily_stats", "plane_attributes"))
-origin_day_so_far, carrier_origin_day_so_far, plane_day_so_far = (
-    _views[n] for n in ("origin_day_so_far", "carrier_origin_day_so_far", "plane_day_so_far"))
-_push_sources = {s.name: s for s in _defs.sources if type(s).__name__ == "PushSource"}
-origin_day_so_far_push, carrier_origin_day_so_far_push, plane_day_so_far_push = (
-    _push_sources[n] for n in ("origin_day_so_far_push", "carrier_origin_day_so_far_push", "plane_day_so_far_push"))
-delay_model_v1 = _defs.service
-if set(_entities) != {"origin", "carrier", "route", "tailnum", "as_of_date", "as_of_hour"} or len(_views) != 7 \
-        or len(_push_sources) != 3:
-    raise RuntimeError(f"feature_repo/repo.py names {sorted(_entities)} and {sorted(_views)}: update it to match "
-                       "definitions.py, or the feast CLI would plan without some objects")
+# Every object of definitions.py as a module-level name (the feast CLI collects the Feast objects it finds
+# among a module's names), by its own name: a view added to definitions.py reaches the CLI with no edit here.
+_objects = {obj.name: obj for obj in _defs.objects()}
+if len(_objects) != len(_defs.objects()) or any(not n.isidentifier() or n in globals() for n in _objects):
+    raise RuntimeError(f"feature_repo/repo.py: the names of definitions.py's objects {sorted(_objects)} must be "
+                       "distinct Python identifiers")
+globals().update(_objects)

@@ -8,7 +8,9 @@ import logging
 import math
 import random
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
 
 import pandas as pd
 
@@ -66,6 +68,60 @@ def _upsert(store: ArtifactStore, view: str, new: pd.DataFrame, lo: pd.Timestamp
                       "write it (too many concurrent builds); run the build again")
 
 
+@dataclass(frozen=True)
+class BuildInputs:
+    """What a build reads, for the builders: validated flights (the days built and the HISTORY_DAYS before
+    them), their outcomes (tables.flight_outcomes), weather, planes, and the days the tables cover."""
+
+    flights: pd.DataFrame
+    outcomes: pd.DataFrame
+    weather: pd.DataFrame
+    planes: pd.DataFrame
+    first: date  # the first and last local day of the build
+    last: date
+    hour_first: date  # the first day of the hourly rows (a lead time before `first`)
+    stat_first: date  # the first day of the daily stats (one day before hour_first)
+
+    def hours(self) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """The UTC hours hour_first 00:00 local .. last 23:00 local, the range of the hourly rows."""
+        lo, _ = schema.local_day_bounds_utc(self.hour_first)
+        _, hi = schema.local_day_bounds_utc(self.last)
+        return pd.Timestamp(lo), pd.Timestamp(hi) - pd.Timedelta(hours=1)
+
+
+# A builder computes one view's rows and says which stamps they replace: (table, lo, hi), the rows of the
+# table stamped in [lo, hi] are replaced by the new ones (a rebuild never duplicates, other ranges are kept).
+Builder = Callable[[BuildInputs], tuple[pd.DataFrame, pd.Timestamp, pd.Timestamp]]
+_ALL_TIME = (pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC"))
+
+
+def _weather_hourly(i: BuildInputs):
+    lo, last_hour = i.hours()
+    return ft.weather_hourly(i.weather, lo, last_hour), lo, last_hour + pd.Timedelta(hours=1, microseconds=-1)
+
+
+def _carrier_daily_stats(i: BuildInputs):
+    return (ft.carrier_daily_stats(i.outcomes, i.stat_first, i.last), *ft.day_stamps(i.stat_first, i.last))
+
+
+def _route_daily_stats(i: BuildInputs):
+    return (ft.route_daily_stats(i.outcomes, i.stat_first, i.last), *ft.day_stamps(i.stat_first, i.last))
+
+
+def _plane_attributes(i: BuildInputs):
+    return (ft.plane_attributes(i.planes), *_ALL_TIME)
+
+
+# The one place a built feature view (feature_repo/definitions.py VIEWS) gets its rows: view name -> builder.
+# build() refuses a view of the catalogue without one. docs/ADD_A_FEATURE.md, step 2.
+BUILDERS: dict[str, Builder] = {
+    "weather_hourly": _weather_hourly,
+    "carrier_daily_stats": _carrier_daily_stats,
+    "route_daily_stats": _route_daily_stats,
+    "plane_attributes": _plane_attributes,
+}
+
+
 def build(params: FeaturesBuildParams, store: ArtifactStore | None = None) -> FeaturesBuildResult:
     """Build every feature view's rows for the days start..end and apply the Feast repo.
 
@@ -105,25 +161,19 @@ def build(params: FeaturesBuildParams, store: ArtifactStore | None = None) -> Fe
     planes = read_reference(store, "planes")
     t_read = time.perf_counter() - t0
 
-    outcomes = ft.flight_outcomes(flights)
-    lo, hi = ft.day_stamps(stat_first, last)
-    w_lo, _ = schema.local_day_bounds_utc(hour_first)
-    _, w_hi = schema.local_day_bounds_utc(last)
-    makers = {
-        "weather_hourly": (lambda: ft.weather_hourly(weather, pd.Timestamp(w_lo), pd.Timestamp(w_hi) - pd.Timedelta(hours=1)),
-                           pd.Timestamp(w_lo), pd.Timestamp(w_hi) - pd.Timedelta(microseconds=1)),
-        "carrier_daily_stats": (lambda: ft.carrier_daily_stats(outcomes, stat_first, last), lo, hi),
-        "route_daily_stats": (lambda: ft.route_daily_stats(outcomes, stat_first, last), lo, hi),
-        "plane_attributes": (lambda: ft.plane_attributes(planes), pd.Timestamp.min.tz_localize("UTC"),
-                             pd.Timestamp.max.tz_localize("UTC")),
-    }
+    inputs = BuildInputs(flights=flights, outcomes=ft.flight_outcomes(flights), weather=weather, planes=planes,
+                         first=first, last=last, hour_first=hour_first, stat_first=stat_first)
     defs = definitions_module()
+    unbuilt = [name for name in defs.VIEWS if name not in BUILDERS]
+    if unbuilt:
+        raise StageFailed(f"features build: feature view {', '.join(unbuilt)} of feature_repo/definitions.py has no "
+                          "builder: register one in components.features.build.BUILDERS (docs/ADD_A_FEATURE.md)")
     tables, view_seconds = {}, {}
-    for view, (make, a, b) in makers.items():  # each view timed: computing its rows, then writing its table
+    for view, spec in defs.VIEWS.items():  # each view timed: computing its rows, then writing its table
         t_view = time.perf_counter()
-        df = make()
-        if not defs.VIEWS[view].static:
-            df = ft.bucket_by_date(df, pd.Timedelta(defs.VIEWS[view].ttl), defs.AS_OF_DATE)
+        df, a, b = BUILDERS[view](inputs)
+        if not spec.static:
+            df = ft.bucket_by_date(df, pd.Timedelta(spec.ttl), defs.AS_OF_DATE)
         tables[view] = (df, a, b)
         view_seconds[view] = {"compute": round(time.perf_counter() - t_view, 3)}
     rows = {}
