@@ -1,5 +1,7 @@
 """The online path of bench_serving: one flight per request through `<model>_online` (Feast online store
-+ BLS to the serving version inside Triton), on the real flights and features of one day.
++ BLS to the serving version inside Triton), on the real flights and features of one day, with that
+day's outcomes pushed (push-outcomes, the whole day), so each request's lookup reads the pushed
+day-so-far views at its prediction time as well as the materialized daily views (issue 16, item 7).
 
 Measured for each online store, the local one (SQLite) and the production one (Redis, on a real
 redis-server on loopback, configured with the aws profile's online-store section):
@@ -47,6 +49,7 @@ class StoreRun:
     rss_mb: float
     wrk: dict[int, WrkRun] = field(default_factory=dict)  # by connection count
     wrk_cpu_ms_per_request: dict[int, float] = field(default_factory=dict)  # Triton's CPU (server + stubs)
+    pushed: str = ""  # what push-outcomes wrote before the run, and how many sampled lookups found it
 
     def pct(self, q: float, which: str = "client_ms") -> float:
         return float(np.percentile(getattr(self, which), q))
@@ -123,9 +126,10 @@ def _measure_store(store_name: str, ctx: Context, ports: dict, version: int, req
     import pandas as pd
 
     from components.contracts import signature
-    from components.contracts.stages import DeployParams, MaterializeParams
+    from components.contracts.stages import DeployParams, MaterializeParams, PushOutcomesParams
     from components.features import feast_repo, retrieval
     from components.features.materialize import materialize
+    from components.features.push import push_outcomes
     from components.serving.deploy import deploy
     from components.serving.triton import repository
     from components.serving.triton.client import TritonClient
@@ -138,6 +142,12 @@ def _measure_store(store_name: str, ctx: Context, ports: dict, version: int, req
     if feast_repo.feature_store().config.online_store.type != store_name.lower():
         raise RuntimeError(f"expected the {store_name} online store, Feast has "
                            f"{feast_repo.feature_store().config.online_store.type}")
+    pushed = push_outcomes(PushOutcomesParams(date=DAY))
+    # The lookups must really find the pushed rows, or the benchmark would time empty reads.
+    sample = [retrieval.online_features(r) for r in requests[:: max(1, len(requests) // 100)]]
+    found = sum(all(not np.isnan(row[c]) for c in ("origin_deps_so_far", "origin_waiting_so_far")) for row in sample)
+    if found < 0.9 * len(sample):
+        raise RuntimeError(f"only {found} of {len(sample)} sampled flights read their origin's pushed day so far")
 
     # The in-process floor: the same lookup and tensor building the online model does per request.
     _time_each(retrieval.online_features, requests, 30)
@@ -162,6 +172,9 @@ def _measure_store(store_name: str, ctx: Context, ports: dict, version: int, req
         bodies = [kserve_infer_body("flight", json.dumps(r).encode()) for r in requests]
         _check_http(server.endpoints["http"], path, bodies[0])
         run = StoreRun(store_name, client_ms, sdk_ms, tensors_ms, frame_tensors_ms, _per_request(before, after), 0.0)
+        run.pushed = (f"day so far pushed first: {pushed['events']} outcome events, {pushed['online_pushes']} online "
+                      f"pushes in {pushed['online_seconds']} s; {found} of {len(sample)} sampled lookups found their "
+                      f"origin's row")
         if wrk:
             for threads, connections in ((1, 1), (2, 4)):
                 cpu0 = _cpu_seconds(server.pid)
@@ -258,7 +271,8 @@ def _results(runs: list[StoreRun], n_flights: int, load0, load1, have_wrk: bool)
     for run in runs:
         sdk50, sdk99 = run.pct(50, "sdk_ms"), run.pct(99, "sdk_ms")
         common = (f"{len(run.client_ms)} sequential requests over {n_flights} real flights of {DAY}; "
-                  f"Feast {run.store} online store; one online-model instance")
+                  f"Feast {run.store} online store, one lookup of every view of the feature service (daily and "
+                  f"pushed day so far); {run.pushed}; one online-model instance")
         vs_sqlite = run is not base
         out += [
             Result(AREA, f"online prediction p50, Feast {run.store} (Python gRPC client -> {MODEL}_online: Feast + BLS)",
