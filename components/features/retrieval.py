@@ -149,6 +149,24 @@ def scoring_frame(day: str | date, settings: Settings | None = None, store: Arti
     return model_frame(flights, settings, with_label=False)
 
 
+_PUSHED_FEATURES: list[str] = []
+
+
+def _pushed_feature_names() -> list[str]:
+    """The features of the pushed day-so-far views (feature_repo/definitions.py PUSHED_VIEWS), read once."""
+    if not _PUSHED_FEATURES:
+        from components.features.feast_repo import definitions_module
+
+        _PUSHED_FEATURES.extend(f for v in definitions_module().PUSHED_VIEWS.values() for f in v.feature_names)
+    return _PUSHED_FEATURES
+
+
+def _local_midnight_seconds(at: pd.Timestamp) -> int:
+    """Epoch seconds of the local (schema.LOCAL_TZ) midnight that starts `at`'s local day."""
+    local = at.tz_convert(schema.LOCAL_TZ)
+    return int(pd.Timestamp(local.year, local.month, local.day, tz=schema.LOCAL_TZ).timestamp())
+
+
 def online_features(flight: dict, settings: Settings | None = None) -> dict:
     """Model features for one scheduled flight from the online store (online prediction).
 
@@ -169,7 +187,15 @@ def online_features(flight: dict, settings: Settings | None = None) -> dict:
            "as_of_date": at.strftime("%Y-%m-%d"), "as_of_hour": at.strftime("%Y-%m-%dT%H")}
     fs = feature_store(settings)
     with online_store_access(settings, fs):
-        values = fs.get_online_features(features=_service(fs), entity_rows=[row]).to_dict()
+        values = fs.get_online_features(features=_service(fs), entity_rows=[row]).to_dict(include_event_timestamps=True)
+    # A pushed day-so-far value stamped before the local midnight of the prediction's day is the day before's:
+    # the day's reset row has not been pushed yet. The offline join reads that reset row; the online answer
+    # says "not known yet" (missing) rather than serve the day before's values (day D never reads D-1's).
+    day_start = _local_midnight_seconds(at)
+    for name in _pushed_feature_names():
+        stamps = values.get(f"{name}__ts")
+        if name in values and stamps and stamps[0] < day_start:
+            values[name] = [None]
     out = {
         "flight_id": str(flight.get("flight_id", "")), "event_timestamp": at, "sched_dep_utc": sched,
         "tailnum": tailnum, "month": local.month, "carrier": carrier, "origin": origin, "dest": dest,

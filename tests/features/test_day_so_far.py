@@ -158,6 +158,39 @@ def test_online_after_push_until_t_equals_offline_at_t(built_home, tmp_path, mon
     assert (offline["origin_deps_so_far"] > 0).all()
 
 
+def test_online_never_serves_the_day_before_s_values(built_home, tmp_path, monkeypatch):
+    """Day D-1 pushed whole, D not yet: D-1's rows stand under D's date bucket (the one-day ttl), yet an online
+    prediction on D reads its aircraft's day so far as missing, not D-1's departures; once D's midnight reset is
+    pushed it reads the reset (0 departures), as the offline join does."""
+    from components.contracts.schema import LOCAL_TZ
+    from components.contracts.stages import PushOutcomesParams
+    from components.core.store import open_store
+    from components.features.push import push_outcomes
+    from components.features.retrieval import online_features
+
+    home = tmp_path / "home"
+    shutil.copytree(built_home, home)
+    monkeypatch.setenv("FLIGHTDECK_HOME", str(home))
+    monkeypatch.setenv("FLIGHTDECK_PROFILE", "local")
+    store = open_store()
+    before = DAY - timedelta(days=1)
+    push_outcomes(PushOutcomesParams(date=before.isoformat()), store)
+    flown = _flights(store, [before]).dropna(subset=["dep_delay", "tailnum"])
+    today = _flights(store, [DAY])
+    today = today[today.set_index(["tailnum", "origin"]).index.isin(flown.set_index(["tailnum", "origin"]).index)]
+    local = pd.to_datetime(today["sched_dep_utc"], utc=True).dt.tz_convert(LOCAL_TZ)
+    flight = today[local.dt.hour >= 12].iloc[0]  # flew from the same airport the day before; departs after noon
+    request = {k: flight[k] for k in ("flight_id", "carrier", "origin", "dest", "tailnum", "distance")}
+    request["sched_dep_utc"] = pd.Timestamp(flight["sched_dep_utc"]).isoformat()
+
+    row = online_features(request)
+    assert np.isnan(row["plane_deps_so_far"]) and np.isnan(row["plane_prev_dep_delay"]), row
+    midnight = pd.Timestamp(DAY.isoformat(), tz=LOCAL_TZ).tz_convert("UTC").isoformat()
+    push_outcomes(PushOutcomesParams(date=DAY.isoformat(), until=midnight), store)
+    row = online_features(request)
+    assert row["plane_deps_so_far"] == 0 and np.isnan(row["plane_prev_dep_delay"]), row
+
+
 def test_rerun_is_idempotent(pushed):
     """Pushing a day again leaves its offline log as it was (no duplicated rows)."""
     from components.contracts import layout
