@@ -23,8 +23,8 @@ import time
 import pandas as pd
 
 from components.contracts import layout, schema
-from components.contracts.outcomes import outcome_known_at
 from components.contracts.errors import BadInput
+from components.contracts.outcomes import outcome_known_at
 from components.contracts.results import IngestResult
 from components.contracts.stages import IngestParams
 from components.core.settings import Settings, load_settings
