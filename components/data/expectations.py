@@ -10,6 +10,11 @@ Some rules are about how columns relate (time_hour must be the local year/month/
 GX checks single columns or pairs, so `prepare_batch` adds a few derived columns ("<col>__timezone",
 "time_hour__local_clock", "local_clock") and the suite compares those; their sample values in a
 report show the problem directly (e.g. "America/New_York" or "2013-03-10 04:00" vs "2013-03-10 08:00").
+
+Flights are two tables with a suite each: the schedule (known in advance) and the outcomes (known when they
+happen). The outcomes suite also checks each batch against the same day's raw schedule (`prepare_batch`'s
+`schedule`): every outcome is of a scheduled flight and every scheduled flight has one, and known_at is not
+before the scheduled departure minus EARLY_DEPARTURE_MINUTES nor before the actual departure it reports.
 """
 
 from __future__ import annotations
@@ -253,12 +258,30 @@ def prepare_batch(table: str, df: pd.DataFrame, day: date | None = None,
     those checks see nulls and pass; the schedule's own suite refuses it)."""
     out = df.copy()
     if table == "outcomes":
-        for col, value in _outcome_columns(df, day, schedule).items():
+        for col, value in _outcome_columns(df, schedule).items():
             out[col] = value
-    return _prepare_common(table, out, day)
+    columns = schema.TABLE_COLUMNS[table]
+    for col, kind in columns.items():
+        if kind == "utc":
+            out[f"{col}__timezone"] = _timezone_label(df[col]) if col in df.columns else None
+    if day is None:
+        return out
+    out["partition_date"] = day.isoformat()
+    out["partition_rows"] = len(df)
+    for col, kind in columns.items():
+        if kind == "utc":
+            out[f"{col}__local_date"] = _local(df.get(col), "%Y-%m-%d")
+    if "time_hour" in columns:
+        out["time_hour__local_clock"] = _local(df.get("time_hour"), "%Y-%m-%d %H:00")
+        out["local_clock"] = _clock_from_parts(df)
+    for col, ((lo, hi), _share) in SHARE_RANGES.get(table, {}).items():
+        values = pd.to_numeric(df[col], errors="coerce") if col in df.columns else pd.Series(dtype=float)
+        outside = float(((values < lo) | (values > hi)).mean()) if len(values) else 0.0
+        out[f"{col}__share_out_of_range"] = outside
+    return out
 
 
-def _outcome_columns(df: pd.DataFrame, day: date | None, schedule: pd.DataFrame | None) -> dict:
+def _outcome_columns(df: pd.DataFrame, schedule: pd.DataFrame | None) -> dict:
     """The outcomes suite's derived columns: the flight against its schedule, known_at against the events."""
     ids = df["flight_id"].astype(object) if "flight_id" in df.columns else pd.Series(None, index=df.index, dtype=object)
     num = {c: pd.to_numeric(df[c], errors="coerce") if c in df.columns else pd.Series(float("nan"), index=df.index)
@@ -287,29 +310,6 @@ def _outcome_columns(df: pd.DataFrame, day: date | None, schedule: pd.DataFrame 
         minutes = (known - pd.to_datetime(planned, utc=True)).dt.total_seconds() / 60
         out["known_at__minutes_from_schedule"] = minutes
         out["known_at__minutes_from_departure"] = (minutes - num["dep_delay"]).where(num["dep_time"].notna())
-    return out
-
-
-def _prepare_common(table: str, out: pd.DataFrame, day: date | None) -> pd.DataFrame:
-    df = out
-    columns = schema.TABLE_COLUMNS[table]
-    for col, kind in columns.items():
-        if kind == "utc":
-            out[f"{col}__timezone"] = _timezone_label(df[col]) if col in df.columns else None
-    if day is None:
-        return out
-    out["partition_date"] = day.isoformat()
-    out["partition_rows"] = len(df)
-    for col, kind in columns.items():
-        if kind == "utc":
-            out[f"{col}__local_date"] = _local(df.get(col), "%Y-%m-%d")
-    if "time_hour" in columns:
-        out["time_hour__local_clock"] = _local(df.get("time_hour"), "%Y-%m-%d %H:00")
-        out["local_clock"] = _clock_from_parts(df)
-    for col, ((lo, hi), _share) in SHARE_RANGES.get(table, {}).items():
-        values = pd.to_numeric(df[col], errors="coerce") if col in df.columns else pd.Series(dtype=float)
-        outside = float(((values < lo) | (values > hi)).mean()) if len(values) else 0.0
-        out[f"{col}__share_out_of_range"] = outside
     return out
 
 
