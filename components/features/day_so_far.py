@@ -9,7 +9,7 @@ Outcome events (`outcome_events`):
   tail number, the origin and the carrier;
 - a cancellation (no dep_time in the data) is known at the scheduled departure: the data has no
   time of the announcement, and the flight is certainly known not to have left once its departure
-  time passed without a departure (the same rule as tables.outcome_known_at). An earlier
+  time passed without a departure (the same rule as contracts.outcomes.outcome_known_at). An earlier
   announcement would only make the features fresher; a later one is not possible.
 
 The day so far (`day_rows`) is kept per local day D at the origin airports (America/New_York):

@@ -21,16 +21,15 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from components.contracts.outcomes import DIVERTED_SETTLED_AFTER, LANDING_MARGIN, outcome_known_at  # noqa: F401
 from components.contracts.schema import LOCAL_TZ
 
 TS = "event_timestamp"
 STATIC_SINCE = pd.Timestamp("1970-01-01", tz="UTC")
 # The oldest observation the hourly weather series carries forward over a gap in the reports.
 WEATHER_MAX_AGE = pd.Timedelta(hours=6)
-# How long after wheels-on an outcome counts as known (taxi-in, data feed lag).
-LANDING_MARGIN = pd.Timedelta(minutes=60)
-# A diverted flight (departed, never arrived at its destination) is settled this long after departure.
-DIVERTED_SETTLED_AFTER = pd.Timedelta(hours=12)
+# LANDING_MARGIN, DIVERTED_SETTLED_AFTER and outcome_known_at: the one rule, in components.contracts.outcomes
+# (ingest stamps each outcome row with it as known_at); imported here for the features' readers.
 
 WEATHER_FEATURES = ["temp", "dewp", "humid", "wind_speed", "wind_gust", "precip", "pressure", "visib"]
 CARRIER_FEATURES = ["carrier_late_rate_7d", "carrier_late_rate_28d", "carrier_mean_dep_delay_7d", "carrier_cancel_rate_7d"]
@@ -55,17 +54,6 @@ def label(flights: pd.DataFrame) -> pd.Series:
     """Late = arrival delay >= 15 min, or no arrival at all (cancelled or diverted)."""
     arr = flights["arr_delay"].astype("float64")
     return ((arr >= 15) | arr.isna()).astype("int8")
-
-
-def outcome_known_at(flights: pd.DataFrame) -> pd.Series:
-    """When a flight's outcome (late or not) was known: landing + margin; cancelled at scheduled departure."""
-    sched = flights["sched_dep_utc"]
-    dep_delay = pd.to_timedelta(flights["dep_delay"].astype("float64").fillna(0).clip(lower=0), unit="min")
-    air = pd.to_timedelta(flights["air_time"].astype("float64"), unit="min")
-    departed = flights["dep_time"].notna()
-    landed = sched + dep_delay + air + LANDING_MARGIN
-    known = landed.where(air.notna(), sched + dep_delay + DIVERTED_SETTLED_AFTER)
-    return known.where(departed, sched)
 
 
 def _local_date(ts: pd.Series) -> pd.Series:

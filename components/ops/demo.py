@@ -156,10 +156,11 @@ def _data_summary(af, tis) -> list[str]:
     built = af.xcom(tis["features_build"]) or {}
     tset = af.xcom(tis["features_training_set"]) or {}
     pushed = (af.xcom(tis["features_push_outcomes"]) if "features_push_outcomes" in tis else None) or {}
-    flights, weather = ingested.get("flights", {}), ingested.get("weather", {})
+    flights, weather = ingested.get("schedule", {}), ingested.get("weather", {})
+    outcomes = ingested.get("outcomes", {})
     return [
-        f"ingest: {flights.get('rows')} flights and {weather.get('rows')} weather rows in "
-        f"{flights.get('partitions')} daily partitions each",
+        f"ingest: {flights.get('rows')} scheduled flights, {outcomes.get('rows')} outcomes and {weather.get('rows')} "
+        f"weather rows in {flights.get('partitions')} daily partitions each",
         f"validate: {validated.get('passed')} partitions passed, {validated.get('failed')} quarantined "
         f"({(validated.get('rows') or {}).get('flights')} flights validated)",
         "features: " + ", ".join(f"{view} {rows}" for view, rows in sorted((built.get("table_rows") or {}).items()))

@@ -82,21 +82,23 @@ def scoring_interval(params: PredictBatchParams, settings: Settings) -> tuple[pd
 
 def interval_flights(store: ArtifactStore, start: pd.Timestamp, end: pd.Timestamp, settings: Settings
                      ) -> tuple[pd.DataFrame, list[date], list[date]]:
-    """The validated flights whose prediction time falls in [start, end), the schedule days read and those
-    missing. The interval's own day must be validated; a later day (the next day's first departures, whose
-    prediction time falls on this day) that is not validated yet is reported, not refused."""
+    """The validated scheduled flights whose prediction time falls in [start, end), the schedule days read and
+    those missing. Scoring needs only the schedule (known in advance), never the outcomes: a day whose outcomes
+    were refused (or have not arrived) is still scored. The interval's own day must be validated; a later day
+    (the next day's first departures, whose prediction time falls on this day) that is not validated yet is
+    reported, not refused."""
     from components.features.validated import read_days
 
     days = pt.schedule_days(start, end, settings.lead_time_hours)
-    present = [d for d in days if store.published(layout.validated_prefix("flights", d)) is not None]
+    present = [d for d in days if store.published(layout.validated_prefix("schedule", d)) is not None]
     missing = [d for d in days if d not in present]
     own = pt.interval_day(start)
     if any(d <= own for d in missing):
         shown = ", ".join(d.isoformat() for d in missing)
         raise StageFailed(f"no validated flights for {shown}: ingest and validate those days before scoring the "
                           f"interval {start.isoformat()} .. {end.isoformat()} (looked under "
-                          f"{store.uri(layout.validated_prefix('flights', missing[0]))})")
-    flights = read_days(store, "flights", present, required=True) if present else pd.DataFrame()
+                          f"{store.uri(layout.validated_prefix('schedule', missing[0]))})")
+    flights = read_days(store, "schedule", present, required=True) if present else pd.DataFrame()
     if flights.empty:
         return flights, present, missing
     when = pt.prediction_times(flights["sched_dep_utc"], settings.lead_time_hours, settings.scoring_interval_minutes)
@@ -108,7 +110,7 @@ def predict_batch(params: PredictBatchParams, store: ArtifactStore | None = None
     """Score the flights whose prediction time falls in the run's interval and publish them.
 
     Inputs:
-      validated/flights/date=<d>/ for the days whose flights may be predicted in the interval, and the
+      validated/schedule/date=<d>/ for the days whose flights may be predicted in the interval, and the
       feature tables features/<view>.parquet (through Feast, as of each flight's prediction time);
       serving/<model>/state.json (the serving version and any challenger); the Triton server at
       FLIGHTDECK_TRITON_URL, or with --in-process the registry's champion.

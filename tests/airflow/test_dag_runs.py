@@ -193,7 +193,7 @@ def test_validation_failure_fails_the_run_and_alerts(dags, home, tmp_path, alert
         assert tis[task].state == "upstream_failed", task
     store = open_store()
     assert store.published("validated/flights/date=2013-03-05") is None
-    assert store.list("quarantine/flights/date=2013-03-05/")
+    assert store.list("quarantine/schedule/date=2013-03-05/")  # the schedule refused
     # The notifier posted one Slack-format alert naming the task, with the validation message.
     alerts = [a for a in alert_sink.received if "validate" in a["json"]["text"]]
     assert len(alerts) == 1, alert_sink.received
@@ -254,7 +254,7 @@ if _marker and not os.path.exists(_marker):
     _partitions = []
 
     def _stopping_replace(src, dst, *args, **kwargs):
-        if "/raw/flights/" in os.fspath(dst) and os.fspath(dst).endswith("/part.parquet"):
+        if "/raw/schedule/" in os.fspath(dst) and os.fspath(dst).endswith("/part.parquet"):
             _partitions.append(os.fspath(dst))
             if len(_partitions) == 3 and not os.path.exists(_marker):
                 with open(_marker, "w") as fh:
@@ -320,7 +320,7 @@ def test_sigkilled_stage_is_retried_and_leaves_one_clean_run(dags, home, tmp_pat
     clean = LocalStore(tmp_path / "clean")
     STAGES["ingest"].load_entry()(STAGES["ingest"].make_params(start="2013-05-02", end="2013-05-31"), store=clean)
     assert store_digest(store) == store_digest(clean)
-    assert len(store.list("raw/flights/")) == 30
+    assert len(store.list("raw/schedule/")) == len(store.list("raw/outcomes/")) == 30
 
 
 # -- the data's clock (docs/AIRFLOW.md): days outside the 2013 data land nothing -----------------
@@ -377,6 +377,6 @@ def test_continuous_training_in_the_data_first_days(dags, home):
     assert dr.state == "success"
     assert xcom(tis["plan_window"]) == {"day": "2013-01-10", "start": "2013-01-01", "end": "2013-01-09",
                                         "requested_start": "2012-10-18"}
-    assert xcom(tis["ingest"])["tables"]["flights"]["partitions"] == 9
-    assert [k.split("/")[2] for k in store.list("raw/flights/")] == [f"date=2013-01-0{d}" for d in range(1, 10)]
+    assert xcom(tis["ingest"])["tables"]["schedule"]["partitions"] == 9
+    assert [k.split("/")[2] for k in store.list("raw/schedule/")] == [f"date=2013-01-0{d}" for d in range(1, 10)]
     assert not store.list("quarantine/")

@@ -89,9 +89,9 @@ def test_the_refused_validate_task_links_to_its_quarantine_report(api, refused_r
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     text = text_of(page)
     assert f"<title>Quarantine report {DAY}..{NEXT}</title>" in page.text
-    assert f"Verdict: REFUSED by validation: 1 batch(es) quarantined: flights {DAY} (1 failed expectation(s))" in text
+    assert f"Verdict: REFUSED by validation: 1 batch(es) quarantined: schedule {DAY} (1 failed expectation(s))" in text
     # The batch's own report.md, rendered: its title, the failed expectation in a table, the sample values.
-    assert f"<h1>Quarantined: flights {DAY}</h1>" in page.text and "<table>" in page.text
+    assert f"<h1>Quarantined: schedule {DAY}</h1>" in page.text and "<table>" in page.text
     assert "expect_column_values_to_be_in_set" in text and "origin must be one of EWR, JFK, LGA" in text
     assert "40 of " in text and "XXX" in text
     # Built from the store's contents: no script may run in it.
@@ -202,7 +202,7 @@ def test_pages_read_the_s3_store_alike(api, evaluation, refused_run, s3_store):
     assert f"from {s3_store.uri(layout.eval_run_prefix(evaluation['result']['eval_id']))}" in text_of(page)
     assert s3_store.uri().startswith("s3://")
     page = get_page(api, quarantine_url(DAY, DAY))
-    assert page.status_code == 200 and f"Verdict: REFUSED by validation: 1 batch(es) quarantined: flights {DAY}" \
+    assert page.status_code == 200 and f"Verdict: REFUSED by validation: 1 batch(es) quarantined: schedule {DAY}" \
         in text_of(page)
 
 

@@ -186,7 +186,7 @@ def test_the_ui_lives_on_the_data_clock(airflow_ui, browser):
     runs = api(base, "/api/v2/dags/~/dagRuns", token)
     assert [(r["dag_id"], r["dag_run_id"]) for r in runs["dag_runs"]] == [(TRAINING, run["dag_run_id"])], runs
     artifacts = airflow_ui["home"] / "artifacts"
-    assert sorted(p.name for p in (artifacts / "raw" / "flights").iterdir()) == \
+    assert sorted(p.name for p in (artifacts / "raw" / "schedule").iterdir()) == \
         [f"date=2013-02-{d}" for d in range(22, 29)]  # the window's days, nothing else
     assert not (artifacts / "quarantine").exists() or not any((artifacts / "quarantine").rglob("*"))
 

@@ -110,11 +110,11 @@ def test_a_file_inside_landing_is_ingested(local_store, landing, flights_of_day)
     flights_of_day.to_parquet(landing / "may1.parquet", index=False)
     for source in (str(landing / "may1.parquet"), (landing / "may1.parquet").as_uri()):
         result = ingest(IngestParams(start=DAY, end=DAY, source=source), local_store)
-        assert result["tables"]["flights"]["rows"] == len(flights_of_day)
+        assert result["tables"]["schedule"]["rows"] == len(flights_of_day)
     # A link inside landing to another landing file is fine: only where it resolves to matters.
     (landing / "drop").mkdir()
     (landing / "drop" / "flights.parquet").symlink_to(landing / "may1.parquet")
-    assert ingest(IngestParams(start=DAY, end=DAY, source=str(landing / "drop")), local_store)["tables"]["flights"][
+    assert ingest(IngestParams(start=DAY, end=DAY, source=str(landing / "drop")), local_store)["tables"]["schedule"][
         "rows"] == len(flights_of_day)
 
 
@@ -169,8 +169,8 @@ def test_an_s3_landing_prefix_is_read_and_confined(s3_store, flights_of_day, mon
     refused(s3_store, f"s3://{bucket}/secret/flights.csv", f"s3://{bucket}/landing/")
     refused(s3_store, f"s3://{bucket}/landing/../secret/flights.csv")
     result = ingest(IngestParams(start=DAY, end=DAY, source=f"s3://{bucket}/landing/drop-1/"), s3_store)
-    assert result["tables"]["flights"]["rows"] == len(flights_of_day)
-    part = s3_store.read_parquet(layout.raw_key("flights", schema.parse_day(DAY)))
+    assert result["tables"]["schedule"]["rows"] == result["tables"]["outcomes"]["rows"] == len(flights_of_day)
+    part = s3_store.read_parquet(layout.raw_key("schedule", schema.parse_day(DAY)))
     assert len(part) == len(flights_of_day) and part["flight_id"].is_unique
     single = ingest(IngestParams(start=DAY, end=DAY, source=f"s3://{bucket}/landing/drop-1/flights.csv"), s3_store)
     assert single["tables"] == result["tables"]

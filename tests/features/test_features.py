@@ -365,7 +365,7 @@ def test_the_first_day_of_the_data_alone_builds_trains_and_materializes(tmp_path
         assert table.empty and list(table.columns)[:2] == [_views()[view].entity, "as_of_date"]
     out = training_set(TrainingSetParams(start=day, end=day), store)
     rows = store.read_parquet(f"training_sets/{day}_{day}.parquet")
-    assert out["rows"] == len(rows) == flights["tables"]["flights"]["rows"] > 800
+    assert out["rows"] == len(rows) == flights["tables"]["schedule"]["rows"] > 800
     stats = [c for c in rows.columns if c.startswith(("carrier_", "route_")) and c not in signature.DAY_SO_FAR]
     assert len(stats) == 7 and rows[stats].isna().all().all()
     assert rows["temp"].notna().mean() > 0.9  # the other views still joined

@@ -169,7 +169,7 @@ def test_every_dataset_and_model_output_points_into_the_store(quiet_day_scored, 
                     area = "raw" if step == "ingest" else "validated"
                     assert uri == store.uri(area)
                     day = schema.parse_day(meta["start"])
-                    key = layout.raw_key("flights", day) if step == "ingest" else layout.validated_prefix("flights", day)
+                    key = layout.raw_key("schedule", day) if step == "ingest" else layout.validated_prefix("flights", day)
                     assert store.uri(key).startswith(uri + "/") and _in_store(store, store.uri(key))
     (training_set,) = _typed_outputs("training")["training-set", "training_set"]
     assert training_set["store_uri"] == training_set["out"]

@@ -32,7 +32,8 @@ from components.data.validate import validate
 
 DAY = "2013-04-01"  # every example's day
 OTHER = "2013-04-02"  # validated once, must never change
-COLUMNS = [c for c in schema.TABLE_COLUMNS["flights"] if c not in ("flight_id", "sched_dep_utc")]  # as shipped
+COLUMNS = [c for c in schema.TABLE_COLUMNS["flights"]
+           if c not in ("flight_id", "sched_dep_utc", "known_at")]  # as shipped
 BASE_ROWS = 30
 # 25 keeps the file within ~90 s on busy cores; raise it for a longer hunt (FLIGHTDECK_PROPERTY_EXAMPLES=500).
 EXAMPLES = int(os.environ.get("FLIGHTDECK_PROPERTY_EXAMPLES", "25"))
@@ -197,23 +198,27 @@ def test_ingest_and_validate_never_crash_nor_write_partially(world, case):
     stage, message = run_stages(store, source)
     after = state(store)
     assert stage == "ok" or message.strip(), f"{stage} refused without a message"
-    # The other day's validated data, and every raw partition but this day's flights, are untouched.
+    # The other day's validated data, and every raw partition but this day's schedule and outcomes, are untouched.
     assert after["other"] == before["other"] and after["other_bytes"] == before["other_bytes"]
-    raw_key = layout.raw_key("flights", day)
-    assert {k: v for k, v in after["raw"].items() if k != raw_key} == \
-        {k: v for k, v in before["raw"].items() if k != raw_key}
+    raw_keys = [layout.raw_key(t, day) for t in schema.FLIGHT_SOURCES]
+    assert {k: v for k, v in after["raw"].items() if k not in raw_keys} == \
+        {k: v for k, v in before["raw"].items() if k not in raw_keys}
     if stage == "ingest":
         assert after["raw"] == before["raw"], "a refused ingest must leave raw/ as it was"
     else:
         # Nothing lost: every row of the day is in its partition, and no row without a date was dropped.
         on_day, undated = rows_dated(frame, day)
         assert undated == 0, f"ingest accepted {undated} rows that belong to no day"
-        assert len(pd.read_parquet(store.local_path(raw_key))) == on_day
+        for key in raw_keys:
+            assert len(pd.read_parquet(store.local_path(key))) == on_day
     if stage == "ok":
-        # Fully published: the pointer names a complete version holding exactly the raw bytes.
+        # Fully published: each source holds exactly its raw bytes, the flights product their join.
         assert after["day"] is not None
-        assert store.read_published(layout.validated_prefix("flights", day), PART) == after["raw"][raw_key]
-        assert after["day"]["meta"]["sha256"] == __import__("hashlib").sha256(after["raw"][raw_key]).hexdigest()
+        for table, key in zip(schema.FLIGHT_SOURCES, raw_keys, strict=True):
+            assert store.read_published(layout.validated_prefix(table, day), PART) == after["raw"][key]
+        data = store.read_published(layout.validated_prefix("flights", day), PART)
+        assert after["day"]["meta"]["sha256"] == __import__("hashlib").sha256(data).hexdigest()
+        assert after["day"]["meta"]["rows"] == on_day == len(pd.read_parquet(__import__("io").BytesIO(data)))
     else:
         assert after["day"] == before["day"], f"the {stage} refusal changed validated/ ({message[:200]})"
     if before["day"] is not None and after["day"] is not None:
@@ -229,7 +234,7 @@ def test_an_hour_too_big_for_a_timestamp_is_refused_not_a_traceback(world):
     frame = mutate(world["real"], {"rows": BASE_ROWS, "mutations": [("values", "hour", [10**18, 5])], "fmt": "csv"})
     stage, message = run_stages(world["store"], write_drop(world["landing"], frame, "parquet"))
     assert stage == "validate" and "sched_dep_utc" in message, message
-    clock = expectations.prepare_batch("flights", frame, schema.parse_day(DAY))["local_clock"]
+    clock = expectations.prepare_batch("schedule", frame, schema.parse_day(DAY))["local_clock"]
     assert clock.isna().sum() == (frame["hour"] == 10**18).sum() > 0
 
 

@@ -82,10 +82,11 @@ def test_ingest_refuses_in_process_with_the_named_error_and_its_fields(local_sto
 
 def test_the_range_edges_are_ingested_with_their_rows(local_store):
     result = ingest(IngestParams(start=str(FIRST), end=str(FIRST)), local_store)
-    assert result["tables"]["flights"] == {"rows": 842, "partitions": 1}  # 2013-01-01 in the packaged data
+    for table in ("schedule", "outcomes"):  # the flights of 2013-01-01 in the packaged data, as two sources
+        assert result["tables"][table] == {"rows": 842, "partitions": 1}
     result = ingest(IngestParams(start=str(LAST), end=str(LAST)), local_store)
-    assert result["tables"]["flights"]["rows"] > 700 and result["tables"]["flights"]["partitions"] == 1
-    assert local_store.read_parquet(f"raw/flights/date={LAST}/part.parquet")["day"].eq(31).all()
+    assert result["tables"]["schedule"]["rows"] > 700 and result["tables"]["schedule"]["partitions"] == 1
+    assert local_store.read_parquet(f"raw/schedule/date={LAST}/part.parquet")["day"].eq(31).all()
     assert not local_store.list("quarantine/")
 
 
@@ -102,7 +103,7 @@ def test_a_landing_source_has_no_range_of_its_own(local_store, home):
     day["time_hour"] = day["time_hour"].str.replace("2013-", "2026-", n=1)
     day.to_csv(drop / "flights.csv", index=False)
     result = ingest(IngestParams(start="2026-03-05", end="2026-03-05", source=str(drop)), local_store)
-    assert result["tables"]["flights"] == {"rows": len(day), "partitions": 1}
+    assert result["tables"]["schedule"] == result["tables"]["outcomes"] == {"rows": len(day), "partitions": 1}
 
 
 # -- continuous_training's window ------------------------------------------------------------

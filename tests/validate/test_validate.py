@@ -69,11 +69,12 @@ def online_rows(store) -> dict:
                 for view in definitions_module().VIEWS}
 
 
-def snapshot(store) -> dict:
+def snapshot(store, sibling: str = "") -> dict:
     """What downstream would read for DAY and NEXT: the published pointers and their hashes, the feature
-    tables (sha256 of each) and the online store's values."""
+    tables (sha256 of each) and the online store's values. `sibling`: the flights source that is allowed to
+    change (a good schedule is published though its outcomes were refused, and the other way round)."""
     return {
-        "hashes": validated_partitions(store, DAY, NEXT, tables=tuple(schema.TABLE_COLUMNS)),
+        "hashes": validated_partitions(store, DAY, NEXT, tables=tuple(t for t in schema.TABLE_COLUMNS if t != sibling)),
         "pointers": {t: store.published(layout.validated_prefix(t, schema.parse_day(DAY))) for t in schema.PARTITIONED},
         "feature_tables": {k: hashlib.sha256(store.read_bytes(k)).hexdigest() for k in store.list("features/")
                            if k.endswith(".parquet")},
@@ -106,30 +107,37 @@ def drop_source(folder, flights: pd.DataFrame | bytes, name: str = "flights.csv"
     return str(src)
 
 
-def quarantined(store, table="flights", day=DAY) -> set[str]:
+def quarantined(store, table="schedule", day=DAY) -> set[str]:
     return {k.split("/")[3] for k in store.list(f"quarantine/{table}/date={day}/")}
 
 
-def run_bad(store, tmp_path, flights, *, name="flights.csv", start=DAY, end=DAY) -> tuple[str, dict]:
-    """Ingest a bad file source and validate it; return the error and the new batch's report."""
-    before_batches = quarantined(store)
-    before = snapshot(store)
+SIBLING = {"schedule": "outcomes", "outcomes": "schedule"}
+
+
+def run_bad(store, tmp_path, flights, *, name="flights.csv", start=DAY, end=DAY, table="schedule"
+            ) -> tuple[str, dict]:
+    """Ingest a bad file source and validate it; return the error and the new batch's report (of `table`,
+    the flights source refused: schedule or outcomes)."""
+    before_batches = quarantined(store, table)
+    sibling = SIBLING[table]
+    before = snapshot(store, sibling)
     ingest(IngestParams(start=DAY, end=DAY, source=drop_source(landing_folder(tmp_path), flights, name)), store)
     with pytest.raises(BadInput) as err:
         validate(ValidateParams(start=start, end=end), store)
-    after = snapshot(store)
+    after = snapshot(store, sibling)
     assert after == before, "a refused batch must leave validated data and features exactly as they were"
     run_features_for(store)  # the features stage reads only validated/: nothing of the bad batch reaches it
-    after = snapshot(store)
+    after = snapshot(store, sibling)
     assert after["feature_tables"] == before["feature_tables"], "the bad batch reached the feature tables"
     assert after["online"] == before["online"], "the bad batch reached the online store"
     assert after == before
-    new = quarantined(store) - before_batches
-    assert len(new) == 1, f"expected one new quarantined batch, found {new}"
-    prefix = layout.quarantine_prefix("flights", schema.parse_day(DAY), new.pop())
+    new = quarantined(store, table) - before_batches
+    assert len(new) == 1, f"expected one new quarantined {table} batch, found {new}"
+    prefix = layout.quarantine_prefix(table, schema.parse_day(DAY), new.pop())
     report = json.loads(store.read_published(prefix, "report.json"))
     md = store.read_published(prefix, "report.md").decode()
-    assert store.read_published(prefix, "part.parquet") == store.read_bytes(layout.raw_key("flights", schema.parse_day(DAY)))
+    assert store.read_published(prefix, "part.parquet") == store.read_bytes(layout.raw_key(table, schema.parse_day(DAY)))
+    assert report["table"] == table and f"{table} {DAY}" in str(err.value)
     assert report["failed_expectations"] and "| expectation |" in md
     assert store.uri(prefix) in str(err.value)
     return str(err.value), report
@@ -143,15 +151,27 @@ def failed(report) -> set[tuple[str, str]]:
 def test_real_days_pass_and_are_published_with_their_hash(store):
     result = store.first_result
     assert set(result) == set(ValidateResult.__annotations__)  # the declared result, key for key
-    assert result["failed"] == 0 and result["passed"] == 6  # 2 days x (flights, weather) + planes + airlines
-    parts = validated_partitions(store, DAY, NEXT)
-    assert [(p["table"], p["date"]) for p in parts] == [("flights", DAY), ("flights", NEXT), ("weather", DAY), ("weather", NEXT)]
+    # 2 days x (schedule, outcomes, weather) + planes + airlines
+    assert result["failed"] == 0 and result["passed"] == 8
+    parts = validated_partitions(store, DAY, NEXT, tables=schema.RAW_PARTITIONED)
+    assert [(p["table"], p["date"]) for p in parts] == [(t, d) for t in schema.RAW_PARTITIONED for d in (DAY, NEXT)]
     for p in parts:
         raw = store.read_bytes(layout.raw_key(p["table"], schema.parse_day(p["date"])))
         assert p["sha256"] == __import__("hashlib").sha256(raw).hexdigest()
         assert len(read_validated(store, p["table"], schema.parse_day(p["date"]))) == p["rows"] > 0
-    meta = store.published(layout.validated_prefix("flights", schema.parse_day(DAY)))["meta"]
-    assert meta["suite"] == "raw_flights.v1" and meta["gx_statistics"]["unsuccessful_expectations"] == 0
+    for table in schema.FLIGHT_SOURCES:
+        meta = store.published(layout.validated_prefix(table, schema.parse_day(DAY)))["meta"]
+        assert meta["suite"] == f"raw_{table}.v1" and meta["gx_statistics"]["unsuccessful_expectations"] == 0
+    # The flights product: the day's schedule joined with its outcomes, one row per scheduled flight.
+    for d in (DAY, NEXT):
+        meta = store.published(layout.validated_prefix("flights", schema.parse_day(d)))["meta"]
+        assert meta["suite"] == "raw_schedule.v1+raw_outcomes.v1"
+        for table in schema.FLIGHT_SOURCES:
+            raw = store.read_bytes(layout.raw_key(table, schema.parse_day(d)))
+            assert meta["gx_statistics"][f"{table}_sha256"] == hashlib.sha256(raw).hexdigest()
+        flights = read_validated(store, "flights", schema.parse_day(d))
+        assert list(flights.columns) == list(schema.FLIGHTS_COLUMNS) and len(flights) == meta["rows"] == \
+            len(read_validated(store, "schedule", schema.parse_day(d)))
 
 
 def test_revalidating_the_same_bytes_changes_nothing(store):
@@ -189,21 +209,24 @@ def test_good_csv_parquet_and_file_uri_sources_pass_and_reach_validated(tmp_path
         folder.mkdir()
         source = drop_source(folder, good, name)
         source = Path(source).as_uri() if how == "file:// URI" else source
-        assert ingest(IngestParams(start=DAY, end=DAY, source=source), s)["tables"]["flights"]["rows"] == len(good)
+        tables = ingest(IngestParams(start=DAY, end=DAY, source=source), s)["tables"]
+        assert tables["schedule"]["rows"] == tables["outcomes"]["rows"] == len(good)
         result = validate(ValidateParams(start=DAY, end=DAY), s)
         assert result["failed"] == 0 and result["republished"] >= 1, (name, how, result)
-        raw = s.read_bytes(layout.raw_key("flights", day))
-        record = s.published(layout.validated_prefix("flights", day))
-        assert record["meta"]["sha256"] == hashlib.sha256(raw).hexdigest(), (name, how)
+        for table in schema.FLIGHT_SOURCES:
+            raw = s.read_bytes(layout.raw_key(table, day))
+            record = s.published(layout.validated_prefix(table, day))
+            assert record["meta"]["sha256"] == hashlib.sha256(raw).hexdigest(), (name, how)
+            assert record["meta"]["rows"] == len(good), (name, how)
+            assert quarantined(s, table) == set(), f"a good {name} batch ({how}) was quarantined"
         validated = read_validated(s, "flights", day)
-        assert len(validated) == record["meta"]["rows"] == len(good), (name, how)
-        assert set(validated["flight_id"]) == set(s.read_parquet(layout.raw_key("flights", day))["flight_id"])
-        assert quarantined(s) == set(), f"a good {name} batch ({how}) was quarantined"
+        assert len(validated) == s.published(layout.validated_prefix("flights", day))["meta"]["rows"] == len(good)
+        assert set(validated["flight_id"]) == set(s.read_parquet(layout.raw_key("schedule", day))["flight_id"])
 
 
 # -- each bad input ---------------------------------------------------------------------------------
 def test_missing_column(store, tmp_path, real_rows):
-    msg, report = run_bad(store, tmp_path, real_rows.drop(columns=["dep_delay"]))
+    msg, report = run_bad(store, tmp_path, real_rows.drop(columns=["dep_delay"]), table="outcomes")
     assert ("expect_column_to_exist", '"dep_delay"') in failed(report)
     assert "dep_delay" in msg and "expect_column_to_exist" in msg
 
@@ -211,7 +234,7 @@ def test_missing_column(store, tmp_path, real_rows):
 def test_wrong_dtype(store, tmp_path, real_rows):
     bad = real_rows.astype({"dep_delay": "string"})
     bad["dep_delay"] = bad["dep_delay"].fillna("0") + " min"
-    msg, report = run_bad(store, tmp_path, bad)
+    msg, report = run_bad(store, tmp_path, bad, table="outcomes")
     assert ("expect_column_values_to_be_in_type_list", '"dep_delay"') in failed(report)
     assert "dep_delay must have dtype kind float" in msg and "min" in msg
 
@@ -229,13 +252,15 @@ def test_out_of_range_values_in_a_multi_day_range(store, tmp_path, real_rows):
     bad = real_rows.copy()
     bad.loc[:2, "distance"] = -100
     next_version = store.published(layout.validated_prefix("flights", schema.parse_day(NEXT)))["version"]
+    next_schedule = store.published(layout.validated_prefix("schedule", schema.parse_day(NEXT)))["version"]
     msg, report = run_bad(store, tmp_path, bad, start=DAY, end=NEXT)
     (f,) = [f for f in report["failed_expectations"] if f["column"] == "distance"]
     assert f["rows"] == 3 and f["sample"][0] == -100
-    assert "distance must be within 1..6000" in msg and f"flights {NEXT}" not in msg
+    assert "distance must be within 1..6000" in msg and f"schedule {NEXT}" not in msg
     # The good neighbour day was judged on its own and left as it was.
     assert quarantined(store, day=NEXT) == set()
     assert store.published(layout.validated_prefix("flights", schema.parse_day(NEXT)))["version"] == next_version
+    assert store.published(layout.validated_prefix("schedule", schema.parse_day(NEXT)))["version"] == next_schedule
 
 
 def test_duplicate_flight_keys(store, tmp_path, real_rows):
@@ -267,12 +292,12 @@ def test_truncated_parquet_file_is_refused_at_ingest(store, tmp_path, real_rows)
 def test_corrupt_raw_partition_is_quarantined(store, real_rows):
     """A partition damaged in the store itself (not through ingest) is caught by validate."""
     data = parquet_bytes(real_rows)
-    before_batches, before = quarantined(store), snapshot(store)
-    store.write_bytes(layout.raw_key("flights", schema.parse_day(DAY)), data[:-200])
+    before_batches, before = quarantined(store), snapshot(store, "outcomes")
+    store.write_bytes(layout.raw_key("schedule", schema.parse_day(DAY)), data[:-200])
     for _ in range(2):  # the same bad bytes twice: one quarantined batch, its report refreshed
         with pytest.raises(BadInput, match="readable parquet file"):
             validate(ValidateParams(start=DAY, end=DAY), store)
-    assert snapshot(store) == before and len(quarantined(store) - before_batches) == 1
+    assert snapshot(store, "outcomes") == before and len(quarantined(store) - before_batches) == 1
 
 
 def test_timestamps_in_local_time_labelled_utc(store, tmp_path, real_rows):
@@ -308,14 +333,14 @@ def test_timestamps_outside_the_partition_date(store, tmp_path, real_rows):
 def test_unknown_category_through_the_cli(store, tmp_path, real_rows):
     bad = real_rows.copy()
     bad.loc[:3, "carrier"] = "ZZ"
-    before_batches, before = quarantined(store), snapshot(store)
+    before_batches, before = quarantined(store), snapshot(store, "outcomes")
     ingest(IngestParams(start=DAY, end=DAY, source=drop_source(landing_folder(tmp_path), bad)), store)
     env = {**os.environ, "FLIGHTDECK_HOME": str(store.home), "FLIGHTDECK_PROFILE": "local"}
     proc = subprocess.run([str(REPO / ".venv/bin/flightdeck"), "validate", "--start", DAY, "--end", DAY],
                           capture_output=True, text=True, env=env, cwd=REPO)
     assert proc.returncode != 0
     assert "FAILED" in proc.stderr and "carrier must be a known airline" in proc.stderr and "ZZ" in proc.stderr
-    assert snapshot(store) == before and len(quarantined(store) - before_batches) == 1
+    assert snapshot(store, "outcomes") == before and len(quarantined(store) - before_batches) == 1
 
 
 # -- the stage's planning, without a store ----------------------------------------------------------
@@ -323,6 +348,6 @@ def test_row_bounds_refuse_an_inverted_range_and_allow_the_dst_hour():
     from components.data.validate import row_bounds
 
     bounds = row_bounds(ValidateParams(start=DAY, end=DAY, min_flight_rows=300, max_flight_rows=2000))
-    assert bounds == {"flights": (300, 2000), "weather": (36, len(schema.ORIGINS) * 25)}
+    assert bounds == {"schedule": (300, 2000), "outcomes": (300, 2000), "weather": (36, len(schema.ORIGINS) * 25)}
     with pytest.raises(StageFailed, match="--min-flight-rows 900 is above --max-flight-rows 800"):
         row_bounds(ValidateParams(start=DAY, end=DAY, min_flight_rows=900, max_flight_rows=800))
