@@ -128,7 +128,7 @@ def test_stale_challenger_rolls_back_in_shadow_with_no_request_failing(env):
     assert state.serving == champion and state.challenger is None
     assert env["registry"].resolve("champion") == champion  # the alias register moved is restored
     prom = env["store"].read_bytes(f"{layout.rollout_report_prefix(MODEL, champion, stale)}/metrics.prom").decode()
-    assert 'flightdeck_rollout_rolled_back{challenger="%d",model="flight_delay"} 1.0' % stale in prom
+    assert f'flightdeck_rollout_rolled_back{{challenger="{stale}",model="flight_delay"}} 1.0' in prom
     assert advance(env, replay_day(env, 10)[0])["action"] == "none"  # nothing active any more
 
 
