@@ -79,7 +79,8 @@ def _features(start, end, source: str) -> dsl.PipelineTask:
 
 
 @dsl.pipeline(name="flightdeck-training",
-              description="ingest -> validate -> features -> [tune] -> train -> evaluate -> (blessed) register -> deploy")
+              description="ingest -> validate -> features -> [tune] -> train -> evaluate -> (blessed) register -> "
+                          "rollout_start")
 def training(start: str = "2013-01-01", end: str = "2013-03-31", source: str = "nycflights13", seed: int = 13,
              max_epochs: int = 30, non_inferiority_margin: float = 0.005, max_ece: float = 0.05, deploy_target: str = "gpu",
              tune_trials: int = 0):
@@ -103,12 +104,12 @@ def training(start: str = "2013-01-01", end: str = "2013-03-31", source: str = "
     # The blessing gate lives in the deploy step, not in a dsl.If: kfp.local 2.16 cannot evaluate
     # conditions on task outputs (it skips the branch), and a gate that only works on a cluster is
     # not tested. register records every evaluated run (promoting only a blessed one to champion);
-    # deploy serves only a blessed one and otherwise ends with the reason in its output.
+    # rollout_start starts the rollout (shadow) of a blessed one only, and otherwise ends with the reason.
     registered = _configure(c.register(eval_id=evaluated.outputs["eval_id"], trained=trained.outputs["model"]),
                             "register", retries=2)
-    _configure(c.deploy(model=registered.outputs["model"], version=registered.outputs["version"],
-                        blessed=evaluated.outputs["blessed"], failed=evaluated.outputs["failed"],
-                        mode="full", target=deploy_target), "deploy", retries=1)
+    _configure(c.rollout_start(model=registered.outputs["model"], version=registered.outputs["version"],
+                               blessed=evaluated.outputs["blessed"], failed=evaluated.outputs["failed"],
+                               target=deploy_target), "rollout-start", retries=1)
 
 
 @dsl.pipeline(name="flightdeck-batch-prediction",
@@ -133,9 +134,11 @@ def batch_prediction(date: str = "2013-04-01", source: str = "nycflights13", mat
 
 
 @dsl.pipeline(name="flightdeck-monitoring",
-              description="drift and performance of a scored day; its `retrain` output says whether to run training")
+              description="drift and performance of a scored day; its `retrain` output says whether to run training; "
+                          "the active rollout advanced, held or rolled back on the day's evidence")
 def monitoring(date: str = "2013-04-01") -> bool:
     monitored = _configure(c.monitor(date=date), "monitor")
+    _configure(c.rollout_advance(date=date), "rollout-advance", retries=1)
     return monitored.outputs["retrain"]
 
 
