@@ -4,7 +4,7 @@ Scheduled on the predictions asset (one run per batch-prediction day). The monit
 writes its report and metrics and says, through the retraining policy, whether to retrain;
 only then does `emit_drift` record the drift asset event that schedules continuous_training.
 Beside it, `rollout_advance` decides the active rollout (if any) from the day's evidence and labels:
-advance, hold or roll back (components.monitoring.rollout_stage; the same function as KFP and the CLI).
+advance, hold or roll back (components.serving.rollout_stage; the same function as KFP and the CLI).
 Wiring only.
 """
 

@@ -190,7 +190,7 @@ class DeployResult(TypedDict):
 
 
 class RolloutResult(TypedDict):
-    """components.monitoring.rollout_stage (start, advance, abort, status): where the rollout stands."""
+    """components.serving.rollout_stage (start, advance, abort, status): where the rollout stands."""
 
     model: str
     champion: int | None  # the version serving all traffic while the rollout runs

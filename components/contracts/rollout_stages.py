@@ -1,7 +1,7 @@
 """The rollout's stage specs (start, advance, abort, status): registered in components.contracts.stages.STAGES.
 
 Cheap to import, like stages.py. The policy: components.serving.rollout; the stage:
-components.monitoring.rollout_stage; the operator's view: docs/ROLLOUT.md.
+components.serving.rollout_stage; the operator's view: docs/ROLLOUT.md.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ ROLLOUT_START = StageSpec(
     command=("rollout", "start"),
     help="start the rollout of a new champion: shadow first (nothing serving yet: straight to full)",
     params=RolloutStartParams,
-    entry="components.monitoring.rollout_stage:rollout_start",
+    entry="components.serving.rollout_stage:rollout_start",
     inputs={"version": "models/<name>/versions/<N>/", "serving": "serving/<model>/state.json"},
     outputs={"rollout": _STATE, **_DEPLOYS},
 )
@@ -57,7 +57,7 @@ ROLLOUT_ADVANCE = StageSpec(
     help="decide the active rollout's step from its evidence (health, behaviour, labelled outcomes): "
          "advance, hold or roll back, and deploy what the decision implies",
     params=RolloutAdvanceParams,
-    entry="components.monitoring.rollout_stage:rollout_advance",
+    entry="components.serving.rollout_stage:rollout_advance",
     inputs={"records": "serving/<model>/challenger/v<champion>-vs-v<challenger>/ (scores, health/)",
             "labels": "validated/flights/date=<date>/", "rollout": _STATE},
     outputs={"rollout": _STATE, "report": _REPORT, **_DEPLOYS},
@@ -67,7 +67,7 @@ ROLLOUT_ABORT = StageSpec(
     command=("rollout", "abort"),
     help="stop the active rollout: the champion serves all traffic again, the challenger is unloaded",
     params=RolloutAbortParams,
-    entry="components.monitoring.rollout_stage:rollout_abort",
+    entry="components.serving.rollout_stage:rollout_abort",
     inputs={"rollout": _STATE},
     outputs={"rollout": _STATE, **_DEPLOYS},
 )
@@ -76,7 +76,7 @@ ROLLOUT_STATUS = StageSpec(
     command=("rollout", "status"),
     help="where the rollout stands: step, the last decision and its reason, the report",
     params=RolloutStatusParams,
-    entry="components.monitoring.rollout_stage:rollout_status",
+    entry="components.serving.rollout_stage:rollout_status",
     inputs={"rollout": _STATE},
     outputs={},
 )

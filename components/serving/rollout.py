@@ -9,7 +9,7 @@ step's own evidence (the flights scored by both versions while the step was acti
             paired per-flight difference below it) and its ROC AUC not significantly worse;
   hold      anything else (most often: not enough labelled flights yet).
 The sample-size rule, the bounds and why: docs/ROLLOUT.md. The stage that gathers the evidence, keeps the
-state and deploys what a decision implies: components.monitoring.rollout_stage.
+state and deploys what a decision implies: components.serving.rollout_stage.
 """
 
 from __future__ import annotations

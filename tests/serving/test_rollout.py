@@ -23,7 +23,7 @@ from components.contracts.rollout_stages import (
 from components.core.store import open_store
 from components.model.card import register_unevaluated
 from components.model.registry import Registry
-from components.monitoring import rollout_stage as S
+from components.serving import rollout_stage as S
 from components.serving.triton.client import TritonClient
 from components.serving.triton.routing import read_state
 from components.serving.triton.scoring import score_frame_detailed

@@ -1,4 +1,4 @@
-"""A rollout's report in statistical terms, rewritten at every decision of components.monitoring.rollout_stage.
+"""A rollout's report in statistical terms, rewritten at every decision of components.serving.rollout_stage.
 
 report.json: the rollout state's decisions, each with every guardrail's numbers; for outcomes, challenger
 minus champion on the same labelled flights: log loss (mean paired difference, 95% normal CI, n) and ROC AUC

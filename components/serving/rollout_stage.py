@@ -210,7 +210,7 @@ def rollout_advance(params: RolloutAdvanceParams, store: ArtifactStore | None = 
     else:
         state["step_days"] = [*state["step_days"], day]
     token = _write(store, state, token)  # the decision, before the deploy it implies
-    from components.monitoring.rollout_report import write_report
+    from components.serving.rollout_report import write_report
 
     write_report(store, settings, state)
     state, token = _apply(store, settings, state, token)
@@ -239,7 +239,7 @@ def rollout_abort(params: RolloutAbortParams, store: ArtifactStore | None = None
     _record(state, "", "abort", params.reason, [], {"version": state["champion"], "mode": "full"})
     state["status"] = ABORTED
     token = _write(store, state, token)
-    from components.monitoring.rollout_report import write_report
+    from components.serving.rollout_report import write_report
 
     write_report(store, settings, state)
     state, token = _apply(store, settings, state, token)
