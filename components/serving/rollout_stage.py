@@ -158,6 +158,9 @@ def rollout_start(params: RolloutStartParams, store: ArtifactStore | None = None
               else f"shadow of version {version} beside champion {serving.serving}")
     _record(new, "", "start", reason, [], {"version": version, "mode": "full" if first else "shadow"})
     token = _write(store, new, token)
+    from components.serving.rollout_report import write_report
+
+    write_report(store, settings, new)
     new, token = _apply(store, settings, new, token)
     return _result(new, model, "start", reason, store=store)
 
