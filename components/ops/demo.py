@@ -2,7 +2,7 @@
 with a real Triton server, on the real 2013 data.
 
   1. continuous_training for 2013-04-01: ingest and validate the 12 weeks before, build the
-     Feast features, train, evaluate against the baselines, register, promote, deploy to Triton
+     Feast features, train, evaluate against the baselines, register, promote, roll out (the first: full)
   2. batch_prediction + monitoring for three quiet April days; the last of them again, scored run by run
      (each run's window, its flights' prediction times and count), and how many rows the old 04:00 rule
      scored with weather observed after the run
@@ -10,11 +10,13 @@ with a real Triton server, on the real 2013 data.
      drops; the retraining policy fires and monitoring records the drift asset event that
      queues continuous_training
   4. the queued continuous_training run: a new model on the latest 12 weeks, judged by the same
-     gate against the baselines and the champion on the same holdout: deployed if blessed, else
+     gate against the baselines and the champion on the same holdout: rolled out if blessed, else
      rejected with its reasons while the champion keeps serving (on 2013 the summer window is
      rejected: LightGBM beats it by more than the margin, docs/MODEL.md)
-  5. one online prediction through Triton's online model (Feast online store + the served version)
-  6. `flightdeck status`
+  5. a rollout: continuous_training for 2013-04-08 starts one (shadow); the next days' runs advance it
+     (components/ops/demo_rollout.py, docs/ROLLOUT.md)
+  6. one online prediction through Triton's online model (Feast online store + the served version)
+  7. `flightdeck status`
 
 Artifacts stay under FLIGHTDECK_HOME (default ./.flightdeck); the demo's Airflow metadata DB is
 made anew each run (FLIGHTDECK_HOME/airflow-demo). Stages are idempotent, so a rerun is safe.
@@ -33,6 +35,7 @@ import sys
 import time
 
 from components.contracts import layout
+from components.ops import demo_rollout
 
 TRAIN_DAY = "2013-04-01"
 QUIET_DAYS = ["2013-04-01", "2013-04-02", "2013-04-03"]
@@ -237,6 +240,9 @@ def _score_and_monitor(af, dags, day: str) -> dict:
     result = af.xcom(tis["monitor"]) or {}
     drifted = ", ".join(result.get("drifted_features") or []) or "none"
     say(f"   drift share {result.get('drift_share')}: drifted {drifted}; retrain: {result.get('retrain')}")
+    rollout = af.xcom(tis["rollout_advance"]) or {}
+    if rollout.get("action") not in (None, "none"):
+        say(demo_rollout.decision_line(rollout))
     for reason in result.get("reasons") or []:
         say(f"     - {reason}")
     return result
@@ -374,9 +380,11 @@ def _lifecycle(af, dags, window_days: int) -> bool:
         say("   the retraining run failed; see the task logs")
         return False
     if not retrained:
-        say("   the challenger was not blessed: challenger_rejected logged the reasons, register and deploy were "
+        say("   the challenger was not blessed: challenger_rejected logged the reasons, register and rollout_start were "
             "skipped, and the champion keeps serving")
-    step("5. one online prediction (Triton's online model: Feast online store + the served version)")
+    step(f"5. a new champion's rollout: continuous_training for {demo_rollout.ROLLOUT_TRAIN_DAY}, then daily runs")
+    demo_rollout.run(af, dags, say, _training, _score_and_monitor, window_days)
+    step("6. one online prediction (Triton's online model: Feast online store + the served version)")
     from components.contracts.stages import STAGES
 
     flight = {"carrier": "UA", "origin": "EWR", "dest": "ORD", "sched_dep_utc": "2013-07-15T21:00:00Z",

@@ -74,8 +74,20 @@ def _apply(store, settings, state: dict, token: str | None) -> tuple[dict, str |
         _deploy(store, settings, state, d["version"], d["mode"], d.get("fraction", 0.0))
         if pending["action"] in (R.ROLLBACK, "abort"):
             _restore_champion_alias(store, state)
+        elif d["mode"] == "full" and d["version"] == state["challenger"]:
+            _promote_alias(store, state)
     state["pending"]["applied"] = True
     return state, _write(store, state, token)
+
+
+def _promote_alias(store, state: dict) -> None:
+    """The registry's champion is the version serving all traffic (register already promoted a blessed
+    one; a rollout started by hand with --version N is promoted here)."""
+    from components.model.registry import Registry
+
+    registry = Registry(store, state["model"])
+    if registry.aliases()[0].get("champion") != state["challenger"]:
+        registry.promote(state["challenger"])
 
 
 def _restore_champion_alias(store, state: dict) -> None:
@@ -127,14 +139,17 @@ def rollout_start(params: RolloutStartParams, store: ArtifactStore | None = None
       the shadow deploy (components.serving.deploy). Nothing serving yet: the version is deployed to all
       traffic directly (there is no champion to compare with), recorded as promoted. An active rollout of
       another version is rolled back first (superseded: the newer champion is the one to try).
-    Failures: the deploy's (DeployFailed: the champion keeps serving, the rollout stays recorded with its
+    Failures: the version was not blessed (StageFailed, nothing touched); the deploy's (DeployFailed: the champion keeps serving, the rollout stays recorded with its
       deploy pending, and the next start/advance applies it); a concurrent change of the rollout state.
     """
     from components.model.registry import Registry
 
     settings, store = _settings_store(store, settings)
     model = settings.model_name
-    version = Registry(store, model).resolve(params.version)
+    registry = Registry(store, model)
+    version = registry.resolve(params.version)
+    if not registry.get(version).get("blessed"):  # the same rule as promotion: what rolls out may end up serving
+        raise StageFailed(f"version {version} of {model} was not blessed by its evaluation: it cannot roll out")
     state, token = read_rollout(store, model)
     if state and state["status"] == ACTIVE and not (state.get("pending") or {}).get("applied", True):
         state, token = _apply(store, settings, state, token)  # an interrupted decision first
@@ -148,6 +163,9 @@ def rollout_start(params: RolloutStartParams, store: ArtifactStore | None = None
                 [], {"version": state["champion"], "mode": "full"})
         state["status"] = ABORTED
         token = _write(store, state, token)
+        from components.serving.rollout_report import write_report
+
+        write_report(store, settings, state)
         state, token = _apply(store, settings, state, token)
     first = serving is None
     new = {"model": model, "champion": version if first else serving.serving, "challenger": version,

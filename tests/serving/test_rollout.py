@@ -9,13 +9,14 @@ request answered; a rollout killed between its decision and its deploy resumes t
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from components.contracts import layout, signature
 from components.contracts.rollout_stages import (
-    RolloutAbortParams,
     RolloutAdvanceParams,
     RolloutStartParams,
     RolloutStatusParams,
@@ -23,6 +24,7 @@ from components.contracts.rollout_stages import (
 from components.core.store import open_store
 from components.model.card import register_unevaluated
 from components.model.registry import Registry
+from components.ops.cli import main as cli_main
 from components.serving import rollout_stage as S
 from components.serving.triton.client import TritonClient
 from components.serving.triton.routing import read_state
@@ -146,7 +148,7 @@ def test_slow_challenger_breaches_the_latency_guardrail(env):
     assert serving(env).serving == champion and serving(env).challenger is None
 
 
-def test_killed_step_resumes_to_the_same_decision(env, monkeypatch):
+def test_killed_step_resumes_to_the_same_decision(env, monkeypatch, capsys):
     champion = env["champion"]
     twin = add(env, TRUE_SLOPE)  # as good as the champion: non-inferior, advances
     S.rollout_start(START, env["store"])
@@ -167,6 +169,10 @@ def test_killed_step_resumes_to_the_same_decision(env, monkeypatch):
     assert again["action"] == "advance" and again["applied"], again
     assert serving(env).challenger.fraction == 0.1
     assert [h["day"] for h in S.read_rollout(env["store"], MODEL)[0]["history"]].count(day) == 1
-    aborted = S.rollout_abort(RolloutAbortParams(reason="test over"), env["store"])
+    # People use the CLI (the same entry functions): status, then abort.
+    assert cli_main(["rollout", "status"]) == 0
+    assert json.loads(capsys.readouterr().out)["step"] == "canary 10%"
+    assert cli_main(["rollout", "abort", "--reason", "test over"]) == 0
+    aborted = json.loads(capsys.readouterr().out)
     assert aborted["status"] == "aborted" and serving(env).serving == champion and serving(env).challenger is None
     assert twin != champion
