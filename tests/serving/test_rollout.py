@@ -113,6 +113,7 @@ def test_better_challenger_is_promoted_through_every_step(env):
     outcomes = [c for h in report["history"] for c in h["checks"] if c["name"] == "outcomes" and c["verdict"] == "pass"]
     assert len(outcomes) == 3
     for o in outcomes:  # challenger better on the same flights: log loss lower, with its interval and n
+        print("outcomes:", o["reason"], "n", o["numbers"]["n"], "required", o["numbers"]["required_n"])
         ll = o["numbers"]["log_loss"]
         assert ll["diff"] < 0 and ll["ci"][1] < 0.02 and o["numbers"]["n"] >= o["numbers"]["required_n"] >= 500
     env["champion"] = v
