@@ -69,3 +69,21 @@ def test_latency_is_judged_only_on_enough_requests():
 
 def test_the_decision_is_deterministic():
     assert R.decide(evidence(), 1).to_json() == R.decide(evidence(), 1).to_json()
+
+
+def test_status_flags_a_champion_mismatch_only_outside_an_active_rollout():
+    """During a rollout the registry's champion (the challenger register promoted) does not serve all traffic
+    yet: `flightdeck status` says so as the rollout, not as a mismatch to fix; a rolled-back one it flags."""
+    from datetime import UTC, datetime
+
+    from components.ops.oncall import attention
+
+    base = {"registry": {"champion": 5}, "serving": {"state": {"serving": 4}}, "runs": {},
+            "monitoring": None, "freshness": {"materialized_until": "x"}}
+    mismatch = "Triton serves v4 but the champion is v5"
+    now = datetime.now(UTC)
+    assert any(mismatch in line for line in attention(base, now))
+    rolling = {**base, "rollout": {"status": "active", "challenger": 5}}
+    assert not any(mismatch in line for line in attention(rolling, now))
+    back = {**base, "rollout": {"status": "rolled_back", "challenger": 5}}
+    assert any("was rolled back" in line for line in attention(back, now))

@@ -183,6 +183,7 @@ def comparison_report(store: ArtifactStore, model: str, champion: int, challenge
     if not keys:
         raise StageFailed(f"no challenger records under {store.uri(prefix)}: run a shadow or canary first")
     rec = pd.concat([store.read_parquet(k) for k in keys], ignore_index=True)
+    rec = rec.dropna(subset=["challenger_probability"])  # batches the challenger failed (the champion served them)
     a = rec["champion_probability"].to_numpy(np.float64)
     b = rec["challenger_probability"].to_numpy(np.float64)
     diff = np.abs(a - b)
