@@ -151,8 +151,8 @@ def rollout_start(params: RolloutStartParams, store: ArtifactStore | None = None
     if not registry.get(version).get("blessed"):  # the same rule as promotion: what rolls out may end up serving
         raise StageFailed(f"version {version} of {model} was not blessed by its evaluation: it cannot roll out")
     state, token = read_rollout(store, model)
-    if state and state["status"] == ACTIVE and not (state.get("pending") or {}).get("applied", True):
-        state, token = _apply(store, settings, state, token)  # an interrupted decision first
+    if state:
+        state, token = _apply(store, settings, state, token)  # an interrupted decision first (a rollback too)
     serving, _ = read_state(store, model)
     if state and state["status"] == ACTIVE and state["challenger"] == version:
         return _result(state, model, "none", f"version {version} is already rolling out", store=store)
@@ -203,13 +203,14 @@ def rollout_advance(params: RolloutAdvanceParams, store: ArtifactStore | None = 
     settings, store = _settings_store(store, settings)
     model = settings.model_name
     state, token = read_rollout(store, model)
+    if state is not None:  # a killed run's decision (a rollback or promotion too), exactly as it was decided
+        state, token = _apply(store, settings, state, token)
+    if state is not None and state.get("last_day") and day <= state["last_day"]:
+        last = next((h for h in reversed(state["history"]) if h["day"] == day), state["history"][-1])
+        return _result(state, model, last["action"], f"{day} was already decided: {last['reason']}", day, store)
     if state is None or state["status"] != ACTIVE:
         return _result(state, model, "none", "no active rollout" + (f" ({state['status']})" if state else ""), day,
                        store)
-    state, token = _apply(store, settings, state, token)  # a killed run's decision, exactly as it was decided
-    if state["last_day"] and day <= state["last_day"]:
-        last = next((h for h in reversed(state["history"]) if h["day"] == day), state["history"][-1])
-        return _result(state, model, last["action"], f"{day} was already decided: {last['reason']}", day, store)
     step = state["step"]
     evidence, seen = gather_evidence(store, state)
     decision = R.decide(evidence, len(state["step_days"]) + 1)

@@ -119,14 +119,20 @@ def test_better_challenger_is_promoted_through_every_step(env):
     env["champion"] = v
 
 
-def test_stale_challenger_rolls_back_in_shadow_with_no_request_failing(env):
+def test_stale_challenger_rolls_back_in_shadow_with_no_request_failing(env, monkeypatch):
     champion = env["champion"]
     stale = add(env, 0.3)  # underfits: much worse log loss once labels land
     S.rollout_start(START, env["store"])
     day, probs = replay_day(env, 600)
     assert len(probs) == 600 and np.isfinite(probs).all()  # every flight answered, by the champion
-    got = advance(env, day)
-    assert got["action"] == "rollback" and "outcomes" in got["reason"], got
+    real = S._deploy
+    monkeypatch.setattr(S, "_deploy", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt("killed")))
+    with pytest.raises(KeyboardInterrupt):  # killed after recording the rollback, before its deploy
+        advance(env, day)
+    assert serving(env).challenger is not None  # still shadowing: the deploy never ran
+    monkeypatch.setattr(S, "_deploy", real)
+    got = advance(env, day)  # the rerun of the day applies the recorded rollback, deciding nothing new
+    assert got["action"] == "rollback" and "outcomes" in got["reason"] and got["applied"], got
     state = serving(env)
     assert state.serving == champion and state.challenger is None
     assert env["registry"].resolve("champion") == champion  # the alias register moved is restored
