@@ -64,8 +64,9 @@ def _deploy(store, settings, state: dict, version: int, mode: str, fraction: flo
 
 
 def _apply(store, settings, state: dict, token: str | None) -> tuple[dict, str | None]:
-    """Carry out the pending decision's deploy (idempotent: deploying what already serves is refused by
-    nothing and changes nothing), then mark it applied."""
+    """Carry out the pending decision's deploy, then mark it applied. Safe to repeat: a deploy that was done
+    before a kill is done again with the same serving state as its outcome (deploy's plan is a function of
+    the state and the parameters), so resuming never lands anywhere the decision did not say."""
     pending = state.get("pending")
     if not pending or pending.get("applied"):
         return state, token
