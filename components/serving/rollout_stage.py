@@ -314,24 +314,25 @@ def gather_evidence(store: ArtifactStore, state: dict) -> tuple[R.Evidence, dict
 
 
 def landed_labels(store: ArtifactStore, flight_ids: pd.Series) -> pd.DataFrame:
-    """flight_id, label (1: late or cancelled) of the flights whose outcome is in the validated partitions.
+    """flight_id, label (1: late or cancelled) of the flights whose outcome is in the published validated
+    partitions. A flight_id starts with its scheduled day (YYYY-MM-DD_...): only those days are read."""
+    import io
 
-    A flight_id starts with its scheduled day (YYYY-MM-DD_...): only those days' partitions are read."""
     from components.features import tables as ft
 
-    days = sorted({f[:10] for f in flight_ids if len(f) >= 10})
     frames = []
-    for d in days:
+    for d in sorted({f[:10] for f in flight_ids if len(f) >= 10}):
         try:
-            date.fromisoformat(d)
+            prefix = layout.validated_prefix("flights", date.fromisoformat(d))
         except ValueError:
             continue
-        keys = [k for k in store.list(layout.validated_prefix("flights", date.fromisoformat(d)) + "/")
-                if k.endswith(".parquet")]
-        frames += [store.read_parquet(k)[["flight_id", "arr_delay"]] for k in keys]
+        record = store.published(prefix)
+        for name in (record or {}).get("files", []):
+            if name.endswith(".parquet"):
+                frames.append(pd.read_parquet(io.BytesIO(store.read_published(prefix, name)),
+                                              columns=["flight_id", "arr_delay"]))
     if not frames:
         return pd.DataFrame({"flight_id": pd.Series(dtype=str), "label": pd.Series(dtype="int8")})
     flights = pd.concat(frames, ignore_index=True)
     out = pd.DataFrame({"flight_id": flights["flight_id"].astype(str), "label": ft.label(flights)})
     return out.drop_duplicates("flight_id", keep="last")
-

@@ -64,8 +64,9 @@ def replay_day(env, rows: int) -> tuple[str, np.ndarray]:
     scored = score_frame_detailed(df, store=env["store"], client=env["client"], rows_per_request=3, in_flight=4)
     z = (df[signature.NUMERIC[0]].fillna(50.0).to_numpy(np.float64) - 50.0) / 20.0
     late = np.random.default_rng(k).random(rows) < 1 / (1 + np.exp(-(TRUE_SLOPE * z - 1.0)))
-    env["store"].write_parquet(f"{layout.validated_prefix('flights', pd.Timestamp(day).date())}/part.parquet",
-                               pd.DataFrame({"flight_id": df["flight_id"], "arr_delay": np.where(late, 30.0, 0.0)}))
+    outcomes = pd.DataFrame({"flight_id": df["flight_id"], "arr_delay": np.where(late, 30.0, 0.0)})
+    env["store"].publish(layout.validated_prefix("flights", pd.Timestamp(day).date()),
+                         {"part.parquet": outcomes.to_parquet(index=False)})  # as validate publishes a partition
     return day, scored.probability
 
 
