@@ -150,7 +150,7 @@ def _run(af, dag, day: str, conf: dict | None = None):
 
 
 def _training(af, dags, day: str, window_days: int) -> bool | None:
-    """Run continuous_training for a day under the shipped gate: True blessed (and deployed), False rejected,
+    """Run continuous_training for a day under the shipped gate: True blessed (and rolled out), False rejected,
     None when the run itself failed."""
     dr, tis = _run(af, dags["continuous_training"], day, {"window_days": window_days, "day": day})
     if dr.state != "success":
@@ -169,10 +169,9 @@ def _training(af, dags, day: str, window_days: int) -> bool | None:
                                                        if not evaluation.get("blessed") else ""))
     if evaluation.get("blessed"):
         registered = af.xcom(tis["register"]) or {}
-        deployed = af.xcom(tis["deploy"]) or {}
+        rollout = af.xcom(tis["rollout_start"]) or {}
         say(f"   registered version {registered.get('version')}, champion {registered.get('champion')}; "
-            f"deployed to Triton: serving v{deployed.get('serving')} (parity max |diff| "
-            f"{deployed.get('parity_max_abs_diff')}), previous v{deployed.get('previous')}")
+            f"rollout_start: v{rollout.get('challenger')} {rollout.get('step')} ({rollout.get('reason')})")
     return bool(evaluation.get("blessed"))
 
 
