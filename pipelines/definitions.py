@@ -2,11 +2,11 @@
 
 Cluster settings (kfp-kubernetes) are set here per step, from the same definitions as the
 Airflow pods (components/core/cluster.py, components/core/images.py, the StageSpec's gpu flag):
-- Stages whose spec has gpu=True (train; deploy runs on CPU) ask for a GPU node: accelerator
+- Stages whose spec has gpu=True (train; deploy and the rollout run on CPU) ask for a GPU node: accelerator
   limit, node selector and toleration matching the tainted GPU node group in infra/terraform.
 - Settings reach every pod from the `flightdeck-settings` ConfigMap (every key, by name); the
   Triton admin key from the `triton-admin-key` Secret (key `admin-key`), by reference, for the
-  steps that call Triton's model-control API (deploy); the Redis online store's password
+  steps that call Triton's model-control API (rollout-start, rollout-advance); the Redis online store's password
   (FLIGHTDECK_REDIS_PASSWORD) from the `flightdeck-redis-auth` Secret (key `password`), by
   reference, for the steps that open the online store (materialize).
   infra/terraform/modules/platform creates them in the KFP namespace.
