@@ -13,7 +13,7 @@ with a real Triton server, on the real 2013 data.
      gate against the baselines and the champion on the same holdout: rolled out if blessed, else
      rejected with its reasons while the champion keeps serving (on 2013 the summer window is
      rejected: LightGBM beats it by more than the margin, docs/MODEL.md)
-  5. a rollout: continuous_training for 2013-04-08 starts one (shadow); the next days' runs advance it
+  5. a rollout: continuous_training for 2013-04-01 on 90 days starts one (shadow); the next days' runs advance it
      (components/ops/demo_rollout.py, docs/ROLLOUT.md)
   6. one online prediction through Triton's online model (Feast online store + the served version)
   7. `flightdeck status`
@@ -381,8 +381,9 @@ def _lifecycle(af, dags, window_days: int) -> bool:
     if not retrained:
         say("   the challenger was not blessed: challenger_rejected logged the reasons, register and rollout_start were "
             "skipped, and the champion keeps serving")
-    step(f"5. a new champion's rollout: continuous_training for {demo_rollout.ROLLOUT_TRAIN_DAY}, then daily runs")
-    demo_rollout.run(af, dags, say, _training, _score_and_monitor, window_days)
+    step(f"5. a new champion's rollout: continuous_training for {demo_rollout.ROLLOUT_TRAIN_DAY} on "
+         f"{demo_rollout.ROLLOUT_WINDOW_DAYS} days, then daily runs")
+    demo_rollout.run(af, dags, say, _training, _score_and_monitor)
     step("6. one online prediction (Triton's online model: Feast online store + the served version)")
     from components.contracts.stages import STAGES
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-ROLLOUT_TRAIN_DAY = "2013-04-08"  # a week after the first champion's day: a new model on a newer window
-ROLLOUT_DAYS = ["2013-04-08", "2013-04-09", "2013-04-10", "2013-04-11", "2013-04-12"]
+# The challenger: continuous_training for the first champion's day on a longer window (90 days, from the data's
+# first day). Measured 2026-12-06 under the shipped gate: blessed; the 84-day window ending 2013-04-07 and the
+# summer window (step 4) are not, so a rollout needs this one.
+ROLLOUT_TRAIN_DAY, ROLLOUT_WINDOW_DAYS = "2013-04-01", 90
+ROLLOUT_DAYS = ["2013-04-04", "2013-04-05", "2013-04-06", "2013-04-07", "2013-04-08"]  # after step 2's days
 
 
 def decision_line(result: dict) -> str:
@@ -17,14 +20,13 @@ def decision_line(result: dict) -> str:
             f"{str(result.get('reason'))[:240]}")
 
 
-def run(af, dags, say: Callable[[str], None], training: Callable, score_and_monitor: Callable,
-        window_days: int) -> bool:
+def run(af, dags, say: Callable[[str], None], training: Callable, score_and_monitor: Callable) -> bool:
     """continuous_training for ROLLOUT_TRAIN_DAY (ends with rollout_start), then daily runs until the rollout
     is promoted or rolled back. Returns whether a rollout ran to a decision."""
     from components.contracts.rollout_stages import RolloutStatusParams
     from components.serving.rollout_stage import rollout_status
 
-    blessed = training(af, dags, ROLLOUT_TRAIN_DAY, window_days)
+    blessed = training(af, dags, ROLLOUT_TRAIN_DAY, ROLLOUT_WINDOW_DAYS)
     if not blessed:
         say("   the new model was not blessed: no rollout (the champion keeps serving)")
         return False
