@@ -1,4 +1,4 @@
-"""continuous_training: ingest -> validate -> features -> [tune] -> train -> evaluate -> (blessed?) register -> deploy.
+"""continuous_training: ingest -> validate -> features -> [tune] -> train -> evaluate -> (blessed?) register -> rollout_start.
 
 Weekly, and also whenever monitoring records a drift event (asset-or-time schedule). The
 training window is the `window_days` days before the run's day (its logical date, or the
@@ -9,6 +9,9 @@ a window reaching before the first day starts there.
 Tuning is optional (param `tune`, off by default): when on, `tune` searches the window's study and
 train takes its chosen parameters (`--tuned <tune-id>`); when off, the tune task is skipped and
 train runs as before.
+A blessed model is not deployed to all traffic: rollout_start deploys it as a shadow of the serving champion,
+and the monitoring DAG's rollout_advance moves it through canary 10%, canary 50% and full as its labels land,
+or rolls it back (docs/ROLLOUT.md). The first champion (nothing serving yet) goes to full directly.
 Wiring only: every stage is a StageSpec run by components.orchestration.runtime.
 """
 
@@ -34,7 +37,7 @@ TUNED = "{{ (ti.xcom_pull(task_ids='tune') or {}).get('tune_id', '') }}"
 
 with DAG(
     dag_id="continuous_training",
-    description="retrain, evaluate, promote and deploy the flight delay model",
+    description="retrain, evaluate, promote the flight delay model and start its rollout",
     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 6 * * 1", timezone="UTC"), assets=DRIFT),
     start_date=START_DATE,
     end_date=END_DATE,  # the data's clock: the last day the source holds (docs/AIRFLOW.md)
@@ -78,10 +81,10 @@ with DAG(
     blessed = step(steps.blessed_branch, task_id="blessed", branch=True)
     rejected = step(steps.challenger_rejected)
     register = stage_task("register", evaluation=xcom("evaluate", "eval_id"))
-    deploy = stage_task("deploy")  # the target that serves now, else the runtime's (DeployParams.target)
+    rollout = stage_task("rollout-start")  # shadow first; the target that serves now, else the runtime's
 
     window >> ingest >> validate >> build >> training_set >> tune_or_not >> [tune, train]
     tune >> train >> evaluate >> blessed
     build >> push >> training_set
     blessed >> [register, rejected]
-    register >> deploy
+    register >> rollout

@@ -3,6 +3,8 @@
 Scheduled on the predictions asset (one run per batch-prediction day). The monitor stage
 writes its report and metrics and says, through the retraining policy, whether to retrain;
 only then does `emit_drift` record the drift asset event that schedules continuous_training.
+Beside it, `rollout_advance` decides the active rollout (if any) from the day's evidence and labels:
+advance, hold or roll back (components.serving.rollout_stage; the same function as KFP and the CLI).
 Wiring only.
 """
 
@@ -38,5 +40,8 @@ with DAG(
     decide = step(steps.retrain_branch, task_id="retrain", branch=True)
     drift = step(steps.emit_drift, outlets=[DRIFT])
     quiet = step(steps.no_drift)
+    # Not after monitor: a day whose drift report fails still has its rollout evidence to decide on.
+    rollout = stage_task("rollout-advance", date=xcom("plan_day"))
 
     day >> monitor >> decide >> [drift, quiet]
+    day >> rollout

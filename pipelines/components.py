@@ -119,16 +119,25 @@ def register(eval_id: str, trained: Input[Model], model: Output[Model]) -> Named
     return (int(result["version"]),)
 
 
-@dsl.component(base_image=_image("deploy"), install_kfp_package=False)
-def deploy(model: Input[Model], version: int, blessed: bool, failed: list, mode: str, target: str) -> NamedTuple(
-        "DeployOutputs", [("deployed", bool), ("reason", str)]):
+@dsl.component(base_image=_image("rollout-start"), install_kfp_package=False)
+def rollout_start(model: Input[Model], version: int, blessed: bool, failed: list, target: str) -> NamedTuple(
+        "RolloutStartOutputs", [("started", bool), ("reason", str)]):
     from pipelines.steps import run_stage
 
     if not blessed:
         # The blessing gate (see definitions.training): an unblessed version is registered, never served.
         return False, "not blessed: " + "; ".join(failed)
-    run_stage("deploy", {"version": str(version), "mode": mode, "target": target}, inputs={"model": model})
-    return True, ""
+    # Shadow beside the champion (the first champion: full); monitoring's rollout_advance takes it further.
+    result = run_stage("rollout-start", {"version": str(version), "target": target}, inputs={"model": model})
+    return True, result["reason"]
+
+
+@dsl.component(base_image=_image("rollout-advance"), install_kfp_package=False)
+def rollout_advance(date: str, report: Output[HTML]) -> NamedTuple("RolloutAdvanceOutputs", [("action", str)]):
+    from pipelines.steps import run_stage
+
+    # The same entry function as the Airflow task: advance, hold or roll back the active rollout.
+    return (run_stage("rollout-advance", {"date": date}, report=report)["action"],)
 
 
 @dsl.component(base_image=_image("predict-batch"), install_kfp_package=False)

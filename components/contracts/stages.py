@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from components.contracts.rollout_stages import ROLLOUT_STAGES
 from components.contracts.spec import StageSpec, param
 
 DATE = "YYYY-MM-DD"
@@ -375,5 +376,5 @@ PREDICT_ONLINE = StageSpec(
 STAGES: dict[str, StageSpec] = {
     s.name: s for s in (INGEST, VALIDATE, FEATURES_BUILD, FEATURES_TRAINING_SET, FEATURES_MATERIALIZE,
                         FEATURES_PUSH_OUTCOMES, TUNE, TRAIN,
-                        EVALUATE, REGISTER, DEPLOY, PREDICT_BATCH, PREDICT_ONLINE, MONITOR)
+                        EVALUATE, REGISTER, DEPLOY, *ROLLOUT_STAGES, PREDICT_BATCH, PREDICT_ONLINE, MONITOR)
 }

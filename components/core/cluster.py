@@ -29,7 +29,7 @@ TRITON_ADMIN_SECRET = "triton-admin-key"  # modules/platform kubernetes_secret_v
 TRITON_ADMIN_SECRET_KEY = "admin-key"
 ADMIN_KEY_ENV = "FLIGHTDECK_TRITON_ADMIN_KEY"  # = components.serving.triton.server.ADMIN_KEY_ENV (tests check it)
 # Stages that call Triton's model-control API (load/unload, repository index), so need the key.
-NEEDS_TRITON_ADMIN_KEY = ("deploy",)
+NEEDS_TRITON_ADMIN_KEY = ("deploy", "rollout-start", "rollout-advance", "rollout-abort")  # the rollout deploys
 # The Redis online store's AUTH password (modules/platform kubernetes_secret_v1.redis_auth, from
 # the online_store module's token); the Triton chart's pods read the same Secret (values redisAuthSecret).
 REDIS_AUTH_SECRET = "flightdeck-redis-auth"

@@ -64,6 +64,11 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "flightdeck_pipeline_last_run_timestamp_seconds": ("Last run of a pipeline, whatever its outcome", ("pipeline",)),
     "flightdeck_pipeline_last_run_failed": ("1 when the last run of a pipeline failed", ("pipeline",)),
     "flightdeck_monitor_last_success_timestamp_seconds": ("When the monitor stage last finished", ("model",)),
+    # The rollout of a new champion (components/serving/rollout_report.py, job flightdeck_rollout).
+    "flightdeck_rollout_rolled_back": ("1 when the guardrails rolled the challenger's rollout back",
+                                       ("model", "challenger")),
+    "flightdeck_rollout_step": ("Rollout step of the challenger: 0 shadow, 1 canary 10%, 2 canary 50%, 3 full",
+                                ("model", "challenger")),
 }
 
 

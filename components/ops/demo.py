@@ -2,7 +2,7 @@
 with a real Triton server, on the real 2013 data.
 
   1. continuous_training for 2013-04-01: ingest and validate the 12 weeks before, build the
-     Feast features, train, evaluate against the baselines, register, promote, deploy to Triton
+     Feast features, train, evaluate against the baselines, register, promote, roll out (the first: full)
   2. batch_prediction + monitoring for three quiet April days; the last of them again, scored run by run
      (each run's window, its flights' prediction times and count), and how many rows the old 04:00 rule
      scored with weather observed after the run
@@ -10,13 +10,16 @@ with a real Triton server, on the real 2013 data.
      drops; the retraining policy fires and monitoring records the drift asset event that
      queues continuous_training
   4. the queued continuous_training run: a new model on the latest 12 weeks, judged by the same
-     gate against the baselines and the champion on the same holdout: deployed if blessed, else
+     gate against the baselines and the champion on the same holdout: rolled out if blessed, else
      rejected with its reasons while the champion keeps serving (on 2013 the summer window is
      rejected: LightGBM beats it by more than the margin, docs/MODEL.md)
-  5. one online prediction through Triton's online model (Feast online store + the served version) for an
-     afternoon flight of the next day, at its prediction time: before that day's outcomes were pushed,
-     and after the morning's were (the day-so-far features and the probability, side by side)
-  6. `flightdeck status`
+  5. a rollout: continuous_training for 2013-04-01 on 90 days starts one (shadow); the next days' runs advance it
+     (components/ops/demo_rollout.py, docs/ROLLOUT.md)
+  6. one online prediction through Triton's online model (Feast online store + the served version) for an
+     afternoon flight of the day after the July days, at its prediction time: with the day pushed up to local
+     midnight, and after the morning's outcomes were pushed (the day-so-far features and the probability,
+     side by side)
+  7. `flightdeck status`
 
 Artifacts stay under FLIGHTDECK_HOME (default ./.flightdeck); the demo's Airflow metadata DB is
 made anew each run (FLIGHTDECK_HOME/airflow-demo). Stages are idempotent, so a rerun is safe.
@@ -34,6 +37,7 @@ import sys
 import time
 
 from components.contracts import layout
+from components.ops import demo_rollout
 from components.ops.demo_day import interval_by_interval, online_before_after, say, step
 from components.ops.demo_day import task_logs_to as _task_logs_to
 
@@ -123,7 +127,7 @@ def _run(af, dag, day: str, conf: dict | None = None):
 
 
 def _training(af, dags, day: str, window_days: int) -> bool | None:
-    """Run continuous_training for a day under the shipped gate: True blessed (and deployed), False rejected,
+    """Run continuous_training for a day under the shipped gate: True blessed (and rolled out), False rejected,
     None when the run itself failed."""
     dr, tis = _run(af, dags["continuous_training"], day, {"window_days": window_days, "day": day})
     if dr.state != "success":
@@ -142,10 +146,9 @@ def _training(af, dags, day: str, window_days: int) -> bool | None:
                                                        if not evaluation.get("blessed") else ""))
     if evaluation.get("blessed"):
         registered = af.xcom(tis["register"]) or {}
-        deployed = af.xcom(tis["deploy"]) or {}
+        rollout = af.xcom(tis["rollout_start"]) or {}
         say(f"   registered version {registered.get('version')}, champion {registered.get('champion')}; "
-            f"deployed to Triton: serving v{deployed.get('serving')} (parity max |diff| "
-            f"{deployed.get('parity_max_abs_diff')}), previous v{deployed.get('previous')}")
+            f"rollout_start: v{rollout.get('challenger')} {rollout.get('step')} ({rollout.get('reason')})")
     return bool(evaluation.get("blessed"))
 
 
@@ -214,6 +217,9 @@ def _score_and_monitor(af, dags, day: str) -> dict:
     result = af.xcom(tis["monitor"]) or {}
     drifted = ", ".join(result.get("drifted_features") or []) or "none"
     say(f"   drift share {result.get('drift_share')}: drifted {drifted}; retrain: {result.get('retrain')}")
+    rollout = af.xcom(tis["rollout_advance"]) or {}
+    if rollout.get("action") not in (None, "none"):
+        say(demo_rollout.decision_line(rollout))
     for reason in result.get("reasons") or []:
         say(f"     - {reason}")
     return result
@@ -272,9 +278,12 @@ def _lifecycle(af, dags, window_days: int) -> bool:
         say("   the retraining run failed; see the task logs")
         return False
     if not retrained:
-        say("   the challenger was not blessed: challenger_rejected logged the reasons, register and deploy were "
+        say("   the challenger was not blessed: challenger_rejected logged the reasons, register and rollout_start were "
             "skipped, and the champion keeps serving")
-    return online_before_after(ONLINE_DAY, LOG_PATH) is not None
+    step(f"5. a new champion's rollout: continuous_training for {demo_rollout.ROLLOUT_TRAIN_DAY} on "
+         f"{demo_rollout.ROLLOUT_WINDOW_DAYS} days, then daily runs")
+    demo_rollout.run(af, dags, say, _training, _score_and_monitor)
+    return online_before_after(ONLINE_DAY, LOG_PATH, number=6) is not None
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -142,8 +142,8 @@ def _fmt(value: float) -> str:
     return "missing" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
 
 
-def online_before_after(day: str, log_path) -> dict | None:
-    """Step 5 of the demo: one afternoon flight of `day` predicted online through Triton at its prediction
+def online_before_after(day: str, log_path, number: int = 5) -> dict | None:
+    """A step of the demo (`number`): one afternoon flight of `day` predicted online through Triton at its prediction
     time, before the morning's outcomes were pushed (the day replayed up to local midnight, as the day's
     first scoring run pushes it) and after (push-outcomes up to that prediction time, as the day's later
     scoring runs push it). Prints the day-so-far features the online
@@ -161,7 +161,7 @@ def online_before_after(day: str, log_path) -> dict | None:
     settings = load_settings()
     d = schema.parse_day(day)
     nxt = (d + pd.Timedelta(days=1)).isoformat()
-    step(f"5. one online prediction on {day}, before and after the morning's outcomes were pushed (Triton's online "
+    step(f"{number}. one online prediction on {day}, before and after the morning's outcomes were pushed (Triton's online "
          "model: Feast online store + the served version); before = the day pushed up to local midnight (the "
          "hourly airport views have no row for the prediction's hour yet: missing)")
     t0 = time.perf_counter()

@@ -92,6 +92,10 @@ def gather(store=None, settings=None) -> dict:
     except StageFailed as exc:
         status["registry"] = {"error": str(exc)}
     status["serving"] = _serving_part(store, settings)
+    from components.contracts.rollout_stages import RolloutStatusParams
+    from components.serving.rollout_stage import rollout_status
+
+    status["rollout"] = dict(rollout_status(RolloutStatusParams(), store, settings))
     status["runs"] = runlog.last_runs(store)
     status["monitoring"] = latest_monitoring(store)
     status["freshness"] = feature_freshness(store, now)
@@ -117,9 +121,14 @@ def attention(status: dict, now: datetime) -> list[str]:
         lines.append(serving["error"])
     if state is None and reg.get("champion") is not None:
         lines.append(f"champion v{reg['champion']} is not deployed: flightdeck deploy")
-    elif state and reg.get("champion") is not None and state["serving"] != reg["champion"]:
+    elif (state and reg.get("champion") is not None and state["serving"] != reg["champion"]
+          and not _rolling_out(status, reg["champion"])):  # a rollout serves the champion alias only at full
         lines.append(f"Triton serves v{state['serving']} but the champion is v{reg['champion']}: "
                      "deploy the champion, or roll the registry back if that was intended")
+    rollout = status.get("rollout") or {}
+    if rollout.get("status") == "rolled_back" and rollout.get("challenger") == reg.get("champion"):
+        lines.append(f"the rollout of v{rollout['challenger']} was rolled back but it is still the registry's "
+                     "champion: `flightdeck rollout status` says why")
     for pipeline, runs in sorted(status.get("runs", {}).items()):
         latest, ok = runs.get("latest"), runs.get("last_success")
         if latest and latest["status"] == "failed":
@@ -150,6 +159,11 @@ def attention(status: dict, now: datetime) -> list[str]:
     return lines
 
 
+def _rolling_out(status: dict, version) -> bool:
+    rollout = status.get("rollout") or {}
+    return rollout.get("status") == "active" and rollout.get("challenger") == version
+
+
 def render(status: dict) -> str:
     reg, serving, mon = status.get("registry", {}), status.get("serving", {}), status.get("monitoring")
     state = serving.get("state") or {}
@@ -165,6 +179,11 @@ def render(status: dict) -> str:
     out.append(f"serving      v{state.get('serving')} (previous v{state.get('previous')}, "
                f"challenger {state.get('challenger') and state['challenger'].get('version')}, "
                f"target {state.get('target')})" if state else "serving      nothing deployed")
+    rollout = status.get("rollout") or {}
+    if rollout.get("challenger") is not None:
+        out.append(f"rollout      v{rollout['challenger']} vs v{rollout['champion']}: {rollout['status']} at "
+                   f"{rollout['step']}; last: {rollout['action']} {rollout.get('day') or ''} "
+                   f"{(rollout.get('reason') or '')[:120]}")
     for r in serving.get("replicas", []):
         health = "READY" if r.get("ready") else f"DOWN ({r.get('error', 'not ready')})"
         out.append(f"  triton     {r['name']:<12} {r['url']:<22} {health}  loaded {r.get('loaded_versions')}")

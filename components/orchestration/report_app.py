@@ -9,6 +9,7 @@ session cookie. Routes (under MOUNT):
   GET /reports/model-card/{eval_id}?model=NAME      report_pages.model_card_page
   GET /reports/monitoring/{YYYY-MM-DD}              report_pages.monitoring_page (drawn on demand)
   GET /reports/quarantine?start=...&end=...         report_pages.quarantine_page
+  GET /reports/rollout/{champion}/{challenger}      report_pages.rollout_page
 
 A missing report is a 404 page naming what is missing and the command that produces it; a malformed id
 or date a 400. Pages are built from the artifact store's contents, so they are served with a Content
@@ -56,6 +57,10 @@ def create_app():
     @app.get("/reports/quarantine", dependencies=guard)
     def quarantine(start: str, end: str):
         return respond(lambda: pages.quarantine_page(start, end))
+
+    @app.get("/reports/rollout/{champion}/{challenger}", dependencies=guard)
+    def rollout(champion: str, challenger: str, model: str = ""):
+        return respond(lambda: pages.rollout_page(champion, challenger, model))
 
     return app
 

@@ -1,7 +1,8 @@
 """Operator extra links from the stage tasks to their reports, in the Airflow UI.
 
 `evaluate` links to its evaluation report and to the model card of the registry version made from it,
-`monitor` to the day's Evidently drift report, `validate` (when it refused data) to the quarantine
+`monitor` to the day's Evidently drift report, `rollout_start` and `rollout_advance` to the rollout's
+statistical report, `validate` (when it refused data) to the quarantine
 report of its date range. The reports are pages of the flightdeck Airflow plugin
 (plugins/flightdeck_reports.py, components/orchestration/report_app.py), mounted in Airflow's API server
 at MOUNT and read from the artifact store.
@@ -50,6 +51,10 @@ def monitoring_url(day: str, dag_id: str = "") -> str:
 
 def quarantine_url(start: str, end: str, dag_id: str = "") -> str:
     return _url(f"{REPORTS}/quarantine", start=start, end=end, dag_id=dag_id)
+
+
+def rollout_url(champion: int | str, challenger: int | str, dag_id: str = "") -> str:
+    return _url(f"{REPORTS}/rollout/{quote(str(champion), safe='')}/{quote(str(challenger), safe='')}", dag_id=dag_id)
 
 
 def api_root() -> str:
@@ -141,7 +146,21 @@ class QuarantineReportLink(ReportLink):
         return quarantine_url(params["start"], params["end"], ti_key.dag_id)
 
 
+class RolloutReportLink(ReportLink):
+    """rollout-start, rollout-advance: the rollout's report (challenger vs champion, every decision)."""
+
+    name = "Rollout report"
+
+    def target(self, operator, ti_key) -> str:
+        result = task_result(ti_key)
+        if not result or not result.get("report"):
+            return ""  # no rollout, or none with a report yet
+        return rollout_url(result["champion"], result["challenger"], ti_key.dag_id)
+
+
 STAGE_LINKS: dict[str, tuple[type[ReportLink], ...]] = {
+    "rollout-start": (RolloutReportLink,),
+    "rollout-advance": (RolloutReportLink,),
     "evaluate": (EvaluationReportLink, ModelCardLink),
     "monitor": (DriftReportLink,),
     "validate": (QuarantineReportLink,),

@@ -6,6 +6,8 @@ artifact store the settings select (components.core.store.open_store: the local 
   monitoring_page   monitoring/reports/date=<D>/report.html, Evidently's drift report, drawn on demand
                     from the rows the monitor compared by the function `flightdeck monitor-report` runs
   quarantine_page   report.md of every batch quarantined in a date range (quarantine/<table>/date=<d>/)
+  rollout_page      serving/<model>/rollouts/v<champion>-vs-v<challenger>/report.md: the challenger vs the
+                    champion on the same flights, each decision with its guardrails' numbers
 
 Each returns a Page; what is not there raises Missing, naming what is missing and the command that
 produces it (the plugin answers 404 with it). Markdown is rendered with markdown-it-py, raw HTML in it
@@ -181,6 +183,30 @@ def quarantine_page(start: str, end: str, store: ArtifactStore | None = None) ->
         body += (f"<section><p class='meta'>quarantined {html.escape(str(report.get('quarantined_at')))}</p>"
                  + render_markdown(md) + _source(store, prefix) + "</section>")
     return Page(f"Quarantine report {span}", body)
+
+
+# -- rollout ---------------------------------------------------------------------------------------
+def rollout_page(champion: str, challenger: str, model: str = "", store: ArtifactStore | None = None) -> Page:
+    from components.core.settings import load_settings
+
+    store = store or open_store()
+    model = _identifier(model or load_settings().model_name, "model")
+    if not (champion.isdigit() and challenger.isdigit()):
+        raise ValueError(f"versions {champion!r} and {challenger!r} must be version numbers")
+    prefix = layout.rollout_report_prefix(model, int(champion), int(challenger))
+    if not store.exists(f"{prefix}/report.json"):
+        raise Missing(f"no rollout of {model} version {challenger} against champion {champion} has a report",
+                      store.uri(prefix), "`flightdeck rollout start` (continuous_training's rollout_start task) "
+                      "starts one; `flightdeck rollout advance --date D` decides its steps")
+    report = store.read_json(f"{prefix}/report.json")
+    status = report["status"]
+    ok = status in ("active", "promoted")
+    verdict = f"Verdict: {status.upper().replace('_', ' ')} at step {report['step_name']}"
+    if report["history"]:
+        verdict += f" ({report['history'][-1]['action']}: {report['history'][-1]['reason'][:300]})"
+    body = (_verdict(ok, verdict) + render_markdown(store.read_bytes(f"{prefix}/report.md").decode())
+            + _source(store, prefix))
+    return Page(f"Rollout: {model} v{challenger} vs champion v{champion}", body)
 
 
 # -- the HTML around a page -----------------------------------------------------------------------

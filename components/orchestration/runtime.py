@@ -86,6 +86,9 @@ STAGE_RESOURCES: dict[str, Resources] = {
     "train": Resources(cpu="4", memory="16Gi", cpu_limit="8", memory_limit="24Gi", timeout_min=120),
     "evaluate": Resources(cpu="1", memory="4Gi", memory_limit="8Gi"),
     "deploy": Resources(timeout_min=20),
+    "rollout-start": Resources(timeout_min=20),
+    "rollout-advance": Resources(timeout_min=30),  # two deploys at most (a superseded rollout's, then its own)
+    "rollout-abort": Resources(timeout_min=20),
     "predict-batch": Resources(cpu="1", memory="4Gi", memory_limit="8Gi"),
     "monitor": Resources(cpu="1", memory="4Gi", memory_limit="8Gi"),
 }
@@ -95,7 +98,7 @@ STAGE_RESOURCES: dict[str, Resources] = {
 K8S_NAMESPACE = os.environ.get("FLIGHTDECK_K8S_NAMESPACE", "flightdeck")
 # Stages that call the Kubernetes API themselves (deploy finds the Triton pods through the
 # EndpointSlices of the Triton Service; infra/k8s/triton's Role allows just that).
-NEEDS_API_TOKEN = ("deploy",)
+NEEDS_API_TOKEN = ("deploy", "rollout-start", "rollout-advance", "rollout-abort")  # the rollout deploys
 
 
 def service_account(spec_name: str) -> str:

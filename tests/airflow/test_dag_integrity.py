@@ -49,7 +49,9 @@ def test_wiring_order(dagbag):
     assert "features_push_outcomes" in ct.task_dict["features_build"].downstream_task_ids
     assert "features_training_set" in ct.task_dict["features_push_outcomes"].downstream_task_ids
     assert ct.task_dict["blessed"].downstream_task_ids == {"register", "challenger_rejected"}
-    assert ct.task_dict["register"].downstream_task_ids == {"deploy"}
+    # A blessed model starts a rollout (shadow first), never a deploy to all traffic.
+    assert ct.task_dict["register"].downstream_task_ids == {"rollout_start"}
+    assert "deploy" not in ct.task_dict
     # Weekly and on the drift asset.
     assert type(ct.timetable).__name__ == "AssetOrTimeSchedule"
     assert ct.timetable.asset_condition.name == "flight_delay_drift"
@@ -58,6 +60,8 @@ def test_wiring_order(dagbag):
     mon = dagbag.dags["monitoring"]
     assert [o.name for o in mon.task_dict["emit_drift"].outlets] == ["flight_delay_drift"]
     assert mon.task_dict["no_drift"].outlets == []
+    # The daily run advances the rollout, whatever the monitor concluded (or whether it failed).
+    assert mon.task_dict["rollout_advance"].upstream_task_ids == {"plan_day"}
 
 
 def test_tuning_is_an_optional_step_off_by_default(dagbag):

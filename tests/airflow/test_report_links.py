@@ -28,7 +28,9 @@ MONITORED = "2013-07-14"
 LINKED = {("continuous_training", "evaluate"): ["Evaluation report", "Model card"],
           ("continuous_training", "validate"): ["Quarantine report"],
           ("batch_prediction", "validate"): ["Quarantine report"],
-          ("monitoring", "monitor"): ["Drift report"]}
+          ("monitoring", "monitor"): ["Drift report"],
+          ("continuous_training", "rollout_start"): ["Rollout report"],
+          ("monitoring", "rollout_advance"): ["Rollout report"]}
 
 
 @pytest.fixture(scope="module")
@@ -264,6 +266,37 @@ def test_the_drift_report_is_drawn_on_demand_then_served(api, monitored, monkeyp
 
 
 # -- the links on the tasks, in both runtimes, and the plugin -------------------------------------------
+def test_the_rollout_report_shows_each_difference_with_its_interval(api, tmp_path, monkeypatch):
+    """A rollout's report as rollout_advance writes it (write_report, from a real decision of the guardrails
+    on a worse challenger's evidence), through the plugin: verdict, the paired differences with CI and n."""
+    from components.core.settings import load_settings
+    from components.core.store import open_store
+    from components.orchestration.report_links import rollout_url
+    from components.serving import rollout as R
+    from components.serving.rollout_report import write_report
+    from tests.serving.test_rollout_decision import evidence
+
+    monkeypatch.setenv("FLIGHTDECK_HOME", str(tmp_path))
+    monkeypatch.setenv("FLIGHTDECK_PROFILE", "local")
+    decision = R.decide(evidence(champ_noise=0.3, chall_noise=1.5, n_labelled=600), days_at_step=1)
+    assert decision.action == R.ROLLBACK
+    state = {"model": "flight_delay", "champion": 3, "challenger": 4, "status": "rolled_back", "step": 0,
+             "started_at": "2013-04-01T00:00:00+00:00", "history": [
+                 {"day": "2013-04-02", "step": "shadow", "action": "rollback", "reason": decision.reason,
+                  "checks": decision.to_json()["checks"], "decided_at": "2013-04-02T06:00:00+00:00"}]}
+    write_report(open_store(), load_settings(), state)
+    page = get_page(api, rollout_url(3, 4, "monitoring"))
+    assert page.status_code == 200, page.text
+    text = text_of(page)
+    assert "Verdict: ROLLED BACK at step shadow (rollback: outcomes: challenger significantly worse" in text
+    assert "| log_loss |" not in text and "<table>" in page.text  # rendered, not raw markdown
+    outcome = next(c for c in decision.checks if c.name == "outcomes").numbers
+    assert f"{outcome['log_loss']['diff']:+.4f}" in text and str(outcome["n"]) in text and "95% CI" in text
+    missing = get_page(api, rollout_url(3, 5))
+    assert missing.status_code == 404 and "flightdeck rollout start" in text_of(missing)
+    assert get_page(api, rollout_url("x", 5)).status_code == 400
+
+
 def _links_by_task(dagbag) -> dict:
     return {(dag.dag_id, task.task_id): sorted(link.name for link in task.operator_extra_links)
             for dag in dagbag.dags.values() for task in dag.tasks if task.operator_extra_links}

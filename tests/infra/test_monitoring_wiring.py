@@ -162,7 +162,7 @@ def used_metrics() -> dict[str, set[str]]:
 
 
 PROMQL_WORDS = {"by", "without", "and", "or", "unless", "on", "ignoring", "group_left", "group_right", "bool",
-                "offset", "model", "pipeline", "feature", "method", "gpu_uuid", "quantile", "instance", "job",
+                "offset", "model", "challenger", "pipeline", "feature", "method", "gpu_uuid", "quantile", "instance", "job",
                 "version", "target", "e",
                 # aggregations, written `max by (x) (...)` (so not followed by a parenthesis)
                 "sum", "max", "min", "avg", "count", "topk", "bottomk", "stddev"}

@@ -429,7 +429,8 @@ def code_keys() -> dict[str, dict[str, list[str]]]:
                      feast_key, layout.serving_state_key(model), registry.aliases_key,
                      f"{registry.version_prefix(3)}/model.pt"],
             "write": [f"{layout.predictions_prefix(day)}/v-1/predictions.parquet",
-                      f"{layout.challenger_records_prefix(model, 3, 4)}/20130401T000000-abc.parquet"],
+                      f"{layout.challenger_records_prefix(model, 3, 4)}/20130401T000000-abc.parquet",
+                      f"{layout.challenger_records_prefix(model, 3, 4)}/health/20130401T000000-abc.json"],
         },
         "trainer": {
             "read": [layout.training_set_key("2013-01-01", "2013-03-31"),
@@ -438,11 +439,16 @@ def code_keys() -> dict[str, dict[str, list[str]]]:
                      f"{layout.train_run_prefix('r-1')}/v-1/model.pt", layout.TRAIN_LATEST, layout.EVAL_LATEST,
                      f"{layout.eval_run_prefix('e-1')}/v-1/evaluation.json", registry.aliases_key,
                      f"{registry.version_prefix(3)}/version.json", layout.serving_state_key(model),
-                     f"serving/{model}/deploy.lock", f"{repo_root}/{model}/config.pbtxt"],
+                     f"serving/{model}/deploy.lock", f"{repo_root}/{model}/config.pbtxt",
+                     # the rollout stages (flightdeck-train): the records, health and labels they decide on
+                     f"{layout.challenger_records_prefix(model, 3, 4)}/20130401T000000-abc.parquet",
+                     f"{layout.challenger_records_prefix(model, 3, 4)}/health/20130401T000000-abc.json",
+                     f"{layout.validated_prefix('flights', day)}/v-1/part.parquet", layout.rollout_key(model)],
             "write": [f"{layout.train_run_prefix('r-1')}/v-1/model.pt", f"{layout.eval_run_prefix('e-1')}/_PUBLISHED.json",
                       f"{registry.version_prefix(3)}/model.pt", f"{registry.prefix}/claims/3.json", registry.aliases_key,
                       layout.serving_state_key(model), f"serving/{model}/deploy.lock", f"{repo_root}/{model}/3/model.pt",
-                      f"{repo_root}/{model}_online/1/model.py"],
+                      f"{repo_root}/{model}_online/1/model.py", layout.rollout_key(model),
+                      f"{layout.rollout_report_prefix(model, 3, 4)}/report.json"],
         },
         "triton": {
             "read": [f"{repo_root}/{model}/config.pbtxt", f"{repo_root}/{model}/3/model.pt", layout.serving_state_key(model),
@@ -454,7 +460,8 @@ def code_keys() -> dict[str, dict[str, list[str]]]:
                      f"{layout.eval_run_prefix('e-1')}/v-1/report.md", f"{registry.version_prefix(3)}/model_card.md",
                      registry.aliases_key, f"{layout.monitoring_report_prefix(day)}/v-1/report.html",
                      f"{layout.monitoring_prefix(day)}/v-1/drift_current.parquet",
-                     f"{layout.quarantine_prefix('flights', day, 'sha256-0')}/v-1/report.md"],
+                     f"{layout.quarantine_prefix('flights', day, 'sha256-0')}/v-1/report.md",
+                     f"{layout.rollout_report_prefix(model, 3, 4)}/report.md"],
             "write": [f"{layout.runlog_prefix('training')}/latest.json", f"{layout.runlog_prefix('training')}/events/x.json",
                       "airflow-logs/dag_id=x/run_id=y/task_id=z/attempt=1.log"],
         },
@@ -464,7 +471,9 @@ def code_keys() -> dict[str, dict[str, list[str]]]:
 # What each workload may touch, exactly (bucket, key prefix; a `*` matches a model name).
 EXPECTED_GRANTS = {
     "data": ({("data", ""), ("artifacts", ""), ("models", "")}, {("data", ""), ("artifacts", "")}),
-    "trainer": ({("data", "training_sets/"), ("data", "validated/*/_PUBLISHED.json"), ("artifacts", "runs/"),
+    # validated/flights/: the rollout stages (deploy's role) join their flights' labels
+    "trainer": ({("data", "training_sets/"), ("data", "validated/*/_PUBLISHED.json"), ("data", "validated/flights/"),
+                 ("artifacts", "runs/"),
                  ("models", "models/"), ("models", "serving/"), ("models", "triton/model_repository/")},
                 {("artifacts", "runs/"), ("models", "models/"), ("models", "serving/"),
                  ("models", "triton/model_repository/")}),
@@ -477,7 +486,8 @@ EXPECTED_GRANTS = {
                   {("data", ""), ("artifacts", ""), ("models", "models/"), ("models", "serving/"),
                    ("models", "triton/model_repository/")}),
     "airflow": ({("artifacts", "airflow-logs/"), ("artifacts", "runlog/"), ("artifacts", "runs/evaluate/"),
-                 ("artifacts", "monitoring/"), ("models", "models/"), ("data", "quarantine/")},
+                 ("artifacts", "monitoring/"), ("models", "models/"), ("data", "quarantine/"),
+                 ("models", "serving/*/rollouts/")},
                 {("artifacts", "airflow-logs/"), ("artifacts", "runlog/")}),
 }  # fmt: skip
 
@@ -514,7 +524,8 @@ def test_scoped_grants_cover_every_key_the_code_touches():
     assert not covers(write, "models", "models/flight_delay/aliases.json")
     assert not covers(write, "models", "serving/flight_delay/state.json")
     assert not covers(iam_grants("triton", "write"), "models", "triton/model_repository/flight_delay/config.pbtxt")
-    assert not covers(iam_grants("trainer", "read"), "data", "validated/flights/date=2013-04-01/v-1/part.parquet")
+    # the rollout reads flight outcomes (its labels); the trainer role still reads no other validated table
+    assert not covers(iam_grants("trainer", "read"), "data", "validated/weather/date=2013-04-01/v-1/part.parquet")
 
 
 def test_pipelines_role_is_the_union_of_the_stage_roles():

@@ -2,7 +2,7 @@
 every step of the three pipelines runs its stage's image (containers/images.yaml), asks for a GPU
 node exactly when its StageSpec says so (train only; deploy runs on a CPU node), runs as the images' non-root user with
 an emptyDir for its local writes, takes every setting from the flightdeck-settings ConfigMap and
-the Triton admin key (deploy only) and the Redis online store's password (materialize only) from their
+the Triton admin key (deploy and the rollout steps only) and the Redis online store's password (materialize only) from their
 Secrets, by reference."""
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pipelines.cli import COMPILED_DIR, compile_all, local_arguments, submit
 
 PIPELINE_STEPS = {
     "training": {"ingest", "validate", "features-build", "push-outcomes", "training-set", "tune", "train",
-                 "evaluate", "register", "deploy"},
+                 "evaluate", "register", "rollout-start"},
     "batch_prediction": {"ingest", "validate", "features-build", "materialize", "push-outcomes", "predict-batch"},
-    "monitoring": {"monitor"},
+    "monitoring": {"monitor", "rollout-advance"},
 }
 
 
@@ -84,7 +84,7 @@ def test_train_is_the_only_gpu_step():
     steps = [s for name in PIPELINE_STEPS for s in _steps(name)]
     gpu = {stage for _, stage, container, _ in steps if "accelerator" in container.get("resources", {})}
     assert gpu == {"train"}
-    assert "deploy" in {stage for _, stage, _, _ in steps}
+    assert {"rollout-start", "rollout-advance"} <= {stage for _, stage, _, _ in steps}
 
 
 def test_any_gpu_spec_gets_the_gpu_placement(tmp_path, monkeypatch):
@@ -136,7 +136,9 @@ def test_settings_and_secret_by_reference(name):
         assert secrets == expected, executor
         assert all(s["optional"] is False for s in k8s.get("secretAsEnv", [])), executor
     if name == "training":
-        assert any(stage == "deploy" for _, stage, _, _ in _steps(name))
+        assert any(stage == "rollout-start" for _, stage, _, _ in _steps(name))
+    if name == "monitoring":
+        assert any(stage == "rollout-advance" for _, stage, _, _ in _steps(name))
 
 
 def test_exactly_the_online_store_writers_get_the_redis_password():
@@ -179,7 +181,7 @@ def test_training_deploys_to_the_gpu_triton_by_default_and_kfp_local_to_the_cpu_
 
     spec, _ = _load(COMPILED_DIR / "training.yaml")
     assert spec["root"]["inputDefinitions"]["parameters"]["deploy_target"]["defaultValue"] == "gpu"
-    deploy = spec["root"]["dag"]["tasks"]["deploy"]["inputs"]["parameters"]["target"]
+    deploy = spec["root"]["dag"]["tasks"]["rollout-start"]["inputs"]["parameters"]["target"]
     assert deploy == {"componentInputParameter": "deploy_target"}
     local = load_settings({"FLIGHTDECK_PROFILE": "local"})
     cluster_settings = load_settings({"FLIGHTDECK_PROFILE": "aws", "FLIGHTDECK_S3_BUCKET": "b",
@@ -219,10 +221,11 @@ def test_tuning_is_an_optional_step_that_hands_train_an_artifact(tmp_path):
     assert "tune_id" in inspect.getsource(c.train.python_func)
 
 
-def test_deploy_depends_on_the_blessing_and_the_registered_version():
+def test_rollout_start_depends_on_the_blessing_and_the_registered_version():
     spec, _ = _load(COMPILED_DIR / "training.yaml")
     dag = spec["root"]["dag"]["tasks"]
-    assert set(dag["deploy"]["dependentTasks"]) == {"evaluate", "register"}
+    assert "deploy" not in dag  # a new champion never goes to all traffic from training: it starts a rollout
+    assert set(dag["rollout-start"]["dependentTasks"]) == {"evaluate", "register"}
 
 
 def test_side_effect_steps_are_never_cached_and_gate_never_retries():
@@ -251,15 +254,15 @@ def test_submit_to_an_unreachable_host_names_it_and_leaves_nothing_behind(tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_deploy_step_serves_only_a_blessed_version(home):
+def test_rollout_step_starts_only_a_blessed_version(home):
     from kfp import dsl
 
     from pipelines import components as c
 
     # The gate answers before anything is read: the registered model artifact is not even looked at.
     registered = dsl.Model(name="model", uri="unused", metadata={})
-    out = c.deploy.python_func(model=registered, version=1, blessed=False, failed=["ece 0.08 exceeds 0.05"],
-                               mode="full", target="cpu")
+    out = c.rollout_start.python_func(model=registered, version=1, blessed=False, failed=["ece 0.08 exceeds 0.05"],
+                                      target="cpu")
     assert out == (False, "not blessed: ece 0.08 exceeds 0.05")
 
 
@@ -279,7 +282,8 @@ def test_steps_pass_artifacts_and_named_values_not_tokens_or_json():
     import inspect
 
     comps = _components()
-    assert {"ingest", "validate", "train", "evaluate", "register", "deploy", "monitor"} <= set(comps)
+    assert {"ingest", "validate", "train", "evaluate", "register", "rollout_start", "rollout_advance",
+            "monitor"} <= set(comps)
     for name, comp in comps.items():
         params = inspect.signature(comp.python_func).parameters
         assert not [p for p in params if p.endswith(("_ready", "_json"))], name
@@ -304,12 +308,13 @@ def test_every_step_after_the_first_consumes_an_upstream_artifact(name):
     an upstream task produced (taskOutputArtifact), so no step is ordered by a token alone."""
     spec, _ = _load(COMPILED_DIR / f"{name}.yaml")
     tasks = spec["root"]["dag"]["tasks"]
-    (first,) = [t for t, body in tasks.items() if not body.get("dependentTasks")]
-    assert first in ("ingest", "monitor")
+    roots = {t for t, body in tasks.items() if not body.get("dependentTasks")}
+    # monitoring has two: the rollout decides from its own evidence (records, labels), not from monitor's
+    assert roots in ({"ingest"}, {"monitor", "rollout-advance"}), roots
     for task_name, task in tasks.items():
         consumed = [a["taskOutputArtifact"] for a in task["inputs"].get("artifacts", {}).values()
                     if "taskOutputArtifact" in a]
-        if task_name == first:
+        if task_name in roots:
             assert not consumed
             continue
         assert consumed, f"{name}: {task_name} consumes no upstream artifact"

@@ -234,7 +234,7 @@ def test_submit_uploads_the_ir_and_starts_a_run_named_after_the_code_version(kfp
                         "service_account"}
     spec, _ = yaml.safe_load_all(committed)
     tasks = dict(spec["root"]["dag"]["tasks"])
-    assert {"ingest", "train", "deploy"} <= set(tasks)
+    assert {"ingest", "train", "rollout-start"} <= set(tasks)
     assert all(task["cachingOptions"].get("enableCache", False) is False for task in tasks.values()), tasks
 
     # A second submit of the same code: the pipeline is found by name (get_pipeline_id), the version of

@@ -70,3 +70,29 @@ def delay_model_bytes(rows: int = 4000, seed: int = 3) -> bytes:
     num, cat = parity_sample(rows, seed=seed)
     torch.manual_seed(seed)
     return export_bytes(DelayModel(build_vocabularies(torch.from_numpy(cat), 1), *numeric_statistics(torch.from_numpy(num))))
+
+
+class KnownRisk(torch.nn.Module):
+    """P(late) = sigmoid(slope * z - 1), z = (numeric[:, 0] - 50) / 20 (missing: 50): the rollout tests draw
+    labels from slope 1.5, so a version's slope says how good it is. `spin` square matmuls per request make
+    it slow (the latency guardrail) without changing its outputs."""
+
+    def __init__(self, slope: float, spin: int = 0):
+        super().__init__()
+        self.slope = slope
+        self.spin = spin
+        self.w = torch.nn.Parameter(torch.eye(256) * 0.5, requires_grad=False)
+
+    def forward(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
+        h = self.w
+        for _ in range(self.spin):
+            h = torch.tanh(h @ self.w)
+        z = (torch.nan_to_num(numeric[:, 0], nan=50.0) - 50.0) / 20.0
+        p = torch.sigmoid(self.slope * z - 1.0) + 0.0 * h[0, 0]
+        return p.unsqueeze(1)
+
+
+def known_risk_bytes(slope: float, spin: int = 0) -> bytes:
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(KnownRisk(slope, spin).eval()), buf)
+    return buf.getvalue()

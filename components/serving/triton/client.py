@@ -169,8 +169,11 @@ class TritonClient:
         return out.as_numpy(signature.OUTPUT).reshape(-1)
 
     def score(self, model: str, version: int | str, numeric: np.ndarray, categorical: np.ndarray,
-              rows_per_request: int = 4096, in_flight: int = 4) -> np.ndarray:
-        """Many rows: large requests, several in flight, results in input order."""
+              rows_per_request: int = 4096, in_flight: int = 4, timings: list[float] | None = None) -> np.ndarray:
+        """Many rows: large requests, several in flight, results in input order.
+
+        timings: when given, each request's round trip (ms) is appended to it (the rollout's latency guardrail)."""
+        infer = self.infer if timings is None else self._timed(timings)
         n = len(numeric)
         if n == 0:
             return np.zeros(0, dtype=np.float32)
@@ -178,13 +181,21 @@ class TritonClient:
         step = min(rows_per_request, limit) if limit else rows_per_request
         bounds = [(i, min(i + step, n)) for i in range(0, n, step)]
         if len(bounds) == 1:
-            return self.infer(model, version, numeric, categorical)
+            return infer(model, version, numeric, categorical)
         out = np.empty(n, dtype=np.float32)
         with ThreadPoolExecutor(max_workers=max(1, in_flight)) as pool:
-            futures = {pool.submit(self.infer, model, version, numeric[a:b], categorical[a:b]): (a, b) for a, b in bounds}
+            futures = {pool.submit(infer, model, version, numeric[a:b], categorical[a:b]): (a, b) for a, b in bounds}
             for fut, (a, b) in futures.items():
                 out[a:b] = fut.result()
         return out
+
+    def _timed(self, timings: list[float]):
+        def infer(*args):
+            t0 = time.perf_counter()
+            out = self.infer(*args)
+            timings.append((time.perf_counter() - t0) * 1000.0)  # list.append is atomic across the pool's threads
+            return out
+        return infer
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -108,28 +109,45 @@ class Scored:
 
 def score_routed(df: pd.DataFrame, state: ServingState, client, store: ArtifactStore | None = None,
                  record: bool = True, rows_per_request: int = 4096, in_flight: int = 4) -> Scored:
+    """Score with the champion and, when a challenger is active, with it too; route per the mode.
+
+    A challenger that fails never fails the request: the champion's scores are served for every row
+    and the failure is counted in the health record the rollout's guardrails read."""
     numeric, categorical = signature.to_tensors(df)
-    champion = client.score(state.model, state.serving, numeric, categorical, rows_per_request, in_flight)
-    served_version = np.full(len(df), state.serving, dtype=np.int64)
     ch = state.challenger
+    champion_ms: list[float] = []
+    champion = client.score(state.model, state.serving, numeric, categorical, rows_per_request, in_flight,
+                            timings=champion_ms if ch is not None else None)
+    served_version = np.full(len(df), state.serving, dtype=np.int64)
     if ch is None:
         return Scored(champion, served_version)
     if "flight_id" not in df.columns:
         raise StageFailed(f"a {ch.mode} of version {ch.version} is active, and routing it needs a flight_id column")
-    challenger = client.score(state.model, ch.version, numeric, categorical, rows_per_request, in_flight)
+    challenger_ms: list[float] = []
+    try:
+        challenger = client.score(state.model, ch.version, numeric, categorical, rows_per_request, in_flight,
+                                  timings=challenger_ms)
+        errors = 0
+    except StageFailed as exc:  # TritonRequestFailed / TritonUnavailable for the challenger alone
+        logging.getLogger(__name__).warning("challenger v%s failed, the champion serves: %s", ch.version, exc)
+        challenger, errors = np.full(len(df), np.nan, dtype=np.float32), 1
     served = champion.copy()
-    if ch.mode == "canary":
+    if ch.mode == "canary" and not errors:
         mask = canary_mask(df["flight_id"].to_numpy(), ch.fraction, canary_salt(state))
         served[mask] = challenger[mask]
         served_version[mask] = ch.version
     key = None
     if record and store is not None:
-        key = record_challenger(store, state, df["flight_id"].to_numpy(), champion, challenger, served_version)
+        key = record_challenger(store, state, df["flight_id"].to_numpy(), champion, challenger, served_version,
+                                health={"champion_ms": champion_ms, "challenger_ms": challenger_ms,
+                                        "challenger_errors": errors})
     return Scored(served, served_version, challenger, key)
 
 
 def record_challenger(store: ArtifactStore, state: ServingState, flight_ids, champion, challenger,
-                      served_version) -> str:
+                      served_version, health: dict | None = None) -> str:
+    """One record file of both versions' scores per batch; with `health` (request latencies, failures),
+    a health file beside it under health/ (what the rollout's serving guardrail reads)."""
     ch = state.challenger
     now = pd.Timestamp.now(tz="UTC")
     frame = pd.DataFrame({
@@ -140,9 +158,16 @@ def record_challenger(store: ArtifactStore, state: ServingState, flight_ids, cha
         "challenger_probability": challenger.astype(np.float32),
         "served_version": served_version,
         "mode": ch.mode,
+        # The canary share: tells the rollout's steps (canary 10%, canary 50%) apart in the records.
+        "fraction": float(ch.fraction),
         "scored_at": now,
     })
-    key = f"{layout.challenger_records_prefix(state.model, state.serving, ch.version)}/{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet"
+    stem = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    prefix = layout.challenger_records_prefix(state.model, state.serving, ch.version)
+    if health is not None:  # written first: a batch's records never exist without its health
+        store.write_json(f"{prefix}/health/{stem}.json", {"mode": ch.mode, "fraction": float(ch.fraction),
+                                                          "rows": len(frame), **health})
+    key = f"{prefix}/{stem}.parquet"
     store.write_parquet(key, frame)
     return key
 
@@ -154,10 +179,11 @@ def comparison_report(store: ArtifactStore, model: str, champion: int, challenge
     labels: optional frame with flight_id and label (1 = late/cancelled) for the flights that landed.
     """
     prefix = layout.challenger_records_prefix(model, champion, challenger)
-    keys = [k for k in store.list(prefix + "/") if k.endswith(".parquet")]
+    keys = [k for k in store.list(prefix + "/") if k.endswith(".parquet") and "/health/" not in k]
     if not keys:
         raise StageFailed(f"no challenger records under {store.uri(prefix)}: run a shadow or canary first")
     rec = pd.concat([store.read_parquet(k) for k in keys], ignore_index=True)
+    rec = rec.dropna(subset=["challenger_probability"])  # batches the challenger failed (the champion served them)
     a = rec["champion_probability"].to_numpy(np.float64)
     b = rec["challenger_probability"].to_numpy(np.float64)
     diff = np.abs(a - b)

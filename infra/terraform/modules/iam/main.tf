@@ -7,7 +7,8 @@
 #   trainer       train: its training set, the validated partitions' pointers (lineage) -> runs/;
 #                 evaluate: runs/, training sets, the champion; register: runs/ -> models/;
 #                 deploy: models/ -> the Triton repository, serving/<model>/ (state, lock), the
-#                 registry's deployment record
+#                 registry's deployment record; the rollout stages (deploy's role): the challenger
+#                 records and health files (serving/), the labels of their flights (validated/flights/)
 #   batch_predict the day's validated flights, the feature tables and Feast's registry, the
 #                 serving state and (--in-process) the registry; writes data/predictions/ and, with
 #                 a shadow/canary challenger, its outputs on the same flights (serving/*/challenger/)
@@ -17,7 +18,7 @@
 #   airflow       its remote task logs (artifacts/airflow-logs/) and the run log the DAG callbacks
 #                 write (artifacts/runlog/, components/core/runlog.py); reads the reports the
 #                 flightdeck plugin serves behind the tasks' extra links (the evaluations, the
-#                 registry's model cards, the monitoring reports, the quarantine reports:
+#                 registry's model cards, the monitoring reports, the quarantine reports, the rollout reports:
 #                 components/orchestration/report_pages.py)
 # and the cluster autoscaler's role (no S3): resize this cluster's node groups, nothing else.
 locals {
@@ -31,6 +32,7 @@ locals {
       read = [
         { bucket = "data", prefix = "training_sets/" },
         { bucket = "data", prefix = "validated/*/_PUBLISHED.json" }, # pointers only: lineage hashes
+        { bucket = "data", prefix = "validated/flights/" },          # the rollout's labels (arr_delay)
         { bucket = "artifacts", prefix = "runs/" },
         { bucket = "models", prefix = "models/" },
         { bucket = "models", prefix = "serving/" },
@@ -86,6 +88,7 @@ locals {
         { bucket = "artifacts", prefix = "monitoring/" },
         { bucket = "models", prefix = "models/" },
         { bucket = "data", prefix = "quarantine/" },
+        { bucket = "models", prefix = "serving/*/rollouts/" }, # the rollout reports (rollout_page)
       ]
       write = [{ bucket = "artifacts", prefix = "airflow-logs/" }, { bucket = "artifacts", prefix = "runlog/" }]
     }
