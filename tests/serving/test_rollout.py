@@ -70,6 +70,31 @@ def replay_day(env, rows: int) -> tuple[str, np.ndarray]:
     return day, scored.probability
 
 
+def offline_holdout(champion_slope: float, challenger_slope: float) -> dict:
+    """The offline side of the comparison: both versions' TorchScript files scored in-process on a held-out
+    sample drawn like the replayed days (own seed, never served), paired as the rollout pairs its flights."""
+    import io
+
+    import torch
+
+    from components.model.network import predict
+    from components.serving.rollout import RolloutPolicy, paired_outcomes
+
+    df = flights_frame(4000, seed=7)
+    z = (df[signature.NUMERIC[0]].fillna(50.0).to_numpy(np.float64) - 50.0) / 20.0
+    y = (np.random.default_rng(7).random(len(df)) < 1 / (1 + np.exp(-(TRUE_SLOPE * z - 1.0)))).astype(np.float64)
+    p = [predict(torch.jit.load(io.BytesIO(known_risk_bytes(s))), df) for s in (champion_slope, challenger_slope)]
+    return paired_outcomes(y, p[0], p[1], RolloutPolicy())
+
+
+def agree(online: dict, offline: dict) -> None:
+    """ML Test Score, Model 2: the online log-loss difference (live traffic, labels landed later, paired per flight)
+    has the offline holdout's sign, and the two intervals overlap: offline quality predicts the online one."""
+    on, off = online["log_loss"], offline["log_loss"]
+    assert np.sign(on["diff"]) == np.sign(off["diff"]) != 0, (on, off)
+    assert on["ci"][0] <= off["ci"][1] and off["ci"][0] <= on["ci"][1], (on, off)
+
+
 def advance(env, day: str) -> dict:
     return S.rollout_advance(RolloutAdvanceParams(date=day), env["store"])
 
@@ -117,6 +142,10 @@ def test_better_challenger_is_promoted_through_every_step(env):
         print("outcomes:", o["reason"], "n", o["numbers"]["n"], "required", o["numbers"]["required_n"])
         ll = o["numbers"]["log_loss"]
         assert ll["diff"] < 0 and ll["ci"][1] < 0.02 and o["numbers"]["n"] >= o["numbers"]["required_n"] >= 500
+    offline = offline_holdout(1.0, TRUE_SLOPE)
+    print("offline holdout log-loss difference:", offline["log_loss"]["diff"], offline["log_loss"]["ci"])
+    for o in outcomes:
+        agree(o["numbers"], offline)
     env["champion"] = v
 
 
@@ -139,6 +168,9 @@ def test_stale_challenger_rolls_back_in_shadow_with_no_request_failing(env, monk
     assert env["registry"].resolve("champion") == champion  # the alias register moved is restored
     prom = env["store"].read_bytes(f"{layout.rollout_report_prefix(MODEL, champion, stale)}/metrics.prom").decode()
     assert f'flightdeck_rollout_rolled_back{{challenger="{stale}",model="flight_delay"}} 1.0' in prom
+    report = env["store"].read_json(f"{layout.rollout_report_prefix(MODEL, champion, stale)}/report.json")
+    [online] = [c["numbers"] for h in report["history"] for c in h["checks"] if c["name"] == "outcomes"]
+    agree(online, offline_holdout(TRUE_SLOPE, 0.3))  # worse offline, worse once serving
     assert advance(env, replay_day(env, 10)[0])["action"] == "none"  # nothing active any more
 
 
