@@ -114,6 +114,6 @@ def test_click_the_quarantine_report_link_of_the_refused_validate_task(ui, refus
     print(f"report opened in {time.monotonic() - t0:.1f} s")
     browser.save_screenshot(str(SHOTS / "2-quarantine-report.png"))
     assert browser.title == f"Quarantine report {DAY}..{NEXT}"
-    assert f"Verdict: REFUSED by validation: 1 batch(es) quarantined: flights {DAY}" in body
-    assert f"Quarantined: flights {DAY}" in body and "expect_column_values_to_be_in_set" in body
+    assert f"Verdict: REFUSED by validation: 1 batch(es) quarantined: schedule {DAY}" in body
+    assert f"Quarantined: schedule {DAY}" in body and "expect_column_values_to_be_in_set" in body
     assert "origin must be one of EWR, JFK, LGA" in body
