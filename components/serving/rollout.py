@@ -20,6 +20,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from components.model.gate import Policy, _auc, comparisons
+
 # (mode, share of flights the challenger serves): the steps, in order; the last is the promotion.
 STEPS: tuple[tuple[str, float], ...] = (("shadow", 0.0), ("canary", 0.1), ("canary", 0.5), ("full", 1.0))
 ADVANCE, HOLD, ROLLBACK = "advance", "hold", "rollback"
@@ -100,17 +102,6 @@ def log_losses(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
 
-def auc(y: np.ndarray, p: np.ndarray) -> float:
-    """ROC AUC by ranks (Mann-Whitney), ties averaged."""
-    from scipy.stats import rankdata
-
-    pos = y == 1
-    n1, n0 = int(pos.sum()), int((~pos).sum())
-    if not n1 or not n0:
-        return float("nan")
-    return float((rankdata(p)[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
 def paired_outcomes(y, champion, challenger, policy: RolloutPolicy, seed: int = 0) -> dict:
     """Challenger minus champion on the same flights: log loss (mean, CI, sd), ROC AUC (bootstrap CI)."""
     z = NormalDist().inv_cdf(1 - policy.alpha / 2)
@@ -122,17 +113,15 @@ def paired_outcomes(y, champion, challenger, policy: RolloutPolicy, seed: int = 
                                 "challenger": float(log_losses(y, challenger).mean()) if n else None,
                                 "diff": float(d.mean()) if n else None, "ci": [float(d.mean() - half), float(d.mean() + half)]
                                 if n > 1 else None, "diff_sd": sd}}
-    a_ch, a_cp = auc(y, champion), auc(y, challenger)
+    # The ROC AUCs and the paired bootstrap interval of their difference: the blessing gate's own
+    # (components.model.gate), on the same flights for both versions, seeded so a rerun gives the same interval.
+    y = np.asarray(y, dtype=np.float64)
+    a_ch, a_cp = (_auc(y, p) if n else float("nan") for p in (champion, challenger))
     out["roc_auc"] = {"champion": a_ch, "challenger": a_cp, "diff": a_cp - a_ch, "ci": None}
     if n > 1 and not math.isnan(a_ch):
-        rng = np.random.default_rng(seed)  # seeded: a rerun on the same evidence gives the same interval
-        diffs = []
-        for _ in range(policy.bootstrap):
-            i = rng.integers(0, n, n)
-            diffs.append(auc(y[i], challenger[i]) - auc(y[i], champion[i]))
-        diffs = np.array([x for x in diffs if not math.isnan(x)])
-        lo, hi = np.quantile(diffs, [policy.alpha / 2, 1 - policy.alpha / 2])
-        out["roc_auc"]["ci"] = [float(lo), float(hi)]
+        gate = Policy(resamples=policy.bootstrap, confidence=1 - policy.alpha, seed=seed)
+        compared = comparisons(y, np.asarray(challenger), {"champion": np.asarray(champion)}, gate)["champion"]
+        out["roc_auc"]["ci"] = [compared["lower"], compared["upper"]]
     return out
 
 
