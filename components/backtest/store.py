@@ -10,6 +10,8 @@ never split across the two, so multi-object publications stay atomic.
 
 from __future__ import annotations
 
+import json
+from datetime import date
 from pathlib import Path
 
 from components.core.store import ArtifactStore
@@ -72,3 +74,16 @@ class NamespacedStore(ArtifactStore):
 
     def write_if(self, key, data, expected):
         return self.base.write_if(self._key(key), data, expected)
+
+
+# -- the published day records -------------------------------------------------------------------
+def day_prefix(root: str, policy: str, day: date) -> str:
+    return f"{root}/days/{policy}/date={day.isoformat()}"
+
+
+def read_day(store: ArtifactStore, root: str, namespace: str, day: date, label: str | None = None) -> dict | None:
+    """A policy's published day record (None: not replayed yet), labelled with the policy's name as given now."""
+    if store.published(day_prefix(root, namespace, day)) is None:
+        return None
+    record = json.loads(store.read_published(day_prefix(root, namespace, day), "day.json"))
+    return record | {"policy": label} if label else record

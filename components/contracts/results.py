@@ -250,9 +250,9 @@ class MonitorResult(TypedDict):
     holdout_auc: float | None  # the serving version's holdout AUC, from the registry
     labels_pending: list[str]  # days of the AUC window still waiting for labels
     retrain: bool
-    trigger: str | None  # "drift" | "performance" | None
+    trigger: str | None  # drift rule: "drift" | "performance"; value trigger: "performance" | "calibration" | "age"
     reasons: list[str]
-    blocked_by: str | None  # "cooldown" | "cap" when a trigger was held back
+    blocked_by: str | None  # "cooldown" | "cap" (| "guard": value trigger) when a trigger was held back
     already_requested: str | None  # when an earlier run of the day already requested this retrain
     uri: str  # monitoring/date=<D>/
     pushed: str | None  # the Pushgateway the metrics went to, None when not pushed

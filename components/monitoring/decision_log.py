@@ -92,3 +92,45 @@ def decisions(store: ArtifactStore, limit: int = 100) -> list[dict]:
     """The latest decision per monitored day (re-running a day replaces its decision), oldest first."""
     keys = [k for k in store.list(f"{layout.MONITORING_DECISIONS}/date=") if k.endswith(".json")][-limit:]
     return [store.read_json(k) for k in keys]
+
+
+def trigger_day(store: ArtifactStore, day: date, version: int | None, summary: dict, holdout_auc: float | None,
+                record: dict, auc_rows) -> Decision:
+    """The value trigger's decision (components/monitoring/trigger.py) on the morning after the monitored
+    `day`: labels through `day`, the serving version's scored rows of the performance window (`auc_rows`,
+    the monitor's auc_window_days), the day's drift share as early warning, the earlier decisions."""
+    from components.monitoring.drift import SCORE
+    from components.monitoring.performance import labels_for_day
+    from components.monitoring.trigger import (
+        decide_trigger,
+        evidence_days,
+        guard_days,
+        load_trigger,
+        pool_evidence,
+        recent_unusual,
+    )
+    from components.monitoring.window import DAY
+
+    policy = load_trigger()
+    today = day + timedelta(days=1)
+    drift = summary.get("drift", {})
+    drift_share = drift.get("drift_share") if drift.get("status") == "ok" else None
+    watching = drift_share is not None and drift_share >= policy.drift_share_threshold
+    wanted = evidence_days(policy, today, watching)
+    labelled, unarrived = {}, {}
+    for d in sorted(set(wanted) | set(guard_days(policy, today))):
+        labels = labels_for_day(store, d)
+        if labels is None or labels.empty:
+            continue  # labels not landed: neither evidence nor a guard verdict
+        unarrived[d] = float(1.0 - labels["arrived"].mean())
+        if d in wanted:
+            rows = auc_rows[auc_rows[DAY] == d][["flight_id", SCORE]].rename(columns={SCORE: "probability"})
+            labelled[d] = rows.merge(labels, on="flight_id", how="inner")
+    evidence, skipped = pool_evidence(policy, labelled, unarrived)
+    retrains = [date.fromisoformat(e["date"]) for e in decisions(store, limit=200) if e.get("retrain")
+                and date.fromisoformat(e["date"]) < day]
+    decision = decide_trigger(policy, today, evidence, holdout_auc, serving_model_since(record), retrains,
+                              recent_unusual(policy, today, unarrived), drift_share)
+    decision.inputs |= {"rule": "trigger", "monitored_day": day.isoformat(), "model_version": version,
+                        "skipped_days": skipped}
+    return decision

@@ -27,6 +27,7 @@ from components.monitoring.decision_log import (
     keep_earlier_request,
     record_decision,
     recorded_decision,
+    trigger_day,
 )
 from components.monitoring.drift import SCORE, columns_and_sample, drift_statistics, no_verdict
 from components.monitoring.performance import performance_section
@@ -100,7 +101,10 @@ def monitor(params: MonitorParams, store: ArtifactStore | None = None, settings=
     summary["freshness"] = feature_freshness(store, schema.local_day_bounds_utc(day)[1])
     summary["predictions_published_at"] = partitions.published_at(store, layout.predictions_prefix(day))
 
-    decision = decide_day(store, policy, day, version, summary, holdout_auc, record)
+    if policy.rule == "trigger":
+        decision = trigger_day(store, day, version, summary, holdout_auc, record, rows.auc_rows)
+    else:
+        decision = decide_day(store, policy, day, version, summary, holdout_auc, record)
     keep_earlier_request(decision, recorded_decision(store, day), version)
     summary["decision"] = decision.as_dict()
     summary["seconds"] = round(time.perf_counter() - t0, 3)

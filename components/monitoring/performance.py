@@ -49,7 +49,8 @@ def performance(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict:
 
 
 def labels_for_day(store: ArtifactStore, day: date) -> pd.DataFrame | None:
-    """flight_id -> label for a day whose flights have landed (validated), else None."""
+    """flight_id -> label (and arrived: whether it ever arrived) for a day whose flights have landed
+    (validated), else None."""
     prefix = layout.validated_prefix("flights", day)
     record = store.published(prefix)
     if record is None:
@@ -59,7 +60,8 @@ def labels_for_day(store: ArtifactStore, day: date) -> pd.DataFrame | None:
         return None
     flights = pd.read_parquet(io.BytesIO(store.read_published(prefix, name)), columns=["flight_id", "arr_delay"])
     arr = flights["arr_delay"].astype("float64")
-    return pd.DataFrame({"flight_id": flights["flight_id"], "label": ((arr >= 15) | arr.isna()).astype(int)})
+    return pd.DataFrame({"flight_id": flights["flight_id"], "label": ((arr >= 15) | arr.isna()).astype(int),
+                         "arrived": arr.notna()})
 
 
 

@@ -51,6 +51,10 @@ class RetrainPolicy:
     prediction_method: str = "psi"
     prediction_threshold: float = 0.2
     # -- the retraining rule -------------------------------------------------------------------
+    # Which rule decides: "drift" (below: drift streak or AUC drop) or "trigger" (the value trigger,
+    # components/monitoring/trigger.py, with its own FLIGHTDECK_TRIGGER_* settings; drift is then an
+    # early warning only). docs/MONITORING.md says which is shipped and why.
+    rule: str = "drift"
     drift_share_threshold: float = 0.2
     consecutive_days: int = 3
     # AUC is pooled over the labelled days of a longer window: weekly AUC swings below the holdout AUC
@@ -83,6 +87,8 @@ def load_policy(env: dict[str, str] | None = None, **overrides) -> RetrainPolicy
         except ValueError:
             raise ValueError(f"retraining policy setting {f.name}={raw!r} ({key}) is not a {kind.__name__}") from None
     policy = RetrainPolicy(**values)
+    if policy.rule not in ("drift", "trigger"):
+        raise ValueError(f"retraining rule {policy.rule!r} (FLIGHTDECK_RETRAIN_RULE) is not drift or trigger")
     if not 0 < policy.drift_share_threshold <= 1:
         raise ValueError("drift_share_threshold must be in (0, 1]")
     if policy.max_current_rows and policy.max_current_rows < policy.min_rows:

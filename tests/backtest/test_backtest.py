@@ -154,6 +154,71 @@ def test_the_drift_policy_keeps_compared_rows_for_the_last_week_and_retrain_days
     assert f"the compared rows of {pruned[0]} are gone" in refused.stderr
 
 
+# A trigger that acts inside ten days: any pooled AUC "drops" (auc_drop -1), so only its cooldown and cap
+# decide when it retrains (the holiday/storm guard is off: MLK day and the Jan 30 storm fall in the window;
+# the guard is tested in tests/monitoring/test_trigger.py); small windows because the replay is ten days long.
+TRIGGER = ("trigger:perf_window_days=3/watch_window_days=2/min_labelled_rows=500/cooldown_days=3/drift_every_days=4/"
+           "train_window_days=10/auc_drop=-1/guard_max_abnormal_days=8")
+
+
+def test_a_trigger_added_to_a_finished_backtest_retrains_on_the_evidence_it_records(reference):
+    """Adding a policy to a finished backtest replays only it; the trigger retrains exactly on the mornings its
+    decision said so, on the 10 days before, and the pooled AUC it recorded equals one recomputed here from the
+    published predictions and labels of the days it says it used."""
+    from components.backtest.policies import parse_policy
+    from components.backtest.store import NamespacedStore
+    from components.monitoring.performance import labels_for_day, performance
+    from components.serving.batch_predict import read_predictions
+
+    store = reference["store"]
+    before = {p: store.published(f"backtests/reference/days/{p}/date={END}")["version"]
+              for p in ("static", "scheduled", "drift")}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in _env(reference["home"]).items():
+            mp.setenv(k, v)
+        result = backtest(BacktestParams(**{**SMALL, "policies": f"static,scheduled,drift,{TRIGGER}"},
+                                         backtest_id="reference"))
+    assert {p: store.published(f"backtests/reference/days/{p}/date={END}")["version"] for p in before} == before
+    assert [r["policy"] for r in result["summary"]] == ["static", "scheduled", "drift", TRIGGER]
+    ns = parse_policy(TRIGGER, 5).namespace
+    policy_store = NamespacedStore(store, f"backtests/reference/policies/{ns}")
+    retrained, blocked, skipped = [], set(), {}
+    for day in [d.date() for d in pd.date_range(START, END)][1:]:
+        record = read_day(store, "backtests/reference", ns, day)
+        mon = record["monitor"]
+        assert mon["date"] == (day - timedelta(days=1)).isoformat()
+        assert (record["retrain"] is not None) == mon["retrain"], day
+        blocked.add(mon["blocked_by"])
+        skipped |= mon["inputs"]["skipped_days"]
+        if mon["retrain"]:
+            retrained.append(day)
+            assert record["retrain"]["window"] == [(day - timedelta(days=10)).isoformat(),
+                                                   (day - timedelta(days=1)).isoformat()]
+        span = 2 if mon["inputs"]["watching"] else 3  # drift shortens the window it reads
+        used = [day - timedelta(days=i) for i in range(span, 0, -1)
+                if day - timedelta(days=i) >= date.fromisoformat(START)
+                and (day - timedelta(days=i)).isoformat() not in mon["inputs"]["skipped_days"]]
+        frames = []
+        for d in used:
+            scored = read_predictions(d.isoformat(), policy_store)
+            scored = scored[scored["model_version"] == mon["inputs"]["model_version"]]
+            frames.append(scored.merge(labels_for_day(store, d), on="flight_id"))
+        if not frames:  # every day of the window was a holiday or storm day
+            assert mon["inputs"]["pooled"]["rows"] == 0 and mon["trigger"] is None, mon
+            continue
+        pooled = pd.concat(frames)
+        expected = performance(pooled["label"].to_numpy(), pooled["probability"].to_numpy())
+        assert mon["inputs"]["pooled"]["rows"] == expected["rows"], (day, mon["inputs"]["skipped_days"])
+        if expected["rows"]:
+            assert mon["inputs"]["pooled"]["auc"] == pytest.approx(expected["roc_auc"], abs=1e-12)
+    # Cooldown first (the first model is 2 days old on the first morning), then two retrains, then the cap.
+    assert len(retrained) == 2 and {"cooldown", "cap"} <= blocked, (retrained, blocked)
+    assert skipped["2013-01-30"].startswith("storm (11.6% of flights never arrived")  # left out of the evidence
+    checked = [read_day(store, "backtests/reference", ns, d.date())["monitor"]["drift_share"]
+               for d in pd.date_range(START, END)[1:]]
+    assert [s is not None for s in checked] == [(i + 1) % 4 == 0 for i in range(len(checked))]  # every 4th morning
+
+
 RESUMED_POLICIES = "scheduled,drift"  # the two that change state (static is covered by the test above)
 
 

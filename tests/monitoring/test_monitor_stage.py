@@ -228,3 +228,37 @@ def test_cooldown_then_cap_hold_back_retrains_through_the_monitor_stage(local_st
     assert any("cap 2" in r for r in log["2013-07-16"]["reasons"])
     metrics = _metrics(local_store, "2013-07-16")
     assert metrics["flightdeck_retrain_recommended"][0][1] == 0.0
+
+
+def test_the_value_trigger_rule_decides_from_pooled_labels_and_drift_only_shortens_its_window(
+        local_store, frame, jan_mar_model, jan_mar_scorer, monkeypatch):
+    """FLIGHTDECK_RETRAIN_RULE=trigger: a winter model serving July misjudges the level of risk; the decision
+    pools the labels of the week before the morning (drift is high, so the watch window), leaves out storm
+    days, and fires (on ranking or calibration). Its recorded evidence equals a computation done here from the frame."""
+    from sklearn.metrics import roc_auc_score
+
+    from components.monitoring.trigger import load_trigger, unusual_day
+
+    monkeypatch.setenv("FLIGHTDECK_RETRAIN_RULE", "trigger")
+    _publish_days(local_store, frame, jan_mar_scorer, jan_mar_model, "2013-07-08", "2013-07-21",
+                  labels_until="2013-07-21")
+    result = monitor(MonitorParams(date="2013-07-21"), local_store)
+    event = {e["date"]: e for e in decisions(local_store)}["2013-07-21"]
+    inputs = event["inputs"]
+    assert inputs["rule"] == "trigger" and inputs["watching"] and result["drift_share"] >= 0.2
+
+    policy = load_trigger(env={})
+    rows = mb.days(frame, "2013-07-15", "2013-07-21").copy()  # the watch window: the 7 days before July 22
+    unarrived = rows.groupby(rows["day"].astype(str))["arr_delay"].apply(lambda s: s.isna().mean())
+    usual = [d for d, share in unarrived.items()
+             if unusual_day(policy, schema.parse_day(d), float(share)) is None]
+    assert sorted(inputs["skipped_days"]) == sorted(set(unarrived.index) - set(usual))
+    rows = rows[rows["day"].astype(str).isin(usual)]
+    p = jan_mar_scorer(rows).astype("float32").astype(float)
+    assert inputs["pooled"]["rows"] == len(rows)
+    assert inputs["pooled"]["auc"] == pytest.approx(roc_auc_score(rows["label"], p), abs=1e-9)
+    assert inputs["pooled"]["observed_rate"] == pytest.approx(rows["label"].mean(), abs=1e-12)
+    assert inputs["calibration_offset"] >= policy.calibration_gap  # July is later than the winter model thinks
+    ranking_lost = 0.70 - inputs["pooled"]["auc"] >= policy.auc_drop  # the fixture's holdout AUC is 0.70
+    assert result["retrain"] and result["trigger"] == ("performance" if ranking_lost else "calibration")
+    assert any("logit gap" in r for r in result["reasons"]) and any("pooled AUC" in r for r in result["reasons"])

@@ -8,7 +8,7 @@ path a run of a day outside it could take refuses it with OutsideSourceRange bef
 - continuous_training's window (components.orchestration.steps.plan_window): one reaching before the first
   day starts there (what was asked is kept in `requested_start`); with fewer than MIN_TRAIN_DAYS left the
   run is refused, without retries.
-- the backtest refuses a period whose data (its first model's window included) reaches outside.
+- the backtest refuses a period that reaches outside, or leaves its first model fewer than MIN_TRAIN_DAYS.
 
 The DAG runs of such days (real dag.test()) are in tests/airflow/test_dag_runs.py.
 """
@@ -152,8 +152,11 @@ def test_the_backtest_stays_inside_the_data():
     from components.backtest.run import BacktestParams
 
     BacktestParams(start="2013-02-01", end="2013-12-31").check()  # the first model trains on January
-    with pytest.raises(OutsideSourceRange, match="start on 2013-02-01 or later") as early:
-        BacktestParams(start="2013-01-15", end="2013-02-01").check()
-    assert early.value.start == date(2012, 12, 15)
+    # Like continuous_training, a window reaching before the data starts there (Jan 1..14 here) ...
+    BacktestParams(start="2013-01-15", end="2013-02-01").check()
+    # ... as long as MIN_TRAIN_DAYS remain for the first model.
+    with pytest.raises(OutsideSourceRange, match="start on 2013-01-08 or later") as early:
+        BacktestParams(start="2013-01-05", end="2013-02-01", train_window_days=31).check()
+    assert early.value.start == date(2012, 12, 5)
     with pytest.raises(OutsideSourceRange, match="end on 2013-12-31 at the latest"):
         BacktestParams(start="2013-06-01", end="2014-01-05", train_window_days=10).check()
