@@ -54,6 +54,8 @@ class BacktestParams:
                                          "gate's non-inferiority margin of the champion's)")
     held_out_from: str = param("", help="report the days from this one (YYYY-MM-DD) on separately as held out, and "
                                         "the days before as calibration (the report's periods; changes no result)")
+    through: str = param("", help="replay only up to this day (YYYY-MM-DD) and stop without a report; the same "
+                                  "command without it goes on (e.g. calibrate on the first months, then go on)")
     export: str = param("", help="also write the finished report's summary.csv, monthly.csv, retrains.csv, "
                                  "daily.csv, report.md and auc.png into this folder (docs/backtest/ for the measured run)")
     backtest_id: str = param("", help="id of the backtest (default: derived from the parameters, so re-running "
@@ -76,6 +78,8 @@ class BacktestParams:
             raise ValueError(f"--promote {self.promote!r} is not champion or blessed")
         if len(days) < 1:
             raise ValueError("the period is empty")
+        if self.through and not days[0] <= schema.parse_day(self.through) <= days[-1]:
+            raise ValueError(f"--through {self.through} is outside {days[0]}..{days[-1]}")
         # The data's clock: the replay and the first model's window stay inside the days the data holds.
         first, last = schema.NYCFLIGHTS13_DAYS
         data_first = days[0] - timedelta(days=self.train_window_days)
@@ -92,7 +96,7 @@ class BacktestParams:
         """What determines the results (and so the default id). The policies are not part of it: each has
         its own namespace, so a policy can be added to a finished backtest and only it is replayed."""
         return {k: v for k, v in asdict(self).items() if k not in ("backtest_id", "keep_reports", "policies",
-                                                                  "held_out_from", "export")}
+                                                                  "held_out_from", "export", "through")}
 
     def resolved_id(self) -> str:
         if self.backtest_id:
@@ -320,7 +324,8 @@ def backtest(params: BacktestParams, store: ArtifactStore | None = None, setting
 
     t0 = time.perf_counter()
     resumed_from = progress["last_finished_day"]
-    for day in days:
+    stop = schema.parse_day(params.through) if params.through else days[-1]
+    for day in (d for d in days if d <= stop):
         for run in runs.values():
             if base.published(day_prefix(root, run.spec.namespace, day)) is not None:
                 continue  # finished before a kill: results are published, state is in the namespace
@@ -332,11 +337,17 @@ def backtest(params: BacktestParams, store: ArtifactStore | None = None, setting
         progress["last_finished_day"] = _day(day)
         progress["updated_at"] = datetime.now(UTC).isoformat()
         base.write_json(f"{root}/progress.json", progress)
-        if day != days[-1] and (day + timedelta(days=1)).day == 1:
+        if day != days[-1] and (day + timedelta(days=1)).day == 1 and not params.through:
             # A long backtest publishes its report so far at every month end, marked partial.
             done = days[: days.index(day) + 1]
             backtest_report.publish(base, root, params, records_of(done), runs, partial_through=_day(day),
                                     refused=setup.get("refused", []))
+    if stop < days[-1]:
+        # Paused: the replayed days are published; the same command without --through goes on from here.
+        return {"backtest_id": bid, "uri": base.uri(root), "report": None, "days": len([d for d in days if d <= stop]),
+                "resumed_from": resumed_from, "data_setup": setup, "paused_after": _day(stop),
+                "replay_seconds": round(time.perf_counter() - t0, 3), "summary": [],
+                "markdown": f"backtest {bid}: paused after {stop} (--through); run it again without --through to go on"}
     records = records_of(days)
     report = backtest_report.publish(base, root, params, records, runs, refused=setup.get("refused", []))
     if params.export:

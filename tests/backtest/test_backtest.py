@@ -103,17 +103,28 @@ def test_three_policies_produce_daily_monthly_and_summary_tables(reference):
     assert "## Monthly ROC AUC (pooled)" in result["markdown"] and "| 2013-02 |" in result["markdown"]
 
 
-def test_same_seed_gives_the_same_metrics(reference):
-    """A second, independent run (other id, static policy only) reproduces the reference's static rows."""
+def test_same_seed_gives_the_same_metrics(reference, tmp_path):
+    """A second, independent run (other id, static policy only), paused after three days (--through) and then
+    finished, reproduces the reference's static rows; --export writes its tables where a program reads them."""
     with pytest.MonkeyPatch.context() as mp:
         for k, v in _env(reference["home"]).items():
             mp.setenv(k, v)
-        again = backtest(BacktestParams(**SMALL, policies="static", backtest_id="again"))
+        paused = backtest(BacktestParams(**SMALL, policies="static", backtest_id="again", through="2013-01-29"))
+        assert paused["report"] is None and paused["paused_after"] == "2013-01-29" and paused["days"] == 3
+        again = backtest(BacktestParams(**SMALL, policies="static", backtest_id="again", export=str(tmp_path),
+                                        held_out_from="2013-02-01"))
+    assert again["resumed_from"] == "2013-01-29"
+    exported = pd.read_csv(tmp_path / "summary.csv")
+    assert exported[["period", "first_day", "last_day"]].values.tolist() == [
+        ["all", START, END], ["calibration", START, "2013-01-31"], ["held out", "2013-02-01", END]]
+    assert exported["days"].tolist() == [10, 5, 5] and 0.4 < exported["worst_week_auc"][0] < 1
+    assert exported["worst_week_auc"][1:].isna().all()  # no Monday-Sunday week has 5 of their days
+    assert (tmp_path / "auc.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "monthly.csv").exists()
     store = reference["store"]
     ref = _table(store, "reference", "daily.csv")
     pd.testing.assert_frame_equal(_table(store, "again", "daily.csv"),
                                   ref[ref["policy"] == "static"].reset_index(drop=True))
-    assert again["summary"][0]["roc_auc"] == reference["result"]["summary"][0]["roc_auc"]
+    assert again["summary"][0]["roc_auc"] == reference["result"]["summary"][0]["roc_auc"]  # the "all" row
 
 
 def test_the_drift_policy_keeps_compared_rows_for_the_last_week_and_retrain_days_and_renders_them(reference):
