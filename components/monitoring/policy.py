@@ -72,12 +72,13 @@ class RetrainPolicy:
         return asdict(self)
 
 
-def load_policy(env: dict[str, str] | None = None, **overrides) -> RetrainPolicy:
-    """The default policy, with FLIGHTDECK_RETRAIN_* environment overrides, then explicit ones."""
+def settings_values(cls, prefix: str, what: str, env: dict[str, str] | None, overrides: dict) -> dict:
+    """The fields of settings dataclass `cls` given by `prefix`<FIELD> environment variables, then by
+    explicit overrides, converted to their types; a value that does not convert is named."""
     env = dict(os.environ if env is None else env)
     values: dict = {}
-    for f in fields(RetrainPolicy):
-        key = f"FLIGHTDECK_RETRAIN_{f.name.upper()}"
+    for f in fields(cls):
+        key = f"{prefix}{f.name.upper()}"
         raw = overrides.get(f.name, env.get(key))
         if raw is None or raw == "":
             continue
@@ -85,7 +86,13 @@ def load_policy(env: dict[str, str] | None = None, **overrides) -> RetrainPolicy
         try:
             values[f.name] = kind(raw)
         except ValueError:
-            raise ValueError(f"retraining policy setting {f.name}={raw!r} ({key}) is not a {kind.__name__}") from None
+            raise ValueError(f"{what} setting {f.name}={raw!r} ({key}) is not a {kind.__name__}") from None
+    return values
+
+
+def load_policy(env: dict[str, str] | None = None, **overrides) -> RetrainPolicy:
+    """The default policy, with FLIGHTDECK_RETRAIN_* environment overrides, then explicit ones."""
+    values = settings_values(RetrainPolicy, "FLIGHTDECK_RETRAIN_", "retraining policy", env, overrides)
     policy = RetrainPolicy(**values)
     if policy.rule not in ("drift", "trigger"):
         raise ValueError(f"retraining rule {policy.rule!r} (FLIGHTDECK_RETRAIN_RULE) is not drift or trigger")
@@ -174,21 +181,27 @@ def decide(policy: RetrainPolicy, today: date, history: list[DayEvidence], model
         reasons.append("no AUC yet (labels not landed) or no holdout AUC for the serving model")
 
     decision = Decision(retrain=False, trigger=trigger, reasons=reasons, inputs=inputs)
-    if trigger is None:
+    if trigger is None or held_back(decision, policy, today, retrains, model_since):
         return decision
+    decision.retrain = True
+    return decision
+
+
+def held_back(decision: Decision, policy, today: date, retrains: list[date], model_since: date | None) -> bool:
+    """Whether a fired trigger is held back by the cooldown or the cap (`policy`: any rule with
+    cooldown_days, max_retrains and cap_window_days); says why in the decision."""
     last = max([d for d in retrains if d <= today] + ([model_since] if model_since else []), default=None)
     if last is not None and (today - last).days < policy.cooldown_days:
         decision.blocked_by = "cooldown"
         decision.reasons.append(f"held back: last retrain/new model on {last}, cooldown {policy.cooldown_days} days")
-        return decision
+        return True
     recent = [d for d in retrains if 0 <= (today - d).days < policy.cap_window_days]
     if len(recent) >= policy.max_retrains:
         decision.blocked_by = "cap"
         decision.reasons.append(f"held back: {len(recent)} retrains in the last {policy.cap_window_days} days "
                                 f"(cap {policy.max_retrains})")
-        return decision
-    decision.retrain = True
-    return decision
+        return True
+    return False
 
 
 def starts_training(result: dict) -> bool:

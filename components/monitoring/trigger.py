@@ -32,14 +32,13 @@ overridden with FLIGHTDECK_TRIGGER_<SETTING>.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass, fields
 from datetime import date, timedelta
 from functools import lru_cache
 
 import pandas as pd
 
-from components.monitoring.policy import Decision
+from components.monitoring.policy import Decision, held_back, settings_values
 
 
 @dataclass(frozen=True)
@@ -67,22 +66,11 @@ class TriggerPolicy:
 
 def load_trigger(env: dict[str, str] | None = None, **overrides) -> TriggerPolicy:
     """The shipped settings, with FLIGHTDECK_TRIGGER_* environment overrides, then explicit ones."""
-    env = dict(os.environ if env is None else env)
-    known = {f.name: f for f in fields(TriggerPolicy)}
-    unknown = sorted(set(overrides) - set(known))
+    known = {f.name for f in fields(TriggerPolicy)}
+    unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ValueError(f"unknown trigger setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    values: dict = {}
-    for name, f in known.items():
-        key = f"FLIGHTDECK_TRIGGER_{name.upper()}"
-        raw = overrides.get(name, env.get(key))
-        if raw is None or raw == "":
-            continue
-        kind = {"int": int, "float": float}[f.type]
-        try:
-            values[name] = kind(raw)
-        except ValueError:
-            raise ValueError(f"trigger setting {name}={raw!r} ({key}) is not a {kind.__name__}") from None
+        raise ValueError(f"unknown trigger setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    values = settings_values(TriggerPolicy, "FLIGHTDECK_TRIGGER_", "trigger", env, overrides)
     policy = TriggerPolicy(**values)
     if min(policy.perf_window_days, policy.watch_window_days, policy.drift_every_days, policy.guard_days) < 1:
         raise ValueError("perf_window_days, watch_window_days, drift_every_days and guard_days must be >= 1")
@@ -185,16 +173,7 @@ def decide_trigger(policy: TriggerPolicy, today: date, perf: PooledPerformance, 
     decision = Decision(retrain=False, trigger=trigger, reasons=reasons, inputs=inputs)
     if trigger is None:
         return decision
-    last = max([d for d in retrains if d <= today] + ([model_since] if model_since else []), default=None)
-    if last is not None and (today - last).days < policy.cooldown_days:
-        decision.blocked_by = "cooldown"
-        decision.reasons.append(f"held back: last retrain/new model on {last}, cooldown {policy.cooldown_days} days")
-        return decision
-    recent = [d for d in retrains if 0 <= (today - d).days < policy.cap_window_days]
-    if len(recent) >= policy.max_retrains:
-        decision.blocked_by = "cap"
-        decision.reasons.append(f"held back: {len(recent)} retrains in the last {policy.cap_window_days} days "
-                                f"(cap {policy.max_retrains})")
+    if held_back(decision, policy, today, retrains, model_since):
         return decision
     if len(recent_unusual) >= policy.guard_max_abnormal_days:
         decision.blocked_by = "guard"
