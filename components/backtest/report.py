@@ -163,7 +163,7 @@ def chart_png(daily: pd.DataFrame, events: pd.DataFrame, title: str) -> bytes:
 def report_markdown(params, summary: pd.DataFrame, monthly: pd.DataFrame, events: pd.DataFrame,
                     partial_through: str | None = None, refused: list[dict] | None = None) -> str:
     shown = summary.drop(columns=["first_day", "last_day"])
-    status = f" (PARTIAL: days {params.start} .. {partial_through} only; still running)" if partial_through else ""
+    status = f" (PARTIAL: days {params.start} .. {partial_through} only)" if partial_through else ""
     gaps = []
     if refused:
         names = ", ".join(f"{r['table']} {r['date']}" for r in refused)

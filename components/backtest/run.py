@@ -54,8 +54,9 @@ class BacktestParams:
                                          "gate's non-inferiority margin of the champion's)")
     held_out_from: str = param("", help="report the days from this one (YYYY-MM-DD) on separately as held out, and "
                                         "the days before as calibration (the report's periods; changes no result)")
-    through: str = param("", help="replay only up to this day (YYYY-MM-DD) and stop without a report; the same "
-                                  "command without it goes on (e.g. calibrate on the first months, then go on)")
+    through: str = param("", help="replay only up to this day (YYYY-MM-DD), report those days (marked partial) and "
+                                  "stop; the same command without it goes on (calibrate on the first months, then "
+                                  "replay the held-out ones)")
     export: str = param("", help="also write the finished report's summary.csv, monthly.csv, retrains.csv, "
                                  "daily.csv, report.md and auc.png into this folder (docs/backtest/ for the measured run)")
     backtest_id: str = param("", help="id of the backtest (default: derived from the parameters, so re-running "
@@ -342,20 +343,19 @@ def backtest(params: BacktestParams, store: ArtifactStore | None = None, setting
             done = days[: days.index(day) + 1]
             backtest_report.publish(base, root, params, records_of(done), runs, partial_through=_day(day),
                                     refused=setup.get("refused", []))
-    if stop < days[-1]:
-        # Paused: the replayed days are published; the same command without --through goes on from here.
-        return {"backtest_id": bid, "uri": base.uri(root), "report": None, "days": len([d for d in days if d <= stop]),
-                "resumed_from": resumed_from, "data_setup": setup, "paused_after": _day(stop),
-                "replay_seconds": round(time.perf_counter() - t0, 3), "summary": [],
-                "markdown": f"backtest {bid}: paused after {stop} (--through); run it again without --through to go on"}
-    records = records_of(days)
-    report = backtest_report.publish(base, root, params, records, runs, refused=setup.get("refused", []))
+    done = [d for d in days if d <= stop]
+    # Paused (--through): the report covers the replayed days, marked partial; the same command without
+    # --through goes on from there.
+    report = backtest_report.publish(base, root, params, records_of(done), runs, refused=setup.get("refused", []),
+                                     partial_through=_day(stop) if stop < days[-1] else None)
     if params.export:
         backtest_report.export(base, root, params.export)
-    progress["finished_at"] = datetime.now(UTC).isoformat()
-    base.write_json(f"{root}/progress.json", progress)
-    return {"backtest_id": bid, "uri": base.uri(root), "report": report["uri"], "days": len(days),
+    if stop == days[-1]:
+        progress["finished_at"] = datetime.now(UTC).isoformat()
+        base.write_json(f"{root}/progress.json", progress)
+    return {"backtest_id": bid, "uri": base.uri(root), "report": report["uri"], "days": len(done),
             "resumed_from": resumed_from, "data_setup": setup, "replay_seconds": round(time.perf_counter() - t0, 3),
+            "paused_after": _day(stop) if stop < days[-1] else None,
             "summary": report["summary"], "markdown": report["markdown"]}
 
 

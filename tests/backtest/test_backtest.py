@@ -110,7 +110,9 @@ def test_same_seed_gives_the_same_metrics(reference, tmp_path):
         for k, v in _env(reference["home"]).items():
             mp.setenv(k, v)
         paused = backtest(BacktestParams(**SMALL, policies="static", backtest_id="again", through="2013-01-29"))
-        assert paused["report"] is None and paused["paused_after"] == "2013-01-29" and paused["days"] == 3
+        assert paused["paused_after"] == "2013-01-29" and paused["days"] == 3
+        assert reference["store"].published("backtests/again/report")["meta"]["partial_through"] == "2013-01-29"
+        assert "PARTIAL: days 2013-01-27 .. 2013-01-29 only" in paused["markdown"]
         again = backtest(BacktestParams(**SMALL, policies="static", backtest_id="again", export=str(tmp_path),
                                         held_out_from="2013-02-01"))
     assert again["resumed_from"] == "2013-01-29"
