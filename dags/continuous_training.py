@@ -1,6 +1,7 @@
 """continuous_training: ingest -> validate -> features -> [tune] -> train -> evaluate -> (blessed?) register -> rollout_start.
 
-Weekly, and also whenever monitoring records a drift event (asset-or-time schedule). The
+Monthly (the 1st, 06:00 UTC: the 2013 backtest's best calendar, docs/BACKTEST.md), and also whenever
+monitoring records a drift event (asset-or-time schedule). The
 training window is the `window_days` days before the run's day (its logical date, or the
 drifted day named by the drift event), so a rerun for the same date does the same work.
 Scheduled on the data's clock: from the source's first day to its last (2013: trigger a day with
@@ -38,7 +39,7 @@ TUNED = "{{ (ti.xcom_pull(task_ids='tune') or {}).get('tune_id', '') }}"
 with DAG(
     dag_id="continuous_training",
     description="retrain, evaluate, promote the flight delay model and start its rollout",
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 6 * * 1", timezone="UTC"), assets=DRIFT),
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 6 1 * *", timezone="UTC"), assets=DRIFT),
     start_date=START_DATE,
     end_date=END_DATE,  # the data's clock: the last day the source holds (docs/AIRFLOW.md)
     catchup=False,

@@ -46,8 +46,8 @@ class TriggerPolicy:
     perf_window_days: int = 14
     watch_window_days: int = 7
     min_labelled_rows: int = 3000
-    auc_drop: float = 0.03
-    calibration_gap: float = 0.25
+    auc_drop: float = 0.02
+    calibration_gap: float = 0.15
     max_age_days: int = 0
     drift_every_days: int = 7
     drift_share_threshold: float = 0.2

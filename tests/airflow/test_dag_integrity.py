@@ -110,7 +110,7 @@ def test_the_schedules_follow_the_data_clock(dagbag):
 
     first, last = NYCFLIGHTS13_DAYS
     # batch_prediction runs every scoring interval (hourly by default): its last run starts the data's last
-    # UTC hour; continuous_training runs weekly at 06:00.
+    # UTC hour; continuous_training runs monthly, on the 1st at 06:00.
     for dag_id, hour in (("batch_prediction", 23), ("continuous_training", 6)):
         dag = dagbag.dags[dag_id]
         assert dag.start_date == pendulum.datetime(first.year, first.month, first.day), dag_id
@@ -118,10 +118,10 @@ def test_the_schedules_follow_the_data_clock(dagbag):
         scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
         assert scheduler_dag.next_dagrun_info(last_automated_run_info=None) is None, dag_id
         # Replayed over the year (a backfill, catchup): the last scheduled run is on the data's last day or,
-        # for the weekly training, its last Monday (2013-12-30).
+        # for the monthly training, Dec 1 (the run before it: Nov 1).
         year = TimeRestriction(earliest=dag.start_date, latest=dag.end_date, catchup=True)
-        last_run = pendulum.datetime(2013, 12, 31 if dag_id == "batch_prediction" else 30, hour)
-        step = pendulum.duration(hours=1) if dag_id == "batch_prediction" else pendulum.duration(days=7)
+        last_run = pendulum.datetime(2013, 12, 31 if dag_id == "batch_prediction" else 1, hour)
+        step = pendulum.duration(hours=1) if dag_id == "batch_prediction" else pendulum.duration(days=30)
         timetable = scheduler_dag.timetable
         info = timetable.next_dagrun_info(last_automated_data_interval=DagRunInfo.exact(last_run - step).data_interval,
                                           restriction=year)
