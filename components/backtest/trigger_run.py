@@ -17,7 +17,7 @@ from datetime import date, timedelta
 
 import pandas as pd
 
-from components.monitoring.trigger import guard_days as recent_days
+from components.monitoring.trigger import guard_days
 
 
 class TriggerMorning:
@@ -52,10 +52,9 @@ class TriggerMorning:
 
     def frame(self, day: date) -> pd.DataFrame | None:
         if day not in self._frames:
-            try:
-                self._frames[day] = self.run.scored_frame(day)
-            except Exception:  # noqa: BLE001 - a day this policy did not score (before the start): no evidence
-                self._frames[day] = None
+            # Days before the replay's start were never scored by this policy: no evidence. Any other
+            # failure to read a scored day is a real error and propagates.
+            self._frames[day] = self.run.scored_frame(day) if day >= self.run.start else None
         return self._frames[day]
 
     def unarrived_share(self, day: date) -> float | None:
@@ -84,7 +83,7 @@ class TriggerMorning:
             frame = self.frame(d)
             if frame is not None and not frame.empty:
                 labelled[d] = frame[frame["model_version"] == champion]
-        seen = set(labelled) | set(d for d in recent_days(p, day))
+        seen = set(labelled) | set(guard_days(p, day))
         unarrived = {d: self.unarrived_share(d) for d in seen}
         evidence, skipped = pool_evidence(p, labelled, unarrived)
         decision = decide_trigger(p, day, evidence, holdout_auc, model_since, retrains,
