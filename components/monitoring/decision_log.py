@@ -108,6 +108,7 @@ def trigger_day(store: ArtifactStore, day: date, version: int | None, summary: d
         load_trigger,
         pool_evidence,
         recent_unusual,
+        refused_candidates,
     )
     from components.monitoring.window import DAY
 
@@ -129,8 +130,21 @@ def trigger_day(store: ArtifactStore, day: date, version: int | None, summary: d
     evidence, skipped = pool_evidence(policy, labelled, unarrived)
     retrains = [date.fromisoformat(e["date"]) for e in decisions(store, limit=200) if e.get("retrain")
                 and date.fromisoformat(e["date"]) < day]
-    decision = decide_trigger(policy, today, evidence, holdout_auc, serving_model_since(record), retrains,
-                              recent_unusual(policy, today, unarrived), drift_share)
+    since = serving_model_since(record)
+    refused = refused_candidates(_registry_entries(store), version, since, today)
+    decision = decide_trigger(policy, today, evidence, holdout_auc, since, retrains,
+                              recent_unusual(policy, today, unarrived), drift_share, refused=len(refused))
     decision.inputs |= {"rule": "trigger", "monitored_day": day.isoformat(), "model_version": version,
-                        "skipped_days": skipped}
+                        "skipped_days": skipped, "refused_versions": refused}
     return decision
+
+
+def _registry_entries(store: ArtifactStore) -> dict[int, dict]:
+    """Every registered version's record (none when there is no registry yet)."""
+    from components.model.registry import open_registry
+
+    try:
+        registry = open_registry(store=store)
+        return {v: registry.get(v) for v in registry.versions()}
+    except (StageFailed, ArtifactNotFound):
+        return {}

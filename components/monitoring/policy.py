@@ -187,13 +187,16 @@ def decide(policy: RetrainPolicy, today: date, history: list[DayEvidence], model
     return decision
 
 
-def held_back(decision: Decision, policy, today: date, retrains: list[date], model_since: date | None) -> bool:
+def held_back(decision: Decision, policy, today: date, retrains: list[date], model_since: date | None,
+              cooldown_days: int | None = None, why_cooldown: str = "") -> bool:
     """Whether a fired trigger is held back by the cooldown or the cap (`policy`: any rule with
-    cooldown_days, max_retrains and cap_window_days); says why in the decision."""
+    cooldown_days, max_retrains and cap_window_days; `cooldown_days` replaces the policy's, with
+    `why_cooldown` saying why); says why in the decision."""
+    cooldown = policy.cooldown_days if cooldown_days is None else cooldown_days
     last = max([d for d in retrains if d <= today] + ([model_since] if model_since else []), default=None)
-    if last is not None and (today - last).days < policy.cooldown_days:
+    if last is not None and (today - last).days < cooldown:
         decision.blocked_by = "cooldown"
-        decision.reasons.append(f"held back: last retrain/new model on {last}, cooldown {policy.cooldown_days} days")
+        decision.reasons.append(f"held back: last retrain/new model on {last}, cooldown {cooldown} days{why_cooldown}")
         return True
     recent = [d for d in retrains if 0 <= (today - d).days < policy.cap_window_days]
     if len(recent) >= policy.max_retrains:

@@ -18,6 +18,13 @@ from the evidence the platform has each morning:
 
 A retrain is held back when
   - the serving model is younger than cooldown_days, or max_retrains happened within cap_window_days;
+  - it comes less than the backed-off cooldown after a refused candidate: each candidate trained since
+    the serving model that evaluate did not promote multiplies the cooldown by refusal_backoff (up to
+    max_cooldown_days), and a promotion resets it. A refused candidate says a retrain on today's
+    evidence does not pay (most refusals in Feb-Jul 2013 were of candidates the gate could not show
+    to be as good as its baselines); the serving model's evidence against its own holdout AUC does not
+    change with the refusal, so without the back-off the trigger fires again as soon as the cooldown
+    ends, at close to the cap's rate (docs/BACKTEST.md);
   - the recency window is dominated by unusual days: guard_max_abnormal_days or more of its last
     guard_days are holidays (US federal, +- holiday_margin_days) or storm days (a share of flights
     that never arrived >= storm_unarrived_share). Its holdout would then judge the candidate on days
@@ -52,6 +59,8 @@ class TriggerPolicy:
     drift_every_days: int = 7
     drift_share_threshold: float = 0.2
     cooldown_days: int = 14
+    refusal_backoff: float = 1.0
+    max_cooldown_days: int = 56
     max_retrains: int = 2
     cap_window_days: int = 30
     holiday_margin_days: int = 2
@@ -76,6 +85,8 @@ def load_trigger(env: dict[str, str] | None = None, **overrides) -> TriggerPolic
         raise ValueError("perf_window_days, watch_window_days, drift_every_days and guard_days must be >= 1")
     if policy.train_window_days < 7 or policy.max_retrains < 0 or policy.max_age_days < 0:
         raise ValueError("train_window_days must be >= 7, max_retrains and max_age_days >= 0")
+    if policy.refusal_backoff < 1 or policy.max_cooldown_days < policy.cooldown_days:
+        raise ValueError("refusal_backoff must be >= 1 (1 = no back-off) and max_cooldown_days >= cooldown_days")
     if not 0 < policy.storm_unarrived_share <= 1 or not 0 < policy.drift_share_threshold <= 1:
         raise ValueError("storm_unarrived_share and drift_share_threshold must be in (0, 1]")
     return policy
@@ -127,16 +138,38 @@ def calibration_offset(perf: PooledPerformance) -> float | None:
     return _logit(perf.observed_rate) - _logit(perf.predicted_rate)
 
 
+def backed_off_cooldown(policy: TriggerPolicy, refused: int) -> int:
+    """The cooldown after `refused` candidates in a row were not promoted: cooldown_days x refusal_backoff
+    per refusal, at most max_cooldown_days."""
+    return int(min(policy.cooldown_days * policy.refusal_backoff ** max(refused, 0), policy.max_cooldown_days))
+
+
+def refused_candidates(entries: dict[int, dict], serving_version: int | None, model_since: date | None,
+                       today: date) -> list[int]:
+    """The candidates trained since the serving model that did not replace it: registry `entries`
+    (version -> record) newer than the serving version whose training window ends after the serving
+    model's and before `today` (a backfilled morning does not count candidates trained later)."""
+    if serving_version is None or model_since is None:
+        return []
+    refused = []
+    for version, entry in sorted(entries.items()):
+        end = (entry.get("window") or {}).get("end")
+        if version > serving_version and end and model_since < date.fromisoformat(str(end)[:10]) < today:
+            refused.append(version)
+    return refused
+
+
 def decide_trigger(policy: TriggerPolicy, today: date, perf: PooledPerformance, holdout_auc: float | None,
                    model_since: date | None, retrains: list[date], recent_unusual: dict[date, str],
-                   drift_share: float | None) -> Decision:
+                   drift_share: float | None, refused: int = 0) -> Decision:
     """Apply the value trigger on the morning of `today` (labels through today - 1).
 
     perf: the serving model's pooled performance (over watch_window_days when drift_share is at or
       above the threshold, else perf_window_days), unusual days left out; holdout_auc: its evaluation's;
     model_since: the end of its training window; retrains: days a retrain was triggered before;
     recent_unusual: unusual days among the guard_days before today, with why; drift_share: the last
-    drift check's share of drifted inputs (None: none yet).
+    drift check's share of drifted inputs (None: none yet); refused: candidates trained since the serving
+    model that were not promoted (refused_candidates), which back the cooldown off.
     """
     watching = drift_share is not None and drift_share >= policy.drift_share_threshold
     offset = calibration_offset(perf)
@@ -145,6 +178,7 @@ def decide_trigger(policy: TriggerPolicy, today: date, perf: PooledPerformance, 
               "calibration_offset": offset, "drift_share": drift_share, "watching": watching,
               "model_since": model_since.isoformat() if model_since else None, "model_age_days": age,
               "previous_retrains": sorted(d.isoformat() for d in retrains),
+              "refused_candidates": refused, "cooldown_days": backed_off_cooldown(policy, refused),
               "recent_unusual_days": {d.isoformat(): why for d, why in sorted(recent_unusual.items())},
               "policy": policy.as_dict()}
     reasons: list[str] = []
@@ -173,7 +207,9 @@ def decide_trigger(policy: TriggerPolicy, today: date, perf: PooledPerformance, 
     decision = Decision(retrain=False, trigger=trigger, reasons=reasons, inputs=inputs)
     if trigger is None:
         return decision
-    if held_back(decision, policy, today, retrains, model_since):
+    cooldown = backed_off_cooldown(policy, refused)
+    why = f" (backed off after {refused} refused candidate(s) since the serving model)" if refused else ""
+    if held_back(decision, policy, today, retrains, model_since, cooldown, why):
         return decision
     if len(recent_unusual) >= policy.guard_max_abnormal_days:
         decision.blocked_by = "guard"

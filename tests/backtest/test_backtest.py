@@ -168,10 +168,12 @@ def test_the_drift_policy_keeps_compared_rows_for_the_last_week_and_retrain_days
 
 
 # A trigger that acts inside ten days: any pooled AUC "drops" (auc_drop -1), so only its cooldown and cap
-# decide when it retrains (the holiday/storm guard is off: MLK day and the Jan 30 storm fall in the window;
+# decide when it retrains (the back-off after refused candidates is off, so its cooldown stays 3 days and the
+# cap is reached inside the replay; the rule's back-off is tested in tests/monitoring/test_trigger.py; the
+# holiday/storm guard is off: MLK day and the Jan 30 storm fall in the window;
 # the guard is tested in tests/monitoring/test_trigger.py); small windows because the replay is ten days long.
 TRIGGER = ("trigger:perf_window_days=3/watch_window_days=2/min_labelled_rows=500/cooldown_days=3/drift_every_days=4/"
-           "train_window_days=10/auc_drop=-1/guard_max_abnormal_days=8")
+           "train_window_days=10/auc_drop=-1/guard_max_abnormal_days=8/refusal_backoff=1")
 
 
 def test_a_trigger_added_to_a_finished_backtest_retrains_on_the_evidence_it_records(reference):
@@ -195,12 +197,16 @@ def test_a_trigger_added_to_a_finished_backtest_retrains_on_the_evidence_it_reco
     assert [r["policy"] for r in result["summary"]] == ["static", "scheduled", "drift", TRIGGER]
     ns = parse_policy(TRIGGER, 5).namespace
     policy_store = NamespacedStore(store, f"backtests/reference/policies/{ns}")
-    retrained, blocked, skipped = [], set(), {}
+    retrained, blocked, skipped, refused = [], set(), {}, []
     for day in [d.date() for d in pd.date_range(START, END)][1:]:
         record = read_day(store, "backtests/reference", ns, day)
         mon = record["monitor"]
         assert mon["date"] == (day - timedelta(days=1)).isoformat()
         assert (record["retrain"] is not None) == mon["retrain"], day
+        # the candidates retrained since the serving model and not promoted, as the day records tell them
+        assert mon["inputs"]["refused_versions"] == refused, day
+        if record["retrain"] is not None:
+            refused = [] if record["retrain"]["promoted"] else refused + [record["retrain"]["version"]]
         blocked.add(mon["blocked_by"])
         skipped |= mon["inputs"]["skipped_days"]
         if mon["retrain"]:

@@ -8,9 +8,11 @@ import pytest
 
 from components.monitoring.trigger import (
     PooledPerformance,
+    backed_off_cooldown,
     decide_trigger,
     guard_days,
     load_trigger,
+    refused_candidates,
     unusual_day,
 )
 
@@ -23,8 +25,8 @@ def perf(auc=0.735, observed=0.25, predicted=0.25, rows=10_000):
     return PooledPerformance(days=14, rows=rows, auc=auc, observed_rate=observed, predicted_rate=predicted)
 
 
-def decide(p=None, *, policy=POLICY, holdout=0.74, since=SINCE, retrains=(), unusual=None, drift=None):
-    return decide_trigger(policy, TODAY, p or perf(), holdout, since, list(retrains), unusual or {}, drift)
+def decide(p=None, *, policy=POLICY, holdout=0.74, since=SINCE, retrains=(), unusual=None, drift=None, refused=0):
+    return decide_trigger(policy, TODAY, p or perf(), holdout, since, list(retrains), unusual or {}, drift, refused)
 
 
 def test_a_model_that_ranks_and_judges_risk_as_well_as_on_its_holdout_is_kept():
@@ -68,6 +70,36 @@ def test_cooldown_cap_and_the_holiday_storm_guard_hold_a_fired_trigger_back():
     guarded = decide(bad, unusual=unusual)
     assert guarded.blocked_by == "guard" and not guarded.retrain and "re-examined tomorrow" in guarded.reasons[-1]
     assert decide(bad, unusual=dict(list(unusual.items())[:-1])).retrain
+
+
+def test_each_refused_candidate_backs_the_cooldown_off_until_a_promotion_resets_it():
+    assert [backed_off_cooldown(POLICY, n) for n in range(5)] == [14, 28, 56, 56, 56]
+    bad = perf(auc=0.60)
+    last = TODAY - timedelta(days=20)  # a candidate trained 20 days ago was refused
+    once = decide(bad, retrains=[last], refused=1)
+    assert not once.retrain and once.blocked_by == "cooldown" and once.inputs["cooldown_days"] == 28
+    assert "cooldown 28 days (backed off after 1 refused candidate(s)" in once.reasons[-1]
+    assert decide(bad, retrains=[last], refused=0).retrain  # the same morning after a promotion: fires
+    assert decide(bad, retrains=[TODAY - timedelta(days=28)], refused=1).retrain  # the backed-off cooldown ended
+    no_backoff = load_trigger(env={"FLIGHTDECK_TRIGGER_REFUSAL_BACKOFF": "1"})
+    assert decide(bad, retrains=[last], refused=3, policy=no_backoff).retrain
+    with pytest.raises(ValueError, match="refusal_backoff must be >= 1"):
+        load_trigger(env={}, refusal_backoff="0.5")
+    with pytest.raises(ValueError, match="max_cooldown_days >= cooldown_days"):
+        load_trigger(env={}, max_cooldown_days="7")
+
+
+def test_refused_candidates_are_those_trained_after_the_serving_model_and_before_the_morning():
+    def entry(end):
+        return {"window": {"start": "2013-01-01", "end": end}}
+
+    entries = {1: entry("2013-03-01"), 2: entry("2013-04-30"), 3: entry("2013-05-20"), 4: entry("2013-06-10"),
+               5: entry("2013-06-25")}
+    # version 2 serves (trained through Apr 30); 3 and 4 came after it and were not promoted; 5 was trained
+    # after this morning (a backfilled morning must not know of it); 1 is older than the serving model
+    assert refused_candidates(entries, 2, date(2013, 4, 30), TODAY) == [3, 4]
+    assert refused_candidates(entries, 4, date(2013, 6, 10), TODAY) == []
+    assert refused_candidates(entries, None, None, TODAY) == []
 
 
 def test_the_age_backstop_is_off_by_default_and_fires_when_set():
