@@ -28,4 +28,10 @@ def test_the_readme_held_out_table_is_the_committed_summary():
     monthly = pd.read_csv(REPO / "docs/backtest/monthly.csv")
     assert len(monthly) == 11 * 4 and monthly["roc_auc"].between(0.5, 1).all()
     calibration = pd.read_csv(REPO / "docs/backtest/calibration/summary.csv")
-    assert (calibration["last_day"] == "2013-07-31").all() and len(calibration) == 6
+    assert (calibration["last_day"] == "2013-07-31").all() and len(calibration) == 7
+    # docs/BACKTEST.md's back-off table is the calibration months' summary
+    backoff = calibration.set_index("policy").loc["trigger:refusal_backoff=2"]
+    row = next(line for line in (REPO / "docs/BACKTEST.md").read_text().splitlines() if "back-off 2 |" in line)
+    cells = [c.strip().strip("*") for c in row.strip("|").split("|")][1:]
+    assert cells[:5] == [f"{backoff[k]:.3f}" for k in ("roc_auc", "mean_daily_auc", "worst_week_auc", "log_loss", "ece")]
+    assert cells[5:] == [f"{backoff['retrains']} ({backoff['promoted']})", f"{backoff['compute_seconds']:.0f}"]
