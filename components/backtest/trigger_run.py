@@ -65,12 +65,12 @@ class TriggerMorning:
 
     # -- the morning -----------------------------------------------------------------------------
     def decide(self, day: date) -> dict:
+        from components.monitoring.decision_log import refused_since_serving
         from components.monitoring.trigger import (
             decide_trigger,
             evidence_days,
             pool_evidence,
             recent_unusual,
-            refused_candidates,
         )
 
         p = self.policy
@@ -92,12 +92,11 @@ class TriggerMorning:
         seen = set(labelled) | set(guard_days(p, day))
         unarrived = {d: self.unarrived_share(d) for d in seen}
         evidence, skipped = pool_evidence(p, labelled, unarrived)
-        registry = self.run.registry
-        refused = refused_candidates({v: registry.get(v) for v in registry.versions()}, champion, model_since, day)
+        refused = refused_since_serving(self.run.store, day - timedelta(days=1), champion, entry)
         decision = decide_trigger(p, day, evidence, holdout_auc, model_since, retrains,
                                   recent_unusual(p, day, unarrived), drift_share, refused=len(refused))
         decision.inputs["skipped_days"] = skipped
-        decision.inputs["refused_versions"] = refused
+        decision.inputs["refused_runs"] = refused
         decision.inputs["model_version"] = champion
         return {"date": (day - timedelta(days=1)).isoformat(), "drift_share": drift_share if drift_checked else None,
                 "last_drift_share": drift_share, "retrain": decision.retrain, "trigger": decision.trigger,

@@ -42,6 +42,8 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "flightdeck_serving_model_version": ("Model version that scored the monitored day (0: unknown)",
                                          ("model", "target")),
     "flightdeck_retrain_recommended": ("1 when the retraining policy decided to retrain", ("model",)),
+    "flightdeck_refused_candidates": ("Candidates evaluate refused against the serving version since its "
+                                      "training window", ("model",)),
     "flightdeck_monitored_day_timestamp_seconds": ("Start (UTC) of the day this run monitored", ("model",)),
     "flightdeck_predictions_last_published_timestamp_seconds": ("When the monitored day's predictions were published",
                                                                  ("model",)),

@@ -95,7 +95,7 @@ def decisions(store: ArtifactStore, limit: int = 100) -> list[dict]:
 
 
 def trigger_day(store: ArtifactStore, day: date, version: int | None, summary: dict, holdout_auc: float | None,
-                record: dict, auc_rows) -> Decision:
+                record: dict, auc_rows, refused: list[str]) -> Decision:
     """The value trigger's decision (components/monitoring/trigger.py) on the morning after the monitored
     `day`: labels through `day`, the serving version's scored rows of the performance window (`auc_rows`,
     the monitor's auc_window_days), the day's drift share as early warning, the earlier decisions."""
@@ -108,7 +108,6 @@ def trigger_day(store: ArtifactStore, day: date, version: int | None, summary: d
         load_trigger,
         pool_evidence,
         recent_unusual,
-        refused_candidates,
     )
     from components.monitoring.window import DAY
 
@@ -131,20 +130,39 @@ def trigger_day(store: ArtifactStore, day: date, version: int | None, summary: d
     retrains = [date.fromisoformat(e["date"]) for e in decisions(store, limit=200) if e.get("retrain")
                 and date.fromisoformat(e["date"]) < day]
     since = serving_model_since(record)
-    refused = refused_candidates(_registry_entries(store), version, since, today)
     decision = decide_trigger(policy, today, evidence, holdout_auc, since, retrains,
                               recent_unusual(policy, today, unarrived), drift_share, refused=len(refused))
     decision.inputs |= {"rule": "trigger", "monitored_day": day.isoformat(), "model_version": version,
-                        "skipped_days": skipped, "refused_versions": refused}
+                        "skipped_days": skipped, "refused_runs": refused}
     return decision
 
 
-def _registry_entries(store: ArtifactStore) -> dict[int, dict]:
-    """Every registered version's record (none when there is no registry yet)."""
-    from components.model.registry import open_registry
+def refused_since_serving(store: ArtifactStore, day: date, version: int | None, record: dict) -> list[str]:
+    """The training runs whose candidates evaluate refused against the serving `version` (registry
+    `record`), trained on data up to the monitored `day` (components.monitoring.trigger.refused_candidates)."""
+    from components.monitoring.trigger import refused_candidates
 
-    try:
-        registry = open_registry(store=store)
-        return {v: registry.get(v) for v in registry.versions()}
-    except (StageFailed, ArtifactNotFound):
-        return {}
+    return refused_candidates(evaluations_against(store, version), version, serving_model_since(record),
+                              day + timedelta(days=1))
+
+
+def evaluations_against(store: ArtifactStore, version: int | None) -> list[dict]:
+    """The published evaluations of candidates compared with champion `version`: run_id, champion,
+    blessed, holdout_end (only refused ones are read whole: the publish record says which were blessed)."""
+    if version is None:
+        return []
+    found = []
+    suffix = "/_PUBLISHED.json"
+    for key in store.list(layout.EVAL_RUNS):
+        if not key.endswith(suffix) or key.count("/") != layout.EVAL_RUNS.count("/") + 2:
+            continue
+        prefix = key[: -len(suffix)]
+        pointer = store.published(prefix) or {}
+        if (pointer.get("meta") or {}).get("blessed", False):
+            continue
+        report = json.loads(store.read_published(prefix, "evaluation.json"))
+        champion = (report.get("champion") or {}).get("version")
+        if champion == version:
+            found.append({"run_id": report["run_id"], "champion": champion, "blessed": report["decision"]["blessed"],
+                          "holdout_end": report["holdout"]["end"]})
+    return found

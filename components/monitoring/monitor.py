@@ -27,6 +27,7 @@ from components.monitoring.decision_log import (
     keep_earlier_request,
     record_decision,
     recorded_decision,
+    refused_since_serving,
     trigger_day,
 )
 from components.monitoring.drift import SCORE, columns_and_sample, drift_statistics, no_verdict
@@ -101,8 +102,12 @@ def monitor(params: MonitorParams, store: ArtifactStore | None = None, settings=
     summary["freshness"] = feature_freshness(store, schema.local_day_bounds_utc(day)[1])
     summary["predictions_published_at"] = partitions.published_at(store, layout.predictions_prefix(day))
 
+    # Candidates trained since the serving version that evaluate refused (either rule; the
+    # RetrainingRefused alert reads them): the serving model is getting stale and retraining is not fixing it.
+    summary["refused_candidates"] = refused_since_serving(store, day, version, record)
     if policy.rule == "trigger":
-        decision = trigger_day(store, day, version, summary, holdout_auc, record, rows.auc_rows)
+        decision = trigger_day(store, day, version, summary, holdout_auc, record, rows.auc_rows,
+                               summary["refused_candidates"])
     else:
         decision = decide_day(store, policy, day, version, summary, holdout_auc, record)
     keep_earlier_request(decision, recorded_decision(store, day), version)

@@ -63,6 +63,8 @@ def metrics_for(summary: dict) -> M.MetricsWriter:
     w.set("flightdeck_feature_freshness_seconds", summary.get("freshness", {}).get("seconds"), model=model)
     w.set("flightdeck_serving_model_version", summary.get("model_version") or 0, model=model, target="predictions")
     w.set("flightdeck_retrain_recommended", int(bool(summary.get("decision", {}).get("retrain"))), model=model)
+    refused = summary.get("refused_candidates")
+    w.set("flightdeck_refused_candidates", None if refused is None else len(refused), model=model)
     w.set("flightdeck_monitored_day_timestamp_seconds",
           schema.local_day_bounds_utc(date.fromisoformat(summary["date"]))[0].timestamp(), model=model)
     w.set("flightdeck_predictions_last_published_timestamp_seconds", summary.get("predictions_published_at"),

@@ -144,19 +144,18 @@ def backed_off_cooldown(policy: TriggerPolicy, refused: int) -> int:
     return int(min(policy.cooldown_days * policy.refusal_backoff ** max(refused, 0), policy.max_cooldown_days))
 
 
-def refused_candidates(entries: dict[int, dict], serving_version: int | None, model_since: date | None,
-                       today: date) -> list[int]:
-    """The candidates trained since the serving model that did not replace it: registry `entries`
-    (version -> record) newer than the serving version whose training window ends after the serving
-    model's and before `today` (a backfilled morning does not count candidates trained later)."""
+def refused_candidates(evaluations: list[dict], serving_version: int | None, model_since: date | None,
+                       today: date) -> list[str]:
+    """The training runs whose candidates evaluate refused against the serving version: `evaluations`
+    (run_id, champion: the version it was compared with, blessed, holdout_end) compared with the serving
+    version, not blessed, trained on data after the serving model's window and before `today` (a
+    backfilled morning does not count candidates trained on later data). Refused candidates are not
+    registered, so the evaluations are their only trace."""
     if serving_version is None or model_since is None:
         return []
-    refused = []
-    for version, entry in sorted(entries.items()):
-        end = (entry.get("window") or {}).get("end")
-        if version > serving_version and end and model_since < date.fromisoformat(str(end)[:10]) < today:
-            refused.append(version)
-    return refused
+    return sorted(e["run_id"] for e in evaluations
+                  if e["champion"] == serving_version and not e["blessed"]
+                  and model_since < date.fromisoformat(str(e["holdout_end"])[:10]) < today)
 
 
 def decide_trigger(policy: TriggerPolicy, today: date, perf: PooledPerformance, holdout_auc: float | None,
@@ -169,7 +168,7 @@ def decide_trigger(policy: TriggerPolicy, today: date, perf: PooledPerformance, 
     model_since: the end of its training window; retrains: days a retrain was triggered before;
     recent_unusual: unusual days among the guard_days before today, with why; drift_share: the last
     drift check's share of drifted inputs (None: none yet); refused: candidates trained since the serving
-    model that were not promoted (refused_candidates), which back the cooldown off.
+    model that evaluate refused (refused_candidates), which back the cooldown off.
     """
     watching = drift_share is not None and drift_share >= policy.drift_share_threshold
     offset = calibration_offset(perf)

@@ -22,7 +22,7 @@ from components.contracts.errors import StageFailed
 from components.core import runlog
 
 STALE_FEATURES_S = 36 * 3600
-LATE_S = {"batch_prediction": 26 * 3600, "monitoring": 26 * 3600, "continuous_training": 8 * 86400}
+LATE_S = {"batch_prediction": 26 * 3600, "monitoring": 26 * 3600, "continuous_training": 32 * 86400}
 
 
 def _registry_part(store, settings) -> dict:

@@ -262,3 +262,33 @@ def test_the_value_trigger_rule_decides_from_pooled_labels_and_drift_only_shorte
     ranking_lost = 0.70 - inputs["pooled"]["auc"] >= policy.auc_drop  # the fixture's holdout AUC is 0.70
     assert result["retrain"] and result["trigger"] == ("performance" if ranking_lost else "calibration")
     assert any("logit gap" in r for r in result["reasons"]) and any("pooled AUC" in r for r in result["reasons"])
+
+
+def _publish_evaluation(store, run_id, champion, blessed, holdout_end):
+    """runs/evaluate/<id>/ as the evaluate stage publishes it, with the fields the monitor reads."""
+    report = {"run_id": run_id, "champion": {"version": champion}, "decision": {"blessed": blessed, "failed": []},
+              "holdout": {"start": "2013-06-01", "end": holdout_end}}
+    store.publish(layout.eval_run_prefix(f"{run_id}__x"), {"evaluation.json": json.dumps(report).encode()},
+                  meta={"stage": "evaluate", "run_id": run_id, "blessed": blessed})
+
+
+def test_candidates_refused_since_the_serving_model_are_summarised_and_exported(local_store, frame, jan_mar_model,
+                                                                                jan_mar_scorer):
+    """Refused candidates are not registered: the published evaluations are their trace. Counted are those
+    compared with the serving version, not blessed, trained on data after the serving model's window and
+    up to the monitored day; the count is the gauge the RetrainingRefused alert reads."""
+    _publish_days(local_store, frame, jan_mar_scorer, jan_mar_model, "2013-07-08", "2013-07-14")
+    _publish_evaluation(local_store, "2013-04-01_2013-07-10_a", jan_mar_model, False, "2013-07-10")
+    _publish_evaluation(local_store, "2013-04-01_2013-07-12_b", jan_mar_model, False, "2013-07-12")
+    _publish_evaluation(local_store, "2013-04-01_2013-07-11_c", jan_mar_model, True, "2013-07-11")  # blessed
+    _publish_evaluation(local_store, "2013-04-01_2013-07-11_d", jan_mar_model + 1, False, "2013-07-11")  # other
+    _publish_evaluation(local_store, "2013-04-01_2013-07-20_e", jan_mar_model, False, "2013-07-20")  # later data
+    monitor(MonitorParams(date="2013-07-14"), local_store)
+    summary = json.loads(local_store.read_published(layout.monitoring_prefix(schema.parse_day("2013-07-14")),
+                                                    "summary.json"))
+    assert summary["refused_candidates"] == ["2013-04-01_2013-07-10_a", "2013-04-01_2013-07-12_b"]
+    assert _metrics(local_store, "2013-07-14")["flightdeck_refused_candidates"][0][1] == 2.0
+    monitor(MonitorParams(date="2013-07-11"), local_store)  # a backfilled morning: only what existed then
+    earlier = json.loads(local_store.read_published(layout.monitoring_prefix(schema.parse_day("2013-07-11")),
+                                                    "summary.json"))
+    assert earlier["refused_candidates"] == ["2013-04-01_2013-07-10_a"]
