@@ -4,6 +4,9 @@
     scheduled         retrain every --retrain-every days
     scheduled:N       retrain every N days (several calendars can run side by side: scheduled:30,scheduled:7)
     drift             the monitor stage's drift/AUC-drop rule (components/monitoring/policy.py), run daily
+    scheduled:N+drift the calendar and the drift rule together, as production ships them (continuous_training
+                      monthly and queued by the monitor's drift events): monitored daily, retrained on the
+                      calendar's days and on the days the drift rule asks for
     trigger           the value trigger (components/monitoring/trigger.py) with its shipped settings
     trigger:k=v/k=v   the value trigger with some settings changed (calibration runs; see docs/BACKTEST.md)
 
@@ -18,7 +21,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-KINDS = ("static", "scheduled", "drift", "trigger")
+KINDS = ("static", "scheduled", "drift", "trigger", "scheduled+drift")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class PolicySpec:
     def namespace(self) -> str:
         if self.kind == "scheduled" and self.name != "scheduled":
             return f"scheduled-{self.every}d"
+        if self.kind == "scheduled+drift":
+            return f"scheduled-{self.every}d-drift"
         if self.kind == "trigger":
             digest = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:8]
             return f"trigger-{digest}"
@@ -41,10 +46,12 @@ class PolicySpec:
 def parse_policy(text: str, retrain_every: int) -> PolicySpec:
     """One policy name -> its spec; a clear ValueError for anything else."""
     kind, _, arg = text.partition(":")
+    if kind == "scheduled" and arg.endswith("+drift") or kind == "scheduled+drift":
+        kind, arg = "scheduled+drift", arg.removesuffix("+drift")
     if kind not in KINDS:
-        raise ValueError(f"policy {text!r}: must be one of static, scheduled, scheduled:N, drift, trigger, "
-                         "trigger:setting=value/setting=value")
-    if kind == "scheduled":
+        raise ValueError(f"policy {text!r}: must be one of static, scheduled, scheduled:N, drift, "
+                         "scheduled:N+drift, trigger, trigger:setting=value/setting=value")
+    if kind in ("scheduled", "scheduled+drift"):
         if not arg:
             return PolicySpec(text, kind, every=retrain_every)
         if not arg.isdigit() or int(arg) < 1:

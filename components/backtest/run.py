@@ -38,8 +38,9 @@ class BacktestParams:
     start: str = param(help="first day to replay (YYYY-MM-DD); the first model trains on the days before it")
     end: str = param(help="last day to replay, inclusive (YYYY-MM-DD)")
     policies: str = param("static,scheduled,drift", help="comma-separated: static, scheduled, scheduled:N, drift, "
-                                                         "trigger, trigger:setting=value/... (components/backtest/"
-                                                         "policies.py); a policy can be added to a backtest later")
+                                                         "scheduled:N+drift, trigger, trigger:setting=value/... "
+                                                         "(components/backtest/policies.py); a policy can be added "
+                                                         "to a backtest later")
     retrain_every: int = param(30, help="scheduled policy: retrain every N days")
     train_window_days: int = param(84, help="days of data each model trains on, ending the day before it is trained "
                                             "(continuous_training's window; like it, a window reaching before the "
@@ -142,14 +143,16 @@ class PolicyRun:
         retrain, monitored = None, None
         if self.champion() is None:
             retrain = self.retrain(day, "initial model")
-        elif self.policy == "scheduled" and day > self.start and (day - self.start).days % self.spec.every == 0:
-            retrain = self.retrain(day, f"schedule (every {self.spec.every} days)")
-        elif self.policy == "drift" and day > self.start:
+        elif self.policy in ("drift", "scheduled+drift") and day > self.start:
             t0 = time.perf_counter()
             monitored = self.monitor(day - timedelta(days=1))
             seconds["monitor"] = time.perf_counter() - t0
-            if monitored["retrain"]:
+            if self.policy == "scheduled+drift" and self.calendar_day(day):
+                retrain = self.retrain(day, f"schedule (every {self.spec.every} days)")
+            elif monitored["retrain"]:
                 retrain = self.retrain(day, f"monitor: {monitored['trigger']} ({'; '.join(monitored['reasons'])})")
+        elif self.policy == "scheduled" and self.calendar_day(day):
+            retrain = self.retrain(day, f"schedule (every {self.spec.every} days)")
         elif self.policy == "trigger" and day > self.start:
             t0 = time.perf_counter()
             monitored = self.morning.decide(day)
@@ -168,7 +171,11 @@ class PolicyRun:
             self.morning.remember(record)
         return record
 
-    # -- monitoring (drift policy) --------------------------------------------------------------
+    def calendar_day(self, day: date) -> bool:
+        """A scheduled retrain is due: every `every` days after the first day."""
+        return day > self.start and (day - self.start).days % self.spec.every == 0
+
+    # -- monitoring (drift policies) ------------------------------------------------------------
     def monitor(self, day: date) -> dict:
         from components.contracts.stages import MonitorParams
         from components.monitoring.monitor import monitor

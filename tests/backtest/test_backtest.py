@@ -176,7 +176,22 @@ TRIGGER = ("trigger:perf_window_days=3/watch_window_days=2/min_labelled_rows=500
            "train_window_days=10/auc_drop=-1/guard_max_abnormal_days=8/refusal_backoff=1")
 
 
-def test_a_trigger_added_to_a_finished_backtest_retrains_on_the_evidence_it_records(reference):
+@pytest.fixture(scope="module")
+def added(reference):
+    """Two policies added to the finished reference backtest in one replay (the trigger, and the calendar
+    with the drift rule as production ships them), with the three policies' day records before it."""
+    store = reference["store"]
+    before = {p: store.published(f"backtests/reference/days/{p}/date={END}")["version"]
+              for p in ("static", "scheduled", "drift")}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in _env(reference["home"]).items():
+            mp.setenv(k, v)
+        result = backtest(BacktestParams(**{**SMALL, "policies": f"static,scheduled,drift,{TRIGGER},scheduled+drift"},
+                                         backtest_id="reference"))
+    return {"before": before, "result": result}
+
+
+def test_a_trigger_added_to_a_finished_backtest_retrains_on_the_evidence_it_records(reference, added):
     """Adding a policy to a finished backtest replays only it; the trigger retrains exactly on the mornings its
     decision said so, on the 10 days before, and the pooled AUC it recorded equals one recomputed here from the
     published predictions and labels of the days it says it used."""
@@ -185,16 +200,9 @@ def test_a_trigger_added_to_a_finished_backtest_retrains_on_the_evidence_it_reco
     from components.monitoring.performance import labels_for_day, performance
     from components.serving.batch_predict import read_predictions
 
-    store = reference["store"]
-    before = {p: store.published(f"backtests/reference/days/{p}/date={END}")["version"]
-              for p in ("static", "scheduled", "drift")}
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in _env(reference["home"]).items():
-            mp.setenv(k, v)
-        result = backtest(BacktestParams(**{**SMALL, "policies": f"static,scheduled,drift,{TRIGGER}"},
-                                         backtest_id="reference"))
+    store, before, result = reference["store"], added["before"], added["result"]
     assert {p: store.published(f"backtests/reference/days/{p}/date={END}")["version"] for p in before} == before
-    assert [r["policy"] for r in result["summary"]] == ["static", "scheduled", "drift", TRIGGER]
+    assert [r["policy"] for r in result["summary"]] == ["static", "scheduled", "drift", TRIGGER, "scheduled+drift"]
     ns = parse_policy(TRIGGER, 5).namespace
     policy_store = NamespacedStore(store, f"backtests/reference/policies/{ns}")
     retrained, blocked, skipped, refused = [], set(), {}, []
@@ -237,6 +245,28 @@ def test_a_trigger_added_to_a_finished_backtest_retrains_on_the_evidence_it_reco
     checked = [read_day(store, "backtests/reference", ns, d.date())["monitor"]["drift_share"]
                for d in pd.date_range(START, END)[1:]]
     assert [s is not None for s in checked] == [(i + 1) % 4 == 0 for i in range(len(checked))]  # every 4th morning
+
+
+def test_the_calendar_with_the_drift_rule_retrains_on_its_days_and_on_the_drift_rules(reference, added):
+    """scheduled+drift (production's default: the monthly calendar, and the monitor's drift events queue
+    continuous_training): monitored every morning like drift; retrained on the calendar's days, and on other
+    days exactly when the monitor said so, with the calendar's and the drift rule's reasons."""
+    store = reference["store"]
+    reasons, asked = {}, []
+    for day in [d.date() for d in pd.date_range(START, END)][1:]:
+        record = read_day(store, "backtests/reference", "scheduled-5d-drift", day)
+        mon = record["monitor"]
+        assert mon is not None and mon["date"] == (day - timedelta(days=1)).isoformat(), day
+        due = (day - date.fromisoformat(START)).days % 5 == 0
+        asked += [day] if mon["retrain"] and not due else []
+        assert (record["retrain"] is not None) == (due or mon["retrain"]), day
+        if record["retrain"] is not None:
+            reasons[day] = record["retrain"]["reason"]
+    assert reasons[date(2013, 2, 1)] == "schedule (every 5 days)"  # 5 days after Jan 27
+    assert asked and all(reasons[d].startswith("monitor: ") for d in asked)  # the drift rule fired too
+    assert set(reasons) == {date(2013, 2, 1)} | set(asked)
+    summary = {r["policy"]: r for r in added["result"]["summary"]}["scheduled+drift"]
+    assert summary["retrains"] == 1 + len(asked) and summary["monitor_seconds"] > 0
 
 
 RESUMED_POLICIES = "scheduled,drift"  # the two that change state (static is covered by the test above)
