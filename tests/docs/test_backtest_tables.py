@@ -35,3 +35,23 @@ def test_the_readme_held_out_table_is_the_committed_summary():
     cells = [c.strip().strip("*") for c in row.strip("|").split("|")][1:]
     assert cells[:5] == [f"{backoff[k]:.3f}" for k in ("roc_auc", "mean_daily_auc", "worst_week_auc", "log_loss", "ece")]
     assert cells[5:] == [f"{backoff['retrains']} ({backoff['promoted']})", f"{backoff['compute_seconds']:.0f}"]
+
+
+def test_the_shipped_default_replay_is_the_table_docs_backtest_shows():
+    """docs/BACKTEST.md's "shipped default" table is docs/backtest/shipped-default/summary.csv, and its
+    30-day schedule is the committed backtest's (the replay is deterministic: same seed, same scores)."""
+    shipped = pd.read_csv(REPO / "docs/backtest/shipped-default/summary.csv")
+    assert set(shipped["policy"]) == {"scheduled:30", "scheduled:30+drift"}
+    text = (REPO / "docs/BACKTEST.md").read_text()
+    section = text[text.index("## The shipped default"):]
+    for _, r in shipped[shipped["period"].isin(["all", "held out"])].iterrows():
+        row = f"| {r['period']} | {r['policy']} |"
+        line = next(line for line in section.splitlines() if line.startswith(row))
+        cells = [c.strip() for c in line.strip("|").split("|")][2:]
+        assert cells == [f"{r['roc_auc']:.4f}", f"{r['mean_daily_auc']:.4f}", f"{r['retrains']} ({r['promoted']})",
+                         f"{r['monitor_seconds']:.0f}", f"{r['compute_seconds']:.0f}"], (row, cells)
+    committed = pd.read_csv(REPO / "docs/backtest/summary.csv").set_index(["period", "policy"])
+    for _, r in shipped[shipped["policy"] == "scheduled:30"].iterrows():
+        before = committed.loc[(r["period"], "scheduled:30")]
+        assert (r["roc_auc"], r["mean_daily_auc"], r["retrains"]) == (before["roc_auc"], before["mean_daily_auc"],
+                                                                    before["retrains"])
