@@ -128,6 +128,9 @@ def _flight_tables(source: str, store: ArtifactStore, settings: Settings, opened
     return {"schedule": schedule, "outcomes": outcomes}
 
 
+IMPOSSIBLE_MINUTES = 10 * 365 * 24 * 60  # ten years: far beyond any delay or flight, far inside pandas' range
+
+
 def stamp_known_at(flights: pd.DataFrame) -> pd.Series:
     """known_at of each outcome row (components.contracts.outcomes); NaT where its inputs are missing or
     malformed, for validation to refuse (ingest does not judge)."""
@@ -135,6 +138,10 @@ def stamp_known_at(flights: pd.DataFrame) -> pd.Series:
     if not set(needed) <= set(flights.columns) or not isinstance(flights["sched_dep_utc"].dtype, pd.DatetimeTZDtype):
         return pd.Series(pd.NaT, index=flights.index, dtype="datetime64[us, UTC]")
     numeric = pd.DataFrame({c: pd.to_numeric(flights[c], errors="coerce").astype("float64") for c in needed[1:]})
+    # Minutes no flight can take (a corrupt value such as 5e16) cannot become a timestamp at all
+    # (pandas raises OutOfBoundsDatetime): NaT as for any malformed input; validation names the value.
+    durations = ["dep_delay", "air_time"]
+    numeric[durations] = numeric[durations].where(numeric[durations].abs() <= IMPOSSIBLE_MINUTES)
     known = outcome_known_at(numeric.assign(sched_dep_utc=flights["sched_dep_utc"]))
     return known.astype("datetime64[us, UTC]")
 

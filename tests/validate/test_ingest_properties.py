@@ -190,6 +190,8 @@ def run_stages(store, source: str) -> tuple[str, str]:
 @given(case=cases())
 @example(case={"rows": BASE_ROWS, "mutations": [], "fmt": "parquet"})  # the untouched rows: published
 @example(case={"rows": 0, "mutations": [], "fmt": "csv"})  # an empty file
+@example(case={"rows": 3, "mutations": [("values", "air_time", [5.069790013486611e16, 60.0, None])], "fmt": "csv"})
+# ^ minutes beyond any timestamp (found by this property on 2026-12-06: ingest raised OutOfBoundsDatetime)
 def test_ingest_and_validate_never_crash_nor_write_partially(world, case):
     store, day = world["store"], schema.parse_day(DAY)
     frame = mutate(world["real"], case)
