@@ -46,7 +46,7 @@ class PolicySpec:
 def parse_policy(text: str, retrain_every: int) -> PolicySpec:
     """One policy name -> its spec; a clear ValueError for anything else."""
     kind, _, arg = text.partition(":")
-    if kind == "scheduled" and arg.endswith("+drift") or kind == "scheduled+drift":
+    if (kind == "scheduled" and arg.endswith("+drift")) or kind == "scheduled+drift":
         kind, arg = "scheduled+drift", arg.removesuffix("+drift")
     if kind not in KINDS:
         raise ValueError(f"policy {text!r}: must be one of static, scheduled, scheduled:N, drift, "

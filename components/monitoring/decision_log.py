@@ -151,16 +151,13 @@ def evaluations_against(store: ArtifactStore, version: int | None) -> list[dict]
     blessed, holdout_end (only refused ones are read whole: the publish record says which were blessed)."""
     if version is None:
         return []
+    from components.core import partitions
+
     found = []
-    suffix = "/_PUBLISHED.json"
-    for key in store.list(layout.EVAL_RUNS):
-        if not key.endswith(suffix) or key.count("/") != layout.EVAL_RUNS.count("/") + 2:
-            continue
-        prefix = key[: -len(suffix)]
-        pointer = store.published(prefix) or {}
+    for eval_id, pointer in partitions.parts(store, layout.EVAL_RUNS).items():  # every published evaluation
         if (pointer.get("meta") or {}).get("blessed", False):
             continue
-        report = json.loads(store.read_published(prefix, "evaluation.json"))
+        report = json.loads(store.read_published(layout.eval_run_prefix(eval_id), "evaluation.json"))
         champion = (report.get("champion") or {}).get("version")
         if champion == version:
             found.append({"run_id": report["run_id"], "champion": champion, "blessed": report["decision"]["blessed"],
