@@ -1,7 +1,8 @@
 """continuous_training: ingest -> validate -> features -> [tune] -> train -> evaluate -> (blessed?) register -> rollout_start.
 
 Monthly (the 1st, 06:00 UTC: the 2013 backtest's best calendar, docs/BACKTEST.md), and also whenever
-monitoring records a drift event (asset-or-time schedule). The
+monitoring records a drift event (asset-or-time schedule; only with FLIGHTDECK_RETRAIN_ACTION=train: as
+shipped a drift decision warns, docs/MONITORING.md). The
 training window is the `window_days` days before the run's day (its logical date, or the
 drifted day named by the drift event), so a rerun for the same date does the same work.
 Scheduled on the data's clock: from the source's first day to its last (2013: trigger a day with

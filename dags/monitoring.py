@@ -1,8 +1,9 @@
 """monitoring: drift and quality of one day's predictions; ask for retraining when needed.
 
 Scheduled on the predictions asset (one run per batch-prediction day). The monitor stage
-writes its report and metrics and says, through the retraining policy, whether to retrain;
-only then does `emit_drift` record the drift asset event that schedules continuous_training.
+writes its report and metrics and says, through the retraining policy, whether to retrain; as
+shipped that is a warning (FLIGHTDECK_RETRAIN_ACTION=warn: `no_drift`, the decision and its metric);
+with the action `train`, `emit_drift` records the drift asset event that schedules continuous_training.
 Beside it, `rollout_advance` decides the active rollout (if any) from the day's evidence and labels:
 advance, hold or roll back (components.serving.rollout_stage; the same function as KFP and the CLI).
 Wiring only.

@@ -249,11 +249,12 @@ class MonitorResult(TypedDict):
     auc: float | None  # ROC AUC pooled over the labelled days of the AUC window
     holdout_auc: float | None  # the serving version's holdout AUC, from the registry
     labels_pending: list[str]  # days of the AUC window still waiting for labels
-    retrain: bool
+    retrain: bool  # the retraining rule decided to retrain (recommended; see `requested`)
     trigger: str | None  # drift rule: "drift" | "performance"; value trigger: "performance" | "calibration" | "age"
     reasons: list[str]
     blocked_by: str | None  # "cooldown" | "cap" (| "guard": value trigger) when a trigger was held back
     already_requested: str | None  # when an earlier run of the day already requested this retrain
+    requested: bool  # this run asks for a training run (retrain under FLIGHTDECK_RETRAIN_ACTION=train)
     uri: str  # monitoring/date=<D>/
     pushed: str | None  # the Pushgateway the metrics went to, None when not pushed
     seconds: float

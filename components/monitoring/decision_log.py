@@ -66,9 +66,11 @@ def keep_earlier_request(decision: Decision, earlier: dict | None, version: int 
     request, once: the day's decision stays `retrain` (the retrain it caused counts for the cooldown and
     the cap, whatever the rerun's evidence says) and `already_requested` says when it was requested, so
     the DAG does not emit a second drift event for the same day."""
-    if not earlier or not earlier.get("retrain") or earlier.get("model_version") != version:
+    # A retrain that was only recommended (the action "warn") requested nothing: a rerun under "train" may.
+    if not earlier or not earlier.get("retrain") or not earlier.get("requested_at") \
+            or earlier.get("model_version") != version:
         return
-    at = earlier.get("requested_at") or earlier.get("recorded_at")
+    at = earlier["requested_at"]
     if not decision.retrain:
         decision.retrain, decision.trigger, decision.blocked_by = True, earlier.get("trigger"), None
         decision.reasons.append(f"an earlier run of this day requested a retrain ({earlier.get('trigger')}); "
@@ -83,7 +85,7 @@ def record_decision(store: ArtifactStore, day: date, summary: dict) -> None:
     now = datetime.now(UTC).isoformat()
     decision = summary["decision"]
     event = {"date": day.isoformat(), "model_version": summary["model_version"], **decision, "recorded_at": now,
-             "requested_at": decision.get("already_requested") or (now if decision.get("retrain") else None)}
+             "requested_at": decision.get("already_requested") or (now if decision.get("requested") else None)}
     store.write_json(f"{layout.MONITORING_DECISIONS}/date={day.isoformat()}.json", event)
     store.write_json(f"{layout.MONITORING_DECISIONS}/log/{time.strftime('%Y%m%dT%H%M%S')}-{day.isoformat()}.json", event)
 

@@ -32,7 +32,7 @@ from components.monitoring.decision_log import (
 )
 from components.monitoring.drift import SCORE, columns_and_sample, drift_statistics, no_verdict
 from components.monitoring.performance import performance_section
-from components.monitoring.policy import RetrainPolicy, load_policy
+from components.monitoring.policy import RetrainPolicy, apply_action, load_policy
 from components.monitoring.report import COMPARED_FILES, push_metrics, report_files
 from components.monitoring.window import (
     WindowPlan,
@@ -110,6 +110,7 @@ def monitor(params: MonitorParams, store: ArtifactStore | None = None, settings=
                                summary["refused_candidates"])
     else:
         decision = decide_day(store, policy, day, version, summary, holdout_auc, record)
+    apply_action(decision, policy)
     keep_earlier_request(decision, recorded_decision(store, day), version)
     summary["decision"] = decision.as_dict()
     summary["seconds"] = round(time.perf_counter() - t0, 3)
@@ -170,6 +171,7 @@ def stage_result(summary: dict, uri: str, pushed: str | None) -> MonitorResult:
         "labels_pending": perf["pending_days"],
         "retrain": decision["retrain"], "trigger": decision["trigger"], "reasons": decision["reasons"],
         "blocked_by": decision["blocked_by"], "already_requested": decision["already_requested"],
+        "requested": decision["requested"],
         "uri": uri, "pushed": pushed,
         "seconds": summary["seconds"],
     }

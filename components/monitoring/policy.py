@@ -55,6 +55,12 @@ class RetrainPolicy:
     # components/monitoring/trigger.py, with its own FLIGHTDECK_TRIGGER_* settings; drift is then an
     # early warning only). docs/MONITORING.md says which is shipped and why.
     rule: str = "drift"
+    # What a decision to retrain does: "warn" records and exports it (flightdeck_retrain_recommended,
+    # the DataDriftDetected / ModelPerformanceDrop alerts) and continuous_training keeps its monthly
+    # calendar; "train" also queues continuous_training (the Airflow drift event, the KFP `retrain` output).
+    # Shipped: warn. Replayed on 2013 the drift rule's 9 extra retrains were all refused by the gate, for
+    # the same scores and +57 % compute (docs/BACKTEST.md, "The shipped default").
+    action: str = "warn"
     drift_share_threshold: float = 0.2
     consecutive_days: int = 3
     # AUC is pooled over the labelled days of a longer window: weekly AUC swings below the holdout AUC
@@ -96,6 +102,8 @@ def load_policy(env: dict[str, str] | None = None, **overrides) -> RetrainPolicy
     policy = RetrainPolicy(**values)
     if policy.rule not in ("drift", "trigger"):
         raise ValueError(f"retraining rule {policy.rule!r} (FLIGHTDECK_RETRAIN_RULE) is not drift or trigger")
+    if policy.action not in ("warn", "train"):
+        raise ValueError(f"retraining action {policy.action!r} (FLIGHTDECK_RETRAIN_ACTION) is not warn or train")
     if not 0 < policy.drift_share_threshold <= 1:
         raise ValueError("drift_share_threshold must be in (0, 1]")
     if policy.max_current_rows and policy.max_current_rows < policy.min_rows:
@@ -126,6 +134,9 @@ class Decision:
     # When an earlier run for the same day already requested this retrain (ISO time of that request):
     # a rerun of the day keeps the day's decision but must not request the retrain a second time.
     already_requested: str | None = None
+    # Whether this decision asks for a training run (retrain, under the action "train"); under "warn" a
+    # retrain is recommended only.
+    requested: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -207,8 +218,17 @@ def held_back(decision: Decision, policy, today: date, retrains: list[date], mod
     return False
 
 
+def apply_action(decision: Decision, policy: RetrainPolicy) -> None:
+    """Whether the decision requests training (the policy's action), and says so when it only warns."""
+    decision.requested = bool(decision.retrain) and policy.action == "train"
+    if decision.retrain and not decision.requested:
+        decision.reasons.append(f"retrain recommended, not started: the retraining action is {policy.action} "
+                                "(continuous_training keeps its calendar; FLIGHTDECK_RETRAIN_ACTION=train would queue it)")
+
+
 def starts_training(result: dict) -> bool:
     """Whether a monitor stage result should start a training run (the Airflow drift event, the KFP
-    `retrain` output): the policy said retrain, and no earlier run of the same day already asked for it
-    (a rerun of a day reports `already_requested`), so one drifted day starts one retrain."""
-    return bool(result.get("retrain")) and not result.get("already_requested")
+    `retrain` output): the policy said retrain under the action "train" (`requested`), and no earlier run
+    of the same day already asked for it (a rerun of a day reports `already_requested`), so one drifted
+    day starts one retrain."""
+    return bool(result.get("retrain")) and bool(result.get("requested")) and not result.get("already_requested")

@@ -176,9 +176,10 @@ def _monitor_reason(result: dict) -> str:
 
 
 def retrain_branch(**context) -> str:
-    """emit_drift when the retraining policy (inside the monitor stage) says retrain, else no_drift.
+    """emit_drift when the retraining policy (inside the monitor stage) requests a retrain, else no_drift.
 
-    A rerun of a day whose earlier run already requested the retrain (`already_requested`) goes to
+    As shipped (FLIGHTDECK_RETRAIN_ACTION=warn) a retrain is recommended, not requested: no_drift, with a
+    warning in the log; the summary, the metric and the alerts carry the recommendation. A rerun of a day whose earlier run already requested the retrain (`already_requested`) goes to
     no_drift: one drift event per day, however often the day is monitored."""
     from components.monitoring.policy import starts_training
 
@@ -186,7 +187,10 @@ def retrain_branch(**context) -> str:
     if starts_training(result):
         log.info("retraining policy says retrain (%s): %s", result.get("trigger"), _monitor_reason(result))
         return "emit_drift"
-    log.info("no retraining requested: %s", _monitor_reason(result))
+    if result.get("retrain") and not result.get("already_requested"):
+        log.warning("retraining recommended, not requested (%s): %s", result.get("trigger"), _monitor_reason(result))
+    else:
+        log.info("no retraining requested: %s", _monitor_reason(result))
     return "no_drift"
 
 
@@ -205,5 +209,5 @@ def emit_drift(**context) -> dict:
 
 def no_drift(**context) -> dict:
     result = context["ti"].xcom_pull(task_ids="monitor") or {}
-    return {"retrain": False, "drift_status": result.get("drift_status"), "reason": _monitor_reason(result),
-            "already_requested": result.get("already_requested")}
+    return {"retrain": False, "recommended": bool(result.get("retrain")), "drift_status": result.get("drift_status"),
+            "reason": _monitor_reason(result), "already_requested": result.get("already_requested")}

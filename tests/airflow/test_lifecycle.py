@@ -1,7 +1,8 @@
 """The whole lifecycle through the DAGs with dag.test() and a real Triton server:
 continuous_training deploys a first champion (its rollout goes to full directly); batch_prediction scores a day through Triton and
-records the predictions asset event; monitoring on a drifted day records the drift asset
-event that queues continuous_training, and on a quiet day does not; monitoring the drifted
+records the predictions asset event; monitoring on a drifted day recommends a retrain and, as
+shipped (the action "warn"), queues nothing; with FLIGHTDECK_RETRAIN_ACTION=train its rerun records
+the drift asset event that queues continuous_training (a quiet day does not); monitoring the drifted
 day again records no second event; the queued continuous_training run (created as the
 scheduler creates it, from the drift event) trains on the window ending at the drifted day."""
 
@@ -51,7 +52,7 @@ def dags(airflow_db):
 from components.orchestration.local import asset_rows, create_asset_triggered_runs, run_existing, unpause  # noqa: E402
 
 
-def test_lifecycle(lifecycle_env, dags):
+def test_lifecycle(lifecycle_env, dags, monkeypatch):
     from components.core.store import open_store
 
     # 1. continuous training -> a blessed champion, deployed on Triton: the DAG's defaults and the gate as
@@ -98,11 +99,20 @@ def test_lifecycle(lifecycle_env, dags):
     assert tis["no_drift"].state == "success" and tis["emit_drift"].state == "skipped"
     assert xcom(tis["rollout_advance"])["action"] == "none"  # the champion is not rolling out: nothing to decide
     assert asset_rows("flight_delay_drift") == ([], [])
-    # ... a drifted day does, and that queues a continuous_training run.
+    # ... a drifted day, as shipped (FLIGHTDECK_RETRAIN_ACTION=warn), recommends a retrain and queues nothing:
     dr, tis = run_dag(dags["monitoring"], DRIFTED_DAY)
     result = xcom(tis["monitor"])
     print("drifted day:", {k: result[k] for k in ("drift_share", "drifted_features", "retrain", "reasons")})
-    assert dr.state == "success" and result["retrain"] is True, result
+    assert dr.state == "success" and result["retrain"] is True and result["requested"] is False, result
+    assert tis["no_drift"].state == "success" and tis["emit_drift"].state == "skipped"
+    assert xcom(tis["no_drift"])["recommended"] is True
+    assert "retrain recommended, not started" in xcom(tis["no_drift"])["reason"]
+    assert asset_rows("flight_delay_drift") == ([], [])
+    # ... and with the action turned on, the day's rerun records the drift event that queues continuous_training.
+    monkeypatch.setenv("FLIGHTDECK_RETRAIN_ACTION", "train")
+    dr, tis = run_dag(dags["monitoring"], DRIFTED_DAY)
+    result = xcom(tis["monitor"])
+    assert dr.state == "success" and result["retrain"] is True and result["requested"] is True, result
     assert tis["emit_drift"].state == "success" and tis["no_drift"].state == "skipped"
     events, queued = asset_rows("flight_delay_drift")
     assert len(events) == 1 and events[0][1]["date"] == DRIFTED_DAY

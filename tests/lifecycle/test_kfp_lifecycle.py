@@ -245,7 +245,7 @@ def _scored(day) -> bool:
         open_store(), layout.predictions_prefix(day))
 
 
-def test_monitoring_pipeline_says_retrain_on_a_drifted_week_only(quiet_day_scored):
+def test_monitoring_pipeline_says_retrain_on_a_drifted_week_only(quiet_day_scored, monkeypatch):
     import json
 
     from components.core.store import open_store
@@ -254,8 +254,11 @@ def test_monitoring_pipeline_says_retrain_on_a_drifted_week_only(quiet_day_score
     _score_week(*QUIET_WEEK)
     _score_week(*DRIFTED_WEEK, through_kfp=DRIFTED_WEEK[1])
     quiet = run_local("monitoring", {"date": QUIET_WEEK[1]})
+    warned = run_local("monitoring", {"date": DRIFTED_WEEK[1]})  # as shipped: recommended, not requested
+    monkeypatch.setenv("FLIGHTDECK_RETRAIN_ACTION", "train")
     drifted = run_local("monitoring", {"date": DRIFTED_WEEK[1]})
     assert quiet.output is False
+    assert warned.output is False
     assert drifted.output is True
 
     store = open_store()
@@ -263,5 +266,7 @@ def test_monitoring_pipeline_says_retrain_on_a_drifted_week_only(quiet_day_score
                for d in (QUIET_WEEK[1], DRIFTED_WEEK[1])}
     assert summary[QUIET_WEEK[1]]["decision"]["retrain"] is False
     assert summary[DRIFTED_WEEK[1]]["decision"]["trigger"] == "drift"
+    assert summary[DRIFTED_WEEK[1]]["decision"]["retrain"] is True
+    assert summary[DRIFTED_WEEK[1]]["decision"]["requested"] is True
     drifted_features = {c for c, e in summary[DRIFTED_WEEK[1]]["drift"]["features"].items() if e["drifted"]}
     assert {"temp", "dewp"} <= drifted_features, drifted_features

@@ -173,12 +173,21 @@ def test_an_empty_day_and_a_missing_day_fail_with_a_clear_message(local_store, f
 
 
 def test_rerunning_a_day_replaces_its_decision_and_does_not_request_a_second_retrain(local_store, frame,
-                                                                                     jan_mar_model, jan_mar_scorer):
+                                                                                     jan_mar_model, jan_mar_scorer,
+                                                                                     monkeypatch):
     _publish_days(local_store, frame, jan_mar_scorer, jan_mar_model, "2013-07-10", "2013-07-15")
     for d in ("2013-07-12", "2013-07-13"):
         monitor(MonitorParams(date=d), local_store)
+    # As shipped the retrain is recommended, recorded and exported, but nothing is requested.
+    warned = monitor(MonitorParams(date="2013-07-14"), local_store)
+    assert warned["retrain"] is True and warned["requested"] is False and warned["already_requested"] is None
+    assert "retrain recommended, not started" in warned["reasons"][-1]
+    assert {e["date"]: e for e in decisions(local_store)}["2013-07-14"]["requested_at"] is None
+    assert _metrics(local_store, "2013-07-14")["flightdeck_retrain_recommended"][0][1] == 1
+    # The operator turns the action on: the day's rerun requests the retrain the warning recommended.
+    monkeypatch.setenv("FLIGHTDECK_RETRAIN_ACTION", "train")
     first = monitor(MonitorParams(date="2013-07-14"), local_store)
-    assert first["retrain"] is True and first["already_requested"] is None
+    assert first["retrain"] is True and first["requested"] is True and first["already_requested"] is None
     requested_at = {e["date"]: e for e in decisions(local_store)}["2013-07-14"]["requested_at"]
     assert requested_at
 

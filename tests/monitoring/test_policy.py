@@ -80,6 +80,27 @@ def test_one_drifted_day_starts_one_training_run():
     """The rule both orchestrators use (Airflow's drift event, KFP's `retrain` output)."""
     from components.monitoring.policy import starts_training
 
-    assert starts_training({"retrain": True, "already_requested": None}) is True
-    assert starts_training({"retrain": True, "already_requested": "2013-07-14T06:00:00+00:00"}) is False
+    assert starts_training({"retrain": True, "requested": True, "already_requested": None}) is True
+    assert starts_training({"retrain": True, "requested": True,
+                            "already_requested": "2013-07-14T06:00:00+00:00"}) is False
     assert starts_training({"retrain": False}) is False and starts_training({}) is False
+    # As shipped (the action "warn") a retrain is recommended, not requested: no training run.
+    assert starts_training({"retrain": True, "requested": False, "already_requested": None}) is False
+
+
+def test_the_shipped_action_warns_and_train_requests():
+    from components.monitoring.policy import Decision, apply_action
+
+    assert load_policy(env={}).action == "warn"
+    warned = Decision(retrain=True, trigger="drift", reasons=["drift share >= 0.20 on 3 consecutive days"])
+    apply_action(warned, load_policy(env={}))
+    assert warned.requested is False and warned.retrain is True
+    assert "retrain recommended, not started: the retraining action is warn" in warned.reasons[-1]
+    trained = Decision(retrain=True, trigger="drift")
+    apply_action(trained, load_policy(env={"FLIGHTDECK_RETRAIN_ACTION": "train"}))
+    assert trained.requested is True and trained.reasons == []
+    quiet = Decision(retrain=False, trigger=None)
+    apply_action(quiet, load_policy(env={"FLIGHTDECK_RETRAIN_ACTION": "train"}))
+    assert quiet.requested is False and quiet.reasons == []
+    with pytest.raises(ValueError, match="retraining action 'retrian' .FLIGHTDECK_RETRAIN_ACTION. is not warn or train"):
+        load_policy(env={"FLIGHTDECK_RETRAIN_ACTION": "retrian"})

@@ -86,7 +86,7 @@ def test_the_stage_result_has_exactly_the_declared_keys():
                   "features": {"temp": {"drifted": True}, "dewp": {"drifted": False}, "wind": {"drifted": True}}},
         "performance": {"roc_auc": 0.66, "pending_days": ["2013-07-14"]},
         "decision": {"retrain": True, "trigger": "drift", "reasons": ["three days"], "blocked_by": None,
-                     "already_requested": None, "inputs": {}},
+                     "already_requested": None, "requested": False, "inputs": {}},
     }
     result = stage_result(summary, "file:///a/monitoring/date=2013-07-14", None)
     assert set(result) == set(MonitorResult.__annotations__)
