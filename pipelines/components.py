@@ -156,5 +156,6 @@ def monitor(date: str, metrics: Output[Metrics], report: Output[HTML]) -> NamedT
     from pipelines.steps import run_stage
 
     result = run_stage("monitor", {"date": date}, metrics=metrics, report=report)
-    # A rerun of a day that already asked for a retrain says retrain=False here: one day, one training run.
+    # True only under FLIGHTDECK_RETRAIN_ACTION=train (as shipped a retrain is recommended in the summary and
+    # metrics, not started); a rerun of a day that already asked for one says False: one day, one training run.
     return starts_training(result), result["trigger"] or ""

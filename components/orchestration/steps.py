@@ -179,8 +179,9 @@ def retrain_branch(**context) -> str:
     """emit_drift when the retraining policy (inside the monitor stage) requests a retrain, else no_drift.
 
     As shipped (FLIGHTDECK_RETRAIN_ACTION=warn) a retrain is recommended, not requested: no_drift, with a
-    warning in the log; the summary, the metric and the alerts carry the recommendation. A rerun of a day whose earlier run already requested the retrain (`already_requested`) goes to
-    no_drift: one drift event per day, however often the day is monitored."""
+    warning in the log; the summary, the metric and the alerts carry the recommendation. A rerun of a day
+    whose earlier run already requested the retrain (`already_requested`) goes to no_drift: one drift event
+    per day, however often the day is monitored."""
     from components.monitoring.policy import starts_training
 
     result = context["ti"].xcom_pull(task_ids="monitor") or {}
