@@ -144,9 +144,12 @@ def health_check(ev: Evidence, p: RolloutPolicy) -> Check:
     # A p99 of ~100 requests is their top one or two: one scheduler pause fails a good challenger. So the
     # question is asked of all its requests: a challenger no slower than the champion has at most 1 % of them
     # above the champion's p99 (fewer still above the bound); more than that, significant at alpha
-    # (one-sided binomial tail), is a slower model, not a stray pause.
+    # (one-sided binomial tail), is a slower model, not a stray pause. scipy is imported here, as in
+    # monitoring.drift: `flightdeck status` loads this module but never runs this check.
+    from scipy.stats import binom
+
     above = int((ev.challenger_ms > bound).sum())
-    p_value = binomial_tail(above, len(ev.challenger_ms), 0.01)
+    p_value = float(binom.sf(above - 1, len(ev.challenger_ms), 0.01))  # P(X >= above)
     n.update(champion_p99_ms=round(p99c, 3), challenger_p99_ms=round(p99n, 3), bound_ms=round(bound, 3),
              requests_above_bound=above, p_value=round(p_value, 6))
     if p99n > bound and p_value < p.alpha:
@@ -157,11 +160,6 @@ def health_check(ev: Evidence, p: RolloutPolicy) -> Check:
         return Check("health", "pass", f"no errors; challenger p99 {p99n:.1f} ms above {bound:.1f} ms from {above} "
                      f"request(s) of {len(ev.challenger_ms)}, not more than 1 % at alpha {p.alpha:g} (p={p_value:.2g})", n)
     return Check("health", "pass", f"no errors; challenger p99 {p99n:.1f} ms within {bound:.1f} ms", n)
-
-
-def binomial_tail(k: int, n: int, rate: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, rate): the chance of k or more slow requests from a model no slower."""
-    return float(max(0.0, 1.0 - sum(math.comb(n, i) * rate**i * (1 - rate) ** (n - i) for i in range(k))))
 
 
 def behaviour_check(ev: Evidence, p: RolloutPolicy) -> Check:

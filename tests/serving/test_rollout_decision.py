@@ -76,13 +76,6 @@ def test_a_few_stray_slow_requests_are_not_a_slow_model(stray, action):
     assert ("not more than 1 %" in health.reason) == (action == R.ADVANCE), health.reason
 
 
-def test_the_binomial_tail_is_scipys():
-    from scipy.stats import binom
-
-    for k, n in [(0, 100), (1, 100), (4, 100), (8, 200), (30, 200)]:
-        assert R.binomial_tail(k, n, 0.01) == pytest.approx(binom.sf(k - 1, n, 0.01), abs=1e-12)
-
-
 def test_latency_is_judged_only_on_enough_requests():
     # a slow challenger on 50 requests (a few days of batch scoring): not judged, and not blocking either
     d = R.decide(evidence(chall_ms=40.0, requests=50), days_at_step=1)
